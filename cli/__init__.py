@@ -1,0 +1,1 @@
+"""pygguf command-line tools (installed as the pygguf_cli package)."""

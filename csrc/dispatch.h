@@ -1,0 +1,16 @@
+/* Run-time choice of instruction set, and the kernel table for the chosen one. */
+#ifndef PYGGUF_DISPATCH_H
+#define PYGGUF_DISPATCH_H
+
+#include "quants/traits.h"
+
+enum pg_isa { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2, PG_ISA_NEON = 3, PG_ISA_COUNT = 4 };
+
+/* The gemm of a type for one ISA, falling back to the next ISA this CPU also runs
+ * (avx512 -> avx2 -> reference). Never NULL for a type whose reference dot exists. */
+pg_gemm_fn pg_gemm_for(int isa, int type);
+
+/* The ISA in use: detected once, overridable with PYGGUF_ISA or pg_isa_set(). */
+int pg_isa_current(void);
+
+#endif

@@ -1,0 +1,26 @@
+/* A persistent pool of worker threads owned by C. pg_pool_run() runs one task on every
+ * thread (the caller is worker 0) and returns when all are done; inside a task,
+ * pg_pool_barrier() lets fused multi-stage kernels synchronise without returning to Python. */
+#ifndef PYGGUF_THREADPOOL_H
+#define PYGGUF_THREADPOOL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "api/kernels.h"
+
+typedef void (*pg_task_fn)(void *arg, int ith, int nth);
+
+void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg);
+void pg_pool_barrier(pg_pool *pool);
+
+/* [*start, *end) of n items for thread ith of nth, in whole multiples of `align` items. */
+static inline void pg_split(int64_t n, int64_t align, int ith, int nth, int64_t *start, int64_t *end) {
+    int64_t units = (n + align - 1) / align;
+    int64_t per = units / nth, extra = units % nth;
+    int64_t u0 = ith * per + (ith < extra ? ith : extra);
+    int64_t u1 = u0 + per + (ith < extra ? 1 : 0);
+    *start = u0 * align < n ? u0 * align : n;
+    *end = u1 * align < n ? u1 * align : n;
+}
+
+#endif

@@ -1,0 +1,1 @@
+"""Tokenizers built from GGUF tokenizer.ggml.* metadata."""
