@@ -38,12 +38,22 @@ class LlamaStyleCommand(click.Command):
     """Argument errors read like llama.cpp's: `error: invalid argument: --foo`, exit status 1."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        typed = list(args)                      # Click's parser consumes the list it is given
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as e:
-            raise CommandError(f"error: invalid argument: {e.option_name}") from None
+            raise CommandError(f"error: invalid argument: {_as_typed(e.option_name, typed)}") from None
         except click.UsageError as e:
             raise CommandError(f"error: {_unexpected_argument(e) or e.format_message()}") from None
+
+
+def _as_typed(option_name: str, args: list[str]) -> str:
+    """The argument as the user typed it: Click names `-z` when `-zz` was given."""
+    for arg in args:
+        typed = arg.split("=", 1)[0]
+        if typed == option_name or (not typed.startswith("--") and typed.startswith(option_name)):
+            return typed
+    return option_name
 
 
 def _unexpected_argument(e: click.UsageError) -> str | None:
@@ -193,13 +203,13 @@ def load_model(runtime: Runtime, mp: ModelParams, timings: Timings):
 
 
 def tokenize_prompt(tokenizer, prompt: str) -> list[int]:
-    """BOS (if the model wants it) + the prompt, special tokens parsed; an empty prompt is BOS alone."""
+    """BOS (if the model wants it) + the prompt, special tokens parsed; never empty, as in llama.cpp."""
     tokens = tokenizer.encode(prompt, add_special=True, parse_special=True)
     if not tokens:
         if tokenizer.bos_id is None:
-            raise CommandError("main: error: the prompt is empty and the model has no BOS token to start from")
+            raise CommandError("main: error: input is empty")
         tokens = [tokenizer.bos_id]
-        log(f"main: warning: the prompt is empty; starting from the BOS token ({tokenizer.bos_id})")
+        log(f"main: warning: embd_inp was considered empty and bos was added: [{tokenizer.bos_id}]")
     return tokens
 
 

@@ -172,8 +172,8 @@ _GENERATION_OPTIONS = [
                                      help="stop when this text is generated (repeatable)")),
     ("no_context_shift", click.option(*spellings("--no-context-shift"), "no_context_shift", is_flag=True,
                                       default=None, help="stop when the context is full instead of shifting it")),
-    ("escape", click.option("-e", "--escape/--no-escape", "escape", default=True, show_default=True,
-                            help="process \\n \\r \\t \\' \\\" \\\\ \\xHH in the prompt and reverse prompts")),
+    ("escape", click.option("-e", "--escape/--no-escape", "escape", default=True,
+                            help="process \\n \\r \\t \\' \\\" \\\\ \\xHH in the prompt and reverse prompts (default: on)")),
 ]
 
 
