@@ -9,10 +9,11 @@
  *
  * Strategy of every kernel: a register tile of 4 weight rows x PG_TILE_TOKENS tokens, so each
  * activation block is loaded once for 4 rows and each weight block once for all the tile's
- * tokens. Per block, an exact integer dot product (8 int32 lanes) is converted to float and
- * FMA'd into the output's accumulator with the scale dw*da; rows and tokens left over are done
- * by the same function with a 1-row or 1-token tile, so every output sees the same
- * operations in the same order wherever it sits (the pg_gemm_fn contract). */
+ * tokens. Quant formats: per block, exact integer dots of the 4 rows are folded into one
+ * vector (2 lanes per row), converted to float and FMA'd with [dw_r * da] into the token's
+ * accumulator. Float formats: one 8-lane FMA accumulator per output. Rows and tokens left over
+ * are done by the same function with a 1-row or 1-token tile, so every output sees the same
+ * float operations in the same order wherever it sits (the pg_gemm_fn contract). */
 #ifndef PYGGUF_LEGACY_X86_H
 #define PYGGUF_LEGACY_X86_H
 
@@ -93,28 +94,34 @@ PG_INLINE __m256i weight_values(int kind, const uint8_t *b) {
 PG_INLINE pg_half weight_d(const uint8_t *b) { pg_half h; memcpy(&h, b, 2); return h; }       /* d is first in every block */
 PG_INLINE pg_half weight_m(const uint8_t *b) { pg_half h; memcpy(&h, b + 2, 2); return h; }   /* m follows d in Q4_1/Q5_1 */
 
-/* exact int32 lanes of dot(weight block, activation block) */
-PG_INLINE __m256i block_dot(int kind, __m256i wv, __m256i av, __m256i act_sums) {
+/* exact int32 lanes of dot(weight block, activation block); offset_sums = off * (lane sums of
+ * the activation), computed once per activation block for all rows */
+PG_INLINE __m256i block_dot(int kind, __m256i wv, __m256i av, __m256i offset_sums) {
     if (kind == KIND_Q8_0)   /* both signed: move w's sign onto a (w*a = |w| * (a*sign w)) */
         return pg_dot_u8s8(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
     __m256i d = pg_dot_u8s8(wv, av);
     if (kind_offset(kind))   /* sum (q - off) * a = sum q*a - off * sum a */
-        d = _mm256_sub_epi32(d, _mm256_mullo_epi32(act_sums, _mm256_set1_epi32(kind_offset(kind))));
+        d = _mm256_sub_epi32(d, offset_sums);
     return d;
 }
 
-/* W rows [R] x A rows [T] over nb blocks; y[t*ldy + r] */
+/* 4 rows' int32 lane sums -> one vector [r0 r1 r2 r3 | r0 r1 r2 r3] (each half a partial sum
+ * of its row). Integer adds are exact, so the grouping cannot change any output. */
+PG_INLINE __m256i rows_to_lanes(__m256i m0, __m256i m1, __m256i m2, __m256i m3) {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(m0, m1), _mm256_hadd_epi32(m2, m3));
+}
+
+/* W rows [R <= 4] x A rows [T] over nb blocks; y[t*ldy + r]. Per token, one float accumulator
+ * holds all 4 rows (lanes r and r+4), fed by one FMA per block with [dw_r * da_t] */
 PG_INLINE void quant_tile(int kind, int R, int T, int64_t nb, const uint8_t *w, size_t w_stride,
                           const uint8_t *a, size_t a_stride, float *y, size_t ldy) {
     const size_t wbytes = kind_block_bytes(kind);
     const int q81 = kind_has_min(kind);                     /* activation is Q8_1 (d, s, qs) */
     const size_t abytes = q81 ? sizeof(block_q8_1) : sizeof(block_q8_0);
     const size_t aqs = q81 ? 4 : 2;                         /* offset of qs in the activation block */
-    __m256 acc[4][MAX_TILE_TOKENS];
+    __m256 acc[MAX_TILE_TOKENS];
     __m128 min_acc[MAX_TILE_TOKENS];                        /* lane r: sum of m_r * s_t (Q4_1/Q5_1) */
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (int t = 0; t < T; t++) min_acc[t] = _mm_setzero_ps();
+    for (int t = 0; t < T; t++) { acc[t] = _mm256_setzero_ps(); min_acc[t] = _mm_setzero_ps(); }
 
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *wb[4], *ab[MAX_TILE_TOKENS];
@@ -123,20 +130,24 @@ PG_INLINE void quant_tile(int kind, int R, int T, int64_t nb, const uint8_t *w, 
         __m256i av[MAX_TILE_TOKENS], asum[MAX_TILE_TOKENS];
         for (int t = 0; t < T; t++) {
             av[t] = _mm256_loadu_si256((const __m256i *)(ab[t] + aqs));
-            asum[t] = kind_offset(kind) ? pg_dot_u8s8(_mm256_set1_epi8(1), av[t]) : _mm256_setzero_si256();
+            /* off is 8 or 16: a shift multiplies the lane sums exactly */
+            asum[t] = kind_offset(kind)
+                ? _mm256_slli_epi32(pg_dot_u8s8(_mm256_set1_epi8(1), av[t]), kind_offset(kind) == 8 ? 3 : 4)
+                : _mm256_setzero_si256();
         }
         const __m128 dw = halves_to_float(R, weight_d(wb[0]), R > 1 ? weight_d(wb[1]) : 0,
                                           R > 2 ? weight_d(wb[2]) : 0, R > 3 ? weight_d(wb[3]) : 0);
         const __m128 da = halves_to_float(T, weight_d(ab[0]), T > 1 ? weight_d(ab[1]) : 0,
                                           T > 2 ? weight_d(ab[2]) : 0, T > 3 ? weight_d(ab[3]) : 0);
-        __m128 scale[MAX_TILE_TOKENS];                      /* lane r: dw_r * da_t */
-        for (int t = 0; t < T; t++) scale[t] = _mm_mul_ps(dw, _mm_permutevar_ps(da, _mm_set1_epi32(t)));
-        for (int r = 0; r < R; r++) {
-            const __m256i wv = weight_values(kind, wb[r]);
-            for (int t = 0; t < T; t++) {
-                const __m256 isum = _mm256_cvtepi32_ps(block_dot(kind, wv, av[t], asum[t]));
-                acc[r][t] = _mm256_fmadd_ps(isum, lane_to_all(scale[t], r), acc[r][t]);
-            }
+        __m256i wv[4];
+        for (int r = 0; r < R; r++) wv[r] = weight_values(kind, wb[r]);
+        for (int t = 0; t < T; t++) {
+            __m256i m[4];
+            for (int r = 0; r < 4; r++)
+                m[r] = r < R ? block_dot(kind, wv[r], av[t], asum[t]) : _mm256_setzero_si256();
+            const __m128 s = _mm_mul_ps(dw, _mm_permutevar_ps(da, _mm_set1_epi32(t)));   /* lane r: dw_r * da_t */
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows_to_lanes(m[0], m[1], m[2], m[3])),
+                                     _mm256_set_m128(s, s), acc[t]);
         }
         if (q81) {
             const __m128 mw = halves_to_float(R, weight_m(wb[0]), R > 1 ? weight_m(wb[1]) : 0,
@@ -148,9 +159,10 @@ PG_INLINE void quant_tile(int kind, int R, int T, int64_t nb, const uint8_t *w, 
         }
     }
     for (int t = 0; t < T; t++) {
-        float mins[4];
+        float lanes[8], mins[4];
+        _mm256_storeu_ps(lanes, acc[t]);
         _mm_storeu_ps(mins, min_acc[t]);
-        for (int r = 0; r < R; r++) y[t * ldy + r] = hsum8(acc[r][t]) + mins[r];
+        for (int r = 0; r < R; r++) y[t * ldy + r] = (lanes[r] + lanes[r + 4]) + mins[r];
     }
 }
 
