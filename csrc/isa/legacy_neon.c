@@ -3,9 +3,10 @@
  * Strategy, as the x86 kernels: a register tile of 4 weight rows x 2 tokens, so each
  * activation block is loaded once per 4 rows and each weight block once per 2 tokens. A block
  * is unpacked to signed bytes (Q4/Q5 offsets removed in the byte domain: every value fits in
- * int8), dotted exactly with two vdotq_s32 into 4 int32 lanes, converted and FMA'd into the
- * output's float accumulator with dw*da. Leftover rows and tokens use the same function with a
- * 1-row or 1-token tile, so every output sees the same operations in the same order. */
+ * int8) and dotted exactly with two vdotq_s32; the 4 rows' sums are folded into one vector,
+ * converted and FMA'd into the token's accumulator with [dw_r * da]. Leftover rows and tokens
+ * use the same function with a 1-row or 1-token tile, so every output sees the same float
+ * operations in the same order. */
 #if defined(__aarch64__)
 #pragma GCC target("arch=armv8.2-a+dotprod")
 #include <stdint.h>
@@ -16,7 +17,7 @@
 
 #define PG_INLINE static inline __attribute__((always_inline))
 #define TILE_ROWS 4
-#define TILE_TOKENS 2
+#define TILE_TOKENS 4
 
 enum { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0 };
 
@@ -80,15 +81,16 @@ PG_INLINE bytes32 weight_values(int kind, const uint8_t *b) {
     return v;
 }
 
+/* W rows [R <= 4] x A rows [T] over nb blocks; y[t*ldy + r]. Per token one float accumulator
+ * holds the 4 rows (lane r), fed per block by one FMA of the rows' exact integer dots (folded
+ * with pairwise adds: integer, so the grouping cannot change any output) with [dw_r * da_t]. */
 PG_INLINE void quant_tile(int kind, int R, int T, int64_t nb, const uint8_t *w, size_t w_stride,
                           const uint8_t *a, size_t a_stride, float *y, size_t ldy) {
     const size_t wbytes = kind_block_bytes(kind);
     const int q81 = kind_has_min(kind);
     const size_t abytes = q81 ? sizeof(block_q8_1) : sizeof(block_q8_0), aqs = q81 ? 4 : 2;
-    float32x4_t acc[TILE_ROWS][TILE_TOKENS], min_acc[TILE_TOKENS];   /* min_acc lane r: sum m_r * s_t */
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0.0f);
-    for (int t = 0; t < T; t++) min_acc[t] = vdupq_n_f32(0.0f);
+    float32x4_t acc[TILE_TOKENS], min_acc[TILE_TOKENS];   /* lane r; min_acc: sum m_r * s_t */
+    for (int t = 0; t < T; t++) { acc[t] = vdupq_n_f32(0.0f); min_acc[t] = vdupq_n_f32(0.0f); }
 
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *wb[TILE_ROWS], *ab[TILE_TOKENS];
@@ -109,12 +111,16 @@ PG_INLINE void quant_tile(int kind, int R, int T, int64_t nb, const uint8_t *w, 
         float dw[4], da[4];
         halves_to_floats(R, dh, dw);
         halves_to_floats(T, ah, da);
-        for (int r = 0; r < R; r++) {
-            const bytes32 wv = weight_values(kind, wb[r]);
-            for (int t = 0; t < T; t++) {
-                const int32x4_t isum = vdotq_s32(vdotq_s32(vdupq_n_s32(0), wv.lo, alo[t]), wv.hi, ahi[t]);
-                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(isum), dw[r] * da[t]);
-            }
+        const float32x4_t dwv = vld1q_f32(dw);
+        bytes32 wv[TILE_ROWS];
+        for (int r = 0; r < R; r++) wv[r] = weight_values(kind, wb[r]);
+        for (int t = 0; t < T; t++) {
+            int32x4_t isum[4];
+            for (int r = 0; r < 4; r++)
+                isum[r] = r < R ? vdotq_s32(vdotq_s32(vdupq_n_s32(0), wv[r].lo, alo[t]), wv[r].hi, ahi[t])
+                                : vdupq_n_s32(0);
+            const int32x4_t rows = vpaddq_s32(vpaddq_s32(isum[0], isum[1]), vpaddq_s32(isum[2], isum[3]));
+            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(rows), vmulq_n_f32(dwv, da[t]));
         }
         if (q81) {
             float mw[4], sa[4];
@@ -124,9 +130,10 @@ PG_INLINE void quant_tile(int kind, int R, int T, int64_t nb, const uint8_t *w, 
         }
     }
     for (int t = 0; t < T; t++) {
-        float mins[4];
+        float sums[4], mins[4];
+        vst1q_f32(sums, acc[t]);
         vst1q_f32(mins, min_acc[t]);
-        for (int r = 0; r < R; r++) y[t * ldy + r] = vaddvq_f32(acc[r][t]) + mins[r];
+        for (int r = 0; r < R; r++) y[t * ldy + r] = sums[r] + mins[r];
     }
 }
 
