@@ -24,13 +24,13 @@ typedef struct {
     int two_terms;
 } kq_chunk;
 
-/* Unpack rows [0, rows) x super-blocks [sb0, sb0+ns) of a weight panel into buf[r][s]. */
+/* Unpack rows [0, rows) (with the ISA file's kq_unpack_<t>, which may be pg_unpack_<t>) x super-blocks [sb0, sb0+ns) of a weight panel into buf[r][s]. */
 #define KQ_DEFINE_PANEL_UNPACK(t)                                                              \
     static void kq_unpack_panel_##t(const char *w, size_t w_stride, int rows, int64_t sb0,    \
                                     int ns, pg_ksb *buf) {                                     \
         for (int r = 0; r < rows; r++) {                                                       \
             const block_##t *b = (const block_##t *)(w + (size_t)r * w_stride) + sb0;          \
-            for (int s = 0; s < ns; s++) pg_unpack_##t(&b[s], &buf[r * KQ_KC + s]);            \
+            for (int s = 0; s < ns; s++) kq_unpack_##t(&b[s], &buf[r * KQ_KC + s]);            \
         }                                                                                      \
     }
 
