@@ -6,8 +6,10 @@ the logs, the sampler lines and the perf block. Exit status: 0, 1 on an error (o
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -23,6 +25,7 @@ from .runtime import Runtime
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130          # like llama.cpp (and a shell's 128 + SIGINT)
+EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, what a C program killed by the signal reports
 MIN_CTX = 8                     # llama.cpp raises a smaller -c to this
 
 
@@ -62,6 +65,15 @@ def _unexpected_argument(e: click.UsageError) -> str | None:
     if message.startswith(prefix):
         return "invalid argument: " + message.split("(", 1)[-1].rstrip(")")
     return None
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass                                    # not a real file (e.g. under CliRunner)
 
 
 # ---- machine facts ------------------------------------------------------------------------------
@@ -128,6 +140,9 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
     except KeyboardInterrupt:                   # during loading, before the generator took over
         log("Interrupted by user")
         code = EXIT_INTERRUPTED
+    except BrokenPipeError:                     # `pygguf ... | head`: the reader left; stop quietly
+        silence_stdout()
+        code = EXIT_BROKEN_PIPE
     except PromptTooLong as e:
         raise CommandError(f"main: {e}") from None
     except runtime.errors as e:

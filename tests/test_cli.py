@@ -408,3 +408,15 @@ def test_default_model_is_used_without_m(tmp_path, monkeypatch):
     result, h = invoke(["-p", "x"])
     assert result.exit_code == 0
     assert h.load_calls[0][0] == default
+
+
+def test_broken_pipe_stops_quietly(model_file, monkeypatch):
+    import pygguf_cli.output as output
+
+    def closed_pipe(text, stream=None):
+        raise BrokenPipeError
+    monkeypatch.setattr(output, "write_stdout", closed_pipe)
+    h = Harness(script=tokens_of("abc"))
+    result, _ = invoke(["-m", model_file, "-p", "Q"], h)
+    assert result.exit_code == 141
+    assert "Traceback" not in result.stderr and h.models[0].closed
