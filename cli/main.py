@@ -157,8 +157,7 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
     try:
         tokenizer = model.tokenizer
         prompt_tokens = tokenize_prompt(tokenizer, prompt)
-        sampler = runtime.make_sampler(runtime.sampler_params(**sampling), model.config.n_vocab,
-                                       eog_ids=set(tokenizer.eog_ids))
+        sampler = make_sampler(runtime, model, sampling, gp)
         generator = Generator(model, sampler, gp, tokenizer=tokenizer, timings=timings)
         generator.check_prompt(prompt_tokens)
         log_run_setup(model, sampler, gp, mp, prompt_tokens)
@@ -228,21 +227,31 @@ def tokenize_prompt(tokenizer, prompt: str) -> list[int]:
     return tokens
 
 
-def chain_line(sampler) -> str:
-    chain = sampler.chain_description()
-    return chain if chain.startswith("sampler chain:") else f"sampler chain: {chain}"
+def make_sampler(runtime: Runtime, model, sampling: dict, gp: GenerationParams):
+    """The Sampler for the given options. --ignore-eos also goes to it, as llama.cpp's logit bias
+    (the generator masks end-of-generation tokens itself as well)."""
+    if gp.ignore_eos:
+        sampling = {**sampling, "ignore_eos": True}
+    tokenizer = model.tokenizer
+    return runtime.make_sampler(
+        runtime.sampler_params(**sampling), model.config.n_vocab, eog_ids=set(tokenizer.eog_ids),
+        detokenize=lambda token: _piece(tokenizer, token, special=False),
+        tokenize=lambda text: tokenizer.encode(text, add_special=False, parse_special=True),
+        n_ctx_train=model.config.n_ctx_train,
+    )
 
 
 def log_run_setup(model, sampler, gp: GenerationParams, mp: ModelParams, prompt_tokens: list[int]) -> None:
     n_keep = keep_count(gp.n_keep, prompt_tokens, model.tokenizer.bos_id)
     log(f"sampler seed: {sampler.seed}")
-    log(chain_line(sampler))
+    log(sampler.params_description())
+    log(sampler.chain_description())
     log(f"generate: n_ctx = {model.n_ctx}, n_batch = {mp.n_batch}, n_predict = {gp.n_predict}, n_keep = {n_keep}")
     log()
 
 
-def _piece(tokenizer, token: int) -> str:
-    return tokenizer.token_to_bytes(token, special=True).decode("utf-8", "replace")
+def _piece(tokenizer, token: int, special: bool = True) -> str:
+    return tokenizer.token_to_bytes(token, special=special).decode("utf-8", "replace")
 
 
 def log_verbose_prompt(tokenizer, prompt: str, prompt_tokens: list[int], gp: GenerationParams) -> None:

@@ -129,9 +129,64 @@ _SAMPLING_OPTIONS = [
     ("frequency_penalty", click.option(*spellings("--frequency-penalty"), "frequency_penalty", type=float,
                                        help="frequency penalty, 0.0 = off")),
     ("seed", click.option(*spellings("-s", "--seed"), "seed", type=int, help="RNG seed, -1 = random")),
+    ("top_n_sigma", click.option(*spellings("--top-nsigma"), "top_n_sigma", type=float,
+                                 help="top-n-sigma sampling, <= 0 = off")),
+    ("dynatemp_range", click.option(*spellings("--dynatemp-range"), "dynatemp_range", type=float,
+                                    help="dynamic temperature range, 0.0 = off")),
+    ("dynatemp_exponent", click.option(*spellings("--dynatemp-exp"), "dynatemp_exponent", type=float,
+                                       help="dynamic temperature exponent")),
+    ("xtc_probability", click.option(*spellings("--xtc-probability"), "xtc_probability", type=float,
+                                     help="XTC probability, 0.0 = off")),
+    ("xtc_threshold", click.option(*spellings("--xtc-threshold"), "xtc_threshold", type=float,
+                                   help="XTC threshold, > 0.5 = off")),
+    ("mirostat", click.option(*spellings("--mirostat"), "mirostat", type=int,
+                              help="Mirostat: 0 = off, 1 = Mirostat, 2 = Mirostat 2.0")),
+    ("mirostat_lr", click.option(*spellings("--mirostat-lr"), "mirostat_lr", type=float,
+                                 help="Mirostat learning rate (eta)")),
+    ("mirostat_ent", click.option(*spellings("--mirostat-ent"), "mirostat_ent", type=float,
+                                  help="Mirostat target entropy (tau)")),
+    ("dry_multiplier", click.option(*spellings("--dry-multiplier"), "dry_multiplier", type=float,
+                                    help="DRY multiplier, 0.0 = off")),
+    ("dry_base", click.option(*spellings("--dry-base"), "dry_base", type=float, help="DRY base")),
+    ("dry_allowed_length", click.option(*spellings("--dry-allowed-length"), "dry_allowed_length", type=int,
+                                        help="DRY allowed repeat length")),
+    ("dry_penalty_last_n", click.option(*spellings("--dry-penalty-last-n"), "dry_penalty_last_n", type=int,
+                                        help="DRY window, -1 = context size, 0 = off")),
+    ("dry_sequence_breakers", click.option(*spellings("--dry-sequence-breaker"), "dry_sequence_breakers",
+                                           multiple=True, help="DRY sequence breaker (repeatable; 'none' = none)")),
+    ("samplers", click.option(*spellings("--samplers"), "samplers",
+                              help="sampler order, ';'-separated (e.g. 'top_k;top_p;temperature')")),
+    ("sampling_seq", click.option(*spellings("--sampling-seq"), "sampling_seq",
+                                  help="sampler order as letters (e.g. 'kpt')")),
+    ("logit_bias", click.option(*spellings("-l", "--logit-bias"), "logit_bias", multiple=True,
+                                help="TOKEN_ID(+/-)BIAS added to a logit (repeatable), e.g. 15043+1")),
 ]
 
-sampling_options = _bundle("sampling", _SAMPLING_OPTIONS, _given)
+
+def _build_sampling(values: dict) -> dict:
+    """The SamplerParams fields that were given (llama.cpp spellings folded onto fields)."""
+    given = _given(values)
+    sequence = given.pop("sampling_seq", None)
+    if sequence is not None:
+        given.setdefault("samplers", sequence)
+    breakers = given.pop("dry_sequence_breakers")
+    if breakers:
+        given["dry_sequence_breakers"] = [] if "none" in breakers else list(breakers)
+    biases = given.pop("logit_bias")
+    if biases:
+        from pygguf.sampling import parse_logit_bias
+        given["logit_bias"] = dict(_parse_bias(parse_logit_bias, spec) for spec in biases)
+    return given
+
+
+def _parse_bias(parse, spec: str):
+    try:
+        return parse(spec)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'-l'") from None
+
+
+sampling_options = _bundle("sampling", _SAMPLING_OPTIONS, _build_sampling)
 
 
 # ---- generation -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Callable
 @dataclass(frozen=True)
 class Runtime:
     load_model: Callable[..., object]           # Model.load(path, n_ctx=, n_threads=, n_batch=, rope_...)
-    make_sampler: Callable[..., object]         # Sampler(params, n_vocab, eog_ids=...)
+    make_sampler: Callable[..., object]         # Sampler(params, n_vocab, eog_ids=, detokenize=, tokenize=, n_ctx_train=)
     sampler_params: Callable[..., object]       # SamplerParams(**given options)
     errors: tuple[type[BaseException], ...]     # failures reported as one line, not a traceback
     clock: Callable[[], float] = time.perf_counter
@@ -20,10 +20,10 @@ class Runtime:
         from pygguf.gguf import GGUFError
         from pygguf.kernels import KernelError
         from pygguf.model import Model, ModelError
-        from pygguf.sampling import Sampler, SamplerParams
+        from pygguf.sampling import Sampler, SamplerError, SamplerParams
         return cls(
             load_model=Model.load,
             make_sampler=Sampler,
             sampler_params=SamplerParams,
-            errors=(GGUFError, ModelError, KernelError, OSError),
+            errors=(GGUFError, ModelError, KernelError, SamplerError, OSError),
         )

@@ -157,6 +157,7 @@ class Generator:
         self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         self.timings = timings if timings is not None else Timings.start()
         self._eog_ids = np.array(sorted(self.tokenizer.eog_ids), dtype=np.int64)
+        self._runs = 0
 
     @property
     def max_prompt_tokens(self) -> int:
@@ -250,7 +251,9 @@ class Generator:
 
     def _start(self, prompt_tokens: list[int], on_text: Callable[[str], None]) -> RunState:
         self.model.reset()
-        self.sampler.reset()
+        if self._runs:                          # the first run uses the sampler as given (its seed was
+            self.sampler.reset()                # already reported); later ones start it afresh
+        self._runs += 1
         return RunState(
             prompt_tokens=list(prompt_tokens),
             n_keep=keep_count(self.params.n_keep, prompt_tokens, self.tokenizer.bos_id),

@@ -136,8 +136,9 @@ class FakeSamplerParams(dict):
 class FakeSampler:
     """Greedy; records what it was built with and what it accepted."""
 
-    def __init__(self, params=None, n_vocab: int = N_VOCAB, eog_ids=()):
+    def __init__(self, params=None, n_vocab: int = N_VOCAB, eog_ids=(), **kwargs):
         self.params = params
+        self.kwargs = kwargs
         self.n_vocab = n_vocab
         self.eog_ids = set(eog_ids)
         self.seed = 1234
@@ -156,7 +157,10 @@ class FakeSampler:
         self.resets += 1
 
     def chain_description(self) -> str:
-        return "logits -> greedy"
+        return "sampler chain: logits -> greedy"
+
+    def params_description(self) -> str:
+        return "sampler params: \n\tgreedy"
 
 
 def tokens_of(text: str) -> list[int]:

@@ -41,8 +41,8 @@ class Harness:
         self.models.append(model)
         return model
 
-    def sampler(self, params, n_vocab, eog_ids=()):
-        sampler = FakeSampler(params, n_vocab, eog_ids)
+    def sampler(self, params, n_vocab, eog_ids=(), **kwargs):
+        sampler = FakeSampler(params, n_vocab, eog_ids, **kwargs)
         self.samplers.append(sampler)
         return sampler
 
@@ -420,3 +420,40 @@ def test_broken_pipe_stops_quietly(model_file, monkeypatch):
     result, _ = invoke(["-m", model_file, "-p", "Q"], h)
     assert result.exit_code == 141
     assert "Traceback" not in result.stderr and h.models[0].closed
+
+
+def test_more_llama_cpp_sampling_flags(model_file):
+    result, h = invoke(["-m", model_file, "--mirostat", "2", "--mirostat_lr", "0.2", "--mirostat-ent", "4",
+                        "--dynatemp-range", "0.5", "--dynatemp_exp", "2", "--xtc-probability", "0.5",
+                        "--xtc-threshold", "0.2", "--top-nsigma", "1.5", "--dry-multiplier", "0.8",
+                        "--dry-base", "2", "--dry-allowed-length", "3", "--dry-penalty-last-n", "-1",
+                        "--dry-sequence-breaker", "\n", "--dry-sequence-breaker", "*", "--sampling-seq", "kpt"])
+    assert result.exit_code == 0, result.output
+    assert h.samplers[0].params == {
+        "mirostat": 2, "mirostat_lr": 0.2, "mirostat_ent": 4.0, "dynatemp_range": 0.5, "dynatemp_exponent": 2.0,
+        "xtc_probability": 0.5, "xtc_threshold": 0.2, "top_n_sigma": 1.5, "dry_multiplier": 0.8, "dry_base": 2.0,
+        "dry_allowed_length": 3, "dry_penalty_last_n": -1, "dry_sequence_breakers": ["\n", "*"],
+        "samplers": "kpt"}
+
+
+def test_samplers_wins_over_sampling_seq_and_none_clears_breakers(model_file):
+    _, h = invoke(["-m", model_file, "--samplers", "top_k;temperature", "--sampling-seq", "kpt",
+                   "--dry-sequence-breaker", "none"])
+    assert h.samplers[0].params == {"samplers": "top_k;temperature", "dry_sequence_breakers": []}
+
+
+def test_ignore_eos_also_reaches_the_sampler_and_it_gets_the_tokenizer(model_file):
+    _, h = invoke(["-m", model_file, "--ignore-eos", "-n", "2"])
+    sampler = h.samplers[0]
+    assert sampler.params == {"ignore_eos": True}
+    assert sampler.kwargs["detokenize"](259) == "Hello"
+    assert sampler.kwargs["detokenize"](BOS) == ""
+    assert sampler.kwargs["tokenize"]("Hello") == [259]
+    assert sampler.kwargs["n_ctx_train"] == 64
+
+
+def test_sampler_lines_on_stderr(model_file):
+    result, _ = invoke(["-m", model_file])
+    err = result.stderr.splitlines()
+    i = err.index("sampler seed: 1234")
+    assert err[i + 1:i + 4] == ["sampler params: ", "\tgreedy", "sampler chain: logits -> greedy"]
