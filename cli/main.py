@@ -160,9 +160,9 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
         sampler = make_sampler(runtime, model, sampling, gp)
         generator = Generator(model, sampler, gp, tokenizer=tokenizer, timings=timings)
         generator.check_prompt(prompt_tokens)
-        log_run_setup(model, sampler, gp, mp, prompt_tokens)
         if display.verbose_prompt:
             log_verbose_prompt(tokenizer, prompt, prompt_tokens, gp)
+        log_run_setup(model, sampler, gp, mp, prompt_tokens)
         result = run_generation(generator, prompt_tokens, display)
     finally:
         model.close()
