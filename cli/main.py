@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -78,21 +79,33 @@ def silence_stdout() -> None:
 
 # ---- machine facts ------------------------------------------------------------------------------
 
-def usable_cpus() -> int:
+def usable_cpus() -> list[int]:
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:                      # not Linux
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
 
 
-def resolve_threads(requested: int, n_cpus: int) -> tuple[int, str | None]:
+def physical_cores(cpus: list[int], sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
+    """Distinct cores among the usable CPUs (SMT siblings count once): llama.cpp's default -t."""
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text().strip())
+        except OSError:
+            return len(cpus)                    # no topology to read: every CPU counts
+    return max(1, len(cores))
+
+
+def resolve_threads(requested: int, n_cpus: int, n_default: int | None = None) -> tuple[int, str | None]:
     """Threads to run with, and a warning when the request was lowered.
 
-    llama.cpp runs whatever -t says; our pool's barriers spin, so more threads than CPUs would
-    make every step wait on descheduled threads. We cap at the CPU count and say so.
+    Not given (or <= 0): one per physical core. llama.cpp runs whatever -t says; our pool's
+    barriers spin, so more threads than CPUs would make every step wait on descheduled threads.
+    We cap at the CPU count and say so.
     """
     if requested <= 0:
-        return n_cpus, None
+        return (n_default or n_cpus), None
     if requested > n_cpus:
         return n_cpus, f"-t {requested} is more than the {n_cpus} CPUs available; using {n_cpus} threads"
     return requested, None
@@ -108,9 +121,10 @@ def system_info(n_threads: int, n_threads_batch: int, n_cpus: int) -> str:
 def _print_version(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    n_cpus = usable_cpus()
+    cpus = usable_cpus()
+    n_threads = physical_cores(cpus)
     click.echo(f"version: {pygguf.__version__} (pygguf)")
-    click.echo(system_info(n_cpus, n_cpus, n_cpus))
+    click.echo(system_info(n_threads, n_threads, len(cpus)))
     ctx.exit(0)
 
 
@@ -189,8 +203,9 @@ def load_model(runtime: Runtime, mp: ModelParams, timings: Timings):
     if mp.n_gpu_layers is not None:             # llama.cpp says this whenever -ngl is given on a CPU build
         warn("not compiled with GPU offload support, --gpu-layers option will be ignored")
         warn("pygguf runs on the CPU only (see README.md)")
-    n_cpus = usable_cpus()
-    n_threads, lowered = resolve_threads(mp.n_threads, n_cpus)
+    cpus = usable_cpus()
+    n_cpus = len(cpus)
+    n_threads, lowered = resolve_threads(mp.n_threads, n_cpus, physical_cores(cpus))
     if lowered:
         warn(lowered)
     if mp.n_threads_batch > 0 and mp.n_threads_batch != n_threads:
@@ -311,6 +326,9 @@ def result_json(result: GenerationResult, sampler) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # pygguf's modules warn through `logging` (e.g. the model capping n_ctx to fit memory): show
+    # those on stderr with the module's name, like llama.cpp's `function: message` lines.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     cli.main(args=argv, prog_name="pygguf")
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli_fakes import BOS, EOS, FakeModel, FakeSampler, FakeSamplerParams, FakeTokenizer, tokens_of
 from pygguf_cli.escapes import process_escapes
-from pygguf_cli.main import CommandError, cli, main, resolve_threads, tokenize_prompt
+from pygguf_cli.main import CommandError, cli, main, physical_cores, resolve_threads, tokenize_prompt
 from pygguf_cli.output import ANSI_PROMPT, ANSI_RESET, TextOut
 from pygguf_cli.runtime import Runtime
 
@@ -145,7 +145,17 @@ def test_threads_are_capped_at_the_cpu_count():
     assert resolve_threads(10, 2) == (2, "-t 10 is more than the 2 CPUs available; using 2 threads")
     assert resolve_threads(2, 2) == (2, None)
     assert resolve_threads(-1, 4) == (4, None)
-    assert resolve_threads(0, 4) == (4, None)
+    assert resolve_threads(0, 4, 2) == (2, None)
+
+
+def test_default_threads_count_physical_cores(tmp_path):
+    for cpu, siblings in enumerate(["0,2", "1,3", "0,2", "1,3"]):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text(siblings + "\n")
+    assert physical_cores([0, 1, 2, 3], tmp_path) == 2
+    assert physical_cores([0, 2], tmp_path) == 1
+    assert physical_cores([0, 7], tmp_path) == 2          # no topology for cpu7: count every CPU
 
 
 def test_tiny_context_is_raised_to_eight(model_file):
