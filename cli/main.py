@@ -7,7 +7,6 @@ the logs, the sampler lines and the perf block. Exit status: 0, 1 on an error (o
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import sys
@@ -17,12 +16,14 @@ import click
 
 import pygguf
 from pygguf import paths
-from pygguf.generate import Generator, GenerationParams, GenerationResult, PromptTooLong, StopReason, keep_count
-from pygguf.timings import Timings, format_perf_block
+from pygguf.generate import Generator, GenerationParams, GenerationResult, PromptTooLong, StopReason
+from pygguf.timings import Timings
 
 from .options import DisplayParams, ModelParams, display_options, generation_options, model_options, sampling_options
-from .output import TextOut, log, warn, write_stdout
+from .output import TextOut, log, warn
+from .report import log_run_setup, log_verbose_prompt, report, token_piece
 from .runtime import Runtime
+from .system import physical_cores, resolve_threads, system_info, usable_cpus
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130          # like llama.cpp (and a shell's 128 + SIGINT)
@@ -75,47 +76,6 @@ def silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass                                    # not a real file (e.g. under CliRunner)
-
-
-# ---- machine facts ------------------------------------------------------------------------------
-
-def usable_cpus() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:                      # not Linux
-        return list(range(os.cpu_count() or 1))
-
-
-def physical_cores(cpus: list[int], sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
-    """Distinct cores among the usable CPUs (SMT siblings count once): llama.cpp's default -t."""
-    cores = set()
-    for cpu in cpus:
-        try:
-            cores.add((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text().strip())
-        except OSError:
-            return len(cpus)                    # no topology to read: every CPU counts
-    return max(1, len(cores))
-
-
-def resolve_threads(requested: int, n_cpus: int, n_default: int | None = None) -> tuple[int, str | None]:
-    """Threads to run with, and a warning when the request was lowered.
-
-    Not given (or <= 0): one per physical core. llama.cpp runs whatever -t says; our pool's
-    barriers spin, so more threads than CPUs would make every step wait on descheduled threads.
-    We cap at the CPU count and say so.
-    """
-    if requested <= 0:
-        return (n_default or n_cpus), None
-    if requested > n_cpus:
-        return n_cpus, f"-t {requested} is more than the {n_cpus} CPUs available; using {n_cpus} threads"
-    return requested, None
-
-
-def system_info(n_threads: int, n_threads_batch: int, n_cpus: int) -> str:
-    from pygguf import kernels
-    features = " | ".join(f"{isa.upper()} = {int(kernels.isa_supported(isa))}" for isa in ("avx2", "avx512", "neon"))
-    return (f"system_info: n_threads = {n_threads} (n_threads_batch = {n_threads_batch}) / {n_cpus} | "
-            f"CPU : {features} | ISA = {kernels.active_isa()} |")
 
 
 def _print_version(ctx: click.Context, _param, value: bool) -> None:
@@ -223,6 +183,7 @@ def load_model(runtime: Runtime, mp: ModelParams, timings: Timings):
     model = runtime.load_model(path, n_ctx=n_ctx or None, n_threads=n_threads,
                                n_batch=max(1, min(mp.n_batch, mp.n_ubatch)),
                                rope_freq_base=mp.rope_freq_base, rope_freq_scale=mp.rope_freq_scale)
+    model.tokenizer                             # built on first use: count it in the load, as llama.cpp does
     timings.load_ms = Timings.ms_between(t0, timings.now())
     n_ctx_train = model.config.n_ctx_train
     if model.n_ctx > n_ctx_train:
@@ -250,41 +211,10 @@ def make_sampler(runtime: Runtime, model, sampling: dict, gp: GenerationParams):
     tokenizer = model.tokenizer
     return runtime.make_sampler(
         runtime.sampler_params(**sampling), model.config.n_vocab, eog_ids=set(tokenizer.eog_ids),
-        detokenize=lambda token: _piece(tokenizer, token, special=False),
+        detokenize=lambda token: token_piece(tokenizer, token, special=False),
         tokenize=lambda text: tokenizer.encode(text, add_special=False, parse_special=True),
         n_ctx_train=model.config.n_ctx_train,
     )
-
-
-def log_run_setup(model, sampler, gp: GenerationParams, mp: ModelParams, prompt_tokens: list[int]) -> None:
-    n_keep = keep_count(gp.n_keep, prompt_tokens, model.tokenizer.bos_id)
-    log(f"sampler seed: {sampler.seed}")
-    log(sampler.params_description())
-    log(sampler.chain_description())
-    log(f"generate: n_ctx = {model.n_ctx}, n_batch = {mp.n_batch}, n_predict = {gp.n_predict}, n_keep = {n_keep}")
-    log()
-
-
-def _piece(tokenizer, token: int, special: bool = True) -> str:
-    return tokenizer.token_to_bytes(token, special=special).decode("utf-8", "replace")
-
-
-def log_verbose_prompt(tokenizer, prompt: str, prompt_tokens: list[int], gp: GenerationParams) -> None:
-    """llama.cpp's --verbose-prompt listing: the prompt, then `id -> 'piece'` per token."""
-    log(f"main: prompt: '{prompt}'")
-    log(f"main: number of tokens in prompt = {len(prompt_tokens)}")
-    for token in prompt_tokens:
-        log(f"{token:6d} -> '{_piece(tokenizer, token)}'")
-    n_keep = keep_count(gp.n_keep, prompt_tokens, tokenizer.bos_id)
-    has_bos = bool(prompt_tokens) and prompt_tokens[0] == tokenizer.bos_id
-    if n_keep > int(has_bos):
-        static = "".join(_piece(tokenizer, t) for t in prompt_tokens[:n_keep])
-        log(f"main: static prompt based on n_keep: '{static}'")
-    for reverse in gp.reverse_prompts:
-        log(f"Reverse prompt: '{reverse}'")
-        for token in tokenizer.encode(reverse, add_special=False, parse_special=True):
-            log(f"{token:6d} -> '{_piece(tokenizer, token)}'")
-    log()
 
 
 def run_generation(generator: Generator, prompt_tokens: list[int], display: DisplayParams) -> GenerationResult:
@@ -296,33 +226,6 @@ def run_generation(generator: Generator, prompt_tokens: list[int], display: Disp
                                   on_text=out.generated)
     finally:
         out.end()
-
-
-def report(result: GenerationResult, sampler, display: DisplayParams) -> None:
-    """Why it stopped, then the perf block (stderr); with --json the result object (stdout)."""
-    if result.stop_reason is StopReason.EOS:
-        log("[end of text]")
-    elif result.stop_reason is StopReason.CONTEXT_FULL:
-        log(f"main: {result.detail}")
-    log()
-    for line in format_perf_block(result.timings):
-        log(line)
-    if result.stop_reason is StopReason.INTERRUPTED:
-        log("Interrupted by user")
-    if display.json:
-        write_stdout(json.dumps(result_json(result, sampler), ensure_ascii=False) + "\n")
-
-
-def result_json(result: GenerationResult, sampler) -> dict:
-    return {
-        "text": result.text,
-        "tokens": result.tokens,
-        "prompt_tokens": result.prompt_tokens,
-        "stop_reason": result.stop_reason.value,
-        "stop_string": result.stop_string,
-        "seed": sampler.seed,
-        "timings": result.timings.as_dict(),
-    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,9 +21,10 @@ class Runtime:
         from pygguf.kernels import KernelError
         from pygguf.model import Model, ModelError
         from pygguf.sampling import Sampler, SamplerError, SamplerParams
+        from pygguf.tokenizer import TokenizerError
         return cls(
             load_model=Model.load,
             make_sampler=Sampler,
             sampler_params=SamplerParams,
-            errors=(GGUFError, ModelError, KernelError, SamplerError, OSError),
+            errors=(GGUFError, ModelError, KernelError, SamplerError, TokenizerError, OSError),
         )
