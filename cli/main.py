@@ -51,6 +51,12 @@ class LlamaStyleCommand(click.Command):
         except click.UsageError as e:
             raise CommandError(f"error: {_unexpected_argument(e) or e.format_message()}") from None
 
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:           # a value the option bundles could not turn into params
+            raise CommandError(f"error: {e.format_message()}") from None
+
 
 def _as_typed(option_name: str, args: list[str]) -> str:
     """The argument as the user typed it: Click names `-z` when `-zz` was given."""

@@ -174,14 +174,14 @@ def _build_sampling(values: dict) -> dict:
         given["dry_sequence_breakers"] = [] if "none" in breakers else list(breakers)
     biases = given.pop("logit_bias")
     if biases:
-        from pygguf.sampling import parse_logit_bias
-        given["logit_bias"] = dict(_parse_bias(parse_logit_bias, spec) for spec in biases)
+        given["logit_bias"] = dict(_parse_bias(spec) for spec in biases)
     return given
 
 
-def _parse_bias(parse, spec: str):
+def _parse_bias(spec: str) -> tuple[int, float]:
+    from pygguf.sampling import parse_logit_bias     # only when -l is given: keeps --help light
     try:
-        return parse(spec)
+        return parse_logit_bias(spec)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'-l'") from None
 

@@ -19,7 +19,7 @@ def token_piece(tokenizer, token: int, special: bool = True) -> str:
 
 
 def log_run_setup(model, sampler, gp: GenerationParams, mp: ModelParams, prompt_tokens: list[int]) -> None:
-    n_keep = keep_count(gp.n_keep, prompt_tokens, model.tokenizer.bos_id)
+    n_keep = keep_count(gp.n_keep, prompt_tokens, model.tokenizer.add_bos)
     log(f"sampler seed: {sampler.seed}")
     log(sampler.params_description())
     log(sampler.chain_description())
@@ -33,9 +33,8 @@ def log_verbose_prompt(tokenizer, prompt: str, prompt_tokens: list[int], gp: Gen
     log(f"main: number of tokens in prompt = {len(prompt_tokens)}")
     for token in prompt_tokens:
         log(f"{token:6d} -> '{token_piece(tokenizer, token)}'")
-    n_keep = keep_count(gp.n_keep, prompt_tokens, tokenizer.bos_id)
-    has_bos = bool(prompt_tokens) and prompt_tokens[0] == tokenizer.bos_id
-    if n_keep > int(has_bos):
+    n_keep = keep_count(gp.n_keep, prompt_tokens, tokenizer.add_bos)
+    if n_keep > int(tokenizer.add_bos):
         static = "".join(token_piece(tokenizer, t) for t in prompt_tokens[:n_keep])
         log(f"main: static prompt based on n_keep: '{static}'")
     for reverse in gp.reverse_prompts:

@@ -115,13 +115,13 @@ class StopStrings:
         return None
 
 
-def keep_count(n_keep: int, prompt_tokens: list[int], bos_id: int | None) -> int:
-    """Cells a context shift keeps: llama.cpp's n_keep (out of range -> whole prompt, else + BOS)."""
+def keep_count(n_keep: int, prompt_tokens: list[int], add_bos: bool) -> int:
+    """Cells a context shift keeps: llama.cpp's n_keep (out of range -> whole prompt, else + the
+    BOS the tokenizer adds, going by the model's add_bos flag as llama.cpp does)."""
     n_prompt = len(prompt_tokens)
     if n_keep < 0 or n_keep > n_prompt:
         return n_prompt
-    has_bos = n_prompt > 0 and bos_id is not None and prompt_tokens[0] == bos_id
-    return min(n_prompt, n_keep + int(has_bos))
+    return min(n_prompt, n_keep + int(add_bos))
 
 
 @dataclass
@@ -256,7 +256,7 @@ class Generator:
         self._runs += 1
         return RunState(
             prompt_tokens=list(prompt_tokens),
-            n_keep=keep_count(self.params.n_keep, prompt_tokens, self.tokenizer.bos_id),
+            n_keep=keep_count(self.params.n_keep, prompt_tokens, self.tokenizer.add_bos),
             decoder=self.tokenizer.stream_decoder(special=False),
             stops=StopStrings.for_tokenizer(self.params.reverse_prompts, self.tokenizer),
             on_text=on_text,

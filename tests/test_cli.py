@@ -468,3 +468,15 @@ def test_sampler_lines_on_stderr(model_file):
     err = result.stderr.splitlines()
     i = err.index("sampler seed: 1234")
     assert err[i + 1:i + 4] == ["sampler params: ", "\tgreedy", "sampler chain: logits -> greedy"]
+
+
+def test_bad_value_found_while_building_params_is_one_line(model_file, monkeypatch):
+    import pygguf_cli.options as options
+
+    def refuse(spec):
+        raise options.click.BadParameter("no good", param_hint="'-l'")
+    monkeypatch.setattr(options, "_parse_bias", refuse)
+    result, h = invoke(["-m", model_file, "-l", "1+1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: Invalid value for '-l': no good"
+    assert h.load_calls == []

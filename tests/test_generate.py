@@ -102,10 +102,11 @@ def test_context_shift_with_keep_counts_bos_on_top():
 
 def test_keep_minus_one_keeps_the_whole_prompt():
     prompt = [BOS] + tokens_of("Hi!")
-    assert keep_count(-1, prompt, BOS) == len(prompt)
-    assert keep_count(99, prompt, BOS) == len(prompt)
-    assert keep_count(0, prompt, BOS) == 1
-    assert keep_count(0, tokens_of("Hi"), BOS) == 0      # no BOS in the prompt: nothing extra kept
+    assert keep_count(-1, prompt, add_bos=True) == len(prompt)
+    assert keep_count(99, prompt, add_bos=True) == len(prompt)
+    assert keep_count(0, prompt, add_bos=True) == 1
+    assert keep_count(2, prompt, add_bos=True) == 3
+    assert keep_count(0, tokens_of("Hi"), add_bos=False) == 0   # the model adds no BOS: nothing extra
 
 
 def test_context_full_with_nothing_to_discard_stops_instead_of_looping():
