@@ -77,3 +77,16 @@ def test_not_a_gguf_file(tmp_path):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("main: error: ") and "Traceback" not in result.stderr
+
+
+def test_logit_bias_bans_the_greedy_token(llama_cpp_greedy):
+    _, greedy_ids = llama_cpp_greedy
+    result = run_cli(["--temp", "0", "-n", "1", "--json", "-l", f"{greedy_ids[0]}-inf", "-p", PROMPT])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["tokens"][0] != greedy_ids[0]
+
+
+def test_bad_logit_bias_is_one_line():
+    result = run_cli(["-l", "abc", "-p", "x"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: Invalid value for '-l': invalid logit bias 'abc'")
