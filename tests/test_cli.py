@@ -480,3 +480,11 @@ def test_bad_value_found_while_building_params_is_one_line(model_file, monkeypat
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: Invalid value for '-l': no good"
     assert h.load_calls == []
+
+
+def test_n_minus_two_and_keep_minus_one_parse_as_numbers(model_file):
+    h = Harness(script=tokens_of("a"), n_ctx=16)
+    result, _ = invoke(["-m", model_file, "-p", "Hello", "-n", "-2", "--keep", "-1"], h)
+    assert result.exit_code == 0, result.output
+    assert "main: context full and n_predict == -2 => stopping" in result.stderr
+    assert "n_predict = -2, n_keep = 2" in result.stderr
