@@ -1,6 +1,7 @@
-"""A real SIGINT to a running `pygguf` process (fake model): clean stop, perf block, exit 130."""
+"""`pygguf` as a real process on a fake model: SIGINT (exit 130, perf block) and colour on a terminal."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -48,3 +49,27 @@ def test_sigint_while_generating(tmp_path):
     assert any(line.startswith("llama_perf_context_print:        eval time =") for line in err_lines)
     assert err_lines[-1] == "Interrupted by user"
     assert set((out.rstrip(b"\n"))) <= {ord("a")}
+
+
+def test_color_on_a_real_terminal(tmp_path):
+    import pty
+    model = tmp_path / "fake.gguf"
+    model.write_bytes(b"GGUF")
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(script), "-m", str(model), "-p", "Q", "-n", "3", "--color"],
+                            stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    chunks = b""
+    while True:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:                                   # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks += chunk
+    os.close(master)
+    assert proc.wait(timeout=20) == 0
+    assert chunks.replace(b"\r\n", b"\n") == b"\x1b[33mQ\x1b[0maaa\n"
