@@ -63,32 +63,35 @@ def _mark_control(attrs: MutableSequence[int], token_id: int) -> None:
     attrs[token_id] |= _CONTROL
 
 
+def _first_present(candidates: frozenset[str], text_to_id: Mapping[str, int]) -> int | None:
+    found = [text_to_id[t] for t in candidates if t in text_to_id]
+    return min(found) if found else None
+
+
 def derive_special_tokens(texts: Sequence[str], text_to_id: Mapping[str, int],
                           attrs: MutableSequence[int], ids: dict[str, int],
                           warnings: list[str]) -> set[int]:
     """Fill EOT/EOM/FIM ids found by text, mark unused tokens; return the end-of-generation set.
 
     llama.cpp walks a hash map here, so the first match is unspecified when a vocab holds several
-    candidates; we walk ids in order (deterministic)."""
-    for token_id, text in enumerate(texts):
-        if "eot" not in ids and text in EOT_TEXTS:
-            ids["eot"] = token_id
+    candidates; we take the lowest id (deterministic)."""
+    for name, candidates in (("eot", EOT_TEXTS), ("eom", EOM_TEXTS), *FIM_TEXTS.items()):
+        if name in ids:
+            continue
+        token_id = _first_present(candidates, text_to_id)
+        if token_id is not None:
+            ids[name] = token_id
             _mark_control(attrs, token_id)
-        if "eom" not in ids and text in EOM_TEXTS:
-            ids["eom"] = token_id
-            _mark_control(attrs, token_id)
-        for name, candidates in FIM_TEXTS.items():
-            if name not in ids and text in candidates:
-                ids[name] = token_id
-                _mark_control(attrs, token_id)
 
-    for token_id, text in enumerate(texts):
-        if attrs[token_id] & _CONTROL and "unused" in text:
-            attrs[token_id] |= int(TokenAttr.UNUSED)
+    unused = int(TokenAttr.UNUSED)
+    for token_id in [i for i, a in enumerate(attrs) if a & _CONTROL]:
+        if "unused" in texts[token_id]:
+            attrs[token_id] |= unused
 
     eog: set[int] = {ids[name] for name in ("fim_pad", "fim_rep", "fim_sep") if name in ids}
-    for token_id, text in enumerate(texts):
-        if text in EOG_TEXTS:
+    for text in EOG_TEXTS:
+        token_id = text_to_id.get(text)
+        if token_id is not None:
             eog.add(token_id)
             _mark_control(attrs, token_id)
     for text in ALWAYS_RENDERED_TEXTS:

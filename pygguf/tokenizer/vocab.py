@@ -112,41 +112,47 @@ def _read_tokens(metadata: Mapping[str, object]) -> tuple[list[str], dict[str, i
     raw = metadata.get("tokenizer.ggml.tokens")
     if not isinstance(raw, (list, tuple)) or not raw:
         raise TokenizerError("tokenizer.ggml.tokens is missing or empty")
-    texts: list[str] = []
-    text_to_id: dict[str, int] = {}
+    texts = list(raw)
+    if not all(type(t) is str for t in texts):
+        bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
+        raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not a string")
     warnings: list[str] = []
-    for i, word in enumerate(raw):
-        if isinstance(word, bytes):
-            word = word.decode("utf-8", errors="replace")
-        if not isinstance(word, str):
-            raise TokenizerError(f"tokenizer.ggml.tokens[{i}] is not a string")
+    text_to_id = dict(zip(texts, range(len(texts))))
+    if len(text_to_id) != len(texts) or "" in text_to_id:
+        text_to_id = _index_slowly(texts, warnings)
+    return texts, text_to_id, warnings
+
+
+def _index_slowly(texts: list[str], warnings: list[str]) -> dict[str, int]:
+    """The careful path for vocabularies with empty or duplicate tokens."""
+    text_to_id: dict[str, int] = {}
+    for i, word in enumerate(texts):
         if not word:
             # llama.cpp gives empty tokens a placeholder text so lookups stay unique
             warnings.append(f"empty token at index {i}")
-            word = f"[EMPTY_{i}]"
+            word = texts[i] = f"[EMPTY_{i}]"
         if word in text_to_id:
             raise TokenizerError(
                 f"duplicate token in vocabulary: {word!r} has ids {text_to_id[word]} and {i}")
         text_to_id[word] = i
-        texts.append(word)
-    return texts, text_to_id, warnings
+    return text_to_id
 
 
 def _read_merges(metadata: Mapping[str, object]) -> dict[tuple[str, str], int]:
     merges = metadata.get("tokenizer.ggml.merges")
     if merges is None:
         raise TokenizerError("tokenizer.ggml.model is gpt2 but tokenizer.ggml.merges is missing")
-    if not isinstance(merges, (list, tuple)):
+    if not isinstance(merges, (list, tuple)) or not all(type(m) is str for m in merges):
         raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
-    ranks: dict[tuple[str, str], int] = {}
-    for rank, line in enumerate(merges):
-        if not isinstance(line, str):
-            raise TokenizerError(f"tokenizer.ggml.merges[{rank}] is not a string")
+
+    def split(line: str) -> tuple[str, str]:
         # split at the first space after the first character (a merge half may start with ' ')
-        pos = line.find(" ", 1)
-        pair = (line[:pos], line[pos + 1:]) if pos >= 0 else ("", "")
-        ranks.setdefault(pair, rank)   # emplace: the first rank of a pair wins
-    return ranks
+        head, sep, tail = line[1:].partition(" ")
+        return (line[:1] + head, tail) if sep else ("", "")
+
+    pairs = list(map(split, merges))
+    # the first rank of a repeated pair wins (llama.cpp emplaces): build from the back
+    return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1)))
 
 
 def _get_bool(metadata: Mapping[str, object], key: str, default: bool) -> bool:
@@ -170,8 +176,10 @@ def build_vocab(metadata: Mapping[str, object]) -> Vocab:
     n = len(texts)
     scores = [float(s) for s in _require_list(metadata, "tokenizer.ggml.scores", n)[:n]] or [0.0] * n
     types = _require_list(metadata, "tokenizer.ggml.token_type", n)[:n]
-    attrs = [int(TOKEN_TYPE_TO_ATTR.get(int(t), TokenAttr.UNDEFINED)) for t in types] \
-        if types else [int(TokenAttr.NORMAL)] * n
+    if types and not all(type(t) is int for t in types):
+        raise TokenizerError("tokenizer.ggml.token_type must be an array of integers")
+    type_to_attr = {t: int(a) for t, a in TOKEN_TYPE_TO_ATTR.items()}
+    attrs = [type_to_attr.get(t, 0) for t in types] if types else [int(TokenAttr.NORMAL)] * n
 
     if model == "gpt2":
         merge_ranks = _read_merges(metadata)
