@@ -6,6 +6,7 @@ leftmost one on ties. Words repeat a lot in real text, so results are cached per
 from __future__ import annotations
 
 import heapq
+from itertools import chain
 
 from .pretokenize import PreTokenizer, resolve_pre
 from .vocab import Vocab
@@ -37,11 +38,34 @@ def byte_encode(word: str) -> str:
     return word.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_UNICODE)
 
 
+SHORT_WORD = 24   # below this many symbols a plain rescan beats the heap
+
+
 def merge_word(symbols: list[str], ranks) -> list[str]:
     """Lowest-rank-first merging of adjacent symbols; ties go to the leftmost pair."""
     n = len(symbols)
     if n < 2:
         return symbols
+    if n <= SHORT_WORD:
+        return _merge_short(list(symbols), ranks)
+    return _merge_heap(symbols, ranks)
+
+
+def _merge_short(sym: list[str], ranks) -> list[str]:
+    get = ranks.get
+    while len(sym) > 1:
+        found = list(map(get, zip(sym, sym[1:])))
+        best = min((r for r in found if r is not None), default=None)
+        if best is None:
+            break
+        i = found.index(best)                  # leftmost pair with the lowest rank
+        sym[i:i + 2] = [sym[i] + sym[i + 1]]
+    return sym
+
+
+def _merge_heap(symbols: list[str], ranks) -> list[str]:
+    """The same merge order with a priority queue (llama.cpp's), for long words."""
+    n = len(symbols)
     sym = list(symbols)
     prev = list(range(-1, n - 1))
     nxt = list(range(1, n + 1))
@@ -85,14 +109,19 @@ class BPETokenizer:
 
     def encode_text(self, text: str, out: list[int]) -> None:
         cache = self._cache
-        for word in self.pretokenizer.split(text):
-            ids = cache.get(word)
+        words = self.pretokenizer.split(text)
+        found = list(map(cache.get, words))       # one C-level pass for the common case
+        for i, ids in enumerate(found):
             if ids is None:
-                ids = self._encode_word(word)
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                cache[word] = ids
-            out.extend(ids)
+                word = words[i]
+                ids = cache.get(word)             # an earlier miss in this text may have filled it
+                if ids is None:
+                    ids = self._encode_word(word)
+                    if len(cache) >= CACHE_LIMIT:
+                        cache.clear()
+                    cache[word] = ids
+                found[i] = ids
+        out.extend(chain.from_iterable(found))
 
     def _encode_word(self, word: str) -> tuple[int, ...]:
         text_to_id = self.vocab.text_to_id
@@ -105,10 +134,10 @@ class BPETokenizer:
             if token is not None:
                 ids.append(token)
                 continue
-            # no token for a merged piece: fall back to one token per byte-character, dropping
-            # characters the vocab lacks (llama.cpp does the same)
+            # no token for a merged piece: llama.cpp looks each UTF-8 byte of it up as a
+            # one-byte token text and drops what it does not find; only ASCII can be found
             for ch in piece:
-                token = text_to_id.get(ch)
+                token = text_to_id.get(ch) if ch < "\x80" else None
                 if token is not None:
                     ids.append(token)
         return tuple(ids)

@@ -49,6 +49,25 @@ REGEX_CHAINS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Single regexes that split exactly like a whole chain (checked against the chains in
+# tests/test_tokenizer_pretokenize.py), so one findall call does the work:
+# - GPT2 leaves single whitespace characters unmatched (e.g. "\n" before a letter); "|\s" picks
+#   them up as the words they would be anyway.
+# - starcoder isolates every digit first, and GPT2 then runs inside each non-digit stretch, where a
+#   stretch end counts as the end of the text: a following digit must not block \s+(?!\S).
+# - the llama3/qwen regexes match every character, so nothing is left between matches.
+STARCODER_FUSED = (r"\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+"
+                   r"|\s+(?![^\s\p{N}])|\s")
+SINGLE_REGEX = {
+    "gpt2": GPT2 + r"|\s",
+    "starcoder": STARCODER_FUSED,
+    "llama3": LLAMA3,
+    "chatglm4": LLAMA3,
+    "qwen2": QWEN2,
+    "qwen35": QWEN35,
+}
+
+
 @dataclass(frozen=True)
 class PreSpec:
     family: str
@@ -123,11 +142,19 @@ def pre_flags(pre: str, warnings: list[str]) -> dict[str, bool]:
 class PreTokenizer:
     """Splits text into words with a compiled regex chain."""
 
-    def __init__(self, family: str):
+    def __init__(self, family: str, fast: bool = True):
         self.family = family
         self._chain = tuple(regex.compile(expr) for expr in REGEX_CHAINS[family])
+        single = SINGLE_REGEX.get(family) if fast else None
+        self._findall = regex.compile(single).findall if single else None
 
     def split(self, text: str) -> list[str]:
+        if self._findall is not None:
+            return self._findall(text)
+        return self.split_with_chain(text)
+
+    def split_with_chain(self, text: str) -> list[str]:
+        """The reference: llama.cpp's chain, regex by regex, keeping unmatched text."""
         if len(self._chain) == 1:
             return self._split_one(self._chain[0], text)
         spans = [(0, len(text))]

@@ -13,6 +13,7 @@ from .vocab import TokenizerError, Vocab
 
 SPACE = "\u2581"
 CACHE_LIMIT = 1 << 18
+SHORT_CHUNK = 16   # below this many characters a plain rescan beats the heap
 
 
 def glue_chars(texts) -> set[str]:
@@ -91,11 +92,31 @@ class SPMTokenizer:
             out.append(token)
 
     def _merge(self, text: str) -> list[str]:
+        if len(text) < 2:
+            return list(text)
+        if len(text) <= SHORT_CHUNK:
+            return self._merge_short(list(text))
+        return self._merge_heap(text)
+
+    def _merge_short(self, sym: list[str]) -> list[str]:
+        """Rescan all pairs each step: best score wins, the leftmost pair on ties."""
+        get, scores = self.vocab.text_to_id.get, self.vocab.scores
+        while len(sym) > 1:
+            best_i, best = -1, 0.0
+            for i in range(len(sym) - 1):
+                token = get(sym[i] + sym[i + 1])
+                if token is not None and (best_i < 0 or scores[token] > best):
+                    best_i, best = i, scores[token]
+            if best_i < 0:
+                break
+            sym[best_i:best_i + 2] = [sym[best_i] + sym[best_i + 1]]
+        return sym
+
+    def _merge_heap(self, text: str) -> list[str]:
+        """The same merge order with llama.cpp's priority queue, for long chunks."""
         text_to_id, scores = self.vocab.text_to_id, self.vocab.scores
         n = len(text)
         sym = list(text)
-        if n < 2:
-            return sym
         prev = list(range(-1, n - 1))
         nxt = list(range(1, n + 1))
         nxt[-1] = -1
