@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 from itertools import chain
 
+from . import native
 from .pretokenize import PreTokenizer, resolve_pre
 from .vocab import Vocab
 
@@ -99,13 +100,26 @@ def _merge_heap(symbols: list[str], ranks) -> list[str]:
     return [s for s in sym if s]
 
 
+def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTable"]:
+    """The C merge table for a BPE vocab: every merge rule as (left, right) -> (rank, result)."""
+    symbols = native.SymbolTable(vocab.text_to_id, vocab.n_vocab)
+    for ch in BYTE_TO_UNICODE:
+        symbols.id(ch)
+    columns: tuple[list[int], ...] = ([], [], [], [])
+    for (a, b), rank in vocab.merge_ranks.items():
+        for column, value in zip(columns, (symbols.id(a), symbols.id(b), rank, symbols.id(a + b))):
+            column.append(value)
+    return native.NativeMerger(*columns), symbols
+
+
 class BPETokenizer:
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab, use_native: bool = True):
         self.vocab = vocab
         warnings: list[str] = []
         self.pre_spec = resolve_pre(vocab.pre, warnings)
         self.pretokenizer = PreTokenizer(self.pre_spec.family)
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
 
     def encode_text(self, text: str, out: list[int]) -> None:
         cache = self._cache
@@ -129,7 +143,7 @@ class BPETokenizer:
         if self.vocab.ignore_merges and encoded in text_to_id:
             return (text_to_id[encoded],)
         ids: list[int] = []
-        for piece in merge_word(list(encoded), self.vocab.merge_ranks):
+        for piece in self._merge(encoded):
             token = text_to_id.get(piece)
             if token is not None:
                 ids.append(token)
@@ -141,3 +155,11 @@ class BPETokenizer:
                 if token is not None:
                     ids.append(token)
         return tuple(ids)
+
+    def _merge(self, encoded: str) -> list[str]:
+        if self._native is None or len(encoded) < 2:
+            return merge_word(list(encoded), self.vocab.merge_ranks)
+        merger, symbols = self._native
+        _, starts = merger.merge([symbols.lookup(ch) for ch in encoded])
+        ends = starts[1:] + [len(encoded)]
+        return [encoded[s:e] for s, e in zip(starts, ends)]

@@ -9,6 +9,7 @@ import heapq
 
 import regex
 
+from . import native
 from .vocab import TokenizerError, Vocab
 
 SPACE = "\u2581"
@@ -28,9 +29,27 @@ def glue_chars(texts) -> set[str]:
     return glue
 
 
+def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTable"]:
+    """The C merge table for SentencePiece: every token split in two pieces that can themselves be
+    symbols (a token or a single character), ordered by the token's score."""
+    symbols = native.SymbolTable(vocab.text_to_id, vocab.n_vocab)
+    text_to_id = vocab.text_to_id
+    rank = native.dense_ranks(vocab.scores)
+    columns: tuple[list[int], ...] = ([], [], [], [])
+    for token_id, text in enumerate(vocab.texts):
+        for k in range(1, len(text)):
+            left, right = text[:k], text[k:]
+            if (k == 1 or left in text_to_id) and (len(right) == 1 or right in text_to_id):
+                for column, value in zip(columns, (symbols.id(left), symbols.id(right),
+                                                   rank[vocab.scores[token_id]], token_id)):
+                    column.append(value)
+    return native.NativeMerger(*columns), symbols
+
+
 class SPMTokenizer:
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab, use_native: bool = True):
         self.vocab = vocab
+        self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
         self._cache: dict[str, tuple[int, ...]] = {}
         # A merged symbol is always a vocab token, so no merge can cross a boundary whose two
         # characters never sit side by side in any token. Before each U+2581 that follows a
@@ -94,6 +113,11 @@ class SPMTokenizer:
     def _merge(self, text: str) -> list[str]:
         if len(text) < 2:
             return list(text)
+        if self._native is not None:
+            merger, symbols = self._native
+            _, starts = merger.merge([symbols.lookup(ch) for ch in text])
+            ends = starts[1:] + [len(text)]
+            return [text[s:e] for s, e in zip(starts, ends)]
         if len(text) <= SHORT_CHUNK:
             return self._merge_short(list(text))
         return self._merge_heap(text)

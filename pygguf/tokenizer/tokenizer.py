@@ -15,14 +15,15 @@ _VERBATIM = _HIDDEN | int(TokenAttr.USER_DEFINED)            # printed as their 
 
 
 class Tokenizer:
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab, use_native: bool = True):
+        """use_native=False keeps the merges in Python (the reference for the C merge loop)."""
         self.vocab = vocab
         if vocab.model == "llama":
-            self._spm: SPMTokenizer | None = SPMTokenizer(vocab)
+            self._spm: SPMTokenizer | None = SPMTokenizer(vocab, use_native)
             self._bpe: BPETokenizer | None = None
         else:
             self._spm = None
-            self._bpe = BPETokenizer(vocab)
+            self._bpe = BPETokenizer(vocab, use_native)
         self._pieces: dict[int, bytes] = {}   # token id -> bytes, special=True spelling
 
     @classmethod
