@@ -120,6 +120,8 @@ class BPETokenizer:
         self.pretokenizer = PreTokenizer(self.pre_spec.family)
         self._cache: dict[str, tuple[int, ...]] = {}
         self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
+        if self._native is not None:
+            self._char_get = self._native[1].char_map(vocab.texts).get
 
     def encode_text(self, text: str, out: list[int]) -> None:
         cache = self._cache
@@ -142,6 +144,10 @@ class BPETokenizer:
         encoded = byte_encode(word)
         if self.vocab.ignore_merges and encoded in text_to_id:
             return (text_to_id[encoded],)
+        if self._native is not None and len(encoded) > 1:
+            syms, _ = self._native[0].merge([self._char_get(c, -1) for c in encoded])
+            if all(0 <= s < self.vocab.n_vocab for s in syms):    # every symbol is a token
+                return tuple(syms)
         ids: list[int] = []
         for piece in self._merge(encoded):
             token = text_to_id.get(piece)
@@ -159,7 +165,6 @@ class BPETokenizer:
     def _merge(self, encoded: str) -> list[str]:
         if self._native is None or len(encoded) < 2:
             return merge_word(list(encoded), self.vocab.merge_ranks)
-        merger, symbols = self._native
-        _, starts = merger.merge([symbols.lookup(ch) for ch in encoded])
+        _, starts = self._native[0].merge([self._char_get(c, -1) for c in encoded])
         ends = starts[1:] + [len(encoded)]
         return [encoded[s:e] for s, e in zip(starts, ends)]

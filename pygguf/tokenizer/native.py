@@ -61,6 +61,12 @@ class SymbolTable:
             self.extra_texts.append(text)
         return sym
 
+    def char_map(self, texts: Iterable[str]) -> dict[str, int]:
+        """Every one-character symbol -> its id (the initial symbols of a word)."""
+        chars = {t: i for i, t in enumerate(texts) if len(t) == 1}
+        chars.update((t, i) for t, i in self.extra.items() if len(t) == 1)
+        return chars
+
     def lookup(self, text: str) -> int:
         """An existing symbol id, or -1 for a text no merge can involve."""
         token = self._text_to_id.get(text)

@@ -50,6 +50,9 @@ class SPMTokenizer:
     def __init__(self, vocab: Vocab, use_native: bool = True):
         self.vocab = vocab
         self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
+        self._n_vocab = vocab.n_vocab
+        if self._native is not None:
+            self._char_get = self._native[1].char_map(vocab.texts).get
         self._cache: dict[str, tuple[int, ...]] = {}
         # A merged symbol is always a vocab token, so no merge can cross a boundary whose two
         # characters never sit side by side in any token. Before each U+2581 that follows a
@@ -91,6 +94,10 @@ class SPMTokenizer:
             out.extend(ids)
 
     def _encode_chunk(self, text: str) -> tuple[int, ...]:
+        if self._native is not None and len(text) > 1:
+            syms, _ = self._native[0].merge([self._char_get(c, -1) for c in text])
+            if all(0 <= s < self._n_vocab for s in syms):    # every symbol is a token
+                return tuple(syms)
         out: list[int] = []
         for piece in self._merge(text):
             token = self.vocab.text_to_id.get(piece)
@@ -114,8 +121,7 @@ class SPMTokenizer:
         if len(text) < 2:
             return list(text)
         if self._native is not None:
-            merger, symbols = self._native
-            _, starts = merger.merge([symbols.lookup(ch) for ch in text])
+            _, starts = self._native[0].merge([self._char_get(c, -1) for c in text])
             ends = starts[1:] + [len(text)]
             return [text[s:e] for s, e in zip(starts, ends)]
         if len(text) <= SHORT_CHUNK:
