@@ -145,11 +145,15 @@ class BPETokenizer:
         if self.vocab.ignore_merges and encoded in text_to_id:
             return (text_to_id[encoded],)
         if self._native is not None and len(encoded) > 1:
-            syms, _ = self._native[0].merge([self._char_get(c, -1) for c in encoded])
+            syms, starts = self._native[0].merge([self._char_get(c, -1) for c in encoded])
             if all(0 <= s < self.vocab.n_vocab for s in syms):    # every symbol is a token
                 return tuple(syms)
+            ends = starts[1:] + [len(encoded)]
+            pieces = [encoded[s:e] for s, e in zip(starts, ends)]
+        else:
+            pieces = self._merge(encoded)
         ids: list[int] = []
-        for piece in self._merge(encoded):
+        for piece in pieces:
             token = text_to_id.get(piece)
             if token is not None:
                 ids.append(token)

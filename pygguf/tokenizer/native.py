@@ -67,13 +67,6 @@ class SymbolTable:
         chars.update((t, i) for t, i in self.extra.items() if len(t) == 1)
         return chars
 
-    def lookup(self, text: str) -> int:
-        """An existing symbol id, or -1 for a text no merge can involve."""
-        token = self._text_to_id.get(text)
-        if token is not None:
-            return token
-        return self.extra.get(text, -1)
-
 
 def dense_ranks(values: Iterable[float]) -> dict[float, int]:
     """Highest value -> 0, ties share a rank (SentencePiece scores as merge priorities)."""

@@ -95,11 +95,14 @@ class SPMTokenizer:
 
     def _encode_chunk(self, text: str) -> tuple[int, ...]:
         if self._native is not None and len(text) > 1:
-            syms, _ = self._native[0].merge([self._char_get(c, -1) for c in text])
+            syms, starts = self._native[0].merge([self._char_get(c, -1) for c in text])
             if all(0 <= s < self._n_vocab for s in syms):    # every symbol is a token
                 return tuple(syms)
+            pieces = [text[s:e] for s, e in zip(starts, starts[1:] + [len(text)])]
+        else:
+            pieces = self._merge(text)
         out: list[int] = []
-        for piece in self._merge(text):
+        for piece in pieces:
             token = self.vocab.text_to_id.get(piece)
             if token is not None:
                 out.append(token)
