@@ -13,14 +13,15 @@
 
 typedef struct {
     uint64_t key;        /* (left << 32) | right, both as uint32 */
-    int32_t priority;
+    int32_t priority;    /* EMPTY_SLOT marks a free slot (one cache line holds key and flag) */
     int32_t result;
 } pair_slot;
+
+#define EMPTY_SLOT INT32_MIN
 
 struct pg_merge_table {
     pair_slot *slots;
     uint64_t mask;       /* capacity - 1, capacity a power of two */
-    uint8_t *used;
 };
 
 static inline uint64_t pair_key(int32_t left, int32_t right) {
@@ -42,19 +43,19 @@ pg_merge_table *pg_merge_table_new(int64_t n_pairs, const int32_t *left, const i
     while (cap < (uint64_t)n_pairs * 2) cap <<= 1;
     pg_merge_table *t = calloc(1, sizeof *t);
     if (!t) return NULL;
-    t->slots = calloc(cap, sizeof *t->slots);
-    t->used = calloc(cap, 1);
-    if (!t->slots || !t->used) {
+    t->slots = malloc(cap * sizeof *t->slots);
+    if (!t->slots) {
         pg_merge_table_free(t);
         return NULL;
     }
+    for (uint64_t s = 0; s < cap; s++) t->slots[s].priority = EMPTY_SLOT;
     t->mask = cap - 1;
     for (int64_t i = 0; i < n_pairs; i++) {
+        if (priority[i] == EMPTY_SLOT) continue;            /* reserved value: not a priority */
         uint64_t key = pair_key(left[i], right[i]);
         uint64_t s = slot_of(key, t->mask);
-        while (t->used[s] && t->slots[s].key != key) s = (s + 1) & t->mask;
-        if (t->used[s]) continue;
-        t->used[s] = 1;
+        while (t->slots[s].priority != EMPTY_SLOT && t->slots[s].key != key) s = (s + 1) & t->mask;
+        if (t->slots[s].priority != EMPTY_SLOT) continue;
         t->slots[s] = (pair_slot){key, priority[i], result[i]};
     }
     return t;
@@ -63,7 +64,6 @@ pg_merge_table *pg_merge_table_new(int64_t n_pairs, const int32_t *left, const i
 void pg_merge_table_free(pg_merge_table *t) {
     if (!t) return;
     free(t->slots);
-    free(t->used);
     free(t);
 }
 
@@ -71,7 +71,7 @@ static inline const pair_slot *lookup(const pg_merge_table *t, int32_t left, int
     if (left < 0 || right < 0) return NULL;          /* symbols that can never merge */
     uint64_t key = pair_key(left, right);
     uint64_t s = slot_of(key, t->mask);
-    while (t->used[s]) {
+    while (t->slots[s].priority != EMPTY_SLOT) {
         if (t->slots[s].key == key) return &t->slots[s];
         s = (s + 1) & t->mask;
     }
