@@ -6,6 +6,9 @@ one line on stderr and exit status 1.
 """
 from __future__ import annotations
 
+import functools
+import logging
+import os
 import sys
 
 import click
@@ -51,6 +54,13 @@ def format_pieces(tok: Tokenizer, ids: list[int]) -> str:
 
 
 def load_tokenizer(path: str) -> Tokenizer:
+    stat = os.stat(path)
+    return _load_tokenizer(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_tokenizer(path: str, size: int, mtime_ns: int) -> Tokenizer:
+    # keyed on size and mtime so a rewritten file is read again (matters when called in-process)
     with GGUFReader(path) as reader:
         return Tokenizer.from_metadata(reader.metadata)
 
@@ -68,7 +78,7 @@ def load_tokenizer(path: str) -> Tokenizer:
 @click.option("--no-parse-special", is_flag=True,
               help="Treat control-token text in the prompt as plain text.")
 @click.option("--no-escape", is_flag=True, help="Do not process escapes such as \\n in -p.")
-@click.option("--log-disable", is_flag=True, hidden=True, help="Accepted for llama-tokenize parity.")
+@click.option("--log-disable", is_flag=True, help="Do not print load-time warnings.")
 def main(model_path, prompt, prompt_file, from_stdin, ids, show_count, no_bos, no_parse_special,
          no_escape, log_disable):
     """Tokenize TEXT with the tokenizer stored in a GGUF file (like llama.cpp's llama-tokenize)."""
@@ -83,14 +93,13 @@ def main(model_path, prompt, prompt_file, from_stdin, ids, show_count, no_bos, n
     else:
         text = prompt if no_escape else process_escapes(prompt)
 
+    if log_disable:
+        logging.getLogger("pygguf.tokenizer").setLevel(logging.ERROR)
     try:
-        tok = load_tokenizer(model_path)
+        tok = load_tokenizer(model_path)   # load-time warnings go to stderr through logging
     except (GGUFError, TokenizerError, OSError) as exc:
         click.echo(f"pygguf-tokenize: {exc}", err=True)
         sys.exit(1)
-    if not log_disable:
-        for warning in tok.warnings:
-            click.echo(f"pygguf-tokenize: warning: {warning}", err=True)
 
     tokens = tok.encode(text, add_special=not no_bos, parse_special=not no_parse_special)
     out = sys.stdout

@@ -117,9 +117,11 @@ def test_merge_word_prefers_leftmost_on_ties():
     assert merge_word(list("aaaa"), ranks) == ["aa", "aa"]
 
 
-def test_bpe_unknown_pre_falls_back_with_warning():
-    tok = Tokenizer.from_metadata(bpe_metadata(pre="no-such-pre"))
+def test_bpe_unknown_pre_falls_back_with_warning(caplog):
+    with caplog.at_level("WARNING", logger="pygguf.tokenizer"):
+        tok = Tokenizer.from_metadata(bpe_metadata(pre="no-such-pre"))
     assert any("no-such-pre" in w for w in tok.warnings)
+    assert sum("no-such-pre" in r.getMessage() for r in caplog.records) == 1
     assert [tok.token_text(i) for i in tok.encode("hello", add_special=False)] == ["hello"]
 
 

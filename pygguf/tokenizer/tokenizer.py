@@ -1,6 +1,7 @@
 """The Tokenizer: llama.cpp's tokenize/detokenize over a Vocab (SentencePiece or byte-level BPE)."""
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Mapping
 
@@ -9,6 +10,8 @@ from .bpe import BPETokenizer, UNICODE_TO_BYTE
 from .spm import SPACE, SPMTokenizer
 from .stream import StreamDecoder
 from .vocab import TokenAttr, TokenizerError, Vocab, build_vocab
+
+log = logging.getLogger("pygguf.tokenizer")
 
 _HIDDEN = int(TokenAttr.UNKNOWN | TokenAttr.CONTROL)        # printed only with special=True
 _VERBATIM = _HIDDEN | int(TokenAttr.USER_DEFINED)            # printed as their text
@@ -28,7 +31,10 @@ class Tokenizer:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, object]) -> "Tokenizer":
-        return cls(build_vocab(metadata))
+        vocab = build_vocab(metadata)
+        for warning in vocab.warnings:       # once per load, like llama.cpp's load-time log
+            log.warning("%s", warning)
+        return cls(vocab)
 
     # --- vocabulary facts -------------------------------------------------------------------
     @property
