@@ -40,9 +40,11 @@ def print_summary(console: Console, report: QuantizeReport) -> None:
     for name, n in sorted(counts.items()):
         table.add_row(name, str(n), f"{sizes[name] / MIB:.2f}")
     console.print(table)
-    for c in report.fallbacks:
-        console.print(f"warning: {c.name}: row length {c.shape[0]} is not a multiple of the "
-                      f"{c.fallback_from} block: used {c.dst.name}", markup=False)
+    fallbacks = Counter((c.fallback_from, c.dst.name) for c in report.fallbacks)
+    if fallbacks:
+        moves = ", ".join(f"{src} -> {dst} x{n}" for (src, dst), n in sorted(fallbacks.items()))
+        console.print(f"warning: {sum(fallbacks.values())} of {len(report.tensors)} tensors needed a fallback "
+                      f"type (row length not a multiple of the super-block): {moves}", markup=False)
 
 
 def run_with_progress(console: Console, src: str, dst: str, ft: FileType, allow_requantize: bool,
