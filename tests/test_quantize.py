@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from pygguf import kernels
 from pygguf.gguf import GGUFReader, GGUFValueType, GGUFWriter
 from pygguf.kernels import KernelError
-from pygguf.quant_mix import FILE_TYPES, file_type
+from pygguf.quant_mix import file_type
 from pygguf.quantize import QuantizeError, has_quantizer, quantize_file
 from pygguf.quants import WEIGHT_TYPES
 from pygguf_cli.quantize import main as quantize_main
@@ -111,17 +112,22 @@ def test_requantizing_needs_the_flag(tmp_path):
             assert not r.tensors["blk.0.ffn_up.weight"].data.any()
 
 
-def test_missing_quantizer_is_a_clear_kernel_error(tmp_path):
-    missing = [t for t in WEIGHT_TYPES if t.block_size > 1 and not has_quantizer(t)]
-    if not missing:
-        pytest.skip("every quantizer is present in this build")
-    qt = missing[0]
-    ft = next(f for f in FILE_TYPES if f.default == qt.name)
+def test_missing_quantizer_is_refused_before_writing(tmp_path):
+    """A build without some quantizer: the kernel refuses, and nothing is written."""
+    def quantizer_without_q4_0(qt, floats):
+        if qt.name == "Q4_0":
+            raise KernelError("quantize Q4_0: no kernel for this type")
+        return kernels.quantize(qt, floats)
+
     src, dst = tmp_path / "in.gguf", tmp_path / "out.gguf"
     make_model(src)
-    with pytest.raises(KernelError, match="no quantizer for"):
-        quantize_file(src, dst, ft.name, pure=True)
+    with pytest.raises(KernelError, match="no quantizer for Q4_0 in this build"):
+        quantize_file(src, dst, "Q4_0", pure=True, quantizer=quantizer_without_q4_0)
     assert not dst.exists()
+    missing = [t.name for t in WEIGHT_TYPES if not has_quantizer(t)]
+    for name in missing:                   # and the real kernels refuse the same way
+        with pytest.raises(KernelError):
+            kernels.quantize(name, np.zeros(256, np.float32))
 
 
 def test_same_input_and_output_refused(tmp_path):
