@@ -11,6 +11,7 @@ cannot beat it. This is a benchmark, not a test: the default run takes about a m
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -92,6 +93,7 @@ def main() -> None:
     args = ap.parse_args()
 
     isa = kernels.active_isa()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the box lowers every number)")
     pools = {t: kernels.ThreadPool(t) for t in map(int, args.threads.split(","))}
     shapes = [tuple(map(int, s.lower().split("x"))) for s in args.shapes.split(",")]
     types = [by_name(t) for t in args.types.split(",")]
