@@ -38,15 +38,25 @@ KQ_INLINE void store_group_scales(pg_ksb *u, __m256i sc16, __m256i mn16) {
     store32(u->mn, mn16);
 }
 
-/* Q4_K/Q5_K: each 6-bit sub-block scale/min serves two groups of 16 */
+/* Q4_K/Q5_K: the 6-bit scales and mins of kquant_scales.h decoded four at a time in 32-bit
+ * words (bytes 0-3, 4-7, 8-11 of the packed field); each serves two groups of 16. */
 KQ_INLINE void unpack_k4_scales(const uint8_t *packed, pg_ksb *u) {
-    uint8_t sc[8], m[8];
-    pg_k4_unpack_scales(packed, sc, m);
-    __m128i s8 = _mm_loadl_epi64((const __m128i *)sc), m8 = _mm_loadl_epi64((const __m128i *)m);
-    __m256i s16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s8, s8));
-    __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    uint32_t w0, w1, w2;
+    memcpy(&w0, packed, 4);
+    memcpy(&w1, packed + 4, 4);
+    memcpy(&w2, packed + 8, 4);
+    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u;
+    const uint32_t sc03 = w0 & low6, m03 = w1 & low6;
+    const uint32_t sc47 = (w2 & low4) | (((w0 >> 6) & top2) << 4);
+    const uint32_t m47 = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+    const __m128i sc8 = _mm_setr_epi32((int)sc03, (int)sc47, 0, 0), m8 = _mm_setr_epi32((int)m03, (int)m47, 0, 0);
+    const __m256i s16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
     store_group_scales(u, s16, _mm256_sub_epi16(_mm256_setzero_si256(), m16));
 }
+
+/* fp16 -> fp32 with F16C (exact, as pg_half_to_float) */
+KQ_INLINE float half_to_float(pg_half h) { return _cvtsh_ss(h); }
 
 static inline void kq_unpack_q4_K(const block_q4_K *b, pg_ksb *u) {
     for (int c = 0; c < 4; c++) {
@@ -55,8 +65,8 @@ static inline void kq_unpack_q4_K(const block_q4_K *b, pg_ksb *u) {
         store32(u->q + 64 * c + 32, bits8(v, 4, 0xF));
     }
     unpack_k4_scales(b->scales, u);
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
+    u->d = half_to_float(b->d);
+    u->dm = half_to_float(b->dmin);
 }
 
 static inline void kq_unpack_q5_K(const block_q5_K *b, pg_ksb *u) {
@@ -68,8 +78,8 @@ static inline void kq_unpack_q5_K(const block_q5_K *b, pg_ksb *u) {
         store32(u->q + 64 * c + 32, _mm256_or_si256(bits8(v, 4, 0xF), h1));
     }
     unpack_k4_scales(b->scales, u);
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
+    u->d = half_to_float(b->d);
+    u->dm = half_to_float(b->dmin);
 }
 
 static inline void kq_unpack_q6_K(const block_q6_K *b, pg_ksb *u) {
@@ -83,7 +93,7 @@ static inline void kq_unpack_q6_K(const block_q6_K *b, pg_ksb *u) {
     }
     __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
     store_group_scales(u, sc, _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 5)));
-    u->d = u->dm = pg_half_to_float(b->d);
+    u->d = u->dm = half_to_float(b->d);
 }
 
 static inline void kq_unpack_q2_K(const block_q2_K *b, pg_ksb *u) {
@@ -94,8 +104,8 @@ static inline void kq_unpack_q2_K(const block_q2_K *b, pg_ksb *u) {
     __m256i s16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
     store_group_scales(u, _mm256_and_si256(s16, _mm256_set1_epi16(0xF)),
                        _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_srli_epi16(s16, 4)));
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
+    u->d = half_to_float(b->d);
+    u->dm = half_to_float(b->dmin);
 }
 
 static inline void kq_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
@@ -111,7 +121,7 @@ static inline void kq_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
     pg_q3k_unpack_scales(b->scales, sc8);
     __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc8));
     store_group_scales(u, sc, _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 2)));
-    u->d = u->dm = pg_half_to_float(b->d);
+    u->d = u->dm = half_to_float(b->d);
 }
 
 #endif
