@@ -77,10 +77,145 @@ static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
+
+/* ---- decode (one token): Q4_K and Q6_K straight from the GGUF blocks, no unpack buffer ----
+ * W (nrows, n) @ a (n,) -> y; 8 rows per pass share every activation load. Same int32 per
+ * super-block and same float chain as the reference, hence the same bits as the panel path. */
+
+/* 16 int16 = [s[j] x 8 | s[j+1] x 8] from a vector holding 16 int16 scales (j even) */
+KQ_INLINE __m256i scale_pair(__m256i s16, int j) {
+    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    return _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(s16, _mm256_set1_epi32(j / 2)), spread);
+}
+
+/* pairwise sums of a Q8_K block's 16 group sums: the 8 sub-block (32-value) sums */
+KQ_INLINE __m128i bsums_per_32(const block_q8_K *a) {
+    return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+}
+
+/* The float step for 8 lanes (rows); I, M exact as in pg_ksb_dot_ints. */
+KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, float ad, __m256i I, __m256i M) {
+    const __m256 vad = _mm256_set1_ps(ad);
+    if (two_terms) {
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(I), acc);
+        return _mm256_fmadd_ps(_mm256_mul_ps(dmw, vad), _mm256_cvtepi32_ps(M), acc);
+    }
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
+}
+
+KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        __m256i isum[8], msum[8];
+        float dw[8] = {0}, dmw[8] = {0};
+        const __m128i b32 = bsums_per_32(&a[s]);
+        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride) + s;
+            uint32_t w0, w1, w2;
+            memcpy(&w0, b->scales, 4);
+            memcpy(&w1, b->scales + 4, 4);
+            memcpy(&w2, b->scales + 8, 4);
+            const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+            const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+            const __m128i sc8 = _mm_setr_epi32((int)(w0 & 0x3f3f3f3fu), (int)sc47, 0, 0);
+            const __m128i m8 = _mm_setr_epi32((int)(w1 & 0x3f3f3f3fu), (int)m47, 0, 0);
+            /* sub-block j's scale as int16 pairs (j, j) -> 16 int16, both 128-bit lanes alike */
+            const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
+            __m256i acc_r = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+                const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c)));
+                const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c + 32)));
+                /* sc16 holds groups (2j, 2j+1) = sub-block j twice: pair index 4c picks sub-block 2c */
+                acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p0, scale_pair(sc16, 4 * c)));
+                acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p1, scale_pair(sc16, 4 * c + 2)));
+            }
+            isum[r] = acc_r;
+            msum[r] = _mm256_zextsi128_si256(_mm_madd_epi16(_mm_cvtepu8_epi16(m8), b32));
+            dw[r] = _cvtsh_ss(b->d);
+            dmw[r] = _cvtsh_ss(b->dmin);
+        }
+        const __m256i I = reduce8_epi32(isum);
+        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), reduce8_epi32(msum));
+        acc = chain_step(acc, 1, _mm256_loadu_ps(dw), _mm256_loadu_ps(dmw), a[s].d, I, M);
+    }
+    float f[8];
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        __m256i isum[8], msum[8];
+        float dw[8] = {0};
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[s].bsums);
+        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * w_stride) + s;
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            __m256i acc_r = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+                for (int k = 0; k < 4; k++) {
+                    const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a[s].qs + 128 * h + 32 * k)));
+                    acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p, scale_pair(sc16, 8 * h + 2 * k)));
+                }
+            }
+            isum[r] = acc_r;
+            msum[r] = _mm256_madd_epi16(sc16, bsums);
+            dw[r] = _cvtsh_ss(b->d);
+        }
+        const __m256i I = reduce8_epi32(isum);
+        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(reduce8_epi32(msum), 5));
+        acc = chain_step(acc, 0, _mm256_loadu_ps(dw), _mm256_setzero_ps(), a[s].d, I, M);
+    }
+    float f[8];
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+#define KQ_DEFINE_DECODE(t)                                                                     \
+    static void kq_decode_##t(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) { \
+        const int64_t nsb = n / QK_K;                                                           \
+        int r = 0;                                                                              \
+        for (; r + 8 <= nrows; r += 8)                                                          \
+            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 8); \
+        for (; r < nrows; r++)                                                                  \
+            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 1); \
+    }
+KQ_DEFINE_DECODE(q4_K)
+KQ_DEFINE_DECODE(q6_K)
+
+/* One token: the direct kernels; several: the unpacked panels, reused across tokens. */
+#define KQ_DEFINE_GEMM_WITH_DECODE(t, T_UPPER, isa)                                              \
+    KQ_DEFINE_PANEL_UNPACK(t)                                                                    \
+    void pg_gemm_##t##_##isa(int64_t n, const void *w, size_t w_stride, int nrows,               \
+                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {   \
+        if (ntok == 1) {                                                                         \
+            kq_decode_##t(n, w, w_stride, nrows, a, y);                                          \
+            return;                                                                              \
+        }                                                                                        \
+        kq_gemm(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy, kq_unpack_panel_##t,           \
+                PG_##T_UPPER##_TWO_TERMS);                                                       \
+    }
+
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx2)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx2)
-KQ_DEFINE_GEMM(q4_K, Q4_K, avx2)
+KQ_DEFINE_GEMM_WITH_DECODE(q4_K, Q4_K, avx2)
 KQ_DEFINE_GEMM(q5_K, Q5_K, avx2)
-KQ_DEFINE_GEMM(q6_K, Q6_K, avx2)
+KQ_DEFINE_GEMM_WITH_DECODE(q6_K, Q6_K, avx2)
 
 #endif
