@@ -78,7 +78,7 @@ static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
 
-/* ---- decode (one token): Q4_K and Q6_K straight from the GGUF blocks, no unpack buffer ----
+/* ---- decode (one token): Q4_K, Q5_K and Q6_K straight from the GGUF blocks, no unpack buffer ----
  * W (nrows, n) @ a (n,) -> y; 8 rows per pass share every activation load. Same int32 per
  * super-block and same float chain as the reference, hence the same bits as the panel path. */
 
@@ -104,8 +104,12 @@ KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, fl
     return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
 }
 
-KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+/* Q4_K and Q5_K share d, dmin and the 6-bit scales at the same offsets; Q5_K adds qh. */
+KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y,
+                              const int R, const int five_bits) {
+    const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         __m256i isum[8], msum[8];
@@ -113,7 +117,8 @@ KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
         const __m128i b32 = bsums_per_32(&a[s]);
         for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
         for (int r = 0; r < R; r++) {
-            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride) + s;
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride + (size_t)s * bsize);
+            const uint8_t *qs = (const uint8_t *)b + qs_at;
             uint32_t w0, w1, w2;
             memcpy(&w0, b->scales, 4);
             memcpy(&w1, b->scales + 4, 4);
@@ -124,10 +129,16 @@ KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
             const __m128i m8 = _mm_setr_epi32((int)(w1 & 0x3f3f3f3fu), (int)m47, 0, 0);
             /* sub-block j's scale as int16 pairs (j, j) -> 16 int16, both 128-bit lanes alike */
             const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
+            const __m256i qh = five_bits ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)b)->qh)
+                                         : _mm256_setzero_si256();
             __m256i acc_r = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-                const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five_bits) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+                }
                 const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c)));
                 const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c + 32)));
                 /* sc16 holds groups (2j, 2j+1) = sub-block j twice: pair index 4c picks sub-block 2c */
@@ -146,6 +157,13 @@ KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
     float f[8];
     _mm256_storeu_ps(f, acc);
     for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    k4_rows_direct(nsb, w, w_stride, a, y, R, 0);
+}
+KQ_INLINE void q5_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    k4_rows_direct(nsb, w, w_stride, a, y, R, 1);
 }
 
 KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
@@ -197,6 +215,7 @@ KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
             t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 1); \
     }
 KQ_DEFINE_DECODE(q4_K)
+KQ_DEFINE_DECODE(q5_K)
 KQ_DEFINE_DECODE(q6_K)
 
 /* One token: the direct kernels; several: the unpacked panels, reused across tokens. */
@@ -215,7 +234,7 @@ KQ_DEFINE_DECODE(q6_K)
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx2)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx2)
 KQ_DEFINE_GEMM_WITH_DECODE(q4_K, Q4_K, avx2)
-KQ_DEFINE_GEMM(q5_K, Q5_K, avx2)
+KQ_DEFINE_GEMM_WITH_DECODE(q5_K, Q5_K, avx2)
 KQ_DEFINE_GEMM_WITH_DECODE(q6_K, Q6_K, avx2)
 
 #endif

@@ -83,7 +83,7 @@ static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
-/* One token: AVX2's direct kernels (kquants_avx2.c) read the GGUF blocks without the unpack
+/* One token (Q4_K, Q5_K, Q6_K): AVX2's direct kernels (kquants_avx2.c) read the GGUF blocks without the unpack
  * buffer (2-3x the panel path on AVX2, measured; AVX-512 not measurable here); same bits. */
 #define KQ_DEFINE_GEMM_AVX2_DECODE(t, T_UPPER)                                                   \
     void pg_gemm_##t##_avx2(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, \
@@ -102,7 +102,7 @@ static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx512)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx512)
 KQ_DEFINE_GEMM_AVX2_DECODE(q4_K, Q4_K)
-KQ_DEFINE_GEMM(q5_K, Q5_K, avx512)
+KQ_DEFINE_GEMM_AVX2_DECODE(q5_K, Q5_K)
 KQ_DEFINE_GEMM_AVX2_DECODE(q6_K, Q6_K)
 
 #endif
