@@ -83,7 +83,145 @@ static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
-/* One token (Q4_K, Q5_K, Q6_K): AVX2's direct kernels (kquants_avx2.c) read the GGUF blocks without the unpack
+/* ---- one token: Q4_K and Q6_K straight from the GGUF blocks, 8 rows per pass ----
+ * W (nrows, n) @ a (n,) -> y. 64 values per vpdpbusd; the activation block is loaded once per
+ * super-block and shared by the 8 rows; the same int32 per super-block and float chain as the
+ * reference, hence the same bits. */
+
+KQ_INLINE __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+KQ_INLINE __m256i sum_halves(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+KQ_INLINE __m512i lanes_of(int lo, int hi) {   /* 8 lanes lo, then 8 lanes hi */
+    return join256(_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
+}
+
+/* The float step for 8 lanes (rows), as pg_ksb_accumulate. */
+KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, float ad, __m256i I, __m256i M) {
+    const __m256 vad = _mm256_set1_ps(ad);
+    if (two_terms) {
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(I), acc);
+        return _mm256_fmadd_ps(_mm256_mul_ps(dmw, vad), _mm256_cvtepi32_ps(M), acc);
+    }
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
+}
+
+/* Q4_K: a zmm of 64 qs bytes (chunks c, c+1) gives, as low nibbles, sub-blocks 2c and 2c+2,
+ * as high nibbles 2c+1 and 2c+3; the activations are regrouped to match once per block. */
+KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i idx_lo01 = lanes_of(0, 2), idx_hi01 = lanes_of(1, 3), idx_lo23 = lanes_of(4, 6), idx_hi23 = lanes_of(5, 7);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const int8_t *aq = a[s].qs;
+#define A32(k) _mm256_loadu_si256((const __m256i *)(aq + 32 * (k)))
+        const __m512i a_lo01 = join256(A32(0), A32(2)), a_hi01 = join256(A32(1), A32(3));
+        const __m512i a_lo23 = join256(A32(4), A32(6)), a_hi23 = join256(A32(5), A32(7));
+#undef A32
+        const __m128i b32 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[s].bsums),
+                                           _mm_loadu_si128((const __m128i *)(a[s].bsums + 8)));
+        __m256i isum[8], msum[8];
+        float dw[8] = {0}, dmw[8] = {0};
+        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride) + s;
+            uint32_t w0, w1, w2;
+            memcpy(&w0, b->scales, 4);
+            memcpy(&w1, b->scales + 4, 4);
+            memcpy(&w2, b->scales + 8, 4);
+            const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+            const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+            /* the 8 scales as int32 lanes (scale, 0) for vpdpwssd */
+            const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_setr_epi32((int)(w0 & 0x3f3f3f3fu), (int)sc47, 0, 0));
+            const __m128i m8 = _mm_setr_epi32((int)(w1 & 0x3f3f3f3fu), (int)m47, 0, 0);
+            const __m512i q01 = _mm512_loadu_si512((const void *)b->qs), q23 = _mm512_loadu_si512((const void *)(b->qs + 64));
+            const __m512i z = _mm512_setzero_si512();
+            __m512i acc_r = z;
+            acc_r = _mm512_dpwssd_epi32(acc_r, _mm512_dpbusd_epi32(z, _mm512_and_si512(q01, m4), a_lo01), _mm512_permutexvar_epi32(idx_lo01, sc32));
+            acc_r = _mm512_dpwssd_epi32(acc_r, _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q01, 4), m4), a_hi01), _mm512_permutexvar_epi32(idx_hi01, sc32));
+            acc_r = _mm512_dpwssd_epi32(acc_r, _mm512_dpbusd_epi32(z, _mm512_and_si512(q23, m4), a_lo23), _mm512_permutexvar_epi32(idx_lo23, sc32));
+            acc_r = _mm512_dpwssd_epi32(acc_r, _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q23, 4), m4), a_hi23), _mm512_permutexvar_epi32(idx_hi23, sc32));
+            isum[r] = sum_halves(acc_r);
+            msum[r] = _mm256_zextsi128_si256(_mm_madd_epi16(_mm_cvtepu8_epi16(m8), b32));
+            dw[r] = _cvtsh_ss(b->d);
+            dmw[r] = _cvtsh_ss(b->dmin);
+        }
+        const __m256i I = reduce8_epi32(isum);
+        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), reduce8_epi32(msum));
+        acc = chain_step(acc, 1, _mm256_loadu_ps(dw), _mm256_loadu_ps(dmw), a[s].d, I, M);
+    }
+    float f[8];
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+/* Q6_K: per half of 128 values, the 64 ql bytes' low nibbles are values 0..63 and their high
+ * nibbles 64..127, each completed by two bits of the 32 qh bytes. */
+KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        __m512i av[4];
+        for (int ch = 0; ch < 4; ch++) av[ch] = _mm512_loadu_si512((const void *)(a[s].qs + 64 * ch));
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[s].bsums);
+        __m256i isum[8], msum[8];
+        float dw[8] = {0};
+        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * w_stride) + s;
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            const __m512i sc32 = _mm512_cvtepu16_epi32(sc16);   /* lanes (scale, 0) */
+            const __m512i z = _mm512_setzero_si512();
+            __m512i acc_r = z;
+            for (int h = 0; h < 2; h++) {
+                const __m512i ql = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                const __m512i qh_lo = join256(qh, _mm256_srli_epi16(qh, 2));
+                const __m512i qh_hi = join256(_mm256_srli_epi16(qh, 4), _mm256_srli_epi16(qh, 6));
+                const __m512i q_lo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh_lo, m3), 4));
+                const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                                     _mm512_slli_epi16(_mm512_and_si512(qh_hi, m3), 4));
+                acc_r = _mm512_dpwssd_epi32(acc_r, _mm512_dpbusd_epi32(z, q_lo, av[2 * h]),
+                                            _mm512_permutexvar_epi32(chunk_group_index(2 * h), sc32));
+                acc_r = _mm512_dpwssd_epi32(acc_r, _mm512_dpbusd_epi32(z, q_hi, av[2 * h + 1]),
+                                            _mm512_permutexvar_epi32(chunk_group_index(2 * h + 1), sc32));
+            }
+            isum[r] = sum_halves(acc_r);
+            msum[r] = _mm256_madd_epi16(sc16, bsums);
+            dw[r] = _cvtsh_ss(b->d);
+        }
+        const __m256i I = reduce8_epi32(isum);
+        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(reduce8_epi32(msum), 5));
+        acc = chain_step(acc, 0, _mm256_loadu_ps(dw), _mm256_setzero_ps(), a[s].d, I, M);
+    }
+    float f[8];
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+#define KQ_DEFINE_DECODE(t)                                                                     \
+    static void kq_decode_##t(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) { \
+        const int64_t nsb = n / QK_K;                                                           \
+        int r = 0;                                                                              \
+        for (; r + 8 <= nrows; r += 8)                                                          \
+            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 8); \
+        for (; r < nrows; r++)                                                                  \
+            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 1); \
+    }
+KQ_DEFINE_DECODE(q4_K)
+KQ_DEFINE_DECODE(q6_K)
+
+#define KQ_DEFINE_GEMM_WITH_DECODE(t, T_UPPER, isa)                                              \
+    KQ_DEFINE_PANEL_UNPACK(t)                                                                    \
+    void pg_gemm_##t##_##isa(int64_t n, const void *w, size_t w_stride, int nrows,               \
+                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {   \
+        if (ntok == 1) {                                                                         \
+            kq_decode_##t(n, w, w_stride, nrows, a, y);                                          \
+            return;                                                                              \
+        }                                                                                        \
+        kq_gemm(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy, kq_unpack_panel_##t,           \
+                PG_##T_UPPER##_TWO_TERMS);                                                       \
+    }
+
+/* One token, Q5_K: AVX2's direct kernel (kquants_avx2.c) reads the GGUF blocks without the unpack
  * buffer (2-3x the panel path on AVX2, measured; AVX-512 not measurable here); same bits. */
 #define KQ_DEFINE_GEMM_AVX2_DECODE(t, T_UPPER)                                                   \
     void pg_gemm_##t##_avx2(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, \
@@ -101,8 +239,8 @@ static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx512)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx512)
-KQ_DEFINE_GEMM_AVX2_DECODE(q4_K, Q4_K)
+KQ_DEFINE_GEMM_WITH_DECODE(q4_K, Q4_K, avx512)
 KQ_DEFINE_GEMM_AVX2_DECODE(q5_K, Q5_K)
-KQ_DEFINE_GEMM_AVX2_DECODE(q6_K, Q6_K)
+KQ_DEFINE_GEMM_WITH_DECODE(q6_K, Q6_K, avx512)
 
 #endif
