@@ -38,18 +38,11 @@ KQ_INLINE void store_group_scales(pg_ksb *u, __m256i sc16, __m256i mn16) {
     store32(u->mn, mn16);
 }
 
-/* Q4_K/Q5_K: the 6-bit scales and mins of kquant_scales.h decoded four at a time in 32-bit
- * words (bytes 0-3, 4-7, 8-11 of the packed field); each serves two groups of 16. */
+/* Q4_K/Q5_K: the 6-bit scales and mins (pg_k4_scales_words); each serves two groups of 16. */
 KQ_INLINE void unpack_k4_scales(const uint8_t *packed, pg_ksb *u) {
-    uint32_t w0, w1, w2;
-    memcpy(&w0, packed, 4);
-    memcpy(&w1, packed + 4, 4);
-    memcpy(&w2, packed + 8, 4);
-    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u;
-    const uint32_t sc03 = w0 & low6, m03 = w1 & low6;
-    const uint32_t sc47 = (w2 & low4) | (((w0 >> 6) & top2) << 4);
-    const uint32_t m47 = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
-    const __m128i sc8 = _mm_setr_epi32((int)sc03, (int)sc47, 0, 0), m8 = _mm_setr_epi32((int)m03, (int)m47, 0, 0);
+    uint32_t sc[2], m[2];
+    pg_k4_scales_words(packed, sc, m);
+    const __m128i sc8 = _mm_setr_epi32((int)sc[0], (int)sc[1], 0, 0), m8 = _mm_setr_epi32((int)m[0], (int)m[1], 0, 0);
     const __m256i s16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
     const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
     store_group_scales(u, s16, _mm256_sub_epi16(_mm256_setzero_si256(), m16));

@@ -119,14 +119,10 @@ KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const
         for (int r = 0; r < R; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride + (size_t)s * bsize);
             const uint8_t *qs = (const uint8_t *)b + qs_at;
-            uint32_t w0, w1, w2;
-            memcpy(&w0, b->scales, 4);
-            memcpy(&w1, b->scales + 4, 4);
-            memcpy(&w2, b->scales + 8, 4);
-            const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-            const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-            const __m128i sc8 = _mm_setr_epi32((int)(w0 & 0x3f3f3f3fu), (int)sc47, 0, 0);
-            const __m128i m8 = _mm_setr_epi32((int)(w1 & 0x3f3f3f3fu), (int)m47, 0, 0);
+            uint32_t scw[2], mw[2];
+            pg_k4_scales_words(b->scales, scw, mw);
+            const __m128i sc8 = _mm_setr_epi32((int)scw[0], (int)scw[1], 0, 0);
+            const __m128i m8 = _mm_setr_epi32((int)mw[0], (int)mw[1], 0, 0);
             /* sub-block j's scale as int16 pairs (j, j) -> 16 int16, both 128-bit lanes alike */
             const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
             const __m256i qh = five_bits ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)b)->qh)

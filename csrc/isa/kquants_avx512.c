@@ -123,15 +123,11 @@ KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
         for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
         for (int r = 0; r < R; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride) + s;
-            uint32_t w0, w1, w2;
-            memcpy(&w0, b->scales, 4);
-            memcpy(&w1, b->scales + 4, 4);
-            memcpy(&w2, b->scales + 8, 4);
-            const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-            const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+            uint32_t scw[2], mw[2];
+            pg_k4_scales_words(b->scales, scw, mw);
             /* the 8 scales as int32 lanes (scale, 0) for vpdpwssd */
-            const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_setr_epi32((int)(w0 & 0x3f3f3f3fu), (int)sc47, 0, 0));
-            const __m128i m8 = _mm_setr_epi32((int)(w1 & 0x3f3f3f3fu), (int)m47, 0, 0);
+            const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_setr_epi32((int)scw[0], (int)scw[1], 0, 0));
+            const __m128i m8 = _mm_setr_epi32((int)mw[0], (int)mw[1], 0, 0);
             const __m512i q01 = _mm512_loadu_si512((const void *)b->qs), q23 = _mm512_loadu_si512((const void *)(b->qs + 64));
             const __m512i z = _mm512_setzero_si512();
             __m512i acc_r = z;
