@@ -110,9 +110,10 @@ static inline void kq_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
             store32(u->q + 128 * h + 32 * s, _mm256_or_si256(bits8(v, 2 * s, 3), high));
         }
     }
-    int8_t sc8[16];
-    pg_q3k_unpack_scales(b->scales, sc8);
-    __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc8));
+    uint32_t words[4];
+    pg_q3k_scales_words(b->scales, words);
+    const __m128i biased = _mm_setr_epi32((int)words[0], (int)words[1], (int)words[2], (int)words[3]);
+    __m256i sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(biased), _mm256_set1_epi16(32));
     store_group_scales(u, sc, _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 2)));
     u->d = u->dm = half_to_float(b->d);
 }

@@ -48,15 +48,28 @@ static inline void pg_k4_unpack_scales(const uint8_t s[K_SCALE_SIZE], uint8_t sc
 }
 
 /* Q3_K: 16 six-bit scales stored with a +32 bias: low nibbles in bytes 0-7 (scales 0-7 low
- * nibble, 8-15 high nibble), the top 2 bits of scale j in byte 8 + j%4 at bit 2*(j/4). */
-static inline int pg_q3k_scale(const uint8_t s[12], int j) {
-    int low = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
-    int high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return (low | (high << 4)) - 32;
+ * nibble, 8-15 high nibble), the top 2 bits of scale j in byte 8 + j%4 at bit 2*(j/4).
+ * Decoded in little-endian 32-bit words: byte k of out[i] is scale 4i+k, still biased (0..63).
+ * The one decoder of this layout: the reference and every ISA use it. */
+static inline void pg_q3k_scales_words(const uint8_t s[12], uint32_t out[4]) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, s, 4);
+    memcpy(&w1, s + 4, 4);
+    memcpy(&w2, s + 8, 4);
+    const uint32_t low4 = 0x0f0f0f0fu, low2 = 0x03030303u;
+    out[0] = (w0 & low4) | ((w2 & low2) << 4);
+    out[1] = (w1 & low4) | (((w2 >> 2) & low2) << 4);
+    out[2] = ((w0 >> 4) & low4) | (((w2 >> 4) & low2) << 4);
+    out[3] = ((w1 >> 4) & low4) | (((w2 >> 6) & low2) << 4);
 }
 
+/* the 16 signed scales, bias removed (-32..31) */
 static inline void pg_q3k_unpack_scales(const uint8_t s[12], int8_t sc[16]) {
-    for (int j = 0; j < 16; j++) sc[j] = (int8_t)pg_q3k_scale(s, j);
+    uint32_t words[4];
+    uint8_t biased[16];
+    pg_q3k_scales_words(s, words);
+    memcpy(biased, words, 16);
+    for (int j = 0; j < 16; j++) sc[j] = (int8_t)(biased[j] - 32);
 }
 
 #endif
