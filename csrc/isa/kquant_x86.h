@@ -12,6 +12,7 @@
 #define KQ_INLINE static inline __attribute__((always_inline))
 #endif
 
+/* Lane k of the result = sum of the 8 int32 lanes of v[k] (exact: integer adds). */
 KQ_INLINE __m256i reduce8_epi32(const __m256i v[8]) {
     __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
     __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
@@ -116,6 +117,16 @@ static inline void kq_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
     __m256i sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(biased), _mm256_set1_epi16(32));
     store_group_scales(u, sc, _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 2)));
     u->d = u->dm = half_to_float(b->d);
+}
+
+/* The float step for 8 (row) lanes, as pg_ksb_accumulate; I, M exact as in pg_ksb_dot_ints. */
+KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, float ad, __m256i I, __m256i M) {
+    const __m256 vad = _mm256_set1_ps(ad);
+    if (two_terms) {
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(I), acc);
+        return _mm256_fmadd_ps(_mm256_mul_ps(dmw, vad), _mm256_cvtepi32_ps(M), acc);
+    }
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
 }
 
 #endif

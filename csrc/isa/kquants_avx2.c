@@ -5,7 +5,8 @@
  * rows and each weight load by its tokens. The unpacked quants are unsigned (0..63), so they are
  * maddubs' unsigned operand and a pair sum (<= 2*63*127) never saturates. Per super-block the
  * int32 lanes of the 8 (row, token) pairs are reduced together into one vector and one FMA per
- * lane advances the float chain, which is the reference's bit for bit. */
+ * lane advances the float chain, which is the reference's bit for bit. One token (decode) of
+ * Q4_K, Q5_K, Q6_K takes direct kernels that read the GGUF blocks without the unpack buffer. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
@@ -92,16 +93,6 @@ KQ_INLINE __m256i scale_pair(__m256i s16, int j) {
 /* pairwise sums of a Q8_K block's 16 group sums: the 8 sub-block (32-value) sums */
 KQ_INLINE __m128i bsums_per_32(const block_q8_K *a) {
     return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
-}
-
-/* The float step for 8 lanes (rows); I, M exact as in pg_ksb_dot_ints. */
-KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, float ad, __m256i I, __m256i M) {
-    const __m256 vad = _mm256_set1_ps(ad);
-    if (two_terms) {
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(I), acc);
-        return _mm256_fmadd_ps(_mm256_mul_ps(dmw, vad), _mm256_cvtepi32_ps(M), acc);
-    }
-    return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
 }
 
 /* Q4_K and Q5_K share d, dmin and the 6-bit scales at the same offsets; Q5_K adds qh. */
@@ -201,31 +192,9 @@ KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
     for (int r = 0; r < R; r++) y[r] = f[r];
 }
 
-#define KQ_DEFINE_DECODE(t)                                                                     \
-    static void kq_decode_##t(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) { \
-        const int64_t nsb = n / QK_K;                                                           \
-        int r = 0;                                                                              \
-        for (; r + 8 <= nrows; r += 8)                                                          \
-            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 8); \
-        for (; r < nrows; r++)                                                                  \
-            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 1); \
-    }
 KQ_DEFINE_DECODE(q4_K)
 KQ_DEFINE_DECODE(q5_K)
 KQ_DEFINE_DECODE(q6_K)
-
-/* One token: the direct kernels; several: the unpacked panels, reused across tokens. */
-#define KQ_DEFINE_GEMM_WITH_DECODE(t, T_UPPER, isa)                                              \
-    KQ_DEFINE_PANEL_UNPACK(t)                                                                    \
-    void pg_gemm_##t##_##isa(int64_t n, const void *w, size_t w_stride, int nrows,               \
-                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {   \
-        if (ntok == 1) {                                                                         \
-            kq_decode_##t(n, w, w_stride, nrows, a, y);                                          \
-            return;                                                                              \
-        }                                                                                        \
-        kq_gemm(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy, kq_unpack_panel_##t,           \
-                PG_##T_UPPER##_TWO_TERMS);                                                       \
-    }
 
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx2)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx2)

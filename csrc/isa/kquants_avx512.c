@@ -94,16 +94,6 @@ KQ_INLINE __m512i lanes_of(int lo, int hi) {   /* 8 lanes lo, then 8 lanes hi */
     return join256(_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
 }
 
-/* The float step for 8 lanes (rows), as pg_ksb_accumulate. */
-KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, float ad, __m256i I, __m256i M) {
-    const __m256 vad = _mm256_set1_ps(ad);
-    if (two_terms) {
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(I), acc);
-        return _mm256_fmadd_ps(_mm256_mul_ps(dmw, vad), _mm256_cvtepi32_ps(M), acc);
-    }
-    return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
-}
-
 /* Q4_K: a zmm of 64 qs bytes (chunks c, c+1) gives, as low nibbles, sub-blocks 2c and 2c+2,
  * as high nibbles 2c+1 and 2c+3; the activations are regrouped to match once per block. */
 KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
@@ -193,29 +183,8 @@ KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
     for (int r = 0; r < R; r++) y[r] = f[r];
 }
 
-#define KQ_DEFINE_DECODE(t)                                                                     \
-    static void kq_decode_##t(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) { \
-        const int64_t nsb = n / QK_K;                                                           \
-        int r = 0;                                                                              \
-        for (; r + 8 <= nrows; r += 8)                                                          \
-            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 8); \
-        for (; r < nrows; r++)                                                                  \
-            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 1); \
-    }
 KQ_DEFINE_DECODE(q4_K)
 KQ_DEFINE_DECODE(q6_K)
-
-#define KQ_DEFINE_GEMM_WITH_DECODE(t, T_UPPER, isa)                                              \
-    KQ_DEFINE_PANEL_UNPACK(t)                                                                    \
-    void pg_gemm_##t##_##isa(int64_t n, const void *w, size_t w_stride, int nrows,               \
-                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {   \
-        if (ntok == 1) {                                                                         \
-            kq_decode_##t(n, w, w_stride, nrows, a, y);                                          \
-            return;                                                                              \
-        }                                                                                        \
-        kq_gemm(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy, kq_unpack_panel_##t,           \
-                PG_##T_UPPER##_TWO_TERMS);                                                       \
-    }
 
 /* One token, Q5_K: AVX2's direct kernel (kquants_avx2.c) reads the GGUF blocks without the unpack
  * buffer (2-3x the panel path on AVX2, measured; AVX-512 not measurable here); same bits. */
