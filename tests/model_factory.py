@@ -58,3 +58,26 @@ def encode(weights: dict[str, np.ndarray], qtype: QuantType, config: Config):
 
 def tiny_config(**overrides) -> Config:
     return Config(**{**TINY, **overrides})
+
+
+def write_gguf(path, config: Config, tensors: dict, arch: str = "llama", drop_keys=()) -> None:
+    """A GGUF file holding `tensors` (as for Model.from_tensors) and config's llama.* keys."""
+    from pygguf.gguf import GGUFWriter
+
+    w = GGUFWriter(path, arch=arch)
+    keys = {
+        "vocab_size": config.n_vocab, "context_length": config.n_ctx_train,
+        "embedding_length": config.n_embd, "block_count": config.n_layer,
+        "feed_forward_length": config.n_ff, "attention.head_count": config.n_head,
+        "attention.head_count_kv": config.n_head_kv, "rope.dimension_count": config.n_rot,
+        "rope.freq_base": (config.rope_base, "float32"),
+        "attention.layer_norm_rms_epsilon": (config.rms_eps, "float32"),
+    }
+    for key, value in keys.items():
+        if key in drop_keys:
+            continue
+        value, vtype = value if isinstance(value, tuple) else (value, "uint32")
+        w.add(f"{arch}.{key}", value, vtype)
+    for name, (raw, qtype, shape) in tensors.items():
+        w.add_tensor(name, raw, shape, qtype)
+    w.write()

@@ -1,6 +1,8 @@
 """The C forward pass against the float64 numpy forward (tests/reference_forward.py) on tiny
 random llama models, for every weight type this build can run; bit-for-bit determinism across
 threads and batch sizes; the KV cache operations; and the errors bad models give."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -204,3 +206,41 @@ def test_unknown_architecture_and_missing_keys():
         Config.from_metadata({"general.architecture": "llama", "llama.vocab_size": 10})
     with pytest.raises(ModelError, match="multiple of head_count_kv"):
         tiny_config(n_head_kv=3)
+
+
+# ---- loading GGUF files ---------------------------------------------------------------------------
+
+def test_load_gguf_gives_the_same_bits(tiny, tmp_path):
+    pytest.importorskip("pygguf.gguf")
+    from model_factory import write_gguf
+    config, weights = tiny
+    qtype = by_name("Q8_0") if not missing_kernels(by_name("Q8_0")) else by_name("F16")
+    tensors, _ = encode(weights, qtype, config)
+    write_gguf(tmp_path / "tiny.gguf", config, tensors)
+    with build(tensors, config, n_batch=8) as direct, \
+            Model.load(tmp_path / "tiny.gguf", n_ctx=64, n_batch=8) as loaded:
+        assert loaded.config == dataclasses.replace(config, rms_eps=float(np.float32(config.rms_eps)))
+        assert loaded.metadata["general.architecture"] == "llama"
+        assert np.array_equal(loaded.eval_all(TOKENS), direct.eval_all(TOKENS))
+    with Model.load(tmp_path / "tiny.gguf", rope_freq_base=5e5) as m:
+        assert m.config.rope_base == 5e5
+        assert m.n_ctx == config.n_ctx_train            # default: the trained context
+
+
+def test_load_refuses_bad_files(tiny, f32_tensors, tmp_path):
+    pytest.importorskip("pygguf.gguf")
+    from model_factory import write_gguf
+    config, _ = tiny
+    write_gguf(tmp_path / "gpt2.gguf", config, f32_tensors, arch="gpt2")
+    with pytest.raises(ModelError, match="unsupported architecture 'gpt2'"):
+        Model.load(tmp_path / "gpt2.gguf")
+    write_gguf(tmp_path / "nokey.gguf", config, f32_tensors, drop_keys=("block_count",))
+    with pytest.raises(ModelError, match="llama.block_count"):
+        Model.load(tmp_path / "nokey.gguf")
+    tensors = {k: v for k, v in f32_tensors.items() if k != "blk.0.attn_v.weight"}
+    write_gguf(tmp_path / "missing.gguf", config, tensors)
+    with pytest.raises(ModelError, match=r"missing tensor blk\.0\.attn_v\.weight"):
+        Model.load(tmp_path / "missing.gguf")
+    (tmp_path / "junk.gguf").write_bytes(b"GGUF" + b"\xff" * 20)
+    with pytest.raises(ModelError, match="junk.gguf"):
+        Model.load(tmp_path / "junk.gguf")
