@@ -81,3 +81,15 @@ def write_gguf(path, config: Config, tensors: dict, arch: str = "llama", drop_ke
     for name, (raw, qtype, shape) in tensors.items():
         w.add_tensor(name, raw, shape, qtype)
     w.write()
+
+
+def write_gguf_raw(path, metadata: dict, tensors: dict) -> None:
+    """A GGUF file with the given metadata (types inferred) and {name: (raw, qtype, shape)}."""
+    from pygguf.gguf import GGUFWriter
+
+    w = GGUFWriter(path, arch=None)
+    for key, value in metadata.items():
+        w.add(key, value)
+    for name, (raw, qtype, shape) in tensors.items():
+        w.add_tensor(name, raw, shape, qtype)
+    w.write()

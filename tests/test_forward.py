@@ -244,3 +244,15 @@ def test_load_refuses_bad_files(tiny, f32_tensors, tmp_path):
     (tmp_path / "junk.gguf").write_bytes(b"GGUF" + b"\xff" * 20)
     with pytest.raises(ModelError, match="junk.gguf"):
         Model.load(tmp_path / "junk.gguf")
+
+
+def test_default_n_ctx_is_capped_to_free_memory(monkeypatch, caplog):
+    from pygguf import model as model_module
+    config = tiny_config(n_ctx_train=1 << 20)
+    per_pos = model_module.kv_cache_bytes(config, 1)
+    monkeypatch.setattr(model_module, "_available_memory", lambda: 2 * 4096 * per_pos)
+    with caplog.at_level("WARNING", logger="pygguf"):
+        assert model_module.default_n_ctx(config) == 4096
+    assert "n_ctx capped" in caplog.text
+    monkeypatch.setattr(model_module, "_available_memory", lambda: None)
+    assert model_module.default_n_ctx(config) == 1 << 20
