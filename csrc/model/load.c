@@ -172,6 +172,7 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     if (!params_ok(params)) return PG_EBADARG;
     if (n_tensors != 3 + 9 * (int64_t)params->n_layer) return PG_EBADARG;
 
+    pg_ops_init();
     pg_model *m = calloc(1, sizeof *m);
     if (!m) return PG_ENOMEM;
     m->p = *params;

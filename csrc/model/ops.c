@@ -1,6 +1,7 @@
 /* Per-token kernels of the llama forward: rmsnorm, RoPE, SwiGLU, and GQA attention over the F16
  * cache. Plain portable C: these are a few percent of the work next to the matmuls. */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include "model/ops.h"
 #include "quants/traits.h"
@@ -67,8 +68,19 @@ float pg_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* every binary16 value as binary32: the KV cache is read through this 256 KiB table, which
+ * beats the bit manipulation of pg_half_to_float and gives the same values */
+static float half_table[1 << 16];
+static pthread_once_t half_table_once = PTHREAD_ONCE_INIT;
+
+static void fill_half_table(void) {
+    for (uint32_t h = 0; h < (1u << 16); h++) half_table[h] = pg_half_to_float((pg_half)h);
+}
+
+void pg_ops_init(void) { pthread_once(&half_table_once, fill_half_table); }
+
 static void half_row_to_float(float *out, const pg_half *h, int n) {
-    for (int i = 0; i < n; i++) out[i] = pg_half_to_float(h[i]);
+    for (int i = 0; i < n; i++) out[i] = half_table[h[i]];
 }
 
 /* out (n_rep, head_dim) = softmax(q K^T * scale) V over positions 0..pos, for n_rep query heads

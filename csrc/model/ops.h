@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include "quants/blocks.h"
 
+/* Builds the F16 -> F32 table the attention reads the cache through; call before any kernel here
+ * (pg_model_new does). Safe to call from several threads, any number of times. */
+void pg_ops_init(void);
+
 /* x (n,) -> out (n,) = x / rms(x) * w, the sum of squares in double as llama.cpp does */
 void pg_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 
