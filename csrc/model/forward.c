@@ -23,10 +23,16 @@ static size_t act_row_bytes(int act_type, int64_t n) {
     return pg_row_bytes(pg_traits(act_type), n);
 }
 
+/* The quantized copies of a float input. The FFN hidden state has its own: gate_up quantizes it
+ * while other threads still read the quantized normed input. */
+static void *const *acts_of(const pg_model *m, const float *x) {
+    return x == m->s.hb ? m->s.act_hidden.buf : m->s.act.buf;
+}
+
 /* The rows of x (ntok, n) in w's activation format: F32 reads x itself, others the buffer. */
 static const void *act_for(const pg_model *m, const pg_weight *w, const float *x) {
     int act = w->traits->act_type;
-    return act == PG_F32 ? (const void *)x : m->s.act.buf[act];
+    return act == PG_F32 ? (const void *)x : acts_of(m, x)[act];
 }
 
 /* Quantizes token row t of x (ntok, n) into every activation format in `mask`. */
@@ -34,7 +40,7 @@ static void quantize_row(pg_model *m, const float *x, int64_t n, int t, uint32_t
     for (int a = 0; a < PG_TYPE_COUNT; a++) {
         if (!(mask & (1u << a)) || a == PG_F32) continue;
         size_t rb = act_row_bytes(a, n);
-        pg_traits(a)->quantize_ref(x + (size_t)t * n, (char *)m->s.act.buf[a] + (size_t)t * rb, n);
+        pg_traits(a)->quantize_ref(x + (size_t)t * n, (char *)acts_of(m, x)[a] + (size_t)t * rb, n);
     }
 }
 
@@ -51,7 +57,7 @@ static void quantize_split(pg_model *m, const float *x, int64_t n, int ntok, uin
         for (int64_t u = u0; u < u1; u++) {
             int64_t t = u / per_row, c0 = (u % per_row) * chunk;
             int64_t len = n - c0 < chunk ? n - c0 : chunk;
-            act->quantize_ref(x + t * n + c0, (char *)m->s.act.buf[a] + t * rb + c0 / act->blck_size * act->type_size, len);
+            act->quantize_ref(x + t * n + c0, (char *)acts_of(m, x)[a] + t * rb + c0 / act->blck_size * act->type_size, len);
         }
     }
 }
@@ -65,11 +71,13 @@ static void norm_quantize(pg_model *m, const float *x, const float *w, int ntok,
     }
 }
 
-/* y (ntok, w->rows) at row stride ldy = W a^T, for this thread's 16-aligned range of W's rows */
+/* y (ntok, w->rows) at row stride ldy = W a^T, for this thread's `align`-aligned range of W's
+ * rows [*r0, *r1) */
 static void project(const forward_task *f, const pg_weight *w, const float *x, int ntok, float *y, size_t ldy,
-                    int ith, int nth) {
+                    int64_t align, int ith, int nth, int64_t *r0_out, int64_t *r1_out) {
     int64_t r0, r1;
-    pg_split(w->rows, 16, ith, nth, &r0, &r1);
+    pg_split(w->rows, align, ith, nth, &r0, &r1);
+    *r0_out = r0, *r1_out = r1;
     if (r1 <= r0) return;
     pg_gemm_fn gemm = pg_gemm_for(f->isa, w->type);
     gemm(w->n, w->data + r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
@@ -80,8 +88,7 @@ static void project(const forward_task *f, const pg_weight *w, const float *x, i
 static void project_residual(const forward_task *f, const pg_weight *w, const float *a, int ntok, int ith, int nth) {
     pg_model *m = f->m;
     int64_t n = m->p.n_embd, r0, r1;
-    project(f, w, a, ntok, m->s.y, (size_t)n, ith, nth);
-    pg_split(w->rows, 16, ith, nth, &r0, &r1);
+    project(f, w, a, ntok, m->s.y, (size_t)n, 16, ith, nth, &r0, &r1);
     for (int t = 0; t < ntok; t++)
         for (int64_t r = r0; r < r1; r++) m->s.x[t * n + r] += m->s.y[t * n + r];
 }
@@ -92,24 +99,44 @@ static pg_half *cache_row(pg_half *cache, const pg_model *m, int layer, int kv_h
 
 /* ---- the stages of one layer ---------------------------------------------------------------- */
 
-/* RoPE on each token's queries and keys, then its keys and values into the F16 cache */
-static void rope_and_store(const forward_task *f, int layer, float *angles, int ith, int nth) {
-    pg_model *m = f->m;
-    const int hd = m->p.head_dim;
-    for (int t = ith; t < f->ntok; t += nth) {
-        int pos = f->pos0 + t;
-        float *q = m->s.q + (size_t)t * m->n_q, *k = m->s.k + (size_t)t * m->n_kv, *v = m->s.v + (size_t)t * m->n_kv;
-        pg_rope_angles(angles, pos, &m->rope, 1);
-        pg_rope_rotate(q, m->p.n_head, hd, m->p.n_rot, angles);
-        pg_rope_rotate(k, m->p.n_head_kv, hd, m->p.n_rot, angles);
-        for (int g = 0; g < m->p.n_head_kv; g++) {
-            pg_half *kc = cache_row(m->s.k_cache, m, layer, g, pos), *vc = cache_row(m->s.v_cache, m, layer, g, pos);
-            for (int d = 0; d < hd; d++) {
-                kc[d] = pg_float_to_half(k[g * hd + d]);
-                vc[d] = pg_float_to_half(v[g * hd + d]);
-            }
+/* RoPE on rows [r0, r1) of y (ntok, ld), whose rows are heads of head_dim: a thread's range is
+ * 16-aligned, so it holds whole (2i, 2i+1) pairs and can rotate them right after its matmul */
+static void rope_rows(const forward_task *f, float *y, size_t ld, int64_t r0, int64_t r1) {
+    const pg_model *m = f->m;
+    const int hd = m->p.head_dim, n_rot = m->p.n_rot;
+    for (int t = 0; t < f->ntok; t++) {
+        const float *cs = m->s.rope_cs + (size_t)t * n_rot;
+        float *yt = y + t * ld;
+        for (int64_t r = r0; r < r1; r += 2) {
+            const int d = (int)(r % hd);
+            if (d >= n_rot) continue;
+            const float c = cs[d], s = cs[d + 1], x0 = yt[r], x1 = yt[r + 1];
+            yt[r] = x0 * c - x1 * s;
+            yt[r + 1] = x0 * s + x1 * c;
         }
     }
+}
+
+/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions */
+static void store_rows(const forward_task *f, pg_half *cache, int layer, const float *y, int64_t r0, int64_t r1) {
+    const pg_model *m = f->m;
+    const int hd = m->p.head_dim;
+    for (int t = 0; t < f->ntok; t++)
+        for (int64_t r = r0; r < r1; r++)
+            cache_row(cache, m, layer, (int)(r / hd), f->pos0 + t)[r % hd] = pg_float_to_half(y[(size_t)t * m->n_kv + r]);
+}
+
+/* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */
+static void qkv(const forward_task *f, const pg_layer *L, int layer, int ith, int nth) {
+    pg_model *m = f->m;
+    int64_t r0, r1;
+    project(f, &L->wq, m->s.xb, f->ntok, m->s.q, (size_t)m->n_q, 16, ith, nth, &r0, &r1);
+    rope_rows(f, m->s.q, (size_t)m->n_q, r0, r1);
+    project(f, &L->wk, m->s.xb, f->ntok, m->s.k, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
+    rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
+    store_rows(f, m->s.k_cache, layer, m->s.k, r0, r1);
+    project(f, &L->wv, m->s.xb, f->ntok, m->s.v, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
+    store_rows(f, m->s.v_cache, layer, m->s.v, r0, r1);
 }
 
 /* Attention for every (token, KV head) pair, interleaved over threads so the long causal rows
@@ -127,16 +154,26 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
     }
 }
 
-/* hb = silu(gate a) * (up a) on this thread's rows of both matrices */
+/* hb = silu(gate a) * (up a) on this thread's rows of both matrices, then those values quantized
+ * for ffn_down: the rows are split in whole activation blocks so no other thread is needed */
 static void gate_up(const forward_task *f, const pg_layer *L, int ith, int nth) {
     pg_model *m = f->m;
     const int64_t n_ff = m->p.n_ff;
+    const pg_type_traits *act = pg_traits(L->w_down.traits->act_type);
+    const int64_t align = act->blck_size > 16 ? act->blck_size : 16;   /* 1, 32 and 256 all divide or are multiples of 16 */
     int64_t r0, r1;
-    project(f, &L->w_gate, m->s.xb, f->ntok, m->s.hb, (size_t)n_ff, ith, nth);
-    project(f, &L->w_up, m->s.xb, f->ntok, m->s.hb2, (size_t)n_ff, ith, nth);
-    pg_split(n_ff, 16, ith, nth, &r0, &r1);
-    for (int t = 0; t < f->ntok; t++)
-        pg_swiglu(m->s.hb + t * n_ff + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
+    project(f, &L->w_gate, m->s.xb, f->ntok, m->s.hb, (size_t)n_ff, align, ith, nth, &r0, &r1);
+    project(f, &L->w_up, m->s.xb, f->ntok, m->s.hb2, (size_t)n_ff, align, ith, nth, &r0, &r1);
+    if (r1 <= r0) return;
+    const int act_type = L->w_down.traits->act_type;
+    const size_t rb = pg_row_bytes(act, n_ff);
+    for (int t = 0; t < f->ntok; t++) {
+        float *h = m->s.hb + t * n_ff;
+        pg_swiglu(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
+        if (act_type != PG_F32)
+            act->quantize_ref(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
+                              r1 - r0);
+    }
 }
 
 /* ---- the forward pass ----------------------------------------------------------------------- */
@@ -149,12 +186,14 @@ static void forward_worker(void *arg, int ith, int nth) {
     const int ntok = f->ntok;
     const int64_t n_embd = m->p.n_embd;
     float *scratch = s->per_thread + (size_t)ith * s->per_thread_floats;
-    float *angles = scratch + s->angles_offset;
 
-    /* embedding: dequantize each token's row of token_embd into the residual stream */
+    /* embedding: dequantize each token's row of token_embd into the residual stream; and each
+     * token's RoPE angles, the same for every layer */
     const pg_weight *E = &m->w.token_embd;
-    for (int t = ith; t < ntok; t += nth)
+    for (int t = ith; t < ntok; t += nth) {
         E->traits->dequantize(E->data + (size_t)f->tokens[t] * E->row_bytes, s->x + t * n_embd, n_embd);
+        pg_rope_angles(s->rope_cs + (size_t)t * m->p.n_rot, f->pos0 + t, &m->rope, 1);
+    }
     pg_pool_barrier(pool);
 
     for (int l = 0; l < m->p.n_layer; l++) {
@@ -162,13 +201,8 @@ static void forward_worker(void *arg, int ith, int nth) {
         /* attention rmsnorm, quantized once for Q, K and V */
         norm_quantize(m, s->x, L->attn_norm, ntok, L->act_qkv, ith, nth);
         pg_pool_barrier(pool);
-        /* q, k, v projections */
-        project(f, &L->wq, s->xb, ntok, s->q, (size_t)m->n_q, ith, nth);
-        project(f, &L->wk, s->xb, ntok, s->k, (size_t)m->n_kv, ith, nth);
-        project(f, &L->wv, s->xb, ntok, s->v, (size_t)m->n_kv, ith, nth);
-        pg_pool_barrier(pool);
-        /* RoPE, and this batch's keys and values into the cache */
-        rope_and_store(f, l, angles, ith, nth);
+        /* q, k, v projections, RoPE on q and k, this batch's keys and values into the cache */
+        qkv(f, L, l, ith, nth);
         pg_pool_barrier(pool);
         /* causal GQA attention over the cache */
         attention(f, l, scratch, ith, nth);
@@ -181,12 +215,10 @@ static void forward_worker(void *arg, int ith, int nth) {
         /* ffn rmsnorm, quantized once for gate and up */
         norm_quantize(m, s->x, L->ffn_norm, ntok, L->act_ffn, ith, nth);
         pg_pool_barrier(pool);
-        /* SwiGLU: silu(gate) * up, thread-local because both use the same rows */
+        /* SwiGLU: silu(gate) * up, thread-local because both use the same rows; quantized for down */
         gate_up(f, L, ith, nth);
         pg_pool_barrier(pool);
         /* down projection, added to the residual stream */
-        quantize_split(m, s->hb, m->p.n_ff, ntok, L->act_down, ith, nth);
-        pg_pool_barrier(pool);
         project_residual(f, &L->w_down, s->hb, ntok, ith, nth);
         pg_pool_barrier(pool);
     }
@@ -196,7 +228,8 @@ static void forward_worker(void *arg, int ith, int nth) {
     int first = f->logits_mode == 1 ? ntok - 1 : 0, n_out = ntok - first;
     norm_quantize(m, s->x + first * n_embd, m->w.output_norm, n_out, m->w.act_output, ith, nth);
     pg_pool_barrier(pool);
-    project(f, &m->w.output, s->xb, n_out, f->logits, (size_t)m->p.n_vocab, ith, nth);
+    int64_t r0, r1;
+    project(f, &m->w.output, s->xb, n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
 }
 
 int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,

@@ -110,6 +110,17 @@ static void set_rope(pg_model *m) {
 
 static void *alloc_floats(size_t n) { return malloc(n * sizeof(float)); }
 
+/* B rows of n values in each activation format of `used` (F32 needs no copy) */
+static int alloc_act_buffers(pg_act_buffers *a, uint32_t used, int64_t n, size_t B) {
+    for (int t = 0; t < PG_TYPE_COUNT; t++) {
+        if (!(used & (1u << t)) || t == PG_F32) continue;
+        const pg_type_traits *act = pg_traits(t);
+        size_t row = (size_t)((n + act->blck_size - 1) / act->blck_size) * act->type_size;
+        if (!(a->buf[t] = malloc(B * row))) return PG_ENOMEM;
+    }
+    return PG_OK;
+}
+
 /* Every scratch buffer for n_batch tokens, the per-thread attention scratch and the KV cache. */
 static int alloc_run_state(pg_model *m) {
     const pg_model_params *p = &m->p;
@@ -124,21 +135,20 @@ static int alloc_run_state(pg_model *m) {
     s->v = alloc_floats(B * m->n_kv);
     s->hb = alloc_floats(B * p->n_ff);
     s->hb2 = alloc_floats(B * p->n_ff);
-    if (!s->x || !s->xb || !s->y || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2) return PG_ENOMEM;
+    s->rope_cs = alloc_floats(B * p->n_rot);
+    if (!s->x || !s->xb || !s->y || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 || !s->rope_cs)
+        return PG_ENOMEM;
 
-    uint32_t used = m->w.act_output;
+    uint32_t used = m->w.act_output, used_hidden = 0;
     for (int l = 0; l < p->n_layer; l++) {
         const pg_layer *L = &m->w.layers[l];
-        used |= L->act_qkv | L->act_o | L->act_ffn | L->act_down;
+        used |= L->act_qkv | L->act_o | L->act_ffn;
+        used_hidden |= L->act_down;
     }
     int64_t widest = p->n_embd > m->n_q ? p->n_embd : m->n_q;
-    if (p->n_ff > widest) widest = p->n_ff;
-    for (int t = 0; t < PG_TYPE_COUNT; t++) {
-        if (!(used & (1u << t)) || t == PG_F32) continue;
-        const pg_type_traits *act = pg_traits(t);
-        size_t row = (size_t)((widest + act->blck_size - 1) / act->blck_size) * act->type_size;
-        if (!(s->act.buf[t] = malloc(B * row))) return PG_ENOMEM;
-    }
+    if (alloc_act_buffers(&s->act, used, widest, B) != PG_OK ||
+        alloc_act_buffers(&s->act_hidden, used_hidden, p->n_ff, B) != PG_OK)
+        return PG_ENOMEM;
 
     /* attention scores for n_rep heads over the whole context, one K/V row, and RoPE angles;
      * rounded to 64-byte lines so threads never share one */
@@ -157,8 +167,11 @@ void pg_model_free(pg_model *m) {
     if (!m) return;
     pg_run_state *s = &m->s;
     free(s->x); free(s->xb); free(s->y); free(s->q); free(s->att); free(s->k); free(s->v);
-    free(s->hb); free(s->hb2); free(s->per_thread); free(s->k_cache); free(s->v_cache);
-    for (int t = 0; t < PG_TYPE_COUNT; t++) free(s->act.buf[t]);
+    free(s->hb); free(s->hb2); free(s->rope_cs); free(s->per_thread); free(s->k_cache); free(s->v_cache);
+    for (int t = 0; t < PG_TYPE_COUNT; t++) {
+        free(s->act.buf[t]);
+        free(s->act_hidden.buf[t]);
+    }
     free(m->w.layers);
     free(m);
 }

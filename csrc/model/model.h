@@ -53,7 +53,9 @@ typedef struct {
     float *att;                    /* (n_batch, n_q) attention output */
     float *y;                      /* (n_batch, n_embd) projection output before the residual add */
     float *hb, *hb2;               /* (n_batch, n_ff) silu(gate) * up, and up */
-    pg_act_buffers act;
+    float *rope_cs;                /* (n_batch, n_rot) each token's RoPE cos, sin pairs */
+    pg_act_buffers act;            /* of xb (and att) */
+    pg_act_buffers act_hidden;     /* of hb, the input of ffn_down */
     float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
     size_t per_thread_floats;
     size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
