@@ -114,6 +114,7 @@ GLOBAL_TENSORS = [
     TensorSpec("token_embd.weight", "token_embd", lambda c: (c.n_embd, c.n_vocab)),
     TensorSpec("output_norm.weight", "output_norm", lambda c: (c.n_embd,)),
     TensorSpec("output.weight", "output", lambda c: (c.n_embd, c.n_vocab), required=False),  # tied if absent
+    TensorSpec("rope_freqs.weight", "rope_freqs", lambda c: (c.n_rot // 2,), required=False),  # Llama 3.1
 ]
 LAYER_TENSORS = [
     _layer("attn_norm.weight", "attn_norm", lambda c: (c.n_embd,)),
@@ -126,7 +127,7 @@ LAYER_TENSORS = [
     _layer("ffn_up.weight", "w_up", lambda c: (c.n_embd, c.n_ff)),
     _layer("ffn_down.weight", "w_down", lambda c: (c.n_ff, c.n_embd)),
 ]
-NORMS = {"output_norm", "attn_norm", "ffn_norm"}   # must be F32
+F32_ONLY = {"output_norm", "attn_norm", "ffn_norm", "rope_freqs"}   # vectors, read as float32
 
 
 def tensor_names(config: Config) -> list[tuple[str, TensorSpec]]:

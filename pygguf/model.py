@@ -15,7 +15,7 @@ import numpy as np
 
 from . import kernels
 from ._native import ffi, lib
-from .llama import NORMS, Config, ModelError, ggml_shape, tensor_names
+from .llama import F32_ONLY, Config, ModelError, ggml_shape, tensor_names
 from .quants import QuantType
 
 __all__ = ["Model", "ModelError", "Config", "TensorRef"]
@@ -100,13 +100,13 @@ class Model:
             if ref is None:
                 if spec.required:
                     raise ModelError(f"missing tensor {name}")
-                descs[i].ne0 = 0                            # output tied to token_embd
+                descs[i].ne0 = 0                            # output tied to token_embd, or no rope_freqs
                 continue
             want, got = spec.shape(config), ggml_shape(ref.shape)
             if got != want:
                 raise ModelError(f"tensor {name} has shape {list(got)}, expected {list(want)}")
-            if spec.attribute in NORMS and ref.qtype.name != "F32":
-                raise ModelError(f"tensor {name} is {ref.qtype.name}; norms must be F32")
+            if spec.attribute in F32_ONLY and ref.qtype.name != "F32":
+                raise ModelError(f"tensor {name} is {ref.qtype.name}; norms and rope_freqs must be F32")
             descs[i].offset, descs[i].type = ref.offset, ref.qtype.ggml_id
             descs[i].ne0, descs[i].ne1 = want[0], want[1] if len(want) > 1 else 1
         self.tied_output = "output.weight" not in tensors

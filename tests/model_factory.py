@@ -26,12 +26,15 @@ def missing_kernels(qtype: QuantType) -> str | None:
     return None
 
 
-def random_weights(config: Config, seed: int, tied: bool = False) -> dict[str, np.ndarray]:
+def random_weights(config: Config, seed: int, tied: bool = False, rope_freqs: bool = False) -> dict[str, np.ndarray]:
     """float32 matrices (rows, row length), scaled like ref/tiny: unit-ish activations throughout"""
     rng = np.random.default_rng(seed)
     out = {}
     for name, spec in tensor_names(config):
-        if tied and name == "output.weight":
+        if (tied and name == "output.weight") or (not rope_freqs and name == "rope_freqs.weight"):
+            continue
+        if name == "rope_freqs.weight":                  # like Llama 3.1's: 1 for fast pairs, up to 8 for slow
+            out[name] = np.linspace(1, 8, config.n_rot // 2).astype(np.float32)
             continue
         shape = spec.shape(config)
         if len(shape) == 1:

@@ -11,8 +11,9 @@ def rmsnorm(x, w, eps):                                                  # [n, d
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope_angles(pos, c):                                                 # [n] -> ([n, n_rot/2], mscale)
+def rope_angles(pos, c, freq_factors=None):                              # [n] -> ([n, n_rot/2], mscale)
     inv = c.rope_base ** (-np.arange(0, c.n_rot, 2) / c.n_rot)           # [n_rot/2] unscaled frequencies
+    inv = inv if freq_factors is None else inv / freq_factors            # [n_rot/2] Llama 3.1's rope_freqs
     extrap = np.outer(pos, inv)                                          # [n, n_rot/2]
     if c.rope_scaling != "yarn":
         return extrap * c.rope_freq_scale, 1.0
@@ -52,7 +53,7 @@ def attention(q, K, V, pos, n_rep):                                      # q [n,
 def forward(w, c, tokens, cache, pos0):                                  # [n] -> logits [n, n_vocab]
     n, hd = len(tokens), c.head_dim
     pos = np.arange(pos0, pos0 + n)                                      # [n]
-    theta, mscale = rope_angles(pos, c)                                  # [n, n_rot/2]
+    theta, mscale = rope_angles(pos, c, w.get("rope_freqs.weight"))      # [n, n_rot/2]
     x = w["token_embd.weight"][tokens]                                   # [n, d]
     for i in range(c.n_layer):
         p = f"blk.{i}."
@@ -76,8 +77,8 @@ def empty_cache(c):                                                      # -> n_
     return [(np.zeros((c.n_head_kv, 0, c.head_dim)),) * 2 for _ in range(c.n_layer)]
 
 
-def shift_cache(cache, c, keep, discard):                                # drop [keep, keep+discard), re-rotate
-    theta, _ = rope_angles(np.array([-discard]), c)                      # [1, n_rot/2] rotation by -discard
+def shift_cache(cache, c, keep, discard, freq_factors=None):             # drop [keep, keep+discard), re-rotate
+    theta, _ = rope_angles(np.array([-discard]), c, freq_factors)        # [1, n_rot/2] rotation by -discard
     out = []
     for K, V in cache:                                                   # [Hkv, P, hd]
         K = np.concatenate([K[:, :keep], rope(K[:, keep + discard:], theta, 1.0, c.n_rot)], axis=1)

@@ -90,6 +90,21 @@ def test_architecture_variants(variant):
     assert np.abs(got - want).max() / want.std() < TOLERANCE["F32"]
 
 
+def test_rope_freq_factors():
+    config = tiny_config(rope_base=5e5)
+    tensors, exact = encode(random_weights(config, seed=4, rope_freqs=True), by_name("F32"), config)
+    want = reference_logits(exact, config, TOKENS)
+    with build(tensors, config) as m:
+        got = m.eval_all(TOKENS)
+        m.shift(2, 3)
+        k, _ = m.kv_cache(0)
+    assert np.abs(got - want).max() / want.std() < TOLERANCE["F32"]
+    cache = ref.empty_cache(config)
+    ref.forward(exact, config, np.array(TOKENS), cache, 0)
+    shifted = ref.shift_cache(cache, config, 2, 3, exact["rope_freqs.weight"])
+    assert np.abs(k - shifted[0][0]).max() < 2e-3 * np.abs(shifted[0][0]).max()
+
+
 def test_tied_output():
     config = tiny_config()
     tensors, exact = encode(random_weights(config, seed=3, tied=True), by_name("F16"), config)

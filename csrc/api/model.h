@@ -25,9 +25,10 @@ typedef struct {
     int64_t ne0, ne1;
 } pg_tensor_desc;
 
-/* Tensor order: token_embd, output_norm, output, then for each layer attn_norm, attn_q, attn_k,
- * attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down (3 + 9 * n_layer entries). An output
- * with ne0 == 0 means "tied to token_embd". On a bad tensor *bad_tensor is its index, else -1. */
+/* Tensor order: token_embd, output_norm, output, rope_freqs, then for each layer attn_norm, attn_q,
+ * attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down (4 + 9 * n_layer entries). An
+ * output with ne0 == 0 means "tied to token_embd"; rope_freqs with ne0 == 0 means none (else F32,
+ * n_rot/2 divisors of the RoPE angles). On a bad tensor *bad_tensor is its index, else -1. */
 int pg_model_new(const pg_model_params *params, const void *map, size_t map_size,
                  const pg_tensor_desc *tensors, int64_t n_tensors, pg_pool *pool,
                  pg_model **out, int64_t *bad_tensor);

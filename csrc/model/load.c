@@ -69,9 +69,10 @@ static int bind_weights(pg_model *m, const char *map, size_t map_size, const pg_
     if (td[2].ne0 == 0) BIND(0, bind_weight(&m->w.output, &td[0], p->n_embd, p->n_vocab, map, map_size, 0));
     else BIND(2, bind_weight(&m->w.output, &td[2], p->n_embd, p->n_vocab, map, map_size, 0));
     m->w.act_output = act_bit(&m->w.output);
+    if (td[3].ne0 != 0) BIND(3, bind_norm(&m->w.rope_freqs, &td[3], p->n_rot / 2, map, map_size));
     for (int l = 0; l < p->n_layer; l++) {
-        const pg_tensor_desc *d = td + 3 + 9 * (int64_t)l;
-        int64_t i = 3 + 9 * (int64_t)l;
+        const pg_tensor_desc *d = td + 4 + 9 * (int64_t)l;
+        int64_t i = 4 + 9 * (int64_t)l;
         pg_layer *L = &m->w.layers[l];
         BIND(i + 0, bind_norm(&L->attn_norm, &d[0], p->n_embd, map, map_size));
         BIND(i + 1, bind_weight(&L->wq, &d[1], p->n_embd, m->n_q, map, map_size, 0));
@@ -100,7 +101,7 @@ static void set_rope(pg_model *m) {
     const pg_model_params *p = &m->p;
     pg_rope_params *r = &m->rope;
     *r = (pg_rope_params){p->n_rot, p->rope_base, p->rope_freq_scale, p->rope_yarn,
-                          p->yarn_ext_factor, p->yarn_attn_factor, 0.0f, 0.0f};
+                          p->yarn_ext_factor, p->yarn_attn_factor, 0.0f, 0.0f, m->w.rope_freqs};
     if (p->rope_yarn) {
         r->corr_low = fmaxf(0.0f, floorf(yarn_corr_dim(p->n_rot, p->yarn_n_ctx_orig, p->yarn_beta_fast, p->rope_base)));
         r->corr_high = fminf((float)(p->n_rot - 1),
@@ -183,7 +184,7 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     if (!params || !map || !tensors || !pool || !out || !bad_tensor) return PG_EBADARG;
     *out = NULL;
     if (!params_ok(params)) return PG_EBADARG;
-    if (n_tensors != 3 + 9 * (int64_t)params->n_layer) return PG_EBADARG;
+    if (n_tensors != 4 + 9 * (int64_t)params->n_layer) return PG_EBADARG;
 
     pg_ops_init();
     pg_model *m = calloc(1, sizeof *m);
@@ -194,11 +195,11 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     m->n_rep = params->n_head / params->n_head_kv;
     m->pool = pool;
     m->n_threads = pg_pool_size(pool);
-    set_rope(m);
     int rc = PG_ENOMEM;
     if ((m->w.layers = calloc((size_t)params->n_layer, sizeof(pg_layer))) != NULL &&
         (rc = bind_weights(m, map, map_size, tensors, bad_tensor)) == PG_OK)
         rc = alloc_run_state(m);
+    set_rope(m);
     if (rc != PG_OK) {
         pg_model_free(m);
         return rc;

@@ -34,6 +34,7 @@ typedef struct {
 typedef struct {
     pg_weight token_embd;          /* (n_vocab rows, n_embd) */
     const float *output_norm;      /* (n_embd,) */
+    const float *rope_freqs;       /* (n_rot/2,) or NULL */
     pg_weight output;              /* (n_vocab rows, n_embd); token_embd when tied */
     pg_layer *layers;              /* (n_layer,) */
     uint32_t act_output;

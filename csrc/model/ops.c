@@ -21,12 +21,13 @@ static float yarn_ramp(float low, float high, int i0) {
     return 1.0f - fminf(1.0f, fmaxf(0.0f, y));
 }
 
-/* angles theta_i = pos * base^(-2i/n_rot), advanced by repeated multiplication in float like
- * llama.cpp; linear scaling multiplies by freq_scale; YaRN blends scaled and unscaled angles */
+/* angles theta_i = pos * base^(-2i/n_rot) / freq_factor_i, advanced by repeated multiplication in
+ * float like llama.cpp; linear scaling multiplies by freq_scale; YaRN blends scaled and unscaled */
 void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_mscale) {
     const float theta_scale = powf(rp->base, -2.0f / (float)rp->n_rot);
-    float theta_extrap = (float)pos;
+    float theta_base = (float)pos;
     for (int i0 = 0; i0 < rp->n_rot; i0 += 2) {
+        const float theta_extrap = rp->freq_factors ? theta_base / rp->freq_factors[i0 / 2] : theta_base;
         const float theta_interp = rp->freq_scale * theta_extrap;
         float theta = theta_interp, mscale = 1.0f;
         if (rp->yarn) {
@@ -36,7 +37,7 @@ void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_ms
         }
         cs[i0] = cosf(theta) * mscale;
         cs[i0 + 1] = sinf(theta) * mscale;
-        theta_extrap *= theta_scale;
+        theta_base *= theta_scale;
     }
 }
 

@@ -22,6 +22,7 @@ typedef struct {
     float base, freq_scale;
     int yarn;
     float ext_factor, attn_factor, corr_low, corr_high;
+    const float *freq_factors;     /* (n_rot/2,) divisors of each pair's angle (Llama 3.1's rope_freqs), or NULL */
 } pg_rope_params;
 void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_mscale);
 
