@@ -62,7 +62,7 @@ static void quantize_split(pg_model *m, const float *x, int64_t n, int ntok, uin
     }
 }
 
-/* Normalises token rows x (ntok, n) into out and quantizes them for `mask`; threads take tokens. */
+/* Normalises token rows x (ntok, n_embd) into xb and quantizes them for `mask`; threads take tokens. */
 static void norm_quantize(pg_model *m, const float *x, const float *w, int ntok, uint32_t mask, int ith, int nth) {
     int64_t n = m->p.n_embd;
     for (int t = ith; t < ntok; t += nth) {
