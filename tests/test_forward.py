@@ -271,3 +271,23 @@ def test_default_n_ctx_is_capped_to_free_memory(monkeypatch, caplog):
     assert "n_ctx capped" in caplog.text
     monkeypatch.setattr(model_module, "_available_memory", lambda: None)
     assert model_module.default_n_ctx(config) == 1 << 20
+
+
+def test_every_instruction_set_gives_the_same_model(tiny):
+    """the forward picks the gemm of the active ISA on every call; each must agree with the others"""
+    from pygguf import kernels
+    config, weights = tiny
+    qtype = next((by_name(n) for n in ("Q4_K", "Q4_0", "F16") if not missing_kernels(by_name(n))))
+    tensors, _ = encode(weights, qtype, config)
+    active = kernels.active_isa()
+    results = {}
+    try:
+        for isa in [name for name in kernels.ISAS if kernels.isa_supported(name)]:
+            kernels.set_isa(isa)
+            with build(tensors, config, n_batch=4) as m:
+                results[isa] = m.eval_all(TOKENS)
+    finally:
+        kernels.set_isa(active)
+    scalar = results.pop("scalar")
+    for isa, logits in results.items():
+        assert np.abs(logits - scalar).max() / scalar.std() < 1e-3, isa
