@@ -129,7 +129,11 @@ def test_tiny_codellama_matches_llama_cpp(fname, tmp_path):
 
 
 SMOL_SMALL_MARGIN = 0.15   # llama.cpp's own flash-attention CLI departs at margins up to ~0.1 on Q4_1
-SMOL_TOP10_TOL = 0.6       # see the module docstring; measured 0.17-0.53
+# SmolLM2's logits are ~6x larger than tiny-codellama's (top-1 near 17), and its 8-bit activations
+# amplify rounding just as much: our own scalar and AVX2 paths, both checked against references,
+# differ by up to 0.72 in these top-10 logits (1.65 over all 49152), and llama.cpp's Q4_1 and F32
+# files by up to 0.95. Measured against llama.cpp: 0.12-0.65.
+SMOL_TOP10_TOL = 1.0
 EOG = (0, 2, 4)            # SmolLM2's end-of-generation ids
 SMOL_MAX_STEPS = 12        # per prompt, to keep the test fast
 

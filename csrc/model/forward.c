@@ -145,10 +145,11 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
     pg_model *m = f->m;
     const int hd = m->p.head_dim, n_head_kv = m->p.n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
+    const pg_attention_kernels *kern = pg_attention_kernels_for(f->isa, hd);
     for (int u = ith; u < f->ntok * n_head_kv; u += nth) {
         int t = u / n_head_kv, g = u % n_head_kv;
         size_t heads = (size_t)t * m->n_q + (size_t)g * m->n_rep * hd;
-        pg_attention_group(m->s.att + heads, m->s.q + heads, m->n_rep, hd, f->pos0 + t,
+        pg_attention_group(kern, m->s.att + heads, m->s.q + heads, m->n_rep, hd, f->pos0 + t,
                            cache_row(m->s.k_cache, m, layer, g, 0), cache_row(m->s.v_cache, m, layer, g, 0),
                            scale, scratch);
     }

@@ -84,22 +84,48 @@ static void half_row_to_float(float *out, const pg_half *h, int n) {
     for (int i = 0; i < n; i++) out[i] = half_table[h[i]];
 }
 
+/* portable kernels: each row converted through the table, eight fixed partial sums per dot */
+static void scores_ref(float *s, size_t s_stride, const float *q, int n_rep, const pg_half *k, int head_dim,
+                       float scale, float *row) {
+    half_row_to_float(row, k, head_dim);
+    for (int h = 0; h < n_rep; h++) s[h * s_stride] = pg_dot_f32(q + (size_t)h * head_dim, row, head_dim) * scale;
+}
+
+static void accumulate_ref(float *out, const float *p, size_t p_stride, int n_rep, const pg_half *v, int head_dim,
+                           float *row) {
+    half_row_to_float(row, v, head_dim);
+    for (int h = 0; h < n_rep; h++) {
+        const float ph = p[h * p_stride];
+        float *o = out + (size_t)h * head_dim;
+        for (int d = 0; d < head_dim; d++) o[d] += ph * row[d];
+    }
+}
+
+static const pg_attention_kernels ATTENTION_REF = {scores_ref, accumulate_ref};
+
+/* the AVX2 + F16C + FMA kernels of isa/attention_avx2.c, NULL where not built */
+extern const pg_attention_kernels pg_attention_kernels_avx2 __attribute__((weak));
+
+const pg_attention_kernels *pg_attention_kernels_for(int isa, int head_dim) {
+    /* PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 (dispatch.h): both machines run the AVX2 kernels */
+    if ((isa == 1 || isa == 2) && head_dim % 8 == 0 && &pg_attention_kernels_avx2 != NULL)
+        return &pg_attention_kernels_avx2;
+    return &ATTENTION_REF;
+}
+
 /* out (n_rep, head_dim) = softmax(q K^T * scale) V over positions 0..pos, for n_rep query heads
- * sharing one KV head: pass 1 scores every head against each converted K row, pass 2
- * exponentiates (max subtracted, sum in double), pass 3 accumulates each converted V row into all
- * heads in F32 and divides by the sum at the end */
-void pg_attention_group(float *out, const float *q, int n_rep, int head_dim, int pos,
-                        const pg_half *kc, const pg_half *vc, float scale, float *scratch) {
+ * sharing one KV head: pass 1 scores every head against each K row, pass 2 exponentiates (max
+ * subtracted, sum in double), pass 3 accumulates each V row into all heads in F32 and divides by
+ * the sum at the end */
+void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
+                        int pos, const pg_half *kc, const pg_half *vc, float scale, float *scratch) {
     const int n_kv = pos + 1;
     float *scores = scratch;                            /* (n_rep, n_kv) */
     float *row = scratch + (size_t)n_rep * n_kv;        /* (head_dim,) one converted K or V row */
     float inv_sum[n_rep];
 
-    for (int j = 0; j < n_kv; j++) {
-        half_row_to_float(row, kc + (size_t)j * head_dim, head_dim);
-        for (int h = 0; h < n_rep; h++)
-            scores[(size_t)h * n_kv + j] = pg_dot_f32(q + (size_t)h * head_dim, row, head_dim) * scale;
-    }
+    for (int j = 0; j < n_kv; j++)
+        kern->scores(scores + j, (size_t)n_kv, q, n_rep, kc + (size_t)j * head_dim, head_dim, scale, row);
     for (int h = 0; h < n_rep; h++) {
         float *s = scores + (size_t)h * n_kv;
         float max = -INFINITY;
@@ -112,14 +138,8 @@ void pg_attention_group(float *out, const float *q, int n_rep, int head_dim, int
         inv_sum[h] = (float)(1.0 / sum);
     }
     memset(out, 0, sizeof(float) * (size_t)n_rep * head_dim);
-    for (int j = 0; j < n_kv; j++) {
-        half_row_to_float(row, vc + (size_t)j * head_dim, head_dim);
-        for (int h = 0; h < n_rep; h++) {
-            const float p = scores[(size_t)h * n_kv + j];
-            float *o = out + (size_t)h * head_dim;
-            for (int d = 0; d < head_dim; d++) o[d] += p * row[d];
-        }
-    }
+    for (int j = 0; j < n_kv; j++)
+        kern->accumulate(out, scores + j, (size_t)n_kv, n_rep, vc + (size_t)j * head_dim, head_dim, row);
     for (int h = 0; h < n_rep; h++)
         for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] *= inv_sum[h];
 }

@@ -35,11 +35,26 @@ void pg_swiglu(float *g, const float *u, int64_t n);
 /* a, b (n,) -> dot in float, eight fixed partial sums (same order every call) */
 float pg_dot_f32(const float *a, const float *b, int n);
 
+/* The two inner loops of attention over one cached F16 row, shared by the n_rep query heads of a
+ * KV head (each row is loaded once for all of them):
+ *   scores:     s[h * s_stride] = dot(q (n_rep, head_dim) row h, k) * scale
+ *   accumulate: out (n_rep, head_dim) row h += p[h * p_stride] * v
+ * `row` is head_dim floats of scratch. Every ISA's version uses one fixed order of operations. */
+typedef struct {
+    void (*scores)(float *s, size_t s_stride, const float *q, int n_rep, const pg_half *k, int head_dim,
+                   float scale, float *row);
+    void (*accumulate)(float *out, const float *p, size_t p_stride, int n_rep, const pg_half *v, int head_dim,
+                       float *row);
+} pg_attention_kernels;
+
+/* The kernels for an instruction set (pg_isa), falling back to the portable ones. */
+const pg_attention_kernels *pg_attention_kernels_for(int isa, int head_dim);
+
 /* Causal attention of one token's n_rep query heads against the cache of their KV head.
  * q (n_rep, head_dim) at position pos; kc, vc (n_ctx, head_dim) F16 holding positions 0..pos;
- * out (n_rep, head_dim). scratch: n_rep * (pos + 1) + 2 * head_dim floats. Each K and V row is
- * converted once and used by all n_rep heads; softmax and the V sum are in F32. */
-void pg_attention_group(float *out, const float *q, int n_rep, int head_dim, int pos,
-                        const pg_half *kc, const pg_half *vc, float scale, float *scratch);
+ * out (n_rep, head_dim). scratch: n_rep * (pos + 1) + head_dim floats. Softmax and the V sum
+ * are in F32. */
+void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
+                        int pos, const pg_half *kc, const pg_half *vc, float scale, float *scratch);
 
 #endif
