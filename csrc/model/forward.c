@@ -1,6 +1,7 @@
 /* The llama forward pass for a batch of tokens, in one pg_pool_run: every thread walks the same
  * stages, splits each stage's work (tokens, or 16-aligned weight rows) and meets the others at a
- * barrier. Each value is computed by code that depends only on its own inputs, never on the
+ * barrier, five per layer. Norms and activation quantization are done by every thread into its
+ * own buffers rather than split, which costs O(n_embd) per token and saves a barrier each. Each value is computed by code that depends only on its own inputs, never on the
  * split, so any thread count and any batch size give bit-identical logits. */
 #include <math.h>
 #include <string.h>
@@ -23,52 +24,37 @@ static size_t act_row_bytes(int act_type, int64_t n) {
     return pg_row_bytes(pg_traits(act_type), n);
 }
 
-/* The quantized copies of a float input. The FFN hidden state has its own: gate_up quantizes it
- * while other threads still read the quantized normed input. */
-static void *const *acts_of(const pg_model *m, const float *x) {
-    return x == m->s.hb ? m->s.act_hidden.buf : m->s.act.buf;
+/* The quantized copies of a float input. The normed input and the attention output are
+ * quantized by every thread into its own buffers (redundant work of O(n) per token that saves
+ * a barrier); the FFN hidden state is shared, each thread quantizing the blocks it computed. */
+static void *const *acts_of(const pg_model *m, const float *x, int ith) {
+    return x == m->s.hb ? m->s.act_hidden.buf : m->s.act[ith].buf;
 }
 
 /* The rows of x (ntok, n) in w's activation format: F32 reads x itself, others the buffer. */
-static const void *act_for(const pg_model *m, const pg_weight *w, const float *x) {
+static const void *act_for(const pg_model *m, const pg_weight *w, const float *x, int ith) {
     int act = w->traits->act_type;
-    return act == PG_F32 ? (const void *)x : acts_of(m, x)[act];
+    return act == PG_F32 ? (const void *)x : acts_of(m, x, ith)[act];
 }
 
-/* Quantizes token row t of x (ntok, n) into every activation format in `mask`. */
-static void quantize_row(pg_model *m, const float *x, int64_t n, int t, uint32_t mask) {
+/* Quantizes every token row of x (ntok, n) into this thread's copies for the formats in `mask`. */
+static void quantize_rows(const pg_model *m, const float *x, int64_t n, int ntok, uint32_t mask, int ith) {
     for (int a = 0; a < PG_TYPE_COUNT; a++) {
         if (!(mask & (1u << a)) || a == PG_F32) continue;
-        size_t rb = act_row_bytes(a, n);
-        pg_traits(a)->quantize_ref(x + (size_t)t * n, (char *)acts_of(m, x)[a] + (size_t)t * rb, n);
+        const size_t rb = act_row_bytes(a, n);
+        char *out = acts_of(m, x, ith)[a];
+        for (int t = 0; t < ntok; t++) pg_traits(a)->quantize_ref(x + (size_t)t * n, out + (size_t)t * rb, n);
     }
 }
 
-/* Quantizes x (ntok, n) into the formats in `mask`, split over threads in runs of whole blocks
- * (every activation block is quantized on its own, so the split cannot change a bit). */
-static void quantize_split(pg_model *m, const float *x, int64_t n, int ntok, uint32_t mask, int ith, int nth) {
-    for (int a = 0; a < PG_TYPE_COUNT; a++) {
-        if (!(mask & (1u << a)) || a == PG_F32) continue;
-        const pg_type_traits *act = pg_traits(a);
-        int64_t chunk = act->blck_size >= 64 ? act->blck_size : 64 / act->blck_size * act->blck_size;
-        int64_t per_row = (n + chunk - 1) / chunk, u0, u1;
-        size_t rb = pg_row_bytes(act, n);
-        pg_split(per_row * ntok, 1, ith, nth, &u0, &u1);
-        for (int64_t u = u0; u < u1; u++) {
-            int64_t t = u / per_row, c0 = (u % per_row) * chunk;
-            int64_t len = n - c0 < chunk ? n - c0 : chunk;
-            act->quantize_ref(x + t * n + c0, (char *)acts_of(m, x)[a] + t * rb + c0 / act->blck_size * act->type_size, len);
-        }
-    }
-}
-
-/* Normalises token rows x (ntok, n_embd) into xb and quantizes them for `mask`; threads take tokens. */
-static void norm_quantize(pg_model *m, const float *x, const float *w, int ntok, uint32_t mask, int ith, int nth) {
-    int64_t n = m->p.n_embd;
-    for (int t = ith; t < ntok; t += nth) {
-        pg_rmsnorm(m->s.xb + (size_t)t * n, x + (size_t)t * n, w, n, m->p.rms_eps);
-        quantize_row(m, m->s.xb, n, t, mask);
-    }
+/* This thread's own normed copy xb (ntok, n_embd) of x, quantized for `mask`: every thread
+ * computes the same values, so the matmuls that follow need no barrier before them. */
+static float *norm_quantize(const pg_model *m, const float *x, const float *w, int ntok, uint32_t mask, int ith) {
+    const int64_t n = m->p.n_embd;
+    float *xb = m->s.xb + (size_t)ith * m->p.n_batch * n;
+    for (int t = 0; t < ntok; t++) pg_rmsnorm(xb + (size_t)t * n, x + (size_t)t * n, w, n, m->p.rms_eps);
+    quantize_rows(m, xb, n, ntok, mask, ith);
+    return xb;
 }
 
 /* y (ntok, w->rows) at row stride ldy = W a^T, for this thread's `align`-aligned range of W's
@@ -81,7 +67,7 @@ static void project(const forward_task *f, const pg_weight *w, const float *x, i
     if (r1 <= r0) return;
     pg_gemm_fn gemm = pg_gemm_for(f->isa, w->type);
     gemm(w->n, w->data + r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
-         act_for(f->m, w, x), act_row_bytes(w->traits->act_type, w->n), ntok, y + r0, ldy);
+         act_for(f->m, w, x, ith), act_row_bytes(w->traits->act_type, w->n), ntok, y + r0, ldy);
 }
 
 /* x (ntok, n) += W a^T on this thread's rows only, so the add needs no barrier of its own */
@@ -127,15 +113,15 @@ static void store_rows(const forward_task *f, pg_half *cache, int layer, const f
 }
 
 /* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */
-static void qkv(const forward_task *f, const pg_layer *L, int layer, int ith, int nth) {
+static void qkv(const forward_task *f, const pg_layer *L, int layer, const float *xb, int ith, int nth) {
     pg_model *m = f->m;
     int64_t r0, r1;
-    project(f, &L->wq, m->s.xb, f->ntok, m->s.q, (size_t)m->n_q, 16, ith, nth, &r0, &r1);
+    project(f, &L->wq, xb, f->ntok, m->s.q, (size_t)m->n_q, 16, ith, nth, &r0, &r1);
     rope_rows(f, m->s.q, (size_t)m->n_q, r0, r1);
-    project(f, &L->wk, m->s.xb, f->ntok, m->s.k, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
+    project(f, &L->wk, xb, f->ntok, m->s.k, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
     rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
     store_rows(f, m->s.k_cache, layer, m->s.k, r0, r1);
-    project(f, &L->wv, m->s.xb, f->ntok, m->s.v, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
+    project(f, &L->wv, xb, f->ntok, m->s.v, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
     store_rows(f, m->s.v_cache, layer, m->s.v, r0, r1);
 }
 
@@ -157,14 +143,14 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
 
 /* hb = silu(gate a) * (up a) on this thread's rows of both matrices, then those values quantized
  * for ffn_down: the rows are split in whole activation blocks so no other thread is needed */
-static void gate_up(const forward_task *f, const pg_layer *L, int ith, int nth) {
+static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, int ith, int nth) {
     pg_model *m = f->m;
     const int64_t n_ff = m->p.n_ff;
     const pg_type_traits *act = pg_traits(L->w_down.traits->act_type);
     const int64_t align = act->blck_size > 16 ? act->blck_size : 16;   /* 1, 32 and 256 all divide or are multiples of 16 */
     int64_t r0, r1;
-    project(f, &L->w_gate, m->s.xb, f->ntok, m->s.hb, (size_t)n_ff, align, ith, nth, &r0, &r1);
-    project(f, &L->w_up, m->s.xb, f->ntok, m->s.hb2, (size_t)n_ff, align, ith, nth, &r0, &r1);
+    project(f, &L->w_gate, xb, f->ntok, m->s.hb, (size_t)n_ff, align, ith, nth, &r0, &r1);
+    project(f, &L->w_up, xb, f->ntok, m->s.hb2, (size_t)n_ff, align, ith, nth, &r0, &r1);
     if (r1 <= r0) return;
     const int act_type = L->w_down.traits->act_type;
     const size_t rb = pg_row_bytes(act, n_ff);
@@ -199,25 +185,22 @@ static void forward_worker(void *arg, int ith, int nth) {
 
     for (int l = 0; l < m->p.n_layer; l++) {
         const pg_layer *L = &m->w.layers[l];
-        /* attention rmsnorm, quantized once for Q, K and V */
-        norm_quantize(m, s->x, L->attn_norm, ntok, L->act_qkv, ith, nth);
-        pg_pool_barrier(pool);
+        /* attention rmsnorm, quantized once (per thread) for Q, K and V */
+        float *xb = norm_quantize(m, s->x, L->attn_norm, ntok, L->act_qkv, ith);
         /* q, k, v projections, RoPE on q and k, this batch's keys and values into the cache */
-        qkv(f, L, l, ith, nth);
+        qkv(f, L, l, xb, ith, nth);
         pg_pool_barrier(pool);
         /* causal GQA attention over the cache */
         attention(f, l, scratch, ith, nth);
         pg_pool_barrier(pool);
-        /* output projection, added to the residual stream */
-        quantize_split(m, s->att, m->n_q, ntok, L->act_o, ith, nth);
-        pg_pool_barrier(pool);
+        /* output projection (its input quantized per thread), added to the residual stream */
+        quantize_rows(m, s->att, m->n_q, ntok, L->act_o, ith);
         project_residual(f, &L->wo, s->att, ntok, ith, nth);
         pg_pool_barrier(pool);
-        /* ffn rmsnorm, quantized once for gate and up */
-        norm_quantize(m, s->x, L->ffn_norm, ntok, L->act_ffn, ith, nth);
-        pg_pool_barrier(pool);
-        /* SwiGLU: silu(gate) * up, thread-local because both use the same rows; quantized for down */
-        gate_up(f, L, ith, nth);
+        /* ffn rmsnorm, quantized once (per thread) for gate and up; SwiGLU, thread-local because
+         * gate and up use the same rows; its output quantized for down by the same thread */
+        xb = norm_quantize(m, s->x, L->ffn_norm, ntok, L->act_ffn, ith);
+        gate_up(f, L, xb, ith, nth);
         pg_pool_barrier(pool);
         /* down projection, added to the residual stream */
         project_residual(f, &L->w_down, s->hb, ntok, ith, nth);
@@ -227,10 +210,9 @@ static void forward_worker(void *arg, int ith, int nth) {
 
     /* final rmsnorm of the tokens whose logits are wanted, then the output matrix */
     int first = f->logits_mode == 1 ? ntok - 1 : 0, n_out = ntok - first;
-    norm_quantize(m, s->x + first * n_embd, m->w.output_norm, n_out, m->w.act_output, ith, nth);
-    pg_pool_barrier(pool);
+    float *xb = norm_quantize(m, s->x + first * n_embd, m->w.output_norm, n_out, m->w.act_output, ith);
     int64_t r0, r1;
-    project(f, &m->w.output, s->xb, n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
+    project(f, &m->w.output, xb, n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
 }
 
 int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,

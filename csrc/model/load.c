@@ -128,7 +128,7 @@ static int alloc_run_state(pg_model *m) {
     pg_run_state *s = &m->s;
     size_t B = (size_t)p->n_batch;
     s->x = alloc_floats(B * p->n_embd);
-    s->xb = alloc_floats(B * p->n_embd);
+    s->xb = alloc_floats((size_t)m->n_threads * B * p->n_embd);
     s->y = alloc_floats(B * p->n_embd);
     s->q = alloc_floats(B * m->n_q);
     s->att = alloc_floats(B * m->n_q);
@@ -147,9 +147,10 @@ static int alloc_run_state(pg_model *m) {
         used_hidden |= L->act_down;
     }
     int64_t widest = p->n_embd > m->n_q ? p->n_embd : m->n_q;
-    if (alloc_act_buffers(&s->act, used, widest, B) != PG_OK ||
-        alloc_act_buffers(&s->act_hidden, used_hidden, p->n_ff, B) != PG_OK)
-        return PG_ENOMEM;
+    if (!(s->act = calloc((size_t)m->n_threads, sizeof(pg_act_buffers)))) return PG_ENOMEM;
+    for (int i = 0; i < m->n_threads; i++)
+        if (alloc_act_buffers(&s->act[i], used, widest, B) != PG_OK) return PG_ENOMEM;
+    if (alloc_act_buffers(&s->act_hidden, used_hidden, p->n_ff, B) != PG_OK) return PG_ENOMEM;
 
     /* attention scores for n_rep heads over the whole context, one K/V row, and RoPE angles;
      * rounded to 64-byte lines so threads never share one */
@@ -170,9 +171,10 @@ void pg_model_free(pg_model *m) {
     free(s->x); free(s->xb); free(s->y); free(s->q); free(s->att); free(s->k); free(s->v);
     free(s->hb); free(s->hb2); free(s->rope_cs); free(s->per_thread); free(s->k_cache); free(s->v_cache);
     for (int t = 0; t < PG_TYPE_COUNT; t++) {
-        free(s->act.buf[t]);
+        for (int i = 0; s->act && i < m->n_threads; i++) free(s->act[i].buf[t]);
         free(s->act_hidden.buf[t]);
     }
+    free(s->act);
     free(m->w.layers);
     free(m);
 }

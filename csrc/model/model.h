@@ -48,14 +48,14 @@ typedef struct {
 
 typedef struct {
     float *x;                      /* (n_batch, n_embd) residual stream */
-    float *xb;                     /* (n_batch, n_embd) normed residual */
+    float *xb;                     /* (n_threads, n_batch, n_embd) each thread's normed residual */
     float *q;                      /* (n_batch, n_q) queries */
     float *k, *v;                  /* (n_batch, n_kv) this batch's keys and values */
     float *att;                    /* (n_batch, n_q) attention output */
     float *y;                      /* (n_batch, n_embd) projection output before the residual add */
     float *hb, *hb2;               /* (n_batch, n_ff) silu(gate) * up, and up */
     float *rope_cs;                /* (n_batch, n_rot) each token's RoPE cos, sin pairs */
-    pg_act_buffers act;            /* of xb (and att) */
+    pg_act_buffers *act;           /* (n_threads,) each thread's quantized xb and att */
     pg_act_buffers act_hidden;     /* of hb, the input of ffn_down */
     float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
     size_t per_thread_floats;
