@@ -1,6 +1,7 @@
 """Chat templates: the GGUF's Jinja template in a sandbox, llama.cpp's built-ins, format_single."""
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -136,6 +137,7 @@ def test_codellama_jinja_matches_its_detected_builtin():
 
 # --- the GGUF's own Jinja template ------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _smollm2_metadata():
     path = default_model_path()
     if not path.exists():
@@ -155,7 +157,9 @@ def _smollm2_metadata():
         value = field.parts[field.data[0]]
         meta[key] = bytes(value).decode() if key.endswith("template") else int(value[0])
     tokens = reader.fields["tokenizer.ggml.tokens"]
-    meta["tokenizer.ggml.tokens"] = [bytes(tokens.parts[i]).decode() for i in tokens.data]
+    wanted = (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"])
+    meta["tokenizer.ggml.tokens"] = [bytes(tokens.parts[tokens.data[i]]).decode() if i in wanted else ""
+                                     for i in range(len(tokens.data))]
     return meta
 
 
