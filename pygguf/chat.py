@@ -335,13 +335,16 @@ class ChatFormatter:
                       add_generation_prompt: bool = True) -> str:
         """Only the text the latest message adds to the conversation (llama.cpp's
         common_chat_format_single): render with and without it and take the difference, so
-        the tokens already in the KV cache stay valid. A past ending in a newline keeps that
-        newline in front of the new text: the model ended its turn on an end-of-turn token
-        and never generated the template's trailing newline."""
+        the tokens already in the KV cache stay valid. When the past ends with an assistant
+        turn whose rendering ends in a newline, that newline is put in front of the new text:
+        the model ended its turn on an end-of-turn token and never generated the template's
+        trailing newline. (llama.cpp applies this to any past ending in a newline, which
+        doubles the newline after a system-only start; here only generated turns get it.)"""
         before = self.render(past, add_generation_prompt=False) if past else ""
         after = self.render(list(past) + [new], add_generation_prompt=add_generation_prompt)
         if not after.startswith(before):
             raise ChatTemplateError("the template renders earlier turns differently once a message "
                                     "is added; the conversation must be re-fed from the start")
-        keep_newline = "\n" if add_generation_prompt and before.endswith("\n") else ""
+        ends_generated = bool(past) and past[-1].get("role") == "assistant"
+        keep_newline = "\n" if add_generation_prompt and ends_generated and before.endswith("\n") else ""
         return keep_newline + after[len(before):]
