@@ -1,0 +1,66 @@
+"""The Click option bundle of the interactive modes: llama.cpp spellings parse to InteractiveParams."""
+from __future__ import annotations
+
+import json
+
+import click
+from click.testing import CliRunner
+
+from pygguf_cli.interactive_options import (color_option, interactive_options, params_from_options,
+                                            plan_from_options, pop_interactive_kwargs)
+
+
+@click.command()
+@click.option("-p", "--prompt", default=None)
+@interactive_options
+@color_option
+def fake_main(prompt, color, **kwargs):
+    options = pop_interactive_kwargs(kwargs)
+    assert kwargs == {}
+    params = params_from_options(options, prompt=prompt or "", prompt_given=prompt is not None)
+    out = {k: v for k, v in vars(params).items()}
+    out["color"] = color
+    click.echo(json.dumps(out))
+
+
+def parse(*args):
+    result = CliRunner().invoke(fake_main, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_defaults():
+    p = parse()
+    assert p["conversation"] is None and not p["interactive"] and p["color"] == "auto"
+    assert p["reverse_prompts"] == [] and p["chat_template"] is None
+
+
+def test_llama_cpp_spellings():
+    p = parse("-i", "-if", "-r", "User:", "--reverse_prompt", "Q:", "--in-prefix", " ", "--in_suffix", "A:",
+              "--in-prefix-bos", "-ins", "-sys", "be nice", "--chat-template", "llama2", "--print-prompt",
+              "-mli", "--color")
+    assert p["interactive"] and p["interactive_first"] and p["in_prefix_bos"] and p["instruct"]
+    assert p["reverse_prompts"] == ["User:", "Q:"]
+    assert p["in_prefix"] == " " and p["in_suffix"] == "A:"
+    assert p["system_prompt"] == "be nice" and p["chat_template"] == "llama2"
+    assert p["verbose_prompt"] and p["multiline_input"] and p["color"] == "on"
+
+
+def test_conversation_flags():
+    assert parse("-cnv")["conversation"] is True
+    assert parse("-no-cnv")["conversation"] is False
+    assert parse("--conversation")["conversation"] is True
+    assert parse("-cml")["chatml"] is True
+    assert parse("--color", "off")["color"] == "off"
+
+
+def test_chat_template_file(tmp_path):
+    path = tmp_path / "t.jinja"
+    path.write_text("{{ messages[0].content }}")
+    assert parse("--chat-template-file", str(path))["chat_template"] == "{{ messages[0].content }}"
+
+
+def test_plan_from_options_prompt_disables_auto_conversation():
+    meta = {"tokenizer.chat_template": "{{ x }}"}
+    assert plan_from_options({}, meta, stdin_is_tty=True).conversation
+    assert not plan_from_options({}, meta, stdin_is_tty=True, prompt="hi", prompt_given=True).interactive
