@@ -37,6 +37,7 @@ class TerminalConsole:
         self.stderr = stderr or sys.stderr
         self.is_tty = _isatty(self.stdin)
         self.color = color and _isatty(self.stdout)
+        self._current = RESET
         self._readline = None
         if self.is_tty and self.stdin is sys.stdin:
             try:
@@ -46,8 +47,11 @@ class TerminalConsole:
                 self._readline = None
 
     def write(self, text: str, kind: str = "output") -> None:
-        if self.color and kind in _KIND_COLORS:
-            text = _KIND_COLORS[kind] + text + (RESET if kind != "output" else "")
+        if self.color and kind in _KIND_COLORS and _KIND_COLORS[kind] != self._current:
+            # switch colour only when it changes, so streamed tokens stay plain text
+            code = _KIND_COLORS[kind]
+            text = (code if self._current == RESET or code == RESET else RESET + code) + text
+            self._current = _KIND_COLORS[kind]
         self.stdout.write(text)
         self.stdout.flush()
 
@@ -81,3 +85,4 @@ class TerminalConsole:
             if self.color:
                 self.stdout.write(RESET)
                 self.stdout.flush()
+                self._current = RESET
