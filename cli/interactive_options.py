@@ -5,8 +5,8 @@ Wiring in the main command:
 
     @click.command()
     ...
-    @interactive_options
-    @color_option                      # unless the command already has --color
+    @interactive_options               # + reverse_prompt_option / verbose_prompt_option / color_option
+                                       #   only if the command lacks -r / --verbose-prompt / --color
     def main(..., **kwargs):
         interactive_kwargs = pop_interactive_kwargs(kwargs)
         plan = plan_from_options(interactive_kwargs, metadata, prompt=..., prompt_given=...,
@@ -27,14 +27,12 @@ from pygguf.interactive import InteractiveParams, SessionPlan, plan_session
 
 INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
                     "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",
-                    "chat_template_file", "verbose_prompt", "multiline_input")
+                    "chat_template_file", "verbose_prompt", "print_prompt", "multiline_input")
 
 _OPTIONS = [
     click.option("-i", "--interactive", is_flag=True, help="Run in interactive mode."),
     click.option("-if", "--interactive-first", "--interactive_first", "interactive_first", is_flag=True,
                  help="Run in interactive mode and wait for input right away."),
-    click.option("-r", "--reverse-prompt", "--reverse_prompt", "reverse_prompt", multiple=True, metavar="PROMPT",
-                 help="Hand control back to the user when the output ends with PROMPT (repeatable)."),
     click.option("--in-prefix", "--in_prefix", "in_prefix", default="", metavar="STRING",
                  help="String to prefix user inputs with."),
     click.option("--in-suffix", "--in_suffix", "in_suffix", default="", metavar="STRING",
@@ -53,11 +51,20 @@ _OPTIONS = [
                  help="Built-in template name (chatml, llama2, llama3, mistral-v7, ...) or a Jinja template."),
     click.option("--chat-template-file", "--chat_template_file", "chat_template_file", default=None,
                  type=click.Path(exists=True, dir_okay=False), help="Read the Jinja chat template from a file."),
-    click.option("--verbose-prompt", "--verbose_prompt", "--print-prompt", "verbose_prompt", is_flag=True,
-                 help="Print the rendered prompt and each turn's tokens with their ids, and the template source."),
+    click.option("--print-prompt", "--print_prompt", "print_prompt", is_flag=True,
+                 help="Same as --verbose-prompt: the rendered prompt and each turn's tokens with ids."),
     click.option("-mli", "--multiline-input", "--multiline_input", "multiline_input", is_flag=True,
                  help="Return continues a line; end a line with '\\' to submit."),
 ]
+
+# For a command that does not already declare them (the main CLI has its own -r and --verbose-prompt:
+# pass their values to params_from_options instead).
+reverse_prompt_option = click.option(
+    "-r", "--reverse-prompt", "--reverse_prompt", "reverse_prompt", multiple=True, metavar="PROMPT",
+    help="Hand control back to the user when the output ends with PROMPT (repeatable).")
+verbose_prompt_option = click.option(
+    "--verbose-prompt", "--verbose_prompt", "verbose_prompt", is_flag=True,
+    help="Print the rendered prompt and each turn's tokens with their ids, and the template source.")
 
 color_option = click.option("-co", "--color", "color", type=click.Choice(["on", "off", "auto"]),
                             default="auto", is_flag=False, flag_value="on", show_default=True,
@@ -77,19 +84,22 @@ def pop_interactive_kwargs(kwargs: dict) -> dict:
 
 def params_from_options(options: Mapping[str, object], *, prompt: str = "", prompt_given: bool = False,
                         n_predict: int = -1, n_keep: int = 0, escape: bool = True, special: bool = False,
-                        display_prompt: bool = True, context_shift: bool | None = None) -> InteractiveParams:
+                        display_prompt: bool = True, context_shift: bool | None = None,
+                        reverse_prompts=(), verbose_prompt: bool = False) -> InteractiveParams:
+    """`options`: this bundle's values; the keywords: values of the command's own options."""
     template = options.get("chat_template")
     if options.get("chat_template_file"):
         template = Path(options["chat_template_file"]).read_text(encoding="utf-8")
     return InteractiveParams(
         prompt=prompt, prompt_given=prompt_given,
         interactive=bool(options.get("interactive")), interactive_first=bool(options.get("interactive_first")),
-        reverse_prompts=tuple(options.get("reverse_prompt") or ()),
+        reverse_prompts=tuple(options.get("reverse_prompt") or ()) + tuple(reverse_prompts or ()),
         in_prefix=str(options.get("in_prefix") or ""), in_suffix=str(options.get("in_suffix") or ""),
         in_prefix_bos=bool(options.get("in_prefix_bos")),
         instruct=bool(options.get("instruct")), chatml=bool(options.get("chatml")),
         conversation=options.get("conversation"), system_prompt=str(options.get("system_prompt") or ""),
-        chat_template=template, verbose_prompt=bool(options.get("verbose_prompt")),
+        chat_template=template,
+        verbose_prompt=bool(options.get("verbose_prompt") or options.get("print_prompt") or verbose_prompt),
         multiline_input=bool(options.get("multiline_input")), escape=escape, special=special,
         display_prompt=display_prompt, n_predict=n_predict, n_keep=n_keep, context_shift=context_shift)
 

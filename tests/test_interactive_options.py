@@ -7,12 +7,15 @@ import click
 from click.testing import CliRunner
 
 from pygguf_cli.interactive_options import (color_option, interactive_options, params_from_options,
-                                            plan_from_options, pop_interactive_kwargs)
+                                            plan_from_options, pop_interactive_kwargs, reverse_prompt_option,
+                                            verbose_prompt_option)
 
 
 @click.command()
 @click.option("-p", "--prompt", default=None)
 @interactive_options
+@reverse_prompt_option
+@verbose_prompt_option
 @color_option
 def fake_main(prompt, color, **kwargs):
     options = pop_interactive_kwargs(kwargs)
@@ -64,3 +67,23 @@ def test_plan_from_options_prompt_disables_auto_conversation():
     meta = {"tokenizer.chat_template": "{{ x }}"}
     assert plan_from_options({}, meta, stdin_is_tty=True).conversation
     assert not plan_from_options({}, meta, stdin_is_tty=True, prompt="hi", prompt_given=True).interactive
+
+
+def test_values_from_the_commands_own_options():
+    params = params_from_options({"print_prompt": True}, reverse_prompts=("User:",), n_predict=7)
+    assert params.verbose_prompt and params.reverse_prompts == ("User:",) and params.n_predict == 7
+
+
+def test_bundle_alone_leaves_r_and_verbose_prompt_to_the_command():
+    @click.command()
+    @click.option("-r", "--reverse-prompt", "reverse_prompts", multiple=True)
+    @click.option("--verbose-prompt", "verbose_prompt", is_flag=True)
+    @interactive_options
+    def cmd(reverse_prompts, verbose_prompt, **kwargs):
+        options = pop_interactive_kwargs(kwargs)
+        params = params_from_options(options, reverse_prompts=reverse_prompts, verbose_prompt=verbose_prompt)
+        click.echo(f"{params.reverse_prompts} {params.verbose_prompt} {params.instruct}")
+
+    result = CliRunner().invoke(cmd, ["-r", "X:", "--verbose-prompt", "-ins"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "('X:',) True True"
