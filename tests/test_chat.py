@@ -7,6 +7,7 @@ import os
 import pytest
 
 from pygguf.chat import (BUILTIN_FORMATS, ChatFormatter, ChatTemplateError, detect_builtin)
+from pygguf.gguf import GGUFReader
 from pygguf.paths import default_model_path
 
 SYS = {"role": "system", "content": "You are terse."}
@@ -142,25 +143,8 @@ def _smollm2_metadata():
     path = default_model_path()
     if not path.exists():
         pytest.skip(f"SmolLM2 not fetched ({path}): run `make model`")
-    try:
-        from pygguf.gguf import GGUFReader
-    except ImportError:
-        GGUFReader = None
-    if GGUFReader is not None:
-        with GGUFReader(path) as reader:
-            return dict(reader.metadata)
-    gguf = pytest.importorskip("gguf")   # test oracle until pygguf.gguf is merged
-    reader = gguf.GGUFReader(str(path))
-    meta = {}
-    for key in ("tokenizer.chat_template", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
-        field = reader.fields[key]
-        value = field.parts[field.data[0]]
-        meta[key] = bytes(value).decode() if key.endswith("template") else int(value[0])
-    tokens = reader.fields["tokenizer.ggml.tokens"]
-    wanted = (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"])
-    meta["tokenizer.ggml.tokens"] = [bytes(tokens.parts[tokens.data[i]]).decode() if i in wanted else ""
-                                     for i in range(len(tokens.data))]
-    return meta
+    with GGUFReader(path) as reader:
+        return dict(reader.metadata)
 
 
 def test_smollm2_template_renders_chatml_with_default_system():
