@@ -396,7 +396,9 @@ class InteractiveSession:
     def close_reply(self, reason: str) -> None:
         if self.use_template and self.chat and self.chat[-1]["role"] == "user":
             self.chat.append({"role": "assistant", "content": "".join(self.reply_text)})
-        if reason == "interrupted" and self.use_template:
+        if reason != "eog" and self.use_template:
+            # The reply was cut (Ctrl+C, budget, reverse prompt): close the assistant turn with
+            # the end-of-turn token before the next user message, as llama.cpp does on Ctrl+C.
             self.need_end_of_turn = True
 
     # -- user input --------------------------------------------------------------------------------

@@ -232,3 +232,9 @@ def test_prompt_from_stdin():
     assert prompt_from_stdin(InteractiveParams(), pipe) == "from a pipe"
     assert prompt_from_stdin(InteractiveParams(prompt="x", prompt_given=True), io.StringIO("y")) is None
     assert prompt_from_stdin(InteractiveParams(conversation=True), io.StringIO("y")) is None
+
+
+def test_budget_cut_reply_is_closed_before_next_turn():
+    meta = {"tokenizer.chat_template": SMOL_TEMPLATE}
+    rc, model, _, _ = session(["Hi", "Go", None], ["abc", "d<|im_end|>"], metadata=meta, eot_id=4, n_predict=3)
+    assert "assistant\nabc<|im_end|>\n<|im_start|>user\nGo<|im_end|>\n<|im_start|>assistant\nd" in model.text()
