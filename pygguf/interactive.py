@@ -467,17 +467,21 @@ class InteractiveSession:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
+        """The session; Ctrl+C anywhere outside generation ends it with 130, as in llama.cpp."""
+        try:
+            return self.loop()
+        except KeyboardInterrupt:
+            self.console.write("\n", "output")
+            return self.finish(EXIT_INTERRUPTED, "Interrupted by user")
+
+    def loop(self) -> int:
         self.start()
         for token in self.pending:
             self.sampler.accept(token)
         waiting = self.p.interactive_first or not self.pending
         input_fed = bool(self.pending)
-        if waiting and self.pending:
-            # evaluate the prompt now, so the first reply starts at once
-            if self.feed_pending() is None:
-                return self.finish(0)
-            if self.stop_requested:
-                return self.finish(0)
+        if waiting and self.pending and self.feed_pending() is None:
+            return self.finish(0)      # the prompt is evaluated now, so the first reply starts at once
         while True:
             if not waiting:
                 with self.sigint_stops_generation():
@@ -486,11 +490,7 @@ class InteractiveSession:
                 if reason == "context-full":
                     return self.finish(0)
                 self.stop_requested = False
-            try:
-                text = self.read_user_text()
-            except KeyboardInterrupt:
-                self.console.write("\n", "output")
-                return self.finish(EXIT_INTERRUPTED, "Interrupted by user")
+            text = self.read_user_text()
             if text is None:
                 self.console.write("EOF by user\n", "output")
                 return self.finish(0)
@@ -499,7 +499,8 @@ class InteractiveSession:
             except ChatTemplateError as exc:
                 self.console.error(f"error: {exc}")
                 return self.finish(1)
-            waiting = False
+            # An empty line gives control back to the model, if it has anything to go on.
+            waiting = not input_fed and not self.fed and not self.pending
 
     def finish(self, code: int, message: str | None = None) -> int:
         self.report_timings(self.timings)

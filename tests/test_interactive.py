@@ -238,3 +238,9 @@ def test_budget_cut_reply_is_closed_before_next_turn():
     meta = {"tokenizer.chat_template": SMOL_TEMPLATE}
     rc, model, _, _ = session(["Hi", "Go", None], ["abc", "d<|im_end|>"], metadata=meta, eot_id=4, n_predict=3)
     assert "assistant\nabc<|im_end|>\n<|im_start|>user\nGo<|im_end|>\n<|im_start|>assistant\nd" in model.text()
+
+
+def test_empty_line_before_anything_was_fed_keeps_waiting():
+    rc, model, _, con = session(["", "hi", None], ["ok</s>"], interactive=True)
+    assert model.text() == "hiok"
+    assert "context full" not in con.stderr
