@@ -28,6 +28,10 @@ class ChatTemplateError(Exception):
     """A chat template that cannot be compiled or rendered, or that tried to escape the sandbox."""
 
 
+class TemplateRewritesHistory(ChatTemplateError):
+    """Adding a message changed the rendering of earlier ones: no suffix can be appended."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Built-in formats (llama.cpp's llm_chat_apply_template, by name). Each takes the messages and
 # add_ass (append the opening of an assistant turn) and returns the prompt text.
@@ -343,7 +347,7 @@ class ChatFormatter:
         before = self.render(past, add_generation_prompt=False) if past else ""
         after = self.render(list(past) + [new], add_generation_prompt=add_generation_prompt)
         if not after.startswith(before):
-            raise ChatTemplateError("the template renders earlier turns differently once a message "
+            raise TemplateRewritesHistory("the template renders earlier turns differently once a message "
                                     "is added; the conversation must be re-fed from the start")
         ends_generated = bool(past) and past[-1].get("role") == "assistant"
         keep_newline = "\n" if add_generation_prompt and ends_generated and before.endswith("\n") else ""

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
-from pygguf.chat import ChatFormatter, ChatTemplateError
+from pygguf.chat import ChatFormatter, ChatTemplateError, TemplateRewritesHistory
 
 INSTRUCT_PREFIX = "\n\n### Instruction:\n\n"     # tokenized WITH a BOS in front (2023 main)
 INSTRUCT_SUFFIX = "\n\n### Response:\n\n"
@@ -221,7 +221,7 @@ class InteractiveSession:
         if self.p.instruct or self.p.chatml or n < 0 or n > len(prompt_tokens):
             return len(prompt_tokens)
         bos_added = bool(prompt_tokens) and prompt_tokens[0] == self.tok.bos_id and self.tok.add_bos
-        return n + (1 if bos_added and n > 0 else 0)
+        return n + (1 if bos_added else 0)     # BOS is always kept on top, as in llama.cpp
 
     def print_interactive_banner(self) -> None:
         self.console.info("== Running in interactive mode. ==")
@@ -234,21 +234,21 @@ class InteractiveSession:
         self.console.info(" - Press Ctrl+D on an empty line to end the session.")
 
     # -- chat formatting -------------------------------------------------------------------------
-    def add_chat_message(self, role: str, content: str, add_generation_prompt: bool) -> str:
+    def add_chat_message(self, role: str, content: str, add_generation_prompt: bool) -> tuple[str, bool]:
+        """The text to feed for a new message, and whether the cache had to be restarted (the
+        template rewrites history, so the text is then the whole conversation)."""
         message = {"role": role, "content": content}
         try:
             text = self.formatter.format_single(self.chat, message, add_generation_prompt)
-        except ChatTemplateError as exc:
-            if "re-fed" not in str(exc):
-                raise
-            # The template rewrites history: restart the cache from the whole conversation.
+        except TemplateRewritesHistory:
             self.chat.append(message)
             self.model.reset()
             self.fed = []
             self.pending = []
-            return self.formatter.render(self.chat, add_generation_prompt)
+            self.n_keep = 0
+            return self.formatter.render(self.chat, add_generation_prompt), True
         self.chat.append(message)
-        return text
+        return text, False
 
     def encode_chat_text(self, text: str, first: bool) -> list[int]:
         add_bos = first and self.tok.add_bos
@@ -449,7 +449,9 @@ class InteractiveSession:
             tokens += self.tok.encode(prefix, add_special=False, parse_special=True)
         tokens += self.tok.encode(self.p.in_prefix, add_special=False, parse_special=True) if self.p.in_prefix else []
         if self.use_template:
-            chat_text = self.add_chat_message("user", text, add_generation_prompt=True)
+            chat_text, restarted = self.add_chat_message("user", text, add_generation_prompt=True)
+            if restarted:
+                tokens = []         # nothing before the re-rendered conversation
             tokens += self.encode_chat_text(chat_text, first=not self.fed and not self.pending)
         else:
             tokens += self.tok.encode(text, add_special=False, parse_special=False)

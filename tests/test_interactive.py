@@ -244,3 +244,17 @@ def test_empty_line_before_anything_was_fed_keeps_waiting():
     rc, model, _, con = session(["", "hi", None], ["ok</s>"], interactive=True)
     assert model.text() == "hiok"
     assert "context full" not in con.stderr
+
+
+def test_template_that_rewrites_history_restarts_the_cache():
+    meta = {"tokenizer.chat_template": "{{ messages | length }}:{% for m in messages %}[{{ m.role }}]"
+                                       "{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"}
+    rc, model, _, _ = session(["Hi", "More", None], ["ok</s>", "fine</s>"], metadata=meta, conversation=True)
+    assert model.text() == "3:[user]Hi[assistant]ok[user]More[assistant]fine"
+
+
+def test_n_keep_counts_bos_on_top():
+    rc, model, _, _ = session(["Go", None], ["abcdefghijklmnopqrstuvwxyz0123456789</s>"], add_bos=True, n_ctx=32,
+                              prompt="Keep", prompt_given=True, interactive_first=True, n_keep=2, context_shift=True)
+    assert model.shifts and all(keep == 3 for keep, _ in model.shifts)
+    assert model.text().startswith("<s>Ke")
