@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 import click
 
 from pygguf.console import TerminalConsole, color_enabled
-from pygguf.interactive import InteractiveParams, SessionPlan, plan_session
+from pygguf.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
 
 INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
                     "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",
@@ -87,17 +87,22 @@ def params_from_options(options: Mapping[str, object], *, prompt: str = "", prom
                         display_prompt: bool = True, context_shift: bool | None = None,
                         reverse_prompts=(), verbose_prompt: bool = False) -> InteractiveParams:
     """`options`: this bundle's values; the keywords: values of the command's own options."""
+    def text(key: str) -> str:
+        value = str(options.get(key) or "")
+        return process_escapes(value) if escape else value     # -e covers these, as in llama.cpp
+
     template = options.get("chat_template")
     if options.get("chat_template_file"):
         template = Path(options["chat_template_file"]).read_text(encoding="utf-8")
     return InteractiveParams(
         prompt=prompt, prompt_given=prompt_given,
         interactive=bool(options.get("interactive")), interactive_first=bool(options.get("interactive_first")),
-        reverse_prompts=tuple(options.get("reverse_prompt") or ()) + tuple(reverse_prompts or ()),
-        in_prefix=str(options.get("in_prefix") or ""), in_suffix=str(options.get("in_suffix") or ""),
+        reverse_prompts=tuple(process_escapes(r) if escape else r for r in options.get("reverse_prompt") or ())
+        + tuple(reverse_prompts or ()),
+        in_prefix=text("in_prefix"), in_suffix=text("in_suffix"),
         in_prefix_bos=bool(options.get("in_prefix_bos")),
         instruct=bool(options.get("instruct")), chatml=bool(options.get("chatml")),
-        conversation=options.get("conversation"), system_prompt=str(options.get("system_prompt") or ""),
+        conversation=options.get("conversation"), system_prompt=text("system_prompt"),
         chat_template=template,
         verbose_prompt=bool(options.get("verbose_prompt") or options.get("print_prompt") or verbose_prompt),
         multiline_input=bool(options.get("multiline_input")), escape=escape, special=special,

@@ -87,3 +87,11 @@ def test_bundle_alone_leaves_r_and_verbose_prompt_to_the_command():
     result = CliRunner().invoke(cmd, ["-r", "X:", "--verbose-prompt", "-ins"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "('X:',) True True"
+
+
+def test_escapes_in_prefix_suffix_system_prompt():
+    p = parse("--in-prefix", "\\n[INST] ", "--in-suffix", " [/INST]\\n", "-sys", "a\\tb", "-r", "User:\\n")
+    assert p["in_prefix"] == "\n[INST] " and p["in_suffix"] == " [/INST]\n"
+    assert p["system_prompt"] == "a\tb" and p["reverse_prompts"] == ["User:\n"]
+    raw = params_from_options({"in_prefix": "\\n"}, escape=False)
+    assert raw.in_prefix == "\\n"
