@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -264,6 +265,25 @@ def compile_template(text: str) -> jinja2.Template:
         raise ChatTemplateError(f"chat template does not compile: {exc}") from exc
 
 
+MAX_RENDER_CHARS = 16 << 20      # far above any context's worth of text
+MAX_RENDER_SECONDS = 10.0
+
+
+def _bounded_render(template: jinja2.Template, context: dict) -> str:
+    """Render, but stop a hostile template that loops to exhaust memory or time (checked as
+    output is produced)."""
+    chunks, size = [], 0
+    deadline = time.monotonic() + MAX_RENDER_SECONDS
+    for chunk in template.generate(**context):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RENDER_CHARS:
+            raise ChatTemplateError(f"chat template output exceeds {MAX_RENDER_CHARS} characters")
+        if time.monotonic() > deadline:
+            raise ChatTemplateError(f"chat template took more than {MAX_RENDER_SECONDS:g} s to render")
+    return "".join(chunks)
+
+
 # ---------------------------------------------------------------------------------------------
 
 def _token_text(metadata: Mapping[str, object], key: str) -> str:
@@ -315,8 +335,15 @@ class ChatFormatter:
                                     + ", ".join(sorted(BUILTIN_FORMATS)))
         text = metadata.get("tokenizer.chat_template")
         if isinstance(text, str) and text.strip():
-            return cls(source="gguf", template_text=text, special_tokens=special,
-                       detected_builtin=detect_builtin(text))
+            detected = detect_builtin(text)
+            try:
+                return cls(source="gguf", template_text=text, special_tokens=special, detected_builtin=detected)
+            except ChatTemplateError:
+                if detected is None:
+                    raise
+                # Jinja this sandbox cannot compile, but llama.cpp's heuristics know the format.
+                return cls(source=f"built-in {detected}", builtin=detected, special_tokens=special,
+                           detected_builtin=detected)
         return cls(source="fallback chatml", builtin="chatml", special_tokens=special)
 
     def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
@@ -326,7 +353,7 @@ class ChatFormatter:
         context = dict(self.special_tokens or {})
         context.update(messages=checked, add_generation_prompt=add_generation_prompt)
         try:
-            return self._template.render(**context)
+            return _bounded_render(self._template, context)
         except ChatTemplateError:
             raise
         except SecurityError as exc:

@@ -237,3 +237,17 @@ def test_sandbox_escape_fails_cleanly_and_runs_nothing(payload, tmp_path):
     assert "sandbox" in str(info.value) or "render" in str(info.value)
     assert not marker.exists()
     assert not os.path.exists("pwned")
+
+
+def test_output_bomb_is_stopped(monkeypatch):
+    import pygguf.chat as chat
+    monkeypatch.setattr(chat, "MAX_RENDER_CHARS", 10_000)
+    bomb = "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}"
+    with pytest.raises(ChatTemplateError, match="exceeds"):
+        _jinja(bomb).render([U1])
+
+
+def test_gguf_template_that_does_not_compile_falls_back_to_detected_builtin():
+    fmt = ChatFormatter.from_metadata({"tokenizer.chat_template": "{% weird %}<|im_start|>"})
+    assert fmt.source == "built-in chatml"
+    assert fmt.render([U1]) == "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
