@@ -237,15 +237,19 @@ class InteractiveSession:
     def reverse_prompt_hit(self, last_token: int | None) -> bool:
         if not self.reverse_prompts:
             return False
+        if last_token is not None and last_token in self.single_token_reverse_prompts():
+            return True
         text = self.recent_text()
-        for prompt in self.reverse_prompts:
-            if prompt and text.endswith(prompt):
-                return True
-            if last_token is not None:
-                ids = self.tok.encode(prompt, add_special=False, parse_special=True)
-                if len(ids) == 1 and ids[0] == last_token:
-                    return True
-        return False
+        return any(prompt and text.endswith(prompt) for prompt in self.reverse_prompts)
+
+    def single_token_reverse_prompts(self) -> set[int]:
+        """Reverse prompts that are one token are also matched by id (llama.cpp does too)."""
+        if self._single_token_ids is None:
+            encoded = [self.tok.encode(p, add_special=False, parse_special=True) for p in self.reverse_prompts]
+            self._single_token_ids = {ids[0] for ids in encoded if len(ids) == 1}
+        return self._single_token_ids
+
+    _single_token_ids: set[int] | None = None
 
     # -- one reply ---------------------------------------------------------------------------------
     def generate_reply(self, input_was_fed: bool) -> str:

@@ -258,3 +258,10 @@ def test_n_keep_counts_bos_on_top():
                               prompt="Keep", prompt_given=True, interactive_first=True, n_keep=2, context_shift=True)
     assert model.shifts and all(keep == 3 for keep, _ in model.shifts)
     assert model.text().startswith("<s>Ke")
+
+
+def test_single_token_reverse_prompt_matches_by_id():
+    # "<|im_start|>" is one token: matched by id whatever text the window decodes to.
+    rc, model, sampler, _ = session(["more", None], ["ab<|im_start|>", "c</s>"], prompt="x", prompt_given=True,
+                                    interactive=True, reverse_prompts=["<|im_start|>"])
+    assert model.text() == "xab<|im_start|>morec"
