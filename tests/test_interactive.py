@@ -260,8 +260,8 @@ def test_n_keep_counts_bos_on_top():
     assert model.text().startswith("<s>Ke")
 
 
-def test_single_token_reverse_prompt_matches_by_id():
-    # "<|im_start|>" is one token: matched by id whatever text the window decodes to.
+def test_special_token_reverse_prompt_hands_control_back():
+    # "<|im_start|>" is a single special token (matched by id, and by its text).
     rc, model, sampler, _ = session(["more", None], ["ab<|im_start|>", "c</s>"], prompt="x", prompt_given=True,
                                     interactive=True, reverse_prompts=["<|im_start|>"])
     assert model.text() == "xab<|im_start|>morec"
