@@ -362,20 +362,38 @@ class ChatFormatter:
                 OverflowError, RecursionError) as exc:
             raise ChatTemplateError(f"chat template failed to render: {type(exc).__name__}: {exc}") from exc
 
-    def format_single(self, past: Sequence[Message], new: Message,
-                      add_generation_prompt: bool = True) -> str:
+    def format_single(self, past: Sequence[Message], new: Message, add_generation_prompt: bool = True,
+                      generated_end: str | None = None) -> str:
         """Only the text the latest message adds to the conversation (llama.cpp's
         common_chat_format_single): render with and without it and take the difference, so
-        the tokens already in the KV cache stay valid. When the past ends with an assistant
-        turn whose rendering ends in a newline, that newline is put in front of the new text:
-        the model ended its turn on an end-of-turn token and never generated the template's
-        trailing newline. (llama.cpp applies this to any past ending in a newline, which
-        doubles the newline after a system-only start; here only generated turns get it.)"""
+        the tokens already in the KV cache stay valid.
+
+        A past ending in a generated assistant turn is in the cache only up to the token that
+        ended it, so the rest of the template's turn ending goes in front of the new text:
+        - generated_end=None: llama.cpp's rule, a newline when the rendering ends in one (right for
+          ChatML: the model stops on <|im_end|> and never writes the "\n" after it); applied
+          here only after an assistant turn (llama.cpp also applies it after a system-only start,
+          doubling that newline);
+        - generated_end=TEXT (the text of the token that closed the reply, "" if none): whatever
+          of the template's turn ending is not covered by TEXT ("\n\n" for alpaca after </s>)."""
         before = self.render(past, add_generation_prompt=False) if past else ""
         after = self.render(list(past) + [new], add_generation_prompt=add_generation_prompt)
         if not after.startswith(before):
             raise TemplateRewritesHistory("the template renders earlier turns differently once a message "
-                                    "is added; the conversation must be re-fed from the start")
+                                          "is added; the conversation must be re-fed from the start")
         ends_generated = bool(past) and past[-1].get("role") == "assistant"
-        keep_newline = "\n" if add_generation_prompt and ends_generated and before.endswith("\n") else ""
-        return keep_newline + after[len(before):]
+        if not ends_generated:
+            missing = ""
+        elif generated_end is None:
+            missing = "\n" if add_generation_prompt and before.endswith("\n") else ""
+        else:
+            ending = self.assistant_turn_ending(past)
+            missing = ending[len(generated_end):] if ending.startswith(generated_end) else ending
+        return missing + after[len(before):]
+
+    def assistant_turn_ending(self, past: Sequence[Message]) -> str:
+        """What the template writes after the content of the last (assistant) message of `past`."""
+        marker = "\x00end-of-reply\x00"
+        probe = list(past[:-1]) + [{"role": past[-1]["role"], "content": marker}]
+        rendered = self.render(probe, add_generation_prompt=False)
+        return rendered.split(marker, 1)[1] if marker in rendered else ""

@@ -79,6 +79,7 @@ class InteractiveSession:
         self.n_keep = 0
         self.after_reverse_prompt = False     # the last hand-over came from a reverse prompt
         self.need_end_of_turn = False         # conversation reply cut by Ctrl+C: close it first
+        self.reply_end_text = ""              # text of the token that closed the last reply
         self.stop_requested = False
         self.reply_text: list[str] = []
         self.context_shift = self.p.context_shift if self.p.context_shift is not None \
@@ -149,7 +150,8 @@ class InteractiveSession:
         template rewrites history, so the text is then the whole conversation)."""
         message = {"role": role, "content": content}
         try:
-            text = self.formatter.format_single(self.chat, message, add_generation_prompt)
+            text = self.formatter.format_single(self.chat, message, add_generation_prompt,
+                                                generated_end=self.reply_end_text)
         except TemplateRewritesHistory:
             self.chat.append(message)
             self.model.reset()
@@ -166,6 +168,17 @@ class InteractiveSession:
         if add_bos and bos_text and text.startswith(bos_text):
             text = text[len(bos_text):]     # the template already wrote BOS: don't double it
         return self.tok.encode(text, add_special=add_bos, parse_special=True)
+
+    def end_of_turn_token(self) -> int | None:
+        """The token that closes a cut assistant turn: the one the template writes right after a
+        reply when that is an end-of-generation token (<|im_end|>, <|eot_id|>, </s>...), else the
+        vocabulary's EOT, else EOS. (SmolLM2's EOT is <|endoftext|>, but its turns end in <|im_end|>.)"""
+        ending = self.formatter.assistant_turn_ending([{"role": "user", "content": "u"},
+                                                       {"role": "assistant", "content": "a"}])
+        ids = self.tok.encode(ending, add_special=False, parse_special=True) if ending else []
+        if ids and self.tok.is_eog(ids[0]):
+            return ids[0]
+        return self.tok.eot_id if self.tok.eot_id is not None else self.tok.eos_id
 
     # -- verbose output ----------------------------------------------------------------------------
     def piece(self, token: int) -> str:
@@ -274,6 +287,7 @@ class InteractiveSession:
                 self.pending = [token]
                 self.show(decoder.push(token))
                 if self.tok.is_eog(token):
+                    self.reply_end_text = self.piece(token)
                     self.on_end_of_generation()
                     return "eog"
                 if self.reverse_prompt_hit(token):
@@ -350,9 +364,10 @@ class InteractiveSession:
             text = process_escapes(text)
         tokens: list[int] = []
         if self.need_end_of_turn:
-            end = self.tok.eot_id if self.tok.eot_id is not None else self.tok.eos_id
+            end = self.end_of_turn_token()
             if end is not None:
                 tokens.append(end)
+            self.reply_end_text = self.piece(end) if end is not None else ""
             self.need_end_of_turn = False
         if self.p.in_prefix_bos and self.tok.bos_id is not None:
             tokens.append(self.tok.bos_id)

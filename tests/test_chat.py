@@ -251,3 +251,14 @@ def test_gguf_template_that_does_not_compile_falls_back_to_detected_builtin():
     fmt = ChatFormatter.from_metadata({"tokenizer.chat_template": "{% weird %}<|im_start|>"})
     assert fmt.source == "built-in chatml"
     assert fmt.render([U1]) == "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_format_single_owes_the_rest_of_the_turn_ending():
+    chatml = ChatFormatter.from_metadata({}, override="chatml")
+    assert chatml.format_single([U1, A1], U2, generated_end="<|im_end|>").startswith("\n<|im_start|>user")
+    alpaca = ChatFormatter.from_metadata({}, override="alpaca")
+    assert alpaca.format_single([U1, A1], U2, generated_end="</s>") == \
+        "\n\n### Instruction:\nWho are you?\n\n### Response:\n"
+    llama3 = ChatFormatter.from_metadata({}, override="llama3")
+    assert llama3.format_single([U1, A1], U2, generated_end="<|eot_id|>").startswith("<|start_header_id|>user")
+    assert chatml.assistant_turn_ending([U1, A1]) == "<|im_end|>\n"

@@ -265,3 +265,17 @@ def test_special_token_reverse_prompt_hands_control_back():
     rc, model, sampler, _ = session(["more", None], ["ab<|im_start|>", "c</s>"], prompt="x", prompt_given=True,
                                     interactive=True, reverse_prompts=["<|im_start|>"])
     assert model.text() == "xab<|im_start|>morec"
+
+
+def test_cut_turn_is_closed_with_the_templates_end_token_not_the_vocab_eot():
+    # The vocabulary's EOT is </s> here (like SmolLM2's <|endoftext|>), but ChatML turns end in <|im_end|>.
+    meta = {"tokenizer.chat_template": SMOL_TEMPLATE}
+    rc, model, _, _ = session(["Hi", "Go", None], ["abc", "d<|im_end|>"], metadata=meta, eot_id=2, n_predict=3)
+    assert "assistant\nabc<|im_end|>\n<|im_start|>user\nGo" in model.text()
+
+
+def test_cut_turn_with_a_template_without_eog_marker_uses_eot():
+    rc, model, _, _ = session(["Hi", "Go", None], ["abc", "d</s>"], conversation=True, chat_template="alpaca",
+                              eot_id=2, n_predict=3)
+    # After </s> the template's turn ending "\n\n" is still owed, then the next turn.
+    assert model.text() == "### Instruction:\nHi\n\n### Response:\nabc</s>\n\n### Instruction:\nGo\n\n### Response:\nd"
