@@ -84,7 +84,7 @@ def pop_interactive_kwargs(kwargs: dict) -> dict:
 
 def params_from_options(options: Mapping[str, object], *, prompt: str = "", prompt_given: bool = False,
                         n_predict: int = -1, n_keep: int = 0, escape: bool = True, special: bool = False,
-                        display_prompt: bool = True, context_shift: bool | None = None,
+                        display_prompt: bool | None = True, context_shift: bool | None = None,
                         reverse_prompts=(), verbose_prompt: bool = False) -> InteractiveParams:
     """`options`: this bundle's values; the keywords: values of the command's own options."""
     def text(key: str) -> str:
@@ -106,7 +106,8 @@ def params_from_options(options: Mapping[str, object], *, prompt: str = "", prom
         chat_template=template,
         verbose_prompt=bool(options.get("verbose_prompt") or options.get("print_prompt") or verbose_prompt),
         multiline_input=bool(options.get("multiline_input")), escape=escape, special=special,
-        display_prompt=display_prompt, n_predict=n_predict, n_keep=n_keep, context_shift=context_shift)
+        display_prompt=display_prompt is not False, n_predict=n_predict, n_keep=n_keep,
+        context_shift=context_shift)
 
 
 def plan_from_options(options: Mapping[str, object], metadata: Mapping[str, object],

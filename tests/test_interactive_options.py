@@ -95,3 +95,8 @@ def test_escapes_in_prefix_suffix_system_prompt():
     assert p["system_prompt"] == "a\tb" and p["reverse_prompts"] == ["User:\n"]
     raw = params_from_options({"in_prefix": "\\n"}, escape=False)
     assert raw.in_prefix == "\\n"
+
+
+def test_unset_display_prompt_means_on():
+    assert params_from_options({}, display_prompt=None).display_prompt
+    assert not params_from_options({}, display_prompt=False).display_prompt
