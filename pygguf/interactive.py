@@ -80,6 +80,8 @@ class InteractiveSession:
         self.after_reverse_prompt = False     # the last hand-over came from a reverse prompt
         self.need_end_of_turn = False         # conversation reply cut by Ctrl+C: close it first
         self.reply_end_text = ""              # text of the token that closed the last reply
+        self.last_logits = None               # logits of the last token fed (reused after an empty line)
+        self._single_token_ids: set[int] | None = None
         self.stop_requested = False
         self.reply_text: list[str] = []
         self.context_shift = self.p.context_shift if self.p.context_shift is not None \
@@ -233,8 +235,6 @@ class InteractiveSession:
         self.last_logits = logits
         return logits
 
-    last_logits = None
-
     def shift_context(self, n_new: int) -> None:
         n_left = self.model.n_past - self.n_keep
         n_discard = n_left // 2
@@ -262,7 +262,6 @@ class InteractiveSession:
             self._single_token_ids = {ids[0] for ids in encoded if len(ids) == 1}
         return self._single_token_ids
 
-    _single_token_ids: set[int] | None = None
 
     # -- one reply ---------------------------------------------------------------------------------
     def generate_reply(self, input_was_fed: bool) -> str:
