@@ -6,8 +6,14 @@ terminal, whatever --color says, so pipes and files never get escape codes.
 """
 from __future__ import annotations
 
+import atexit
 import sys
 from typing import TextIO
+
+try:
+    import termios
+except ImportError:          # not a POSIX terminal API (Windows)
+    termios = None
 
 RESET = "\x1b[0m"
 PROMPT_COLOR = "\x1b[33m"
@@ -22,6 +28,33 @@ def _isatty(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def leave_canonical_mode(fd: int):
+    """Leave canonical mode for the whole session, as llama.cpp's console does: keys typed while
+    the model is generating stay in the input queue as plain bytes (a Ctrl+D typed ahead is still
+    a Ctrl+D when readline reads it, not a lost end-of-file). Echo is off until readline reads
+    them; Ctrl+C still raises SIGINT. readline sets its own mode while reading and puts this one
+    back after. Returns the previous settings (None if fd is not a terminal)."""
+    if termios is None:
+        return None
+    try:
+        saved = termios.tcgetattr(fd)
+        attrs = termios.tcgetattr(fd)
+        attrs[3] &= ~(termios.ICANON | termios.ECHO)
+        attrs[6][termios.VMIN] = 1
+        attrs[6][termios.VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        return saved
+    except (termios.error, OSError, ValueError):
+        return None
+
+
+def restore_terminal(fd: int, saved) -> None:
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+    except (termios.error, OSError, ValueError):
+        pass
 
 
 def color_enabled(mode: str, stdout: TextIO) -> bool:
@@ -39,12 +72,33 @@ class TerminalConsole:
         self.color = color and _isatty(self.stdout)
         self._current = RESET
         self._readline = None
+        self._saved_tty = None
         if self.is_tty and self.stdin is sys.stdin:
             try:
                 import readline          # noqa: F401  (importing it gives input() editing + history)
                 self._readline = readline
             except ImportError:
                 self._readline = None
+            if self._readline is not None:
+                self._keys_stay_keys()
+
+    def _keys_stay_keys(self) -> None:
+        self._saved_tty = leave_canonical_mode(self.stdin.fileno())
+        if self._saved_tty is not None:
+            atexit.register(self.close)
+
+    def close(self) -> None:
+        """Give the terminal its settings back (also done at exit)."""
+        if self._saved_tty is not None:
+            restore_terminal(self.stdin.fileno(), self._saved_tty)
+            self._saved_tty = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     def write(self, text: str, kind: str = "output") -> None:
         if self.color and kind in _KIND_COLORS and _KIND_COLORS[kind] != self._current:

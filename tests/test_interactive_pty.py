@@ -110,3 +110,34 @@ def test_no_terminal_reads_turns_from_the_pipe_without_colours():
     assert "You said: FIRST" in run.stdout and "You said: SECOND" in run.stdout
     assert "\x1b[" not in run.stdout
     assert "EOF by user" in run.stdout
+
+
+def test_ctrl_d_typed_during_a_reply_is_not_lost():
+    child = spawn()
+    child.expect("> ")
+    child.sendline("long")
+    child.expect("xxxxx")
+    child.sendeof()                      # typed ahead while the reply streams
+    child.expect("EOF by user")
+    status, _ = finish(child)
+    assert status == 0
+
+
+def test_canonical_mode_left_and_restored():
+    import pty
+    import termios
+    from pygguf.console import leave_canonical_mode, restore_terminal
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        saved = leave_canonical_mode(slave)
+        assert saved == before
+        lflags = termios.tcgetattr(slave)[3]
+        assert not lflags & termios.ICANON and not lflags & termios.ECHO and lflags & termios.ISIG
+        restore_terminal(slave, saved)
+        assert termios.tcgetattr(slave) == before
+        with open(os.devnull) as not_a_tty:
+            assert leave_canonical_mode(not_a_tty.fileno()) is None
+    finally:
+        os.close(master)
+        os.close(slave)
