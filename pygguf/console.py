@@ -33,15 +33,16 @@ def _isatty(stream) -> bool:
 def leave_canonical_mode(fd: int):
     """Leave canonical mode for the whole session, as llama.cpp's console does: keys typed while
     the model is generating stay in the input queue as plain bytes (a Ctrl+D typed ahead is still
-    a Ctrl+D when readline reads it, not a lost end-of-file). Echo is off until readline reads
-    them; Ctrl+C still raises SIGINT. readline sets its own mode while reading and puts this one
-    back after. Returns the previous settings (None if fd is not a terminal)."""
+    a Ctrl+D when readline reads it, not a lost end-of-file). Ctrl+C still raises SIGINT. Echo
+    stays on: readline only echoes what is typed when the terminal it starts from echoes.
+    readline sets its own mode while reading and puts this one back after. Returns the previous
+    settings (None if fd is not a terminal)."""
     if termios is None:
         return None
     try:
         saved = termios.tcgetattr(fd)
         attrs = termios.tcgetattr(fd)
-        attrs[3] &= ~(termios.ICANON | termios.ECHO)
+        attrs[3] &= ~termios.ICANON
         attrs[6][termios.VMIN] = 1
         attrs[6][termios.VTIME] = 0
         termios.tcsetattr(fd, termios.TCSANOW, attrs)

@@ -133,7 +133,7 @@ def test_canonical_mode_left_and_restored():
         saved = leave_canonical_mode(slave)
         assert saved == before
         lflags = termios.tcgetattr(slave)[3]
-        assert not lflags & termios.ICANON and not lflags & termios.ECHO and lflags & termios.ISIG
+        assert not lflags & termios.ICANON and lflags & termios.ECHO and lflags & termios.ISIG
         restore_terminal(slave, saved)
         assert termios.tcgetattr(slave) == before
         with open(os.devnull) as not_a_tty:
