@@ -1,18 +1,28 @@
 """Click options of the interactive modes (llama.cpp spellings, `_` aliases included), and the glue
 from parsed options to `pygguf.interactive`.
 
-Wiring in the main command:
+Wiring in the main command (tested that way against the real model):
 
-    @click.command()
-    ...
+    @display_options
     @interactive_options               # + reverse_prompt_option / verbose_prompt_option / color_option
-                                       #   only if the command lacks -r / --verbose-prompt / --color
-    def main(..., **kwargs):
-        interactive_kwargs = pop_interactive_kwargs(kwargs)
-        plan = plan_from_options(interactive_kwargs, metadata, prompt=..., prompt_given=...,
-                                 n_predict=..., n_keep=..., escape=..., special=..., context_shift=...)
+    @click.pass_context                #   only if the command lacks -r / --verbose-prompt / --color
+    def cli(ctx, model, sampling, generation, display, **interactive):
+        ...
+        prompt_given = "pygguf.prompt" in ctx.meta            # -p or -f was on the command line
+        piped = prompt_from_stdin(params_from_options(interactive, prompt_given=prompt_given), sys.stdin)
+        if piped is not None:
+            prompt, prompt_given = piped, True
+        ...load the model, build the sampler...
+        plan = plan_from_options(interactive, model.metadata, prompt=prompt, prompt_given=prompt_given,
+                                 n_predict=gp.n_predict, n_keep=gp.n_keep, context_shift=gp.context_shift,
+                                 escape=escape, display_prompt=display.display_prompt,
+                                 reverse_prompts=gp.reverse_prompts, verbose_prompt=bool(display.verbose_prompt))
         if plan.interactive:
-            sys.exit(run_interactive(model, sampler, plan.params, make_console(color), plan=plan, ...))
+            with make_console(color) as console:
+                return run_interactive(model, sampler, plan.params, console, plan=plan, timings=timings,
+                                       report_timings=print_perf_block)
+        ...plain completion as before...
+    (catch pygguf.interactive.InteractiveError and pygguf.chat.ChatTemplateError as one-line errors)
 """
 from __future__ import annotations
 
