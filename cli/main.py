@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,9 +18,14 @@ import click
 import pygguf
 from pygguf import paths
 from pygguf.generate import Generator, GenerationParams, GenerationResult, PromptTooLong, StopReason
-from pygguf.timings import Timings
+from pygguf.interactive import run_interactive
+from pygguf.interactive_params import prompt_from_stdin
+from pygguf.timings import Timings, format_perf_block
 
-from .options import DisplayParams, ModelParams, display_options, generation_options, model_options, sampling_options
+from .escapes import process_escapes
+from .interactive_options import interactive_options, make_console, params_from_options, plan_from_options
+from .options import (DisplayParams, ModelParams, PromptInput, display_options, generation_options, model_options,
+                      sampling_options)
 from .output import TextOut, log, warn
 from .report import log_run_setup, log_verbose_prompt, report, token_piece
 from .runtime import Runtime
@@ -103,9 +109,10 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
 @sampling_options
 @generation_options
 @display_options
+@interactive_options
 @click.pass_context
-def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tuple[GenerationParams, str],
-        display: DisplayParams) -> None:
+def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tuple[GenerationParams, PromptInput],
+        display: DisplayParams, **interactive) -> None:
     """Complete a prompt with a GGUF model, like llama.cpp's main.
 
     \b
@@ -115,8 +122,9 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
     """
     params, prompt = generation
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime.default()
+    prompt = prompt_or_piped_stdin(prompt, interactive)
     try:
-        code = complete(runtime, model, sampling, params, prompt, display)
+        code = complete(runtime, model, sampling, params, prompt, display, interactive)
     except KeyboardInterrupt:                   # during loading, before the generator took over
         log("Interrupted by user")
         code = EXIT_INTERRUPTED
@@ -130,24 +138,60 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
     ctx.exit(code)
 
 
-def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationParams, prompt: str,
-             display: DisplayParams) -> int:
+def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationParams, prompt: PromptInput,
+             display: DisplayParams, interactive: dict | None = None) -> int:
     timings = Timings.start(runtime.clock)
     model = load_model(runtime, mp, timings)
     try:
         tokenizer = model.tokenizer
-        prompt_tokens = tokenize_prompt(tokenizer, prompt)
         sampler = make_sampler(runtime, model, sampling, gp)
+        plan = interactive_plan(interactive or {}, model, gp, prompt, display)
+        if plan.interactive:
+            return run_session(model, sampler, plan, gp, mp, display, timings)
+        prompt_tokens = tokenize_prompt(tokenizer, prompt.text)
         generator = Generator(model, sampler, gp, tokenizer=tokenizer, timings=timings)
         generator.check_prompt(prompt_tokens)
         if display.verbose_prompt:
-            log_verbose_prompt(tokenizer, prompt, prompt_tokens, gp)
+            log_verbose_prompt(tokenizer, prompt.text, prompt_tokens, gp)
         log_run_setup(model, sampler, gp, mp, prompt_tokens)
         result = run_generation(generator, prompt_tokens, display)
     finally:
         model.close()
     report(result, sampler, display)
     return EXIT_INTERRUPTED if result.stop_reason is StopReason.INTERRUPTED else 0
+
+
+# ---- interactive modes (pygguf.interactive) -------------------------------------------------------
+
+def prompt_or_piped_stdin(prompt: PromptInput, interactive: dict) -> PromptInput:
+    """Without -p/-f and without a terminal on stdin, the prompt is what was piped in."""
+    piped = prompt_from_stdin(params_from_options(interactive, prompt_given=prompt.given), sys.stdin)
+    if piped is None:
+        return prompt
+    return replace(prompt, text=process_escapes(piped) if prompt.escape else piped, given=True)
+
+
+def interactive_plan(interactive: dict, model, gp: GenerationParams, prompt: PromptInput, display: DisplayParams):
+    """-i, -if, -ins, -cml, -cnv (auto-on with a chat template and no prompt): which mode runs."""
+    return plan_from_options(interactive, model.metadata, prompt=prompt.text, prompt_given=prompt.given,
+                             n_predict=gp.n_predict, n_keep=gp.n_keep, context_shift=gp.context_shift,
+                             escape=prompt.escape, display_prompt=display.display_prompt,
+                             reverse_prompts=gp.reverse_prompts, verbose_prompt=display.verbose_prompt)
+
+
+def run_session(model, sampler, plan, gp: GenerationParams, mp: ModelParams, display: DisplayParams,
+                timings: Timings) -> int:
+    log_run_setup(model, sampler, gp, mp, [])
+
+    def print_perf_block(session_timings) -> None:
+        timings.finish()
+        log()
+        for line in format_perf_block(timings):
+            log(line)
+
+    with make_console("on" if display.color else "off") as console:
+        return run_interactive(model, sampler, plan.params, console, plan=plan, timings=timings,
+                               report_timings=print_perf_block)
 
 
 # ---- steps ----------------------------------------------------------------------------------------

@@ -232,10 +232,18 @@ _GENERATION_OPTIONS = [
 ]
 
 
-def _build_generation(values: dict) -> tuple[GenerationParams, str]:
-    """GenerationParams and the prompt text, escapes processed unless --no-escape."""
+@dataclass(frozen=True)
+class PromptInput:
+    text: str = ""                      # escapes already processed (unless --no-escape)
+    given: bool = False                 # -p or -f was on the command line (even if empty)
+    escape: bool = True                 # -e: also applies to what interactive modes read
+
+
+def _build_generation(values: dict) -> tuple[GenerationParams, PromptInput]:
+    """GenerationParams and the prompt, escapes processed unless --no-escape."""
     escape = values["escape"]
-    prompt = click.get_current_context().meta.get("pygguf.prompt", "")
+    meta = click.get_current_context().meta
+    prompt = meta.get("pygguf.prompt", "")
     reverse = tuple(process_escapes(r) if escape else r for r in values["reverse_prompts"])
     given = _given({
         "n_predict": values["n_predict"],
@@ -244,7 +252,8 @@ def _build_generation(values: dict) -> tuple[GenerationParams, str]:
         "context_shift": False if values["no_context_shift"] else None,
     })
     params = GenerationParams(reverse_prompts=reverse, **given)
-    return params, (process_escapes(prompt) if escape else prompt)
+    text = process_escapes(prompt) if escape else prompt
+    return params, PromptInput(text, given="pygguf.prompt" in meta, escape=escape)
 
 
 generation_options = _bundle("generation", _GENERATION_OPTIONS, _build_generation)

@@ -22,9 +22,12 @@ class Runtime:
         from pygguf.model import Model, ModelError
         from pygguf.sampling import Sampler, SamplerError, SamplerParams
         from pygguf.tokenizer import TokenizerError
+        from pygguf.chat import ChatTemplateError
+        from pygguf.interactive_params import InteractiveError
         return cls(
             load_model=Model.load,
             make_sampler=Sampler,
             sampler_params=SamplerParams,
-            errors=(GGUFError, ModelError, KernelError, SamplerError, TokenizerError, OSError),
+            errors=(GGUFError, ModelError, KernelError, SamplerError, TokenizerError, ChatTemplateError,
+                    InteractiveError, OSError),
         )
