@@ -488,3 +488,28 @@ def test_n_minus_two_and_keep_minus_one_parse_as_numbers(model_file):
     assert result.exit_code == 0, result.output
     assert "main: context full and n_predict == -2 => stopping" in result.stderr
     assert "n_predict = -2, n_keep = 2" in result.stderr
+
+
+# ---- the interactive modes (pygguf.interactive, wired into this command) ---------------------------
+
+def test_piped_stdin_is_the_prompt_without_p(model_file):
+    h = Harness(script=tokens_of("ab") + [EOS])
+    result = CliRunner().invoke(cli, ["-m", str(model_file)], obj=h.runtime(), input="piped\\n\n")
+    assert result.exit_code == 0, result.output
+    assert h.models[0].calls[0] == [BOS] + tokens_of("piped\n")     # one newline stripped, escapes processed
+    assert result.stdout == "piped\nab\n"
+
+
+def test_interactive_first_reads_a_turn_then_ends_on_eof(model_file):
+    h = Harness(script=tokens_of(" there") + [EOS])
+    result = CliRunner().invoke(cli, ["-m", str(model_file), "-if", "-n", "20"], obj=h.runtime(), input="abc\n")
+    assert result.exit_code == 0, result.output
+    assert " there" in result.stdout
+    assert h.models[0].calls[0][-3:] == tokens_of("abc")
+    assert sum(line.startswith(PERF_LINES) for line in result.stderr.splitlines()) == 5
+
+
+def test_interactive_flags_are_in_help():
+    result, _ = invoke(["--help"])
+    for flag in ("--interactive", "--interactive-first", "--instruct", "--conversation", "--in-prefix"):
+        assert flag in result.stdout
