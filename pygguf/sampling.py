@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from pygguf.samplers import filters
-from pygguf.samplers.candidates import Candidates
+from pygguf.samplers.candidates import Candidates, SamplerError
 from pygguf.samplers.dry import dry, process_breakers
 from pygguf.samplers.rng import Mt19937, resolve_seed
 
@@ -40,10 +40,6 @@ _LETTERS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y":
 _UNSUPPORTED = {"infill", "adaptive_p", "adaptive-p", "i", "a", "tfs_z", "tfs-z", "tfs"}
 
 MIROSTAT_M = 100   # mirostat v1 estimates the Zipf exponent from this many top tokens
-
-
-class SamplerError(ValueError):
-    """Bad sampler parameters or input (the message says which and why)."""
 
 
 @dataclass
@@ -205,6 +201,8 @@ class Sampler:
     def accept(self, token: int) -> None:
         """Record an accepted token (prompt tokens too) for the penalties and DRY."""
         token = int(token)
+        if not 0 <= token < self.n_vocab:
+            raise SamplerError(f"accepted token {token} is outside the vocabulary (0..{self.n_vocab - 1})")
         if self.params.repeat_last_n > 0:
             window = self._penalty_window
             if len(window) == window.maxlen:

@@ -87,6 +87,32 @@ def test_bad_params_and_inputs_raise_typed_errors():
         Sampler(SamplerParams(dry_multiplier=0.8), 10)
     with pytest.raises(SamplerError, match="shape"):
         Sampler(SamplerParams(), 10).sample(np.zeros(11, np.float32))
+    with pytest.raises(SamplerError, match="outside the vocabulary"):
+        Sampler(SamplerParams(), 10).accept(10)
+    banned = Sampler(SamplerParams(logit_bias={i: -math.inf for i in range(3)}, top_k=0), 3)
+    with pytest.raises(SamplerError, match="every token banned"):
+        banned.sample(np.zeros(3, np.float32))
+
+
+def test_sampler_order_changes_the_result():
+    # min-p 0.2 on raw logits keeps 3 tokens; after temperature 0.5 the logits double and keep 2
+    first = SamplerParams(temp=0.5, min_p=0.2, samplers="min_p;temperature", seed=3)
+    after = SamplerParams(temp=0.5, min_p=0.2, samplers="temperature;min_p", seed=3)
+    assert set(np.flatnonzero(draw_counts(first, LOGITS, 3000))) == {0, 1, 2}
+    assert set(np.flatnonzero(draw_counts(after, LOGITS, 3000))) == {0, 1}
+
+
+def test_mirostat_and_xtc_through_the_sampler_are_seeded():
+    rng = np.random.default_rng(9)
+    rows = [(rng.standard_normal(500) * 3).astype(np.float32) for _ in range(40)]
+    for params in (SamplerParams(mirostat=1, seed=5), SamplerParams(mirostat=2, seed=5),
+                   SamplerParams(xtc_probability=0.5, xtc_threshold=0.05, seed=5)):
+        a, b = Sampler(params, 500), Sampler(params, 500)
+        assert [a.sample(r) for r in rows] == [b.sample(r) for r in rows]
+    s = Sampler(SamplerParams(mirostat=2, mirostat_ent=3.0, seed=5), 500)
+    for r in rows:
+        s.sample(r)
+    assert s._mu != 6.0   # mu moved from its start 2*tau
 
 
 # --- each sampler on hand-computed cases ----------------------------------------------------------

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class SamplerError(ValueError):
+    """Bad sampler parameters or input (the message says which and why)."""
+
+
 @dataclass
 class Candidates:
     ids: np.ndarray                   # (n,) int64 token ids
@@ -66,6 +70,8 @@ def sort_candidates(cand: Candidates) -> Candidates:
 def softmax_probs(logits: np.ndarray) -> np.ndarray:
     """llama.cpp's softmax: float32 exp(l - max), float32 running sum, float32 division."""
     max_l = logits.max()
+    if not np.isfinite(max_l):
+        return np.zeros(logits.shape, dtype=np.float32)   # nothing sampleable; dist will say so
     e = np.exp(logits - max_l, dtype=np.float32)
     total = np.cumsum(e, dtype=np.float32)[-1]   # sequential float sum, as the C loop does
     return e / total

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .candidates import Candidates, softmax, softmax_probs, sort_candidates, top_positions
+from .candidates import Candidates, SamplerError, softmax, softmax_probs, sort_candidates, top_positions
 
 
 def logit_bias(cand: Candidates, biases: dict[int, float]) -> Candidates:
@@ -218,10 +218,12 @@ def dist(cand: Candidates, rng) -> int:
     first position whose running sum reaches sum*u (u uniform in [0, 1))."""
     n = len(cand)
     if n == 0:
-        raise ValueError("no candidates left to sample from")
+        raise SamplerError("no candidates left to sample from")
+    max_l = cand.logits[0] if cand.sorted or n == 1 else cand.logits.max()
+    if not np.isfinite(max_l):
+        raise SamplerError(f"cannot sample: the best remaining logit is {max_l} (every token banned?)")
     if n == 1:
         return 0
-    max_l = cand.logits[0] if cand.sorted else cand.logits.max()
     e = np.exp(cand.logits - max_l, dtype=np.float32)
     running = np.cumsum(e, dtype=np.float64)
     target = running[-1] * rng.uniform()
