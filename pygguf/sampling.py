@@ -68,7 +68,7 @@ class SamplerParams:
     mirostat_ent: float = 5.0
     logit_bias: dict[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
-    samplers: str = DEFAULT_SAMPLERS
+    samplers: str = DEFAULT_SAMPLERS   # ';'-separated names, or --sampling-seq letters
     seed: int = -1
     min_keep: int = 0
 
@@ -94,27 +94,38 @@ def parse_logit_bias(spec: str) -> tuple[int, float]:
     return int(text[:digits]), sign * magnitude
 
 
-def parse_samplers(spec: str) -> list[str]:
-    """Parse `--samplers a;b;c` (names) or a `--sampling-seq` string of letters into canonical names."""
-    spec = spec.strip()
-    if not spec:
-        return []
-    if ";" not in spec and spec not in _CANONICAL and spec not in _ALT_NAMES and len(spec) <= len(_LETTERS) \
-            and all(ch in _LETTERS or ch in _UNSUPPORTED for ch in spec):
-        names = list(spec)
-    else:
-        names = [part.strip() for part in spec.split(";") if part.strip()]
-    result = []
-    for name in names:
-        canonical = name if name in _CANONICAL else _ALT_NAMES.get(name, _LETTERS.get(name))
-        if canonical is None:
-            if name in _UNSUPPORTED:
-                raise SamplerError(f"sampler {name!r} is not supported by pygguf")
-            raise SamplerError(
-                f"unknown sampler {name!r}; known: {', '.join(_CANONICAL)} "
-                f"(or letters {''.join(_LETTERS)})")
-        result.append(canonical)
-    return result
+def parse_sampler_names(spec: str | Sequence[str]) -> list[str]:
+    """`--samplers "top_k;top_p;temperature"` (or a list of names) -> canonical names."""
+    names = [spec] if isinstance(spec, str) else list(spec)
+    parts = [part.strip() for item in names for part in item.split(";") if part.strip()]
+    return [_canonical(name, letters=False) for name in parts]
+
+
+def parse_sampling_seq(letters: str) -> list[str]:
+    """`--sampling-seq edskypmxt` -> canonical names."""
+    return [_canonical(ch, letters=True) for ch in letters.strip()]
+
+
+def parse_samplers(spec: str | Sequence[str]) -> list[str]:
+    """SamplerParams.samplers: a ';'-separated list of names, or a string of sequence letters."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if ";" not in text and text not in _CANONICAL and text not in _ALT_NAMES \
+                and all(ch in _LETTERS or ch in _UNSUPPORTED for ch in text):
+            return parse_sampling_seq(text)
+    return parse_sampler_names(spec)
+
+
+def _canonical(name: str, *, letters: bool) -> str:
+    canonical = _LETTERS.get(name) if letters else (name if name in _CANONICAL else _ALT_NAMES.get(name))
+    if canonical is not None:
+        return canonical
+    if name in _UNSUPPORTED:
+        raise SamplerError(f"sampler {name!r} is not supported by pygguf")
+    if letters:
+        raise SamplerError(f"unknown sampler letter {name!r} in --sampling-seq; known: {''.join(_LETTERS)}")
+    raise SamplerError(f"unknown sampler {name!r}; known: {', '.join(_CANONICAL)} "
+                       f"(and {', '.join(_ALT_NAMES)})")
 
 
 # How each chain entry is shown in the "sampler chain:" line (llama.cpp's sampler names).
