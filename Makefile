@@ -60,3 +60,16 @@ run: build model
 
 clean:
 	rm -rf build *.egg-info pygguf/_native*.so pygguf/_native.c
+
+# Side-by-side with llama.cpp (llama-cpp-python 0.3.36 compiles it: ~10 min, own venv, AMX off
+# because GCC 12 miscompiles its AMX kernels on Sapphire Rapids). Not part of `make test`.
+COMPARE_VENV := .venv-compare
+$(COMPARE_VENV)/.installed:
+	$(PYTHON) -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/pip install -q --upgrade pip
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+		$(COMPARE_VENV)/bin/pip install -q --no-binary llama-cpp-python llama-cpp-python==0.3.36 numpy
+	touch $@
+
+compare: build model $(COMPARE_VENV)/.installed
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/compare.py --llama-python $(COMPARE_VENV)/bin/python

@@ -1,0 +1,119 @@
+"""Matrix x vector throughput of every weight type's kernel, beside the machine's read bandwidth.
+
+    .venv/bin/python bench/kernels.py                 # all types, all shapes, -t 1 and -t 2
+    .venv/bin/python bench/kernels.py --types Q4_1,Q8_0 --shapes 576x576 --seconds 0.3
+
+GB/s = bytes of weights streamed per second through kernels.MatMul (one token, the decode
+case), on random weights quantized with the reference quantizers. The read bandwidth is a plain
+streaming read of a 96 MiB and a 1 GiB buffer by the same C thread pool: a memory-bound matvec
+cannot beat it. This is a benchmark, not a test: the default run takes about a minute.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from pygguf import kernels
+from pygguf._native import lib
+from pygguf.quants import WEIGHT_TYPES, QuantType, by_name
+
+SHAPES = [(576, 576), (1536, 576), (49152, 576), (4096, 4096), (11008, 4096)]   # (rows, cols)
+
+
+def best_seconds(fn, budget: float, min_reps: int = 3) -> float:
+    """The fastest of repeated calls, within about `budget` seconds (after one warm-up call)."""
+    fn()
+    best, spent, reps = float("inf"), 0.0, 0
+    while reps < min_reps or spent < budget:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def read_bandwidth(pool: kernels.ThreadPool, nbytes: int, budget: float) -> float:
+    buf = np.ones(nbytes // 8, dtype=np.uint64)   # touched, so every page is mapped
+    seconds = best_seconds(lambda: lib.pg_bench_read(pool.handle, kernels._ptr(buf), buf.nbytes), budget)
+    return buf.nbytes / seconds / 1e9
+
+
+def benchable(qt: QuantType, cols: int, isa: str) -> tuple[bool, str]:
+    """A type is measured when its reference functions exist; K-quants only with a SIMD kernel."""
+    if cols % qt.block_size:
+        return False, f"cols % {qt.block_size}"
+    blck, size, act = kernels.ffi.new("int64_t *"), kernels.ffi.new("size_t *"), kernels.ffi.new("int *")
+    if lib.pg_type_info(qt.ggml_id, blck, size, act) != lib.PG_OK:
+        return False, "no reference"
+    simd = bool(lib.pg_bench_gemm_is_simd(kernels.ISAS[isa], qt.ggml_id))
+    if qt.block_size == 256 and not simd:
+        return False, "no SIMD kernel"
+    return True, isa if simd else "ref"
+
+
+def matvec_gbps(qt: QuantType, floats: np.ndarray, pools: dict[int, kernels.ThreadPool], budget: float) -> dict[int, float]:
+    rows, cols = floats.shape
+    w = kernels.quantize(qt, floats)
+    x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
+    out = {}
+    for threads, pool in pools.items():
+        mm = kernels.MatMul(pool, qt, w, rows, cols)
+        y = np.empty(rows, dtype=np.float32)
+        out[threads] = w.nbytes / best_seconds(lambda: mm(x, y), budget) / 1e9
+    return out
+
+
+def render(header: list[str], rows: list[list[str]], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        for r in [header] + rows:
+            print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        return
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, justify="right")
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--types", default=",".join(t.name for t in WEIGHT_TYPES), help="comma-separated weight types")
+    ap.add_argument("--shapes", default=",".join(f"{r}x{c}" for r, c in SHAPES), help="ROWSxCOLS,...")
+    ap.add_argument("--threads", default="1,2", help="thread counts (at most 2 on the shared box)")
+    ap.add_argument("--seconds", type=float, default=0.12, help="time budget per measurement")
+    args = ap.parse_args()
+
+    isa = kernels.active_isa()
+    pools = {t: kernels.ThreadPool(t) for t in map(int, args.threads.split(","))}
+    shapes = [tuple(map(int, s.lower().split("x"))) for s in args.shapes.split(",")]
+    types = [by_name(t) for t in args.types.split(",")]
+
+    bw = [[f"{mib} MiB"] + [f"{read_bandwidth(p, mib << 20, args.seconds * 2):.1f}" for p in pools.values()]
+          for mib in (96, 1024)]
+    render(["buffer"] + [f"-t {t} GB/s" for t in pools], bw, "streaming read")
+
+    rng = np.random.default_rng(0)
+    table = []
+    for rows, cols in shapes:
+        floats = rng.standard_normal((rows, cols), dtype=np.float32)
+        for qt in types:
+            ok, kernel = benchable(qt, cols, isa)
+            if not ok:
+                continue
+            gbps = matvec_gbps(qt, floats, pools, args.seconds)
+            table.append([qt.name, f"{rows}x{cols}", kernel] + [f"{gbps[t]:.1f}" for t in pools])
+        del floats
+    render(["type", "shape", "kernel"] + [f"-t {t} GB/s" for t in pools], table,
+           f"matrix x vector, weights streamed per second (ISA {isa})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+/* Benchmark helpers (bench/kernels.py); cdef'd by cffi: plain declarations only. */
+
+struct pg_pool;   /* the thread pool of api/kernels.h (this header may come first) */
+
+/* Streaming read of `bytes` bytes of buf, split over the pool's threads (each reads a
+ * contiguous share once). Returns a checksum of what was read so the loads cannot be elided. */
+uint64_t pg_bench_read(struct pg_pool *pool, const void *buf, size_t bytes);
+
+/* 1 if the gemm used for (isa, type) is a SIMD kernel, 0 if it falls back to the reference. */
+int pg_bench_gemm_is_simd(int isa, int type);

@@ -1,0 +1,93 @@
+/* The loop nest shared by every ISA's K-quant gemm (included by kquants_<isa>.c after it has
+ * defined its register tile, kq_tile_<R>x<T>).
+ *
+ * W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r]. A panel of up to KQ_PANEL weight rows is
+ * unpacked (kquant_unpack.h) KQ_KC super-blocks at a time into an L1-resident buffer, then every
+ * token is run over it, so each weight byte is unpacked once per call whatever ntok is. The
+ * tiles keep one float accumulator per (row, token) lane and advance it super-block by
+ * super-block exactly as pg_ksb_accumulate does, so y never depends on the tiling. */
+#ifndef PYGGUF_KQUANT_GEMM_DRIVER_H
+#define PYGGUF_KQUANT_GEMM_DRIVER_H
+
+#include "quants/kquant_unpack.h"
+
+#define KQ_PANEL 8   /* weight rows unpacked together */
+#define KQ_KC 8      /* super-blocks per unpacked chunk: 8 rows x 8 x 336 B = 21 KiB */
+
+typedef struct {
+    const pg_ksb *panel;   /* [KQ_PANEL][KQ_KC] */
+    int ns;                /* super-blocks in this chunk */
+    const char *a;         /* activation row 0, already advanced to the chunk's first block */
+    size_t a_stride;
+    float *y;              /* output of (row 0 of the panel, token 0) */
+    size_t ldy;
+    int two_terms;
+} kq_chunk;
+
+/* Unpack rows [0, rows) (with the ISA file's kq_unpack_<t>, which may be pg_unpack_<t>) x super-blocks [sb0, sb0+ns) of a weight panel into buf[r][s]. */
+#define KQ_DEFINE_PANEL_UNPACK(t)                                                              \
+    static void kq_unpack_panel_##t(const char *w, size_t w_stride, int rows, int64_t sb0,    \
+                                    int ns, pg_ksb *buf) {                                     \
+        for (int r = 0; r < rows; r++) {                                                       \
+            const block_##t *b = (const block_##t *)(w + (size_t)r * w_stride) + sb0;          \
+            for (int s = 0; s < ns; s++) kq_unpack_##t(&b[s], &buf[r * KQ_KC + s]);            \
+        }                                                                                      \
+    }
+
+typedef void (*kq_panel_unpack_fn)(const char *w, size_t w_stride, int rows, int64_t sb0, int ns,
+                                   pg_ksb *buf);
+
+/* Float lanes of a tile: lane p = r*T + t holds y for (row r, token t). */
+static inline void kq_load_lanes(const kq_chunk *c, int r0, int t0, int R, int T, float f[8]) {
+    for (int p = 0; p < 8; p++) f[p] = 0.0f;
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) f[r * T + t] = c->y[(size_t)(t0 + t) * c->ldy + r0 + r];
+}
+static inline void kq_store_lanes(const kq_chunk *c, int r0, int t0, int R, int T, const float f[8]) {
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) c->y[(size_t)(t0 + t) * c->ldy + r0 + r] = f[r * T + t];
+}
+
+/* The ISA file defines these register tiles (R rows x T tokens). */
+static void kq_tile_8x1(const kq_chunk *c, int r0, int t0);
+static void kq_tile_4x2(const kq_chunk *c, int r0, int t0);
+static void kq_tile_1x1(const kq_chunk *c, int r0, int t0);
+
+static void kq_gemm(int64_t n, const void *w, size_t w_stride, int nrows, const void *a,
+                    size_t a_stride, int ntok, float *y, size_t ldy, kq_panel_unpack_fn unpack,
+                    int two_terms) {
+    const int64_t nsb = n / QK_K;
+    _Alignas(64) pg_ksb buf[KQ_PANEL * KQ_KC];
+    for (int r0 = 0; r0 < nrows; r0 += KQ_PANEL) {
+        const int rows = nrows - r0 < KQ_PANEL ? nrows - r0 : KQ_PANEL;
+        for (int t = 0; t < ntok; t++)
+            for (int r = 0; r < rows; r++) y[(size_t)t * ldy + r0 + r] = 0.0f;
+        for (int64_t s0 = 0; s0 < nsb; s0 += KQ_KC) {
+            const int ns = nsb - s0 < KQ_KC ? (int)(nsb - s0) : KQ_KC;
+            unpack((const char *)w + (size_t)r0 * w_stride, w_stride, rows, s0, ns, buf);
+            kq_chunk c = {buf, ns, (const char *)a + (size_t)s0 * sizeof(block_q8_K), a_stride,
+                          y + r0, ldy, two_terms};
+            int t = 0;
+            if (rows == KQ_PANEL) {
+                for (; t + 2 <= ntok; t += 2) {
+                    kq_tile_4x2(&c, 0, t);
+                    kq_tile_4x2(&c, 4, t);
+                }
+                if (t < ntok) kq_tile_8x1(&c, 0, t);
+            } else {
+                for (; t < ntok; t++)
+                    for (int r = 0; r < rows; r++) kq_tile_1x1(&c, r, t);
+            }
+        }
+    }
+}
+
+#define KQ_DEFINE_GEMM(t, T_UPPER, isa)                                                        \
+    KQ_DEFINE_PANEL_UNPACK(t)                                                                  \
+    void pg_gemm_##t##_##isa(int64_t n, const void *w, size_t w_stride, int nrows,             \
+                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) { \
+        kq_gemm(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy, kq_unpack_panel_##t,         \
+                PG_##T_UPPER##_TWO_TERMS);                                                     \
+    }
+
+#endif

@@ -1,0 +1,101 @@
+/* NEON kernels vs the reference gemm, run under qemu-aarch64 (see Makefile).
+ *
+ * For every type whose NEON gemm exists in the dispatch table (pg_gemm_for(NEON, t) differs
+ * from the reference), on random data quantized with the reference quantizers, over several
+ * shapes: (1) every output within a float tolerance of the reference gemm; (2) the tiling
+ * contract: an output computed alone (1 row x 1 token) equals, bit for bit, the same output
+ * inside the full gemm. Prints "neon: N passed, M failed"; exits 1 on any failure. */
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "api/kernels.h"
+#include "dispatch.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static float uniform01(void) {   /* xorshift64*, top 24 bits */
+    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
+    return (float)((rng_state * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
+static float gaussianish(void) {  /* sum of 4 uniforms, centred: enough spread for quantizers */
+    return (uniform01() + uniform01() + uniform01() + uniform01() - 2.0f) * 1.7f;
+}
+
+typedef struct { int passed, failed; } tally;
+
+static void check(tally *tl, int ok, const char *type, const char *what, int64_t n, int nrows, int ntok) {
+    if (ok) { tl->passed++; return; }
+    tl->failed++;
+    printf("FAIL %s %s n=%lld nrows=%d ntok=%d\n", type, what, (long long)n, nrows, ntok);
+}
+
+/* one shape of one type: returns 0 if the buffers could not be allocated */
+static int run_case(tally *tl, int type, int64_t n, int nrows, int ntok) {
+    const pg_type_traits *t = pg_traits(type), *act = pg_traits(t->act_type);
+    const size_t wrow = pg_row_bytes(t, n), arow = pg_row_bytes(act, n);
+    float *xw = malloc(sizeof(float) * (size_t)(n * nrows)), *xa = malloc(sizeof(float) * (size_t)(n * ntok));
+    uint8_t *w = malloc(wrow * (size_t)nrows), *a = malloc(arow * (size_t)ntok);
+    float *yref = malloc(sizeof(float) * (size_t)(nrows * ntok)), *yneon = malloc(sizeof(float) * (size_t)(nrows * ntok));
+    if (!xw || !xa || !w || !a || !yref || !yneon) { free(xw); free(xa); free(w); free(a); free(yref); free(yneon); return 0; }
+    for (int64_t i = 0; i < n * nrows; i++) xw[i] = gaussianish();
+    for (int64_t i = 0; i < n * ntok; i++) xa[i] = gaussianish();
+    for (int r = 0; r < nrows; r++) t->quantize_ref(xw + r * n, w + r * wrow, n);
+    for (int k = 0; k < ntok; k++) act->quantize_ref(xa + k * n, a + k * arow, n);
+
+    pg_gemm_for(PG_ISA_SCALAR, type)(n, w, wrow, nrows, a, arow, ntok, yref, (size_t)nrows);
+    pg_gemm_for(PG_ISA_NEON, type)(n, w, wrow, nrows, a, arow, ntok, yneon, (size_t)nrows);
+
+    int close = 1, tiled = 1;
+    for (int k = 0; k < ntok; k++)
+        for (int r = 0; r < nrows; r++) {
+            /* integer block dots are exact; only the float accumulation order differs */
+            double scale = 0.0;
+            for (int64_t i = 0; i < n; i++) scale += fabs((double)xw[r * n + i] * xa[k * n + i]);
+            const float got = yneon[k * nrows + r], want = yref[k * nrows + r];
+            if (!(fabs((double)got - want) <= 2e-5 * scale + 1e-6)) {
+                if (close) printf("  %s r=%d t=%d neon=%.9g ref=%.9g scale=%g\n", t->name, r, k, got, want, scale);
+                close = 0;
+            }
+            float alone;
+            pg_gemm_for(PG_ISA_NEON, type)(n, w + r * wrow, wrow, 1, a + k * arow, arow, 1, &alone, 1);
+            if (memcmp(&alone, &got, sizeof(float)) != 0) tiled = 0;
+        }
+    check(tl, close, t->name, "matches reference", n, nrows, ntok);
+    check(tl, tiled, t->name, "tile-invariant", n, nrows, ntok);
+    free(xw); free(xa); free(w); free(a); free(yref); free(yneon);
+    return 1;
+}
+
+int main(void) {
+    if (!pg_isa_supported(PG_ISA_NEON)) {
+        printf("neon: 0 passed, 1 failed (this CPU or emulator lacks dotprod: run qemu-aarch64 -cpu max)\n");
+        return 1;
+    }
+    static const int ROWS[] = {1, 4, 5, 17};
+    static const int TOKENS[] = {1, 2, 3, 5};
+    static const int BLOCKS[] = {1, 3, 18};
+    tally tl = {0, 0};
+    int types = 0;
+    for (int type = 0; type < PG_TYPE_COUNT; type++) {
+        const pg_type_traits *t = pg_traits(type);
+        if (!t || !t->quantize_ref || !t->vec_dot_ref) continue;
+        const pg_type_traits *act = pg_traits(t->act_type);
+        pg_gemm_fn neon = pg_gemm_for(PG_ISA_NEON, type), ref = pg_gemm_for(PG_ISA_SCALAR, type);
+        if (!act || !act->quantize_ref || !neon || !ref || neon == ref) continue;   /* no NEON kernel */
+        types++;
+        for (size_t b = 0; b < sizeof BLOCKS / sizeof *BLOCKS; b++) {
+            /* float types (block size 1) also get a length that is not a multiple of 4 */
+            int64_t n = BLOCKS[b] * (t->blck_size == 1 ? 32 : t->blck_size) + (t->blck_size == 1 && b == 1 ? 7 : 0);
+            for (size_t i = 0; i < sizeof ROWS / sizeof *ROWS; i++)
+                for (size_t j = 0; j < sizeof TOKENS / sizeof *TOKENS; j++)
+                    if (!run_case(&tl, type, n, ROWS[i], TOKENS[j])) check(&tl, 0, t->name, "allocation", n, ROWS[i], TOKENS[j]);
+        }
+    }
+    if (types == 0) check(&tl, 0, "-", "no NEON kernel found in the dispatch table", 0, 0, 0);
+    printf("neon: %d passed, %d failed (%d types)\n", tl.passed, tl.failed, types);
+    return tl.failed ? 1 : 0;
+}
