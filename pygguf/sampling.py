@@ -238,7 +238,7 @@ class Sampler:
             raise SamplerError(f"expected logits of shape ({self.n_vocab},), got {logits.shape}")
         if logits.dtype != np.float32:
             logits = logits.astype(np.float32)
-        cand = Candidates(self._all_ids, logits)
+        cand = Candidates(self._all_ids, logits, identity=True)
         cand = filters.logit_bias(cand, self._bias)
         p = self.params
         if p.mirostat == 0:

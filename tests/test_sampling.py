@@ -209,6 +209,13 @@ def test_penalties_hand_computed():
     out = filters.penalties(cand_of([2.0, -1.0, 0.5, 3.0]), counts, 2.0, 0.5, 0.25)
     # id0: 2/2 - (0.5 + 0.25); id1: -1*2 - (2*0.5 + 0.25)
     np.testing.assert_allclose(out.logits, [0.25, -3.25, 0.5, 3.0])
+    # the same on a reordered subset (penalties placed after a truncating sampler)
+    sub = filters.penalties(cand_of([3.0, -1.0, 2.0], ids=[3, 1, 0]), counts, 2.0, 0.5, 0.25)
+    np.testing.assert_allclose(sub.logits, [3.0, -3.25, 0.25])
+    full = Candidates(np.arange(4), np.array([2.0, -1.0, 0.5, 3.0], np.float32), identity=True)
+    np.testing.assert_allclose(filters.penalties(full, counts, 2.0, 0.5, 0.25).logits, [0.25, -3.25, 0.5, 3.0])
+    biased = filters.logit_bias(cand_of([1.0, 1.0], ids=[7, 2]), {2: 1.5, 9: 4.0})
+    np.testing.assert_allclose(biased.logits, [1.0, 2.5])
 
 
 def test_logit_bias_and_ignore_eos():

@@ -21,6 +21,11 @@ class Candidates:
     logits: np.ndarray                # (n,) float32
     sorted: bool = False              # True when logits are in descending order
     probs: np.ndarray | None = None   # (n,) float32, set by softmax-using samplers
+    identity: bool = False            # ids == arange(n): the whole vocabulary in id order
+
+    def with_logits(self, logits: np.ndarray, sorted: bool) -> Candidates:
+        """Same tokens in the same places, new logits (probabilities dropped)."""
+        return Candidates(self.ids, logits, sorted, None, self.identity)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])

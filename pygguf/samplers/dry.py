@@ -124,4 +124,4 @@ def dry(cand: Candidates, history: Sequence[int], breakers: dict[int, list[tuple
             exponent = max_exponent
         logits[pos] -= np.float32(multiplier * base ** exponent)
         changed = True
-    return Candidates(cand.ids, logits, False) if changed else cand
+    return cand.with_logits(logits, False) if changed else cand

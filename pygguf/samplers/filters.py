@@ -19,24 +19,20 @@ def logit_bias(cand: Candidates, biases: dict[int, float]) -> Candidates:
         return cand
     ids = np.fromiter(biases.keys(), dtype=np.int64, count=len(biases))
     values = np.fromiter(biases.values(), dtype=np.float32, count=len(biases))
+    if not cand.identity:
+        present = np.isin(ids, cand.ids)
+        ids, values = ids[present], values[present]
     logits = cand.logits.copy()
-    positions = _positions_of(cand, ids)
-    np.add.at(logits, positions, values)
-    return Candidates(cand.ids, logits, False)
-
-
-def _is_full_vocab(cand: Candidates) -> bool:
-    """True for the untouched id-ordered vocabulary the chain starts from (position == id)."""
-    n = len(cand)
-    return n > 0 and not cand.sorted and cand.ids[0] == 0 and cand.ids[-1] == n - 1
+    np.add.at(logits, _positions_of(cand, ids), values)
+    return cand.with_logits(logits, False)
 
 
 def _positions_of(cand: Candidates, ids: np.ndarray) -> np.ndarray:
-    """Where each id sits in cand."""
-    if _is_full_vocab(cand):
+    """Where each id (known to be present) sits in cand."""
+    if cand.identity:
         return ids
-    lookup = {int(t): i for i, t in enumerate(cand.ids)}
-    return np.array([lookup[int(t)] for t in ids], dtype=np.int64)
+    order = np.argsort(cand.ids)
+    return order[np.searchsorted(cand.ids[order], ids)]
 
 
 def penalties(cand: Candidates, counts: dict[int, int], repeat: float, freq: float,
@@ -49,7 +45,7 @@ def penalties(cand: Candidates, counts: dict[int, int], repeat: float, freq: flo
         return cand
     seen = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
     count = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-    if _is_full_vocab(cand):
+    if cand.identity:
         pos, c = seen, count
     else:
         hit = np.isin(cand.ids, seen)
@@ -63,7 +59,7 @@ def penalties(cand: Candidates, counts: dict[int, int], repeat: float, freq: flo
     x = np.where(x <= 0, x * np.float32(repeat), x / np.float32(repeat))
     x = x - (c * np.float32(freq) + np.float32(present))
     logits[pos] = x
-    return Candidates(cand.ids, logits, False)
+    return cand.with_logits(logits, False)
 
 
 def top_k(cand: Candidates, k: int) -> Candidates:
@@ -190,10 +186,10 @@ def temperature(cand: Candidates, temp: float) -> Candidates:
         best = int(np.argmax(cand.logits))
         logits = np.full(len(cand), -np.inf, dtype=np.float32)
         logits[best] = cand.logits[best]
-        return Candidates(cand.ids, logits, cand.sorted)
+        return cand.with_logits(logits, cand.sorted)
     if temp == 1.0:
         return cand
-    return Candidates(cand.ids, (cand.logits / np.float32(temp)).astype(np.float32), cand.sorted)
+    return cand.with_logits((cand.logits / np.float32(temp)).astype(np.float32), cand.sorted)
 
 
 def temperature_ext(cand: Candidates, temp: float, delta: float, exponent: float) -> Candidates:
