@@ -34,7 +34,8 @@ def progress_bar(total: int, label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
-                        console=Console(stderr=True), transient=True)
+                        console=Console(stderr=True), transient=True,
+                        redirect_stdout=False, redirect_stderr=False)
     with progress:
         task = progress.add_task(label, total=total, note="")
         yield lambda done, text="": progress.update(task, completed=done, note=text)
@@ -104,17 +105,23 @@ def run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_pat
     if base_path:
         log(f"perplexity: saving all log-probs to {base_path}")
     started = time.perf_counter()
+    # with the bar and the estimates on one terminal, the estimates wait for the bar to finish
+    hold_output = sys.stdout.isatty() and sys.stderr.isatty()
+    held: list[str] = []
     with progress_bar(n_chunk, "perplexity") as update:
         def on_chunk(i, total, running):
             if i == 1:
                 per_pass = time.perf_counter() - started
                 log(f"perplexity: {per_pass:.2f} seconds per pass - ETA {per_pass * total / 60:.2f} minutes")
-            click.echo(f"[{i}]{running:.4f},", nl=False)
-            sys.stdout.flush()
+            if hold_output:
+                held.append(f"[{i}]{running:.4f},")
+            else:
+                click.echo(f"[{i}]{running:.4f},", nl=False)
+                sys.stdout.flush()
             update(i, f"PPL {running:.4f}")
         result = ppl_mod.perplexity(model, tokens, n_ctx, n_chunks, bos_for(model.tokenizer),
                                     base_file=base_path, on_chunk=on_chunk)
-    click.echo("")
+    click.echo("".join(held))
     if result.uncertainty > 0:
         log(f"Final estimate: PPL = {result.ppl:.4f} +/- {result.uncertainty:.5f}")
     else:
