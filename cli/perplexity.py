@@ -137,6 +137,8 @@ def run_kld(model_path, base_path, n_batch, n_chunks, n_threads):
     log(f"kl_divergence: {n_chunk} chunks of {base.n_ctx} tokens from {base_path}")
     click.echo("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence"
                "              Δp RMS            Same top p")
+    hold_output = sys.stdout.isatty() and sys.stderr.isatty()
+    held: list[str] = []
     with progress_bar(n_chunk, "kl-divergence") as update:
         def on_chunk(i, total, acc):
             p, dp = acc.ppl()
@@ -144,10 +146,16 @@ def run_kld(model_path, base_path, n_batch, n_chunks, n_threads):
             k, dk = acc.mean_kld()
             rms, drms = acc.rms_p_diff()
             top, dtop = acc.same_top_fraction()
-            click.echo(f"{i:4d}    {p:9.4f} ± {dp:9.4f}    {r:10.5f} ± {dr:10.5f}    {k:10.5f} ± {dk:10.5f}"
-                       f"    {100 * rms:6.3f} ± {100 * drms:6.3f} %    {100 * top:6.3f} ± {100 * dtop:6.3f} %")
+            line = (f"{i:4d}    {p:9.4f} ± {dp:9.4f}    {r:10.5f} ± {dr:10.5f}    {k:10.5f} ± {dk:10.5f}"
+                    f"    {100 * rms:6.3f} ± {100 * drms:6.3f} %    {100 * top:6.3f} ± {100 * dtop:6.3f} %")
+            if hold_output:
+                held.append(line)
+            else:
+                click.echo(line)
             update(i, f"KLD {k:.5f}")
         acc = ppl_mod.kl_divergence(model, base, n_chunks, bos_for(model.tokenizer), on_chunk=on_chunk)
+    for line in held:
+        click.echo(line)
     click.echo("")
     for line in ppl_mod.kld_report(acc):
         click.echo(line)
