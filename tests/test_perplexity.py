@@ -182,7 +182,7 @@ SHORT_TEXT = ("The quick brown fox jumps over the lazy dog. " * 3 +
               "Perplexity measures how well a language model predicts a sample of text; lower is better. " * 4)
 
 
-def test_end_to_end_smollm2_short_text():
+def test_end_to_end_smollm2_short_text(tmp_path):
     from pygguf.paths import default_model_path
     model_mod = pytest.importorskip("pygguf.model", reason="pygguf.model not merged yet")
     path = default_model_path()
@@ -190,7 +190,13 @@ def test_end_to_end_smollm2_short_text():
         pytest.skip(f"{path} absent (make model)")
     m = model_mod.Model.load(str(path), n_ctx=32, n_threads=2)
     tokens = m.tokenizer.encode(SHORT_TEXT, add_special=True, parse_special=False)
-    r = P.perplexity(m, tokens, 32, max_chunks=2, bos_id=m.tokenizer.bos_id if m.tokenizer.add_bos else None)
+    bos = m.tokenizer.bos_id if m.tokenizer.add_bos else None
+    base = tmp_path / "smollm2.kld"
+    r = P.perplexity(m, tokens, 32, max_chunks=2, bos_id=bos, base_file=base)
     # a repetitive English text: a working 135M model is far better than chance (49152) and not perfect
     assert 1.0 < r.ppl < 60.0, r
     assert r.count == 2 * 15
+    # the same model against its own base run: no divergence, same top token everywhere
+    acc = P.kl_divergence(m, P.BaseLogprobReader(base), bos_id=bos)
+    assert acc.mean_kld()[0] < 1e-4 and acc.same_top == acc.count == 30
+    assert acc.ppl()[0] == pytest.approx(r.ppl, rel=1e-5)
