@@ -141,6 +141,10 @@ class Sampler:
                  detokenize: Callable[[int], str] | None = None, *,
                  tokenize: Callable[[str], Sequence[int]] | None = None,
                  n_ctx_train: int | None = None):
+        """eog_ids: end-of-generation tokens (banned by ignore_eos). detokenize(id) -> str and,
+        optionally, tokenize(str) -> ids let DRY find its sequence breakers in the vocabulary.
+        n_ctx_train: the model's training context, DRY's window when dry_penalty_last_n = -1
+        (llama.cpp's meaning); unbounded when not given."""
         self.params = params
         self.n_vocab = int(n_vocab)
         self._check_params()
