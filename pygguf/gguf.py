@@ -308,8 +308,7 @@ class GGUFReader:
             self._fail(GGUFTruncatedError, f"array {key!r} declares {count} {elem.name.lower()} values "
                                            f"but only {cur.left} bytes are left")
         if elem == GGUFValueType.STRING:
-            items = [cur.string(f"string #{j} of array {key!r}") for j in range(count)]
-            return items, (GGUFValueType.ARRAY, elem)
+            return self._read_string_array(cur, count, key), (GGUFValueType.ARRAY, elem)
         if elem == GGUFValueType.ARRAY:
             items, sub_types = [], []
             for _ in range(count):
@@ -326,6 +325,26 @@ class GGUFReader:
         cur.pos += nbytes
         items = values.astype(bool).tolist() if elem == GGUFValueType.BOOL else values.tolist()
         return items, (GGUFValueType.ARRAY, elem)
+
+    def _read_string_array(self, cur: _Cursor, count: int, key: str) -> list:
+        """The vocabulary path (tens of thousands of strings): the same checks as _Cursor.string,
+        inlined because this loop dominates opening a model."""
+        buf, pos, size = self._mmap, cur.pos, cur.size
+        read_length = struct.Struct("<Q").unpack_from
+        items = []
+        for j in range(count):
+            if size - pos < 8:
+                cur.pos = pos
+                cur.need(8, f"length of string #{j} of array {key!r}")
+            (length,) = read_length(buf, pos)
+            pos += 8
+            if length > size - pos:
+                self._fail(GGUFTruncatedError, f"truncated: string #{j} of array {key!r} declares {length} "
+                                               f"bytes at offset {pos}, only {size - pos} left")
+            items.append(buf[pos:pos + length].decode("utf-8", errors="surrogateescape"))
+            pos += length
+        cur.pos = pos
+        return items
 
     def _alignment(self) -> int:
         value = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
@@ -567,8 +586,15 @@ def _check_value(key: str, value, spec: ValueTypeSpec) -> None:
     if isinstance(spec, tuple):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
             raise ValueError(f"{key}: {type_name(spec)} needs a list, got {type(value).__name__}")
-        for item in (value.tolist() if isinstance(value, np.ndarray) else value):
-            _check_value(key, item, spec[1])
+        items = value.tolist() if isinstance(value, np.ndarray) else value
+        if spec[1] in _INT_RANGES or spec[1] in _FLOAT_TYPES:
+            _check_numbers(key, items, spec[1])      # vocab-sized arrays: checked in bulk
+        elif spec[1] == GGUFValueType.STRING:
+            if not all(isinstance(v, (str, bytes)) for v in items):
+                raise ValueError(f"{key}: {type_name(spec)} holds a value that is not a string")
+        else:
+            for item in items:
+                _check_value(key, item, spec[1])
         return
     if spec == GGUFValueType.STRING:
         if not isinstance(value, (str, bytes)):
@@ -576,14 +602,23 @@ def _check_value(key: str, value, spec: ValueTypeSpec) -> None:
     elif spec == GGUFValueType.BOOL:
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{key}: bool needed, got {type(value).__name__}")
-    elif spec in _FLOAT_TYPES:
-        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-            raise ValueError(f"{key}: number needed, got {type(value).__name__}")
     else:
-        lo, hi = _INT_RANGES[spec]
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-                or not lo <= value <= hi:
-            raise ValueError(f"{key}: {value!r} is not a {type_name(spec)}")
+        _check_numbers(key, [value], spec)
+
+
+def _check_numbers(key: str, items, spec: GGUFValueType) -> None:
+    kinds = {type(v) for v in items}
+    if any(issubclass(k, (bool, np.bool_)) for k in kinds):
+        raise ValueError(f"{key}: a bool is not a {type_name(spec)}")
+    if spec in _FLOAT_TYPES:
+        if not all(issubclass(k, (int, float, np.integer, np.floating)) for k in kinds):
+            raise ValueError(f"{key}: {type_name(spec)} needs numbers, got {sorted(k.__name__ for k in kinds)}")
+        return
+    if not all(issubclass(k, (int, np.integer)) for k in kinds):
+        raise ValueError(f"{key}: {type_name(spec)} needs integers, got {sorted(k.__name__ for k in kinds)}")
+    lo, hi = _INT_RANGES[spec]
+    if items and not (lo <= min(items) and max(items) <= hi):
+        raise ValueError(f"{key}: a value is out of range for {type_name(spec)} [{lo}, {hi}]")
 
 
 def _encode_value(value, spec: ValueTypeSpec) -> bytes:
@@ -591,7 +626,9 @@ def _encode_value(value, spec: ValueTypeSpec) -> bytes:
         elem = spec[1]
         items = value.tolist() if isinstance(value, np.ndarray) else list(value)
         head = struct.pack("<IQ", _type_id(elem), len(items))
-        if isinstance(elem, tuple) or elem == GGUFValueType.STRING:
+        if elem == GGUFValueType.STRING:
+            return head + b"".join([_encode_string(v) for v in items])
+        if isinstance(elem, tuple):
             return head + b"".join(_encode_value(v, elem) for v in items)
         return head + np.asarray(items, dtype=_NUMPY_DTYPES[elem]).tobytes()
     if spec == GGUFValueType.STRING:

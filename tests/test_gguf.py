@@ -358,3 +358,17 @@ def test_tensor_views_survive_close_of_other_handles(written):
     keep = np.array(view)
     r.close()                    # our references dropped; the caller's view stays valid
     assert np.array_equal(view, keep)
+
+
+def test_v2_file_reads_like_v3(written, tmp_path):
+    """v2 already had 64-bit counts: the same layout as v3."""
+    path, tensors = written
+    data = bytearray(Path(path).read_bytes())
+    data[4:8] = struct.pack("<I", 2)
+    v2 = tmp_path / "v2.gguf"
+    v2.write_bytes(bytes(data))
+    with GGUFReader(v2) as r, GGUFReader(path) as r3:
+        assert r.version == 2
+        assert r.metadata == r3.metadata and r.metadata_types == r3.metadata_types
+        assert [(t.name, t.shape, t.offset) for t in r.tensors.values()] == \
+            [(t.name, t.shape, t.offset) for t in r3.tensors.values()]

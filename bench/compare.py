@@ -1,0 +1,92 @@
+"""`make compare`: pygguf beside llama.cpp (llama-cpp-python 0.3.36) on the same GGUF files, in one run.
+
+For each file and thread count: load time, prompt processing (pp128: one batch of 128 tokens
+from an empty cache) and generation (tg64: 64 tokens one at a time from an empty cache), as
+llama-bench measures them; best of --reps. llama.cpp runs in its own venv through
+bench/llama_cpp_side.py. The files: the default model, plus Q8_0 / Q4_K_M / Q6_K versions made
+with pygguf-quantize from an F16 dequantization of it (as the ../shared reference figures were).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pygguf.model import Model
+from pygguf.paths import cache_dir, default_model_path
+
+HERE = Path(__file__).resolve().parent
+
+
+def pygguf_side(path: Path, threads: int, n_prompt: int, n_gen: int, reps: int) -> dict:
+    t0 = time.perf_counter()
+    model = Model.load(str(path), n_ctx=512, n_threads=threads, n_batch=512)
+    load_s = time.perf_counter() - t0
+    prompt = [(i * 7919) % 1000 + 100 for i in range(n_prompt)]
+    model.eval(prompt[:8])  # warm-up
+    pp, tg = [], []
+    for _ in range(reps):
+        model.reset()
+        t = time.perf_counter()
+        model.eval(prompt)
+        pp.append(n_prompt / (time.perf_counter() - t))
+        model.reset()
+        t = time.perf_counter()
+        for i in range(n_gen):
+            model.eval([prompt[i % n_prompt]])
+        tg.append(n_gen / (time.perf_counter() - t))
+    model.close()
+    return {"load_s": load_s, "pp": max(pp), "tg": max(tg)}
+
+
+def llama_side(python: str, path: Path, threads: int, n_prompt: int, n_gen: int, reps: int) -> dict:
+    out = subprocess.run([python, str(HERE / "llama_cpp_side.py"), str(path), str(threads), str(n_prompt),
+                          str(n_gen), str(reps)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def variant_files() -> list[Path]:
+    """The default model and requantized variants (made once, cached beside it)."""
+    base = default_model_path()
+    files = [base]
+    f16 = cache_dir() / "models" / "SmolLM2-135M-Instruct.F16.gguf"
+    quantize = [sys.executable, "-m", "pygguf_cli.quantize"]
+    if not f16.exists():
+        subprocess.run(quantize + [str(base), str(f16), "F16", "--allow-requantize"], check=True)
+    for qtype in ("Q8_0", "Q4_K_M", "Q6_K"):
+        out = cache_dir() / "models" / f"SmolLM2-135M-Instruct.{qtype}.gguf"
+        if not out.exists():
+            subprocess.run(quantize + [str(f16), str(out), qtype], check=True)
+        files.append(out)
+    return files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--llama-python", required=True, help="python of the venv with llama-cpp-python")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("-p", type=int, default=128)
+    ap.add_argument("-n", type=int, default=64)
+    ap.add_argument("--files", nargs="*", help="GGUF files (default: the default model and its variants)")
+    args = ap.parse_args()
+    files = [Path(f) for f in args.files] if args.files else variant_files()
+    print(f"loadavg: {os.getloadavg()[0]:.2f}  (the machine should be idle)")
+    header = f"{'file':<36} {'-t':>2} | {'pp (ours/llama.cpp)':>22} {'ratio':>6} | {'tg (ours/llama.cpp)':>22} {'ratio':>6} | {'load s':>13}"
+    print(header)
+    print("-" * len(header))
+    for path in files:
+        for threads in (int(t) for t in args.threads.split(",")):
+            ours = pygguf_side(path, threads, args.p, args.n, args.reps)
+            ref = llama_side(args.llama_python, path, threads, args.p, args.n, args.reps)
+            print(f"{path.name:<36} {threads:>2} | {ours['pp']:>9.1f} / {ref['pp']:>9.1f} {ours['pp'] / ref['pp']:>6.2f}x |"
+                  f" {ours['tg']:>9.1f} / {ref['tg']:>9.1f} {ours['tg'] / ref['tg']:>6.2f}x |"
+                  f" {ours['load_s']:>5.2f}/{ref['load_s']:>5.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
