@@ -245,6 +245,8 @@ class Sampler:
         cand = Candidates(self._all_ids, logits, identity=True)
         cand = filters.logit_bias(cand, self._bias)
         p = self.params
+        if self._greedy_shortcut:
+            return self._sample_greedy(cand)
         if p.mirostat == 0:
             for name in self._order:
                 cand = self._apply(name, cand)
@@ -259,6 +261,23 @@ class Sampler:
                 pos, cand, self._mu = filters.mirostat_v2(cand, p.mirostat_ent, p.mirostat_lr,
                                                           self._mu, self._rng_mirostat)
         return int(cand.ids[pos])
+
+    @property
+    def _greedy_shortcut(self) -> bool:
+        """temp <= 0 keeps only the maximum; top-n-sigma, top-k, top-p and min-p always keep it,
+        so the chain's result is the argmax after the logit-changing samplers. (Typical and XTC
+        can drop the maximum, and dynatemp can raise the temperature: no shortcut with them.)
+        dist's RNG is not drawn: with temp <= 0 for the Sampler's life its draws never matter."""
+        p = self.params
+        return (p.temp <= 0.0 and p.mirostat == 0 and p.dynatemp_range <= 0.0
+                and "temperature" in self._order
+                and not any(self._active(n) for n in ("typ_p", "xtc")))
+
+    def _sample_greedy(self, cand: Candidates) -> int:
+        for name in self._order:
+            if name in ("penalties", "dry"):
+                cand = self._apply(name, cand)
+        return int(cand.ids[int(np.argmax(cand.logits))])
 
     def _apply(self, name: str, cand: Candidates) -> Candidates:
         p = self.params

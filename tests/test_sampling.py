@@ -317,6 +317,20 @@ def test_greedy_is_argmax_on_a_real_sized_vocabulary():
     assert s.sample(tie) == 17
 
 
+def test_greedy_shortcut_equals_the_full_chain():
+    rng = np.random.default_rng(10)
+    p = SamplerParams(temp=0.0, repeat_penalty=1.3, frequency_penalty=0.2, top_n_sigma=1.0, seed=2)
+    fast = Sampler(p, 3000)
+    slow = Sampler(p, 3000)
+    slow.__class__ = type("NoShortcut", (Sampler,), {"_greedy_shortcut": property(lambda self: False)})
+    assert fast._greedy_shortcut
+    for _ in range(30):
+        x = np.round(rng.standard_normal(3000) * 3).astype(np.float32)   # ties included
+        a, b = fast.sample(x), slow.sample(x)
+        assert a == b
+        fast.accept(a), slow.accept(b)
+
+
 def test_penalties_include_prompt_tokens_and_respect_the_window():
     p = SamplerParams(temp=0.0, repeat_penalty=4.0, repeat_last_n=2, seed=1)
     logits = np.array([4.0, 3.0, 2.0, 1.0], np.float32)

@@ -72,9 +72,9 @@ def sort_candidates(cand: Candidates) -> Candidates:
     return cand.take(sort_order(cand.logits), sorted=True)
 
 
-def softmax_probs(logits: np.ndarray) -> np.ndarray:
+def softmax_probs(logits: np.ndarray, is_sorted: bool = False) -> np.ndarray:
     """llama.cpp's softmax: float32 exp(l - max), float32 running sum, float32 division."""
-    max_l = logits.max()
+    max_l = logits[0] if is_sorted else logits.max()
     if not np.isfinite(max_l):
         return np.zeros(logits.shape, dtype=np.float32)   # nothing sampleable; dist will say so
     e = np.exp(logits - max_l, dtype=np.float32)
@@ -86,4 +86,4 @@ def softmax(cand: Candidates, *, sort: bool) -> Candidates:
     """Probabilities for the candidates (sorted first when asked), like llama_sampler_softmax_impl."""
     if sort:
         cand = sort_candidates(cand)
-    return Candidates(cand.ids, cand.logits, cand.sorted, softmax_probs(cand.logits))
+    return Candidates(cand.ids, cand.logits, cand.sorted, softmax_probs(cand.logits, cand.sorted))

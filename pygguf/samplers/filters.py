@@ -76,7 +76,7 @@ def top_p(cand: Candidates, p: float, min_keep: int = 0) -> Candidates:
     """Shortest descending prefix whose cumulative probability is >= p (and >= min_keep long)."""
     if p >= 1.0:
         return cand
-    probs = softmax_probs(cand.logits)
+    probs = softmax_probs(cand.logits, cand.sorted)
     n = len(cand)
     if cand.sorted:
         last = _prefix_reaching(probs, p, min_keep)
@@ -107,13 +107,16 @@ def min_p(cand: Candidates, p: float, min_keep: int = 0) -> Candidates:
     """Keep tokens with logit >= max_logit + ln(p), i.e. prob >= p * max prob."""
     if p <= 0.0 or len(cand) == 0:
         return cand
-    threshold = np.float32(cand.logits.max() + np.float32(math.log(p)))
+    max_l = cand.logits[0] if cand.sorted else cand.logits.max()
+    threshold = np.float32(max_l + np.float32(math.log(p)))
     keep = cand.logits >= threshold
     n_keep = int(np.count_nonzero(keep))
     if n_keep >= max(min_keep, 1):
         if n_keep == len(cand):
             return cand
-        return cand.take(np.flatnonzero(keep), sorted=cand.sorted)
+        if cand.sorted:   # the kept tokens are a prefix
+            return cand.take(slice(0, n_keep), sorted=True)
+        return cand.take(np.flatnonzero(keep), sorted=False)
     # too few: sorted fallback keeps the first min_keep (the first token always matches)
     cand = sort_candidates(cand)
     below = np.flatnonzero(cand.logits < threshold)
