@@ -162,8 +162,7 @@ def top_n_sigma(cand: Candidates, n: float) -> Candidates:
     live = np.flatnonzero(masked != -np.inf)
     dead = np.flatnonzero(masked == -np.inf)
     order = np.concatenate([live[np.argsort(-masked[live], kind="stable")], dead])
-    out = Candidates(cand.ids[order], masked[order], True)
-    return softmax(out, sort=False)
+    return Candidates(cand.ids[order], masked[order], True)
 
 
 def xtc(cand: Candidates, probability: float, threshold: float, min_keep: int, rng) -> Candidates:
@@ -208,8 +207,7 @@ def temperature_ext(cand: Candidates, temp: float, delta: float, exponent: float
     p = cand.probs[cand.probs > 0].astype(np.float64)
     entropy = float(-(p * np.log(p)).sum())
     dyn_temp = min_temp + (max_temp - min_temp) * (entropy / max_entropy) ** exponent
-    out = temperature(cand, dyn_temp)
-    return softmax(out, sort=False)
+    return temperature(cand, dyn_temp)   # (llama.cpp recomputes probs here; dist does its own)
 
 
 def dist(cand: Candidates, rng) -> int:
