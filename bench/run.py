@@ -1,0 +1,37 @@
+"""`make bench`: every benchmark in one run (benchmarks, never timed tests).
+
+1. kernels: matrix x vector GB/s per type and shape at -t 1/-t 2 beside streaming-read bandwidth
+2. tokenizer: MB/s on ~1 MB of English and of Python source
+3. sampling: the sampler chain's cost per token against a decode step
+4. model: prompt (pp128) and generation (tg64) tokens/s on the default model at -t 1 and -t 2
+Each part is its own script in bench/; run one alone for more options.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PARTS = ["kernels.py", "tokenizer.py", "sampling.py", "model.py"]
+
+
+def main() -> int:
+    print(f"loadavg {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (benchmarks want an idle machine)", flush=True)
+    failed = []
+    for part in PARTS:
+        script = HERE / part
+        if not script.exists():
+            print(f"\n== {part}: not present, skipped", flush=True)
+            continue
+        print(f"\n== {part}", flush=True)
+        if subprocess.run([sys.executable, str(script)]).returncode != 0:
+            failed.append(part)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
