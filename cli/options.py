@@ -3,7 +3,7 @@
 Every llama.cpp spelling is declared (llama.cpp also accepts `_` for `-` in long names, so
 `--repeat_penalty` is declared beside `--repeat-penalty`). Options default to None, meaning
 "not given": the defaults live once, in the params dataclasses (GenerationParams, ModelParams,
-pygguf.sampling.SamplerParams), and help texts read them from there.
+pygguf.sampling.SamplerParams); the help texts read them from there.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from pygguf.generate import GenerationParams
+from pygguf.sampling import SamplerParams
 
 from .escapes import process_escapes
 
@@ -22,7 +23,7 @@ from .escapes import process_escapes
 class ModelParams:
     path: Path | None = None            # None: the default model (pygguf.paths)
     n_ctx: int = 0                      # context size in tokens; 0 = the model's training context
-    n_threads: int = -1                 # <= 0: every usable CPU
+    n_threads: int = -1                 # <= 0: one per physical core
     n_threads_batch: int = -1           # <= 0: same as n_threads
     n_batch: int = 2048                 # logical batch (llama.cpp -b)
     n_ubatch: int = 512                 # physical batch: tokens per model.eval chunk (-ub)
@@ -87,7 +88,7 @@ _MODEL_OPTIONS = [
     ("n_ctx", click.option(*spellings("-c", "--ctx-size"), "n_ctx", type=int,
                            help=f"context size in tokens, 0 = from the model ({_default(ModelParams, 'n_ctx')})")),
     ("n_threads", click.option(*spellings("-t", "--threads"), "n_threads", type=int,
-                               help="threads for generation (default: every usable CPU; never more)")),
+                               help="threads for generation (default: one per physical core; capped at the usable CPUs)")),
     ("n_threads_batch", click.option(*spellings("-tb", "--threads-batch"), "n_threads_batch", type=int,
                                      help="threads for prompt processing (default: same as --threads)")),
     ("n_batch", click.option(*spellings("-b", "--batch-size"), "n_batch", type=int,
@@ -114,48 +115,48 @@ model_options = _bundle("model", _MODEL_OPTIONS, _build_model_params)
 # Names are pygguf.sampling.SamplerParams fields; the command builds SamplerParams(**given).
 
 _SAMPLING_OPTIONS = [
-    ("temp", click.option(*spellings("--temp"), "temp", type=float, help="temperature; <= 0 is greedy")),
-    ("top_k", click.option(*spellings("--top-k"), "top_k", type=int, help="top-k sampling, <= 0 = off")),
-    ("top_p", click.option(*spellings("--top-p"), "top_p", type=float, help="top-p sampling, 1.0 = off")),
-    ("min_p", click.option(*spellings("--min-p"), "min_p", type=float, help="min-p sampling, 0.0 = off")),
+    ("temp", click.option(*spellings("--temp"), "temp", type=float, help="temperature; <= 0 is greedy" f" ({_default(SamplerParams, 'temp')})")),
+    ("top_k", click.option(*spellings("--top-k"), "top_k", type=int, help="top-k sampling, <= 0 = off" f" ({_default(SamplerParams, 'top_k')})")),
+    ("top_p", click.option(*spellings("--top-p"), "top_p", type=float, help="top-p sampling, 1.0 = off" f" ({_default(SamplerParams, 'top_p')})")),
+    ("min_p", click.option(*spellings("--min-p"), "min_p", type=float, help="min-p sampling, 0.0 = off" f" ({_default(SamplerParams, 'min_p')})")),
     ("typical_p", click.option(*spellings("--typical"), "typical_p", type=float,
-                               help="locally typical sampling, 1.0 = off")),
+                               help="locally typical sampling, 1.0 = off" f" ({_default(SamplerParams, 'typical_p')})")),
     ("repeat_penalty", click.option(*spellings("--repeat-penalty"), "repeat_penalty", type=float,
-                                    help="penalise repeated tokens, 1.0 = off")),
+                                    help="penalise repeated tokens, 1.0 = off" f" ({_default(SamplerParams, 'repeat_penalty')})")),
     ("repeat_last_n", click.option(*spellings("--repeat-last-n"), "repeat_last_n", type=int,
-                                   help="last N tokens (prompt included) the penalties look at, 0 = off")),
+                                   help="last N tokens (prompt included) the penalties look at, 0 = off" f" ({_default(SamplerParams, 'repeat_last_n')})")),
     ("presence_penalty", click.option(*spellings("--presence-penalty"), "presence_penalty", type=float,
-                                      help="presence penalty, 0.0 = off")),
+                                      help="presence penalty, 0.0 = off" f" ({_default(SamplerParams, 'presence_penalty')})")),
     ("frequency_penalty", click.option(*spellings("--frequency-penalty"), "frequency_penalty", type=float,
-                                       help="frequency penalty, 0.0 = off")),
-    ("seed", click.option(*spellings("-s", "--seed"), "seed", type=int, help="RNG seed, -1 = random")),
+                                       help="frequency penalty, 0.0 = off" f" ({_default(SamplerParams, 'frequency_penalty')})")),
+    ("seed", click.option(*spellings("-s", "--seed"), "seed", type=int, help="RNG seed, -1 = random" f" ({_default(SamplerParams, 'seed')})")),
     ("top_n_sigma", click.option(*spellings("--top-nsigma"), "top_n_sigma", type=float,
-                                 help="top-n-sigma sampling, <= 0 = off")),
+                                 help="top-n-sigma sampling, <= 0 = off" f" ({_default(SamplerParams, 'top_n_sigma')})")),
     ("dynatemp_range", click.option(*spellings("--dynatemp-range"), "dynatemp_range", type=float,
-                                    help="dynamic temperature range, 0.0 = off")),
+                                    help="dynamic temperature range, 0.0 = off" f" ({_default(SamplerParams, 'dynatemp_range')})")),
     ("dynatemp_exponent", click.option(*spellings("--dynatemp-exp"), "dynatemp_exponent", type=float,
-                                       help="dynamic temperature exponent")),
+                                       help="dynamic temperature exponent" f" ({_default(SamplerParams, 'dynatemp_exponent')})")),
     ("xtc_probability", click.option(*spellings("--xtc-probability"), "xtc_probability", type=float,
-                                     help="XTC probability, 0.0 = off")),
+                                     help="XTC probability, 0.0 = off" f" ({_default(SamplerParams, 'xtc_probability')})")),
     ("xtc_threshold", click.option(*spellings("--xtc-threshold"), "xtc_threshold", type=float,
-                                   help="XTC threshold, > 0.5 = off")),
+                                   help="XTC threshold, > 0.5 = off" f" ({_default(SamplerParams, 'xtc_threshold')})")),
     ("mirostat", click.option(*spellings("--mirostat"), "mirostat", type=int,
-                              help="Mirostat: 0 = off, 1 = Mirostat, 2 = Mirostat 2.0")),
+                              help="Mirostat: 0 = off, 1 = Mirostat, 2 = Mirostat 2.0" f" ({_default(SamplerParams, 'mirostat')})")),
     ("mirostat_lr", click.option(*spellings("--mirostat-lr"), "mirostat_lr", type=float,
-                                 help="Mirostat learning rate (eta)")),
+                                 help="Mirostat learning rate (eta)" f" ({_default(SamplerParams, 'mirostat_lr')})")),
     ("mirostat_ent", click.option(*spellings("--mirostat-ent"), "mirostat_ent", type=float,
-                                  help="Mirostat target entropy (tau)")),
+                                  help="Mirostat target entropy (tau)" f" ({_default(SamplerParams, 'mirostat_ent')})")),
     ("dry_multiplier", click.option(*spellings("--dry-multiplier"), "dry_multiplier", type=float,
-                                    help="DRY multiplier, 0.0 = off")),
-    ("dry_base", click.option(*spellings("--dry-base"), "dry_base", type=float, help="DRY base")),
+                                    help="DRY multiplier, 0.0 = off" f" ({_default(SamplerParams, 'dry_multiplier')})")),
+    ("dry_base", click.option(*spellings("--dry-base"), "dry_base", type=float, help="DRY base" f" ({_default(SamplerParams, 'dry_base')})")),
     ("dry_allowed_length", click.option(*spellings("--dry-allowed-length"), "dry_allowed_length", type=int,
-                                        help="DRY allowed repeat length")),
+                                        help="DRY allowed repeat length" f" ({_default(SamplerParams, 'dry_allowed_length')})")),
     ("dry_penalty_last_n", click.option(*spellings("--dry-penalty-last-n"), "dry_penalty_last_n", type=int,
-                                        help="DRY window, -1 = context size, 0 = off")),
+                                        help="DRY window, -1 = context size, 0 = off" f" ({_default(SamplerParams, 'dry_penalty_last_n')})")),
     ("dry_sequence_breakers", click.option(*spellings("--dry-sequence-breaker"), "dry_sequence_breakers",
                                            multiple=True, help="DRY sequence breaker (repeatable; 'none' = none)")),
     ("samplers", click.option(*spellings("--samplers"), "samplers",
-                              help="sampler order, ';'-separated (e.g. 'top_k;top_p;temperature')")),
+                              help="sampler order, ';'-separated (e.g. 'top_k;top_p;temperature')" f" ({_default(SamplerParams, 'samplers')})")),
     ("sampling_seq", click.option(*spellings("--sampling-seq"), "sampling_seq",
                                   help="sampler order as letters (e.g. 'kpt')")),
     ("logit_bias", click.option(*spellings("-l", "--logit-bias"), "logit_bias", multiple=True,
