@@ -90,3 +90,12 @@ def test_bad_logit_bias_is_one_line():
     result = run_cli(["-l", "abc", "-p", "x"])
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: Invalid value for '-l': invalid logit bias 'abc'")
+
+
+def test_fixed_seed_replays_the_same_sample():
+    args = ["-s", "7", "--temp", "0.8", "-n", "6", "--json", "-p", PROMPT]
+    first, second = run_cli(args), run_cli(args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.stderr
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert a["seed"] == b["seed"] == 7
+    assert a["tokens"] == b["tokens"] and len(a["tokens"]) == 6
