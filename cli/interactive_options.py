@@ -1,0 +1,120 @@
+"""Click options of the interactive modes (llama.cpp spellings, `_` aliases included), and the glue
+from parsed options to `pygguf.interactive`.
+
+Wiring in the main command:
+
+    @click.command()
+    ...
+    @interactive_options               # + reverse_prompt_option / verbose_prompt_option / color_option
+                                       #   only if the command lacks -r / --verbose-prompt / --color
+    def main(..., **kwargs):
+        interactive_kwargs = pop_interactive_kwargs(kwargs)
+        plan = plan_from_options(interactive_kwargs, metadata, prompt=..., prompt_given=...,
+                                 n_predict=..., n_keep=..., escape=..., special=..., context_shift=...)
+        if plan.interactive:
+            sys.exit(run_interactive(model, sampler, plan.params, make_console(color), plan=plan, ...))
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Mapping
+
+import click
+
+from pygguf.console import TerminalConsole, color_enabled
+from pygguf.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
+
+INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
+                    "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",
+                    "chat_template_file", "verbose_prompt", "print_prompt", "multiline_input")
+
+_OPTIONS = [
+    click.option("-i", "--interactive", is_flag=True, help="Run in interactive mode."),
+    click.option("-if", "--interactive-first", "--interactive_first", "interactive_first", is_flag=True,
+                 help="Run in interactive mode and wait for input right away."),
+    click.option("--in-prefix", "--in_prefix", "in_prefix", default="", metavar="STRING",
+                 help="String to prefix user inputs with."),
+    click.option("--in-suffix", "--in_suffix", "in_suffix", default="", metavar="STRING",
+                 help="String to suffix after user inputs with."),
+    click.option("--in-prefix-bos", "--in_prefix_bos", "in_prefix_bos", is_flag=True,
+                 help="Prefix BOS to user inputs, before --in-prefix."),
+    click.option("-ins", "--instruct", is_flag=True,
+                 help="Alpaca instruction mode of 2023 llama.cpp main (### Instruction / ### Response)."),
+    click.option("-cml", "--chatml", is_flag=True, help="ChatML mode of 2023 llama.cpp main."),
+    click.option("-cnv/-no-cnv", "--conversation/--no-conversation", "conversation", default=None,
+                 help="Conversation mode with the chat template (default: on when the model has a "
+                      "template and no prompt or other interactive mode is given)."),
+    click.option("-sys", "--system-prompt", "--system_prompt", "system_prompt", default="", metavar="PROMPT",
+                 help="System prompt for conversation mode."),
+    click.option("--chat-template", "--chat_template", "chat_template", default=None, metavar="NAME|JINJA",
+                 help="Built-in template name (chatml, llama2, llama3, mistral-v7, ...) or a Jinja template."),
+    click.option("--chat-template-file", "--chat_template_file", "chat_template_file", default=None,
+                 type=click.Path(exists=True, dir_okay=False), help="Read the Jinja chat template from a file."),
+    click.option("--print-prompt", "--print_prompt", "print_prompt", is_flag=True,
+                 help="Same as --verbose-prompt: the rendered prompt and each turn's tokens with ids."),
+    click.option("-mli", "--multiline-input", "--multiline_input", "multiline_input", is_flag=True,
+                 help="Return continues a line; end a line with '\\' to submit."),
+]
+
+# For a command that does not already declare them (the main CLI has its own -r and --verbose-prompt:
+# pass their values to params_from_options instead).
+reverse_prompt_option = click.option(
+    "-r", "--reverse-prompt", "--reverse_prompt", "reverse_prompt", multiple=True, metavar="PROMPT",
+    help="Hand control back to the user when the output ends with PROMPT (repeatable).")
+verbose_prompt_option = click.option(
+    "--verbose-prompt", "--verbose_prompt", "verbose_prompt", is_flag=True,
+    help="Print the rendered prompt and each turn's tokens with their ids, and the template source.")
+
+color_option = click.option("-co", "--color", "color", type=click.Choice(["on", "off", "auto"]),
+                            default="auto", is_flag=False, flag_value="on", show_default=True,
+                            help="Colourise output (only ever on a terminal).")
+
+
+def interactive_options(command: Callable) -> Callable:
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def pop_interactive_kwargs(kwargs: dict) -> dict:
+    """Remove this bundle's values from a command's kwargs (so the rest can go elsewhere)."""
+    return {key: kwargs.pop(key) for key in INTERACTIVE_KEYS if key in kwargs}
+
+
+def params_from_options(options: Mapping[str, object], *, prompt: str = "", prompt_given: bool = False,
+                        n_predict: int = -1, n_keep: int = 0, escape: bool = True, special: bool = False,
+                        display_prompt: bool = True, context_shift: bool | None = None,
+                        reverse_prompts=(), verbose_prompt: bool = False) -> InteractiveParams:
+    """`options`: this bundle's values; the keywords: values of the command's own options."""
+    def text(key: str) -> str:
+        value = str(options.get(key) or "")
+        return process_escapes(value) if escape else value     # -e covers these, as in llama.cpp
+
+    template = options.get("chat_template")
+    if options.get("chat_template_file"):
+        template = Path(options["chat_template_file"]).read_text(encoding="utf-8")
+    return InteractiveParams(
+        prompt=prompt, prompt_given=prompt_given,
+        interactive=bool(options.get("interactive")), interactive_first=bool(options.get("interactive_first")),
+        reverse_prompts=tuple(process_escapes(r) if escape else r for r in options.get("reverse_prompt") or ())
+        + tuple(reverse_prompts or ()),
+        in_prefix=text("in_prefix"), in_suffix=text("in_suffix"),
+        in_prefix_bos=bool(options.get("in_prefix_bos")),
+        instruct=bool(options.get("instruct")), chatml=bool(options.get("chatml")),
+        conversation=options.get("conversation"), system_prompt=text("system_prompt"),
+        chat_template=template,
+        verbose_prompt=bool(options.get("verbose_prompt") or options.get("print_prompt") or verbose_prompt),
+        multiline_input=bool(options.get("multiline_input")), escape=escape, special=special,
+        display_prompt=display_prompt, n_predict=n_predict, n_keep=n_keep, context_shift=context_shift)
+
+
+def plan_from_options(options: Mapping[str, object], metadata: Mapping[str, object],
+                      stdin_is_tty: bool | None = None, **params) -> SessionPlan:
+    """Resolve the session; `plan.interactive` False means: run a plain completion."""
+    tty = sys.stdin.isatty() if stdin_is_tty is None else stdin_is_tty
+    return plan_session(params_from_options(options, **params), metadata, tty)
+
+
+def make_console(color: str = "auto") -> TerminalConsole:
+    return TerminalConsole(color=color_enabled(color, sys.stdout))

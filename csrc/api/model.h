@@ -1,0 +1,47 @@
+/* Python-facing llama forward pass (cdef'd by cffi: plain declarations only).
+ * A model is weights (views into one read-only mapping, validated here), a run state with every
+ * scratch buffer allocated once, and an F16 KV cache for n_ctx positions. Every entry point
+ * returns 0 or a negative PG_E* code (api/kernels.h). */
+
+typedef struct pg_model pg_model;
+
+/* Hyper-parameters, filled by Python from the GGUF metadata. */
+typedef struct {
+    int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_rot;
+    int32_t n_ctx;              /* KV cache positions */
+    int32_t n_batch;            /* most tokens per pg_model_forward call */
+    float rms_eps;
+    float rope_base;            /* theta_i = pos * freq_scale * rope_base^(-2i/n_rot) */
+    float rope_freq_scale;      /* 1/factor for linear and YaRN scaling, else 1 */
+    int32_t rope_yarn;          /* 1: YaRN ramp between interpolated and extrapolated angles */
+    int32_t yarn_n_ctx_orig;    /* the context the model was trained with before scaling */
+    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+} pg_model_params;
+
+/* One tensor: where its bytes start in the mapping, its type, ggml shape (ne0 = row length). */
+typedef struct {
+    uint64_t offset;
+    int32_t type;
+    int64_t ne0, ne1;
+} pg_tensor_desc;
+
+/* Tensor order: token_embd, output_norm, output, then for each layer attn_norm, attn_q, attn_k,
+ * attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down (3 + 9 * n_layer entries). An output
+ * with ne0 == 0 means "tied to token_embd". On a bad tensor *bad_tensor is its index, else -1. */
+int pg_model_new(const pg_model_params *params, const void *map, size_t map_size,
+                 const pg_tensor_desc *tensors, int64_t n_tensors, pg_pool *pool,
+                 pg_model **out, int64_t *bad_tensor);
+void pg_model_free(pg_model *m);
+
+/* Runs n_tokens (1..n_batch) tokens at positions pos0.. through the model, filling the KV cache.
+ * logits_mode 0: no logits; 1: logits (n_vocab) of the last token; 2: logits (n_tokens, n_vocab). */
+int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,
+                     float *logits, int32_t logits_mode);
+
+/* Context shift on a cache holding n_past positions: drop [keep, keep + discard), move the later
+ * entries down and rotate their keys by -discard positions. */
+int pg_model_kv_shift(pg_model *m, int32_t n_past, int32_t keep, int32_t discard);
+
+/* Copies cache positions [pos0, pos0 + n) of one layer as float32 into k and v, each
+ * (n_head_kv, n, head_dim). For tests. */
+int pg_model_kv_read(pg_model *m, int32_t layer, int32_t pos0, int32_t n, float *k, float *v);

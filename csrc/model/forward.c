@@ -1,0 +1,245 @@
+/* The llama forward pass for a batch of tokens, in one pg_pool_run: every thread walks the same
+ * stages, splits each stage's work (tokens, or 16-aligned weight rows) and meets the others at a
+ * barrier. Each value is computed by code that depends only on its own inputs, never on the
+ * split, so any thread count and any batch size give bit-identical logits. */
+#include <math.h>
+#include <string.h>
+#include "model/model.h"
+#include "threadpool.h"
+#include "dispatch.h"
+
+typedef struct {
+    pg_model *m;
+    const int32_t *tokens;
+    int ntok, pos0;
+    float *logits;
+    int logits_mode;
+    int isa;
+} forward_task;
+
+/* ---- helpers every stage uses --------------------------------------------------------------- */
+
+static size_t act_row_bytes(int act_type, int64_t n) {
+    return pg_row_bytes(pg_traits(act_type), n);
+}
+
+/* The quantized copies of a float input. The FFN hidden state has its own: gate_up quantizes it
+ * while other threads still read the quantized normed input. */
+static void *const *acts_of(const pg_model *m, const float *x) {
+    return x == m->s.hb ? m->s.act_hidden.buf : m->s.act.buf;
+}
+
+/* The rows of x (ntok, n) in w's activation format: F32 reads x itself, others the buffer. */
+static const void *act_for(const pg_model *m, const pg_weight *w, const float *x) {
+    int act = w->traits->act_type;
+    return act == PG_F32 ? (const void *)x : acts_of(m, x)[act];
+}
+
+/* Quantizes token row t of x (ntok, n) into every activation format in `mask`. */
+static void quantize_row(pg_model *m, const float *x, int64_t n, int t, uint32_t mask) {
+    for (int a = 0; a < PG_TYPE_COUNT; a++) {
+        if (!(mask & (1u << a)) || a == PG_F32) continue;
+        size_t rb = act_row_bytes(a, n);
+        pg_traits(a)->quantize_ref(x + (size_t)t * n, (char *)acts_of(m, x)[a] + (size_t)t * rb, n);
+    }
+}
+
+/* Quantizes x (ntok, n) into the formats in `mask`, split over threads in runs of whole blocks
+ * (every activation block is quantized on its own, so the split cannot change a bit). */
+static void quantize_split(pg_model *m, const float *x, int64_t n, int ntok, uint32_t mask, int ith, int nth) {
+    for (int a = 0; a < PG_TYPE_COUNT; a++) {
+        if (!(mask & (1u << a)) || a == PG_F32) continue;
+        const pg_type_traits *act = pg_traits(a);
+        int64_t chunk = act->blck_size >= 64 ? act->blck_size : 64 / act->blck_size * act->blck_size;
+        int64_t per_row = (n + chunk - 1) / chunk, u0, u1;
+        size_t rb = pg_row_bytes(act, n);
+        pg_split(per_row * ntok, 1, ith, nth, &u0, &u1);
+        for (int64_t u = u0; u < u1; u++) {
+            int64_t t = u / per_row, c0 = (u % per_row) * chunk;
+            int64_t len = n - c0 < chunk ? n - c0 : chunk;
+            act->quantize_ref(x + t * n + c0, (char *)acts_of(m, x)[a] + t * rb + c0 / act->blck_size * act->type_size, len);
+        }
+    }
+}
+
+/* Normalises token rows x (ntok, n) into out and quantizes them for `mask`; threads take tokens. */
+static void norm_quantize(pg_model *m, const float *x, const float *w, int ntok, uint32_t mask, int ith, int nth) {
+    int64_t n = m->p.n_embd;
+    for (int t = ith; t < ntok; t += nth) {
+        pg_rmsnorm(m->s.xb + (size_t)t * n, x + (size_t)t * n, w, n, m->p.rms_eps);
+        quantize_row(m, m->s.xb, n, t, mask);
+    }
+}
+
+/* y (ntok, w->rows) at row stride ldy = W a^T, for this thread's `align`-aligned range of W's
+ * rows [*r0, *r1) */
+static void project(const forward_task *f, const pg_weight *w, const float *x, int ntok, float *y, size_t ldy,
+                    int64_t align, int ith, int nth, int64_t *r0_out, int64_t *r1_out) {
+    int64_t r0, r1;
+    pg_split(w->rows, align, ith, nth, &r0, &r1);
+    *r0_out = r0, *r1_out = r1;
+    if (r1 <= r0) return;
+    pg_gemm_fn gemm = pg_gemm_for(f->isa, w->type);
+    gemm(w->n, w->data + r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
+         act_for(f->m, w, x), act_row_bytes(w->traits->act_type, w->n), ntok, y + r0, ldy);
+}
+
+/* x (ntok, n) += W a^T on this thread's rows only, so the add needs no barrier of its own */
+static void project_residual(const forward_task *f, const pg_weight *w, const float *a, int ntok, int ith, int nth) {
+    pg_model *m = f->m;
+    int64_t n = m->p.n_embd, r0, r1;
+    project(f, w, a, ntok, m->s.y, (size_t)n, 16, ith, nth, &r0, &r1);
+    for (int t = 0; t < ntok; t++)
+        for (int64_t r = r0; r < r1; r++) m->s.x[t * n + r] += m->s.y[t * n + r];
+}
+
+static pg_half *cache_row(pg_half *cache, const pg_model *m, int layer, int kv_head, int pos) {
+    return cache + (((size_t)layer * m->p.n_head_kv + kv_head) * m->p.n_ctx + pos) * m->p.head_dim;
+}
+
+/* ---- the stages of one layer ---------------------------------------------------------------- */
+
+/* RoPE on rows [r0, r1) of y (ntok, ld), whose rows are heads of head_dim: a thread's range is
+ * 16-aligned, so it holds whole (2i, 2i+1) pairs and can rotate them right after its matmul */
+static void rope_rows(const forward_task *f, float *y, size_t ld, int64_t r0, int64_t r1) {
+    const pg_model *m = f->m;
+    const int hd = m->p.head_dim, n_rot = m->p.n_rot;
+    for (int t = 0; t < f->ntok; t++) {
+        const float *cs = m->s.rope_cs + (size_t)t * n_rot;
+        float *yt = y + t * ld;
+        for (int64_t r = r0; r < r1; r += 2) {
+            const int d = (int)(r % hd);
+            if (d >= n_rot) continue;
+            const float c = cs[d], s = cs[d + 1], x0 = yt[r], x1 = yt[r + 1];
+            yt[r] = x0 * c - x1 * s;
+            yt[r + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions */
+static void store_rows(const forward_task *f, pg_half *cache, int layer, const float *y, int64_t r0, int64_t r1) {
+    const pg_model *m = f->m;
+    const int hd = m->p.head_dim;
+    for (int t = 0; t < f->ntok; t++)
+        for (int64_t r = r0; r < r1; r++)
+            cache_row(cache, m, layer, (int)(r / hd), f->pos0 + t)[r % hd] = pg_float_to_half(y[(size_t)t * m->n_kv + r]);
+}
+
+/* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */
+static void qkv(const forward_task *f, const pg_layer *L, int layer, int ith, int nth) {
+    pg_model *m = f->m;
+    int64_t r0, r1;
+    project(f, &L->wq, m->s.xb, f->ntok, m->s.q, (size_t)m->n_q, 16, ith, nth, &r0, &r1);
+    rope_rows(f, m->s.q, (size_t)m->n_q, r0, r1);
+    project(f, &L->wk, m->s.xb, f->ntok, m->s.k, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
+    rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
+    store_rows(f, m->s.k_cache, layer, m->s.k, r0, r1);
+    project(f, &L->wv, m->s.xb, f->ntok, m->s.v, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
+    store_rows(f, m->s.v_cache, layer, m->s.v, r0, r1);
+}
+
+/* Attention for every (token, KV head) pair, interleaved over threads so the long causal rows
+ * of late tokens spread evenly */
+static void attention(const forward_task *f, int layer, float *scratch, int ith, int nth) {
+    pg_model *m = f->m;
+    const int hd = m->p.head_dim, n_head_kv = m->p.n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int u = ith; u < f->ntok * n_head_kv; u += nth) {
+        int t = u / n_head_kv, g = u % n_head_kv;
+        size_t heads = (size_t)t * m->n_q + (size_t)g * m->n_rep * hd;
+        pg_attention_group(m->s.att + heads, m->s.q + heads, m->n_rep, hd, f->pos0 + t,
+                           cache_row(m->s.k_cache, m, layer, g, 0), cache_row(m->s.v_cache, m, layer, g, 0),
+                           scale, scratch);
+    }
+}
+
+/* hb = silu(gate a) * (up a) on this thread's rows of both matrices, then those values quantized
+ * for ffn_down: the rows are split in whole activation blocks so no other thread is needed */
+static void gate_up(const forward_task *f, const pg_layer *L, int ith, int nth) {
+    pg_model *m = f->m;
+    const int64_t n_ff = m->p.n_ff;
+    const pg_type_traits *act = pg_traits(L->w_down.traits->act_type);
+    const int64_t align = act->blck_size > 16 ? act->blck_size : 16;   /* 1, 32 and 256 all divide or are multiples of 16 */
+    int64_t r0, r1;
+    project(f, &L->w_gate, m->s.xb, f->ntok, m->s.hb, (size_t)n_ff, align, ith, nth, &r0, &r1);
+    project(f, &L->w_up, m->s.xb, f->ntok, m->s.hb2, (size_t)n_ff, align, ith, nth, &r0, &r1);
+    if (r1 <= r0) return;
+    const int act_type = L->w_down.traits->act_type;
+    const size_t rb = pg_row_bytes(act, n_ff);
+    for (int t = 0; t < f->ntok; t++) {
+        float *h = m->s.hb + t * n_ff;
+        pg_swiglu(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
+        if (act_type != PG_F32)
+            act->quantize_ref(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
+                              r1 - r0);
+    }
+}
+
+/* ---- the forward pass ----------------------------------------------------------------------- */
+
+static void forward_worker(void *arg, int ith, int nth) {
+    forward_task *f = arg;
+    pg_model *m = f->m;
+    pg_run_state *s = &m->s;
+    pg_pool *pool = m->pool;
+    const int ntok = f->ntok;
+    const int64_t n_embd = m->p.n_embd;
+    float *scratch = s->per_thread + (size_t)ith * s->per_thread_floats;
+
+    /* embedding: dequantize each token's row of token_embd into the residual stream; and each
+     * token's RoPE angles, the same for every layer */
+    const pg_weight *E = &m->w.token_embd;
+    for (int t = ith; t < ntok; t += nth) {
+        E->traits->dequantize(E->data + (size_t)f->tokens[t] * E->row_bytes, s->x + t * n_embd, n_embd);
+        pg_rope_angles(s->rope_cs + (size_t)t * m->p.n_rot, f->pos0 + t, &m->rope, 1);
+    }
+    pg_pool_barrier(pool);
+
+    for (int l = 0; l < m->p.n_layer; l++) {
+        const pg_layer *L = &m->w.layers[l];
+        /* attention rmsnorm, quantized once for Q, K and V */
+        norm_quantize(m, s->x, L->attn_norm, ntok, L->act_qkv, ith, nth);
+        pg_pool_barrier(pool);
+        /* q, k, v projections, RoPE on q and k, this batch's keys and values into the cache */
+        qkv(f, L, l, ith, nth);
+        pg_pool_barrier(pool);
+        /* causal GQA attention over the cache */
+        attention(f, l, scratch, ith, nth);
+        pg_pool_barrier(pool);
+        /* output projection, added to the residual stream */
+        quantize_split(m, s->att, m->n_q, ntok, L->act_o, ith, nth);
+        pg_pool_barrier(pool);
+        project_residual(f, &L->wo, s->att, ntok, ith, nth);
+        pg_pool_barrier(pool);
+        /* ffn rmsnorm, quantized once for gate and up */
+        norm_quantize(m, s->x, L->ffn_norm, ntok, L->act_ffn, ith, nth);
+        pg_pool_barrier(pool);
+        /* SwiGLU: silu(gate) * up, thread-local because both use the same rows; quantized for down */
+        gate_up(f, L, ith, nth);
+        pg_pool_barrier(pool);
+        /* down projection, added to the residual stream */
+        project_residual(f, &L->w_down, s->hb, ntok, ith, nth);
+        pg_pool_barrier(pool);
+    }
+    if (f->logits_mode == 0) return;
+
+    /* final rmsnorm of the tokens whose logits are wanted, then the output matrix */
+    int first = f->logits_mode == 1 ? ntok - 1 : 0, n_out = ntok - first;
+    norm_quantize(m, s->x + first * n_embd, m->w.output_norm, n_out, m->w.act_output, ith, nth);
+    pg_pool_barrier(pool);
+    int64_t r0, r1;
+    project(f, &m->w.output, s->xb, n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
+}
+
+int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,
+                     float *logits, int32_t logits_mode) {
+    if (!m || !tokens || n_tokens <= 0 || n_tokens > m->p.n_batch) return PG_EBADARG;
+    if (pos0 < 0 || pos0 > m->p.n_ctx - n_tokens) return PG_EBADARG;
+    if (logits_mode < 0 || logits_mode > 2 || (logits_mode && !logits)) return PG_EBADARG;
+    for (int t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->p.n_vocab) return PG_EBADARG;
+    forward_task f = {m, tokens, n_tokens, pos0, logits, logits_mode, pg_isa_current()};
+    pg_pool_run(m->pool, forward_worker, &f);
+    return PG_OK;
+}

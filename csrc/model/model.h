@@ -1,0 +1,79 @@
+/* The llama model in C, llama2.c style: hyper-parameters, weights (pointers into the mapped
+ * file, validated in load.c), a run state whose scratch buffers are all allocated once at load,
+ * and the F16 KV cache. forward.c reads them top to bottom; ops.c holds the small kernels. */
+#ifndef PYGGUF_MODEL_H
+#define PYGGUF_MODEL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "threadpool.h"        /* api/kernels.h: the pool and the PG_E* codes */
+#include "api/model.h"
+#include "quants/traits.h"
+#include "model/ops.h"
+
+/* One weight matrix: rows of n values, stored row after row in `data`. */
+typedef struct {
+    const char *data;              /* first row, inside the mapping */
+    const pg_type_traits *traits;  /* its type */
+    int type;
+    int64_t n, rows;               /* ne0 (row length), ne1 */
+    size_t row_bytes;
+} pg_weight;
+
+typedef struct {
+    const float *attn_norm;        /* (n_embd,) */
+    pg_weight wq;                  /* (n_q rows, n_embd)   n_q = n_head * head_dim */
+    pg_weight wk, wv;              /* (n_kv rows, n_embd)  n_kv = n_head_kv * head_dim */
+    pg_weight wo;                  /* (n_embd rows, n_q) */
+    const float *ffn_norm;         /* (n_embd,) */
+    pg_weight w_gate, w_up;        /* (n_ff rows, n_embd) */
+    pg_weight w_down;              /* (n_embd rows, n_ff) */
+    uint32_t act_qkv, act_o, act_ffn, act_down;  /* bit t: activation format t is read */
+} pg_layer;
+
+typedef struct {
+    pg_weight token_embd;          /* (n_vocab rows, n_embd) */
+    const float *output_norm;      /* (n_embd,) */
+    pg_weight output;              /* (n_vocab rows, n_embd); token_embd when tied */
+    pg_layer *layers;              /* (n_layer,) */
+    uint32_t act_output;
+} pg_weights;
+
+/* Activations quantized for the weights that read them: one buffer per activation format the
+ * model's weights use (F32 needs none: the float input is used as is). */
+typedef struct {
+    void *buf[PG_TYPE_COUNT];      /* (n_batch, row bytes of max(n_embd, n_q, n_ff) values) */
+} pg_act_buffers;
+
+typedef struct {
+    float *x;                      /* (n_batch, n_embd) residual stream */
+    float *xb;                     /* (n_batch, n_embd) normed residual */
+    float *q;                      /* (n_batch, n_q) queries */
+    float *k, *v;                  /* (n_batch, n_kv) this batch's keys and values */
+    float *att;                    /* (n_batch, n_q) attention output */
+    float *y;                      /* (n_batch, n_embd) projection output before the residual add */
+    float *hb, *hb2;               /* (n_batch, n_ff) silu(gate) * up, and up */
+    float *rope_cs;                /* (n_batch, n_rot) each token's RoPE cos, sin pairs */
+    pg_act_buffers act;            /* of xb (and att) */
+    pg_act_buffers act_hidden;     /* of hb, the input of ffn_down */
+    float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
+    size_t per_thread_floats;
+    size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
+    pg_half *k_cache, *v_cache;    /* (n_layer, n_head_kv, n_ctx, head_dim) */
+} pg_run_state;
+
+struct pg_model {
+    pg_model_params p;
+    int n_q, n_kv, n_rep;          /* n_head * head_dim, n_head_kv * head_dim, n_head / n_head_kv */
+    pg_rope_params rope;
+    pg_weights w;
+    pg_run_state s;
+    pg_pool *pool;
+    int n_threads;
+};
+
+/* Rows r0..r1 of W times ntok activation rows (in W's activation format) into y[t*ldy + r]. */
+void pg_model_matmul_rows(const pg_weight *w, const void *a, int ntok, float *y, size_t ldy,
+                          int64_t r0, int64_t r1);
+
+#endif

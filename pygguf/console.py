@@ -1,0 +1,88 @@
+"""The terminal side of interactive mode: readline line editing and history, llama.cpp's colours.
+
+Colours (llama.cpp common/console.cpp): the prompt echo yellow, the user's typing bold green,
+generated text in the default colour, errors bold red. They are used only when stdout is a
+terminal, whatever --color says, so pipes and files never get escape codes.
+"""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+RESET = "\x1b[0m"
+PROMPT_COLOR = "\x1b[33m"
+USER_INPUT_COLOR = "\x1b[1m\x1b[32m"
+ERROR_COLOR = "\x1b[1m\x1b[31m"
+
+_KIND_COLORS = {"prompt": PROMPT_COLOR, "output": RESET, "error": ERROR_COLOR}
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_enabled(mode: str, stdout: TextIO) -> bool:
+    """--color on|off|auto: colours only ever go to a terminal."""
+    return mode in ("on", "auto") and _isatty(stdout)
+
+
+class TerminalConsole:
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None,
+                 stderr: TextIO | None = None, color: bool = False):
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.is_tty = _isatty(self.stdin)
+        self.color = color and _isatty(self.stdout)
+        self._current = RESET
+        self._readline = None
+        if self.is_tty and self.stdin is sys.stdin:
+            try:
+                import readline          # noqa: F401  (importing it gives input() editing + history)
+                self._readline = readline
+            except ImportError:
+                self._readline = None
+
+    def write(self, text: str, kind: str = "output") -> None:
+        if self.color and kind in _KIND_COLORS and _KIND_COLORS[kind] != self._current:
+            # switch colour only when it changes, so streamed tokens stay plain text
+            code = _KIND_COLORS[kind]
+            text = (code if self._current == RESET or code == RESET else RESET + code) + text
+            self._current = _KIND_COLORS[kind]
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def info(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def error(self, text: str) -> None:
+        if self.color and _isatty(self.stderr):
+            text = ERROR_COLOR + text + RESET
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def read_line(self, prompt: str = "") -> str | None:
+        """One line without its newline; None at end of input (Ctrl+D). Ctrl+C raises
+        KeyboardInterrupt."""
+        if not self.is_tty or self.stdin is not sys.stdin:
+            self.write(prompt)
+            line = self.stdin.readline()
+            if not line:
+                return None
+            return line[:-1] if line.endswith("\n") else line
+        if self.color:
+            # \001 and \002 tell readline the codes take no room, so editing stays aligned.
+            prompt = prompt + "\001" + USER_INPUT_COLOR + "\002"
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+        finally:
+            if self.color:
+                self.stdout.write(RESET)
+                self.stdout.flush()
+                self._current = RESET

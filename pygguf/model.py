@@ -1,0 +1,292 @@
+"""A llama model ready to run: weights mapped from a GGUF file, the forward pass and KV cache in C.
+
+Python calls C once per batch of up to n_batch tokens (prefill) or once per token (generation);
+the whole forward runs inside the C thread pool. The same tokens give bit-identical logits with
+any thread count and any n_batch.
+"""
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from ._native import ffi, lib
+from .llama import NORMS, Config, ModelError, ggml_shape, tensor_names
+from .quants import QuantType
+
+__all__ = ["Model", "ModelError", "Config", "TensorRef"]
+
+log = logging.getLogger("pygguf")
+
+ALIGN = 32                    # tensor alignment inside the buffer from_tensors builds
+KV_MEMORY_SHARE = 0.5         # the default n_ctx keeps the KV cache under this share of free memory
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """Where one tensor's bytes lie in the model's buffer."""
+    offset: int
+    qtype: QuantType
+    shape: tuple
+    nbytes: int
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def kv_cache_bytes(config: Config, n_ctx: int) -> int:
+    """K and V, F16, for every layer, KV head and position"""
+    return 2 * config.n_layer * config.n_head_kv * n_ctx * config.head_dim * 2
+
+
+def default_n_ctx(config: Config) -> int:
+    """the trained context, capped (to a multiple of 256) so the KV cache fits in free memory"""
+    n_ctx = config.n_ctx_train if config.n_ctx_train > 0 else 4096
+    free = _available_memory()
+    if free is not None:
+        budget = int(free * KV_MEMORY_SHARE)
+        per_pos = kv_cache_bytes(config, 1)
+        if n_ctx * per_pos > budget:
+            capped = max(256, budget // per_pos // 256 * 256)
+            log.warning("n_ctx capped from %d to %d so the KV cache (%.1f GiB) fits in free memory",
+                        n_ctx, capped, capped * per_pos / 2**30)
+            n_ctx = capped
+    return n_ctx
+
+
+_C_ERRORS = {
+    lib.PG_EBADTYPE: "unsupported tensor type",
+    lib.PG_EBADSIZE: "shape or extent does not fit the file",
+    lib.PG_ENOKERNEL: "no kernel for its type in this build",
+    lib.PG_ENOMEM: "out of memory",
+    lib.PG_EBADARG: "bad argument",
+}
+
+
+class Model:
+    """A loaded model. Use Model.load(path); Model.from_tensors builds one from arrays (tests)."""
+
+    _model = None
+
+    def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
+                 n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, _mapping=None):
+        self.config, self.metadata = config, metadata
+        self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
+        self._tokenizer = None
+        self.n_ctx = int(n_ctx) if n_ctx else default_n_ctx(config)
+        if self.n_ctx <= 0:
+            raise ModelError(f"n_ctx must be positive, got {n_ctx}")
+        if n_batch <= 0:
+            raise ModelError(f"n_batch must be positive, got {n_batch}")
+        self.n_batch = min(int(n_batch), self.n_ctx)
+        self.n_past = 0
+        self.tensors = tensors
+        names = tensor_names(config)
+        descs = ffi.new("pg_tensor_desc[]", len(names))
+        for i, (name, spec) in enumerate(names):
+            ref = tensors.get(name)
+            if ref is None:
+                if spec.required:
+                    raise ModelError(f"missing tensor {name}")
+                descs[i].ne0 = 0                            # output tied to token_embd
+                continue
+            want, got = spec.shape(config), ggml_shape(ref.shape)
+            if got != want:
+                raise ModelError(f"tensor {name} has shape {list(got)}, expected {list(want)}")
+            if spec.attribute in NORMS and ref.qtype.name != "F32":
+                raise ModelError(f"tensor {name} is {ref.qtype.name}; norms must be F32")
+            descs[i].offset, descs[i].type = ref.offset, ref.qtype.ggml_id
+            descs[i].ne0, descs[i].ne1 = want[0], want[1] if len(want) > 1 else 1
+        self.tied_output = "output.weight" not in tensors
+
+        self._pool = kernels.ThreadPool(n_threads)
+        self.n_threads = n_threads
+        self._logits = np.zeros(config.n_vocab, dtype=np.float32)
+        base = np.frombuffer(buffer, dtype=np.uint8)
+        out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
+        rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(names),
+                              self._pool.handle, out, bad)
+        del base
+        if rc != lib.PG_OK:
+            self._pool.close()
+            what = _C_ERRORS.get(rc, f"error {rc}")
+            if bad[0] >= 0:
+                name = names[bad[0]][0]
+                qtype = tensors[name].qtype.name if name in tensors else "?"
+                raise ModelError(f"tensor {name} ({qtype}): {what}")
+            if rc == lib.PG_ENOMEM:
+                raise ModelError(f"out of memory for n_ctx={self.n_ctx}, n_batch={self.n_batch} "
+                                 f"(KV cache {kv_cache_bytes(config, self.n_ctx) / 2**30:.2f} GiB)")
+            raise ModelError(f"model rejected by the C loader: {what} ({config})")
+        self._model = out[0]
+
+    def _params(self):
+        c = self.config
+        p = ffi.new("pg_model_params *")
+        p.n_vocab, p.n_embd, p.n_layer, p.n_head, p.n_head_kv = c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv
+        p.head_dim, p.n_ff, p.n_rot, p.n_ctx, p.n_batch = c.head_dim, c.n_ff, c.n_rot, self.n_ctx, self.n_batch
+        p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
+        p.rope_yarn = int(c.rope_scaling == "yarn")
+        p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
+        p.yarn_beta_fast, p.yarn_beta_slow = c.yarn_beta_fast, c.yarn_beta_slow
+        return p
+
+    # ---- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None) -> "Model":
+        """Maps a GGUF file and builds the model; the tokenizer is built on first use."""
+        from .gguf import GGUFError, GGUFReader   # imported here so a model can be built without it
+
+        path = os.fspath(path)
+        try:
+            with GGUFReader(path) as reader:
+                metadata = dict(reader.metadata)
+                tensors = {t.name: TensorRef(int(t.offset), t.qtype, tuple(t.shape), int(t.nbytes))
+                           for t in reader.tensors.values()}
+        except GGUFError as e:
+            raise ModelError(str(e)) from e
+        embd = tensors.get("token_embd.weight")
+        config = Config.from_metadata(metadata, embd.shape[1] if embd and len(embd.shape) > 1 else None)
+        if rope_freq_base:
+            config.rope_base = float(rope_freq_base)
+        if rope_freq_scale:
+            config.rope_freq_scale = float(rope_freq_scale)
+        with open(path, "rb") as f:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
+                       _mapping=mapping)
+        except BaseException:
+            mapping.close()
+            raise
+
+    @classmethod
+    def from_tensors(cls, config: Config, tensors: dict[str, tuple[np.ndarray, QuantType, tuple]],
+                     metadata: dict | None = None, **kwargs) -> "Model":
+        """Builds a model from raw tensors {name: (encoded bytes or float32 array, type, ggml shape)},
+        packed into one aligned buffer as a GGUF file would hold them."""
+        offsets, size = {}, 0
+        for name, (raw, qtype, shape) in tensors.items():
+            offsets[name] = size
+            size += -(-np.asarray(raw).nbytes // ALIGN) * ALIGN
+        buffer = np.zeros(max(size, ALIGN), dtype=np.uint8)
+        refs = {}
+        for name, (raw, qtype, shape) in tensors.items():
+            raw = np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
+            buffer[offsets[name]:offsets[name] + raw.size] = raw
+            refs[name] = TensorRef(offsets[name], qtype, tuple(shape), raw.size)
+        return cls(config, dict(metadata or {}), buffer, refs, **kwargs)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from .tokenizer import Tokenizer
+            self._tokenizer = Tokenizer.from_metadata(self.metadata)
+        return self._tokenizer
+
+    # ---- running -----------------------------------------------------------------------------
+
+    def _check_open(self):
+        if self._model is None:
+            raise ModelError("model is closed")
+
+    def _tokens(self, tokens) -> np.ndarray:
+        self._check_open()
+        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise ModelError("no tokens to evaluate")
+        bad = (ids < 0) | (ids >= self.config.n_vocab)
+        if bad.any():
+            raise ModelError(f"token id {int(ids[bad][0])} is outside the vocabulary (0..{self.config.n_vocab - 1})")
+        if self.n_past + ids.size > self.n_ctx:
+            raise ModelError(f"context full: {self.n_past} + {ids.size} tokens exceed n_ctx={self.n_ctx}")
+        return ids.astype(np.int32)
+
+    def _forward(self, ids: np.ndarray, out: np.ndarray | None, mode: int) -> None:
+        rc = lib.pg_model_forward(self._model, ffi.cast("int32_t *", ids.ctypes.data), ids.size, self.n_past,
+                                  ffi.NULL if out is None else ffi.cast("float *", out.ctypes.data), mode)
+        kernels.check(rc, "forward")
+        self.n_past += ids.size
+
+    def eval(self, tokens) -> np.ndarray:
+        """Appends tokens at n_past; returns the last token's logits (a view reused by the next call)."""
+        ids = self._tokens(tokens)
+        for i in range(0, ids.size, self.n_batch):
+            chunk = ids[i:i + self.n_batch]
+            last = i + self.n_batch >= ids.size
+            self._forward(chunk, self._logits if last else None, 1 if last else 0)
+        return self._logits
+
+    def eval_all(self, tokens) -> np.ndarray:
+        """Appends tokens at n_past; returns logits (len(tokens), n_vocab) for every one."""
+        ids = self._tokens(tokens)
+        out = np.empty((ids.size, self.config.n_vocab), dtype=np.float32)
+        for i in range(0, ids.size, self.n_batch):
+            self._forward(ids[i:i + self.n_batch], out[i:i + self.n_batch], 2)
+        return out
+
+    # ---- the KV cache ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Empties the KV cache."""
+        self.n_past = 0
+
+    def truncate(self, n: int) -> None:
+        """Forgets cache positions >= n."""
+        if not 0 <= n <= self.n_past:
+            raise ModelError(f"cannot truncate to {n}: the cache holds {self.n_past} positions")
+        self.n_past = int(n)
+
+    def shift(self, keep: int, discard: int) -> None:
+        """Context shift: drops cache positions [keep, keep + discard), moves the later ones down
+        and re-rotates their keys by -discard positions (nothing is recomputed)."""
+        self._check_open()
+        if keep < 0 or discard <= 0 or keep + discard > self.n_past:
+            raise ModelError(f"cannot shift keep={keep} discard={discard}: the cache holds {self.n_past} positions")
+        kernels.check(lib.pg_model_kv_shift(self._model, self.n_past, keep, discard), "context shift")
+        self.n_past -= discard
+
+    def kv_cache(self, layer: int, pos0: int = 0, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of cached K and V (n_head_kv, n, head_dim) of one layer, as float32 (for tests)."""
+        self._check_open()
+        n = self.n_past - pos0 if n is None else n
+        c = self.config
+        k = np.empty((c.n_head_kv, n, c.head_dim), dtype=np.float32)
+        v = np.empty_like(k)
+        kernels.check(lib.pg_model_kv_read(self._model, layer, pos0, n, ffi.cast("float *", k.ctypes.data),
+                                           ffi.cast("float *", v.ctypes.data)), "read KV cache")
+        return k, v
+
+    # ---- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._model is not None:
+            lib.pg_model_free(self._model)
+            self._model = None
+            self._pool.close()
+        if self._mapping is not None:
+            self._buffer = None
+            self._mapping.close()
+            self._mapping = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()

@@ -1,0 +1,327 @@
+"""Sampling: llama.cpp's sampler chain behind one object.
+
+    params = SamplerParams(temp=0.7, top_k=20)
+    s = Sampler(params, n_vocab, eog_ids=tok.eog_ids, detokenize=...)
+    for t in prompt_ids: s.accept(t)          # penalties and DRY see the prompt too
+    tok = s.sample(logits); s.accept(tok)
+
+The defaults (llama.cpp's common.h) and the default chain order live here and only here. The
+samplers themselves are pure functions in `pygguf.samplers`; the Sampler owns the parameters,
+the accepted-token history, mirostat's mu and the RNGs (std::mt19937, so a fixed seed replays
+llama.cpp's draws on the same logits).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from pygguf.samplers import filters
+from pygguf.samplers.candidates import Candidates, SamplerError
+from pygguf.samplers.dry import dry, process_breakers
+from pygguf.samplers.rng import Mt19937, resolve_seed
+
+# The default chain, in llama.cpp's order (common.h); `--samplers` / `--sampling-seq` reorder it.
+DEFAULT_SAMPLERS = "penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature"
+
+# canonical --samplers names, their accepted alternative spellings, and the --sampling-seq letters
+_CANONICAL = ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc",
+              "temperature")
+_ALT_NAMES = {
+    "top-k": "top_k", "top-p": "top_p", "nucleus": "top_p", "top-n-sigma": "top_n_sigma",
+    "typical-p": "typ_p", "typical": "typ_p", "typ-p": "typ_p", "typ": "typ_p",
+    "min-p": "min_p", "temp": "temperature",
+}
+_LETTERS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y": "typ_p",
+            "p": "top_p", "m": "min_p", "x": "xtc", "t": "temperature"}
+_UNSUPPORTED = {"infill", "adaptive_p", "adaptive-p", "i", "a", "tfs_z", "tfs-z", "tfs"}
+
+MIROSTAT_M = 100   # mirostat v1 estimates the Zipf exponent from this many top tokens
+
+
+@dataclass
+class SamplerParams:
+    temp: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1
+    dry_sequence_breakers: list[str] = field(default_factory=lambda: ["\n", ":", "\"", "*"])
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    top_n_sigma: float = -1.0
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    mirostat: int = 0
+    mirostat_lr: float = 0.1
+    mirostat_ent: float = 5.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    ignore_eos: bool = False
+    samplers: str = DEFAULT_SAMPLERS   # ';'-separated names, or --sampling-seq letters
+    seed: int = -1
+    min_keep: int = 0
+
+
+def parse_logit_bias(spec: str) -> tuple[int, float]:
+    """Parse llama.cpp's `-l/--logit-bias TOKEN_ID(+/-)BIAS`, e.g. '15043+1', '2-inf'."""
+    text = spec.strip()
+    digits = 0
+    while digits < len(text) and text[digits].isdigit():
+        digits += 1
+    if digits == 0:
+        raise SamplerError(f"invalid logit bias {spec!r}: expected TOKEN_ID(+/-)BIAS, e.g. 15043+1 or 2-inf")
+    if digits == len(text) or text[digits] not in "+-":
+        raise SamplerError(f"invalid logit bias {spec!r}: the token id must be followed by + or - and the bias")
+    sign = -1.0 if text[digits] == "-" else 1.0
+    value = text[digits + 1:].strip()
+    try:
+        magnitude = float(value)
+    except ValueError:
+        raise SamplerError(f"invalid logit bias {spec!r}: {value!r} is not a number") from None
+    if math.isnan(magnitude):
+        raise SamplerError(f"invalid logit bias {spec!r}: the bias is NaN")
+    return int(text[:digits]), sign * magnitude
+
+
+def parse_sampler_names(spec: str | Sequence[str]) -> list[str]:
+    """`--samplers "top_k;top_p;temperature"` (or a list of names) -> canonical names."""
+    names = [spec] if isinstance(spec, str) else list(spec)
+    parts = [part.strip() for item in names for part in item.split(";") if part.strip()]
+    return [_canonical(name, letters=False) for name in parts]
+
+
+def parse_sampling_seq(letters: str) -> list[str]:
+    """`--sampling-seq edskypmxt` -> canonical names."""
+    return [_canonical(ch, letters=True) for ch in letters.strip()]
+
+
+def parse_samplers(spec: str | Sequence[str]) -> list[str]:
+    """SamplerParams.samplers: a ';'-separated list of names, or a string of sequence letters."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if ";" not in text and text not in _CANONICAL and text not in _ALT_NAMES \
+                and all(ch in _LETTERS or ch in _UNSUPPORTED for ch in text):
+            return parse_sampling_seq(text)
+    return parse_sampler_names(spec)
+
+
+def _canonical(name: str, *, letters: bool) -> str:
+    canonical = _LETTERS.get(name) if letters else (name if name in _CANONICAL else _ALT_NAMES.get(name))
+    if canonical is not None:
+        return canonical
+    if name in _UNSUPPORTED:
+        raise SamplerError(f"sampler {name!r} is not supported by pygguf")
+    if letters:
+        raise SamplerError(f"unknown sampler letter {name!r} in --sampling-seq; known: {''.join(_LETTERS)}")
+    raise SamplerError(f"unknown sampler {name!r}; known: {', '.join(_CANONICAL)} "
+                       f"(and {', '.join(_ALT_NAMES)})")
+
+
+# How each chain entry is shown in the "sampler chain:" line (llama.cpp's sampler names).
+_DISPLAY = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top-n-sigma", "top_k": "top-k",
+            "typ_p": "typical", "top_p": "top-p", "min_p": "min-p", "xtc": "xtc",
+            "temperature": "temp-ext"}
+
+
+class Sampler:
+    """llama.cpp's common sampler: logit-bias -> the configured chain -> dist (or mirostat)."""
+
+    def __init__(self, params: SamplerParams, n_vocab: int, eog_ids: Iterable[int] = (),
+                 detokenize: Callable[[int], str] | None = None, *,
+                 tokenize: Callable[[str], Sequence[int]] | None = None,
+                 n_ctx_train: int | None = None):
+        self.params = params
+        self.n_vocab = int(n_vocab)
+        self._check_params()
+        self._order = parse_samplers(params.samplers)
+        self._bias = self._build_bias(eog_ids)
+        self._all_ids = np.arange(self.n_vocab, dtype=np.int64)
+        self._context_size = int(n_ctx_train) if n_ctx_train else 1 << 30
+        self._breakers = {}
+        if self._dry_enabled():
+            if detokenize is None:
+                raise SamplerError("DRY needs detokenize(id) -> str to find its sequence breakers")
+            self._breakers = process_breakers(params.dry_sequence_breakers, self.n_vocab,
+                                              detokenize, tokenize)
+        self._requested_seed = params.seed
+        self._rng_dist = Mt19937(0)
+        self._rng_xtc = Mt19937(0)
+        self._rng_mirostat = Mt19937(0)
+        self.reset()
+
+    # --- construction -------------------------------------------------------------------
+    def _check_params(self) -> None:
+        p = self.params
+        if self.n_vocab <= 0:
+            raise SamplerError(f"n_vocab must be positive, got {self.n_vocab}")
+        if p.repeat_last_n < 0:
+            raise SamplerError(f"repeat_last_n must be >= 0, got {p.repeat_last_n}")
+        if p.dry_penalty_last_n < -1:
+            raise SamplerError(f"dry_penalty_last_n must be >= -1, got {p.dry_penalty_last_n}")
+        if p.mirostat not in (0, 1, 2):
+            raise SamplerError(f"mirostat must be 0, 1 or 2, got {p.mirostat}")
+        if p.min_keep < 0:
+            raise SamplerError(f"min_keep must be >= 0, got {p.min_keep}")
+
+    def _build_bias(self, eog_ids: Iterable[int]) -> dict[int, float]:
+        bias: dict[int, float] = {}
+        for token, value in self.params.logit_bias.items():
+            token = int(token)
+            if not 0 <= token < self.n_vocab:
+                raise SamplerError(f"logit bias for token {token}, outside the vocabulary (0..{self.n_vocab - 1})")
+            bias[token] = bias.get(token, 0.0) + float(value)
+        if self.params.ignore_eos:
+            for token in eog_ids:
+                if 0 <= int(token) < self.n_vocab:
+                    bias[int(token)] = -math.inf
+        return bias
+
+    def _dry_enabled(self) -> bool:
+        p = self.params
+        return p.dry_multiplier != 0.0 and p.dry_base >= 1.0 and p.dry_penalty_last_n != 0
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        """The seed in use (a random one when params.seed is -1)."""
+        return self._seed
+
+    def reset(self) -> None:
+        """Forget accepted tokens and mirostat's state; reseed (a new random seed if seed=-1)."""
+        p = self.params
+        self._seed = resolve_seed(self._requested_seed)
+        for rng in (self._rng_dist, self._rng_xtc, self._rng_mirostat):
+            rng.seed(self._seed)
+        self._penalty_window: deque[int] = deque(maxlen=max(p.repeat_last_n, 1))
+        self._penalty_counts: Counter[int] = Counter()
+        dry_window = self._context_size if p.dry_penalty_last_n == -1 else p.dry_penalty_last_n
+        self._dry_history: deque[int] = deque(maxlen=max(min(dry_window, self._context_size), 1))
+        self._mu = 2.0 * p.mirostat_ent
+
+    def accept(self, token: int) -> None:
+        """Record an accepted token (prompt tokens too) for the penalties and DRY."""
+        token = int(token)
+        if not 0 <= token < self.n_vocab:
+            raise SamplerError(f"accepted token {token} is outside the vocabulary (0..{self.n_vocab - 1})")
+        if self.params.repeat_last_n > 0:
+            window = self._penalty_window
+            if len(window) == window.maxlen:
+                old = window[0]
+                self._penalty_counts[old] -= 1
+                if self._penalty_counts[old] == 0:
+                    del self._penalty_counts[old]
+            window.append(token)
+            self._penalty_counts[token] += 1
+        if self._dry_enabled():
+            self._dry_history.append(token)
+
+    def accept_all(self, tokens: Iterable[int]) -> None:
+        for token in tokens:
+            self.accept(token)
+
+    # --- sampling ---------------------------------------------------------------------------
+    def sample(self, logits: np.ndarray) -> int:
+        """Run the chain on one row of logits and return the chosen token id (not accepted)."""
+        logits = np.asarray(logits)
+        if logits.ndim != 1 or logits.shape[0] != self.n_vocab:
+            raise SamplerError(f"expected logits of shape ({self.n_vocab},), got {logits.shape}")
+        if logits.dtype != np.float32:
+            logits = logits.astype(np.float32)
+        cand = Candidates(self._all_ids, logits, identity=True)
+        cand = filters.logit_bias(cand, self._bias)
+        p = self.params
+        if p.mirostat == 0:
+            for name in self._order:
+                cand = self._apply(name, cand)
+            pos = filters.dist(cand, self._rng_dist)
+        else:
+            cand = filters.temperature(cand, p.temp)
+            if p.mirostat == 1:
+                pos, cand, self._mu = filters.mirostat_v1(cand, p.mirostat_ent, p.mirostat_lr,
+                                                          MIROSTAT_M, self._mu, self.n_vocab,
+                                                          self._rng_mirostat)
+            else:
+                pos, cand, self._mu = filters.mirostat_v2(cand, p.mirostat_ent, p.mirostat_lr,
+                                                          self._mu, self._rng_mirostat)
+        return int(cand.ids[pos])
+
+    def _apply(self, name: str, cand: Candidates) -> Candidates:
+        p = self.params
+        if name == "penalties":
+            if p.repeat_last_n == 0:
+                return cand
+            return filters.penalties(cand, self._penalty_counts, p.repeat_penalty,
+                                     p.frequency_penalty, p.presence_penalty)
+        if name == "dry":
+            return dry(cand, self._dry_history, self._breakers, p.dry_multiplier, p.dry_base,
+                       p.dry_allowed_length, p.dry_penalty_last_n, self._context_size)
+        if name == "top_n_sigma":
+            return filters.top_n_sigma(cand, p.top_n_sigma)
+        if name == "top_k":
+            return filters.top_k(cand, p.top_k)
+        if name == "typ_p":
+            return filters.typical(cand, p.typical_p, p.min_keep)
+        if name == "top_p":
+            return filters.top_p(cand, p.top_p, p.min_keep)
+        if name == "min_p":
+            return filters.min_p(cand, p.min_p, p.min_keep)
+        if name == "xtc":
+            return filters.xtc(cand, p.xtc_probability, p.xtc_threshold, p.min_keep, self._rng_xtc)
+        if name == "temperature":
+            return filters.temperature_ext(cand, p.temp, p.dynatemp_range, p.dynatemp_exponent)
+        raise SamplerError(f"unknown sampler {name!r}")
+
+    # --- description ------------------------------------------------------------------------
+    def _active(self, name: str) -> bool:
+        p = self.params
+        return {
+            "penalties": p.repeat_last_n != 0 and (p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0
+                                                   or p.presence_penalty != 0.0),
+            "dry": self._dry_enabled(),
+            "top_n_sigma": p.top_n_sigma > 0.0,
+            "top_k": p.top_k > 0,
+            "typ_p": p.typical_p < 1.0,
+            "top_p": p.top_p < 1.0,
+            "min_p": p.min_p > 0.0,
+            "xtc": p.xtc_probability > 0.0 and p.xtc_threshold <= 0.5,
+            "temperature": True,
+        }[name]
+
+    def chain_description(self) -> str:
+        """llama.cpp's start-up line, e.g. 'sampler chain: logits -> ?penalties -> ... -> dist'
+        (a '?' marks a sampler its parameters switch off)."""
+        parts = ["logits"]
+        if self._bias:
+            parts.append("logit-bias")
+        if self.params.mirostat == 0:
+            parts += [(_DISPLAY[n] if self._active(n) else "?" + _DISPLAY[n]) for n in self._order]
+            parts.append("dist")
+        else:
+            parts += ["temp", "mirostat" if self.params.mirostat == 1 else "mirostat-v2"]
+        return "sampler chain: " + " -> ".join(parts)
+
+    def params_description(self) -> str:
+        """llama.cpp's 'sampler params:' block (four tab-indented lines)."""
+        p = self.params
+        return (
+            "sampler params: \n"
+            f"\trepeat_last_n = {p.repeat_last_n}, repeat_penalty = {p.repeat_penalty:.3f}, "
+            f"frequency_penalty = {p.frequency_penalty:.3f}, presence_penalty = {p.presence_penalty:.3f}\n"
+            f"\tdry_multiplier = {p.dry_multiplier:.3f}, dry_base = {p.dry_base:.3f}, "
+            f"dry_allowed_length = {p.dry_allowed_length}, dry_penalty_last_n = {p.dry_penalty_last_n}\n"
+            f"\ttop_k = {p.top_k}, top_p = {p.top_p:.3f}, min_p = {p.min_p:.3f}, "
+            f"xtc_probability = {p.xtc_probability:.3f}, xtc_threshold = {p.xtc_threshold:.3f}, "
+            f"typical_p = {p.typical_p:.3f}, top_n_sigma = {p.top_n_sigma:.3f}, temp = {p.temp:.3f}\n"
+            f"\tmirostat = {p.mirostat}, mirostat_lr = {p.mirostat_lr:.3f}, mirostat_ent = {p.mirostat_ent:.3f}"
+        )

@@ -1,0 +1,205 @@
+"""Immutable vocabulary data read from GGUF `tokenizer.ggml.*` metadata.
+
+Everything llama.cpp derives at load time lives here (token attributes, special ids, the
+end-of-generation set, the add_bos/add_eos defaults); the tokenizers only read it.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+
+class TokenizerError(ValueError):
+    """Tokenizer metadata that cannot be used (missing, mis-typed or inconsistent)."""
+
+
+class TokenAttr(enum.IntFlag):
+    """Per-token attributes, llama.cpp's llama_token_attr bit values."""
+    UNDEFINED = 0
+    UNKNOWN = 1 << 0
+    UNUSED = 1 << 1
+    NORMAL = 1 << 2
+    CONTROL = 1 << 3
+    USER_DEFINED = 1 << 4
+    BYTE = 1 << 5
+    NORMALIZED = 1 << 6
+    LSTRIP = 1 << 7
+    RSTRIP = 1 << 8
+    SINGLE_WORD = 1 << 9
+
+
+# GGUF tokenizer.ggml.token_type values -> attribute.
+TOKEN_TYPE_TO_ATTR = {
+    0: TokenAttr.UNDEFINED,
+    1: TokenAttr.NORMAL,
+    2: TokenAttr.UNKNOWN,
+    3: TokenAttr.CONTROL,
+    4: TokenAttr.USER_DEFINED,
+    5: TokenAttr.UNUSED,
+    6: TokenAttr.BYTE,
+}
+
+# Special-token metadata keys, in the order llama.cpp reads them (later keys win for FIM).
+SPECIAL_ID_KEYS = (
+    ("bos", "tokenizer.ggml.bos_token_id"),
+    ("eos", "tokenizer.ggml.eos_token_id"),
+    ("eot", "tokenizer.ggml.eot_token_id"),
+    ("eom", "tokenizer.ggml.eom_token_id"),
+    ("unk", "tokenizer.ggml.unknown_token_id"),
+    ("sep", "tokenizer.ggml.seperator_token_id"),
+    ("pad", "tokenizer.ggml.padding_token_id"),
+    ("mask", "tokenizer.ggml.mask_token_id"),
+    ("fim_pre", "tokenizer.ggml.fim_pre_token_id"),
+    ("fim_suf", "tokenizer.ggml.fim_suf_token_id"),
+    ("fim_mid", "tokenizer.ggml.fim_mid_token_id"),
+    ("fim_pad", "tokenizer.ggml.fim_pad_token_id"),
+    ("fim_rep", "tokenizer.ggml.fim_rep_token_id"),
+    ("fim_sep", "tokenizer.ggml.fim_sep_token_id"),
+    # deprecated spellings
+    ("fim_pre", "tokenizer.ggml.prefix_token_id"),
+    ("fim_suf", "tokenizer.ggml.suffix_token_id"),
+    ("fim_mid", "tokenizer.ggml.middle_token_id"),
+)
+
+# Default special ids per tokenizer model (llama.cpp's), before metadata overrides them.
+DEFAULT_SPECIAL_IDS = {
+    "llama": {"bos": 1, "eos": 2, "unk": 0},
+    "gpt2": {"bos": 11, "eos": 11},
+}
+
+
+@dataclass(frozen=True)
+class Vocab:
+    model: str                      # "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    pre: str                        # tokenizer.ggml.pre as written ("" when absent)
+    texts: tuple[str, ...]
+    scores: tuple[float, ...]
+    attrs: tuple[int, ...]          # TokenAttr bits per id
+    text_to_id: Mapping[str, int]
+    merge_ranks: Mapping[tuple[str, str], int]
+    special_ids: Mapping[str, int]  # bos/eos/eot/eom/unk/sep/pad/mask/fim_*; absent = none
+    eog_ids: frozenset[int]
+    special_cache: tuple[int, ...]  # control/user-defined/unknown ids, longest text first
+    add_bos: bool
+    add_eos: bool
+    add_space_prefix: bool
+    clean_spaces: bool
+    ignore_merges: bool
+    model_name: str = ""
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self.texts)
+
+    def attr(self, token_id: int) -> int:
+        return self.attrs[token_id]
+
+
+def _require_list(metadata: Mapping[str, object], key: str, n: int | None = None) -> list:
+    value = metadata.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise TokenizerError(f"{key} must be an array, got {type(value).__name__}")
+    if n is not None and len(value) < n:
+        raise TokenizerError(f"{key} has {len(value)} entries, fewer than the {n} tokens")
+    return list(value)
+
+
+def _read_tokens(metadata: Mapping[str, object]) -> tuple[list[str], dict[str, int], list[str]]:
+    raw = metadata.get("tokenizer.ggml.tokens")
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise TokenizerError("tokenizer.ggml.tokens is missing or empty")
+    texts: list[str] = []
+    text_to_id: dict[str, int] = {}
+    warnings: list[str] = []
+    for i, word in enumerate(raw):
+        if isinstance(word, bytes):
+            word = word.decode("utf-8", errors="replace")
+        if not isinstance(word, str):
+            raise TokenizerError(f"tokenizer.ggml.tokens[{i}] is not a string")
+        if not word:
+            # llama.cpp gives empty tokens a placeholder text so lookups stay unique
+            warnings.append(f"empty token at index {i}")
+            word = f"[EMPTY_{i}]"
+        if word in text_to_id:
+            raise TokenizerError(
+                f"duplicate token in vocabulary: {word!r} has ids {text_to_id[word]} and {i}")
+        text_to_id[word] = i
+        texts.append(word)
+    return texts, text_to_id, warnings
+
+
+def _read_merges(metadata: Mapping[str, object]) -> dict[tuple[str, str], int]:
+    merges = metadata.get("tokenizer.ggml.merges")
+    if merges is None:
+        raise TokenizerError("tokenizer.ggml.model is gpt2 but tokenizer.ggml.merges is missing")
+    if not isinstance(merges, (list, tuple)):
+        raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
+    ranks: dict[tuple[str, str], int] = {}
+    for rank, line in enumerate(merges):
+        if not isinstance(line, str):
+            raise TokenizerError(f"tokenizer.ggml.merges[{rank}] is not a string")
+        # split at the first space after the first character (a merge half may start with ' ')
+        pos = line.find(" ", 1)
+        pair = (line[:pos], line[pos + 1:]) if pos >= 0 else ("", "")
+        ranks.setdefault(pair, rank)   # emplace: the first rank of a pair wins
+    return ranks
+
+
+def _get_bool(metadata: Mapping[str, object], key: str, default: bool) -> bool:
+    value = metadata.get(key)
+    return default if value is None else bool(value)
+
+
+def build_vocab(metadata: Mapping[str, object]) -> Vocab:
+    """Read the vocabulary and derive everything llama.cpp derives from it."""
+    from . import pretokenize, special   # local: these modules import Vocab
+
+    model = metadata.get("tokenizer.ggml.model")
+    if model not in ("llama", "gpt2"):
+        raise TokenizerError(
+            f"unsupported tokenizer.ggml.model {model!r} (supported: 'llama', 'gpt2')")
+    pre = metadata.get("tokenizer.ggml.pre") or ""
+    if not isinstance(pre, str):
+        raise TokenizerError("tokenizer.ggml.pre must be a string")
+
+    texts, text_to_id, warnings = _read_tokens(metadata)
+    n = len(texts)
+    scores = [float(s) for s in _require_list(metadata, "tokenizer.ggml.scores", n)[:n]] or [0.0] * n
+    types = _require_list(metadata, "tokenizer.ggml.token_type", n)[:n]
+    attrs = [int(TOKEN_TYPE_TO_ATTR.get(int(t), TokenAttr.UNDEFINED)) for t in types] \
+        if types else [int(TokenAttr.NORMAL)] * n
+
+    if model == "gpt2":
+        merge_ranks = _read_merges(metadata)
+        flags = pretokenize.pre_flags(pre, warnings)
+        add_space_prefix = False
+    else:
+        merge_ranks = {}
+        flags = {"add_bos": True, "add_eos": False, "clean_spaces": False, "ignore_merges": False}
+        add_space_prefix = True
+    add_space_prefix = _get_bool(metadata, "tokenizer.ggml.add_space_prefix", add_space_prefix)
+
+    special_ids = special.read_special_ids(metadata, model, n, warnings)
+    add_bos = _get_bool(metadata, "tokenizer.ggml.add_bos_token", flags["add_bos"])
+    add_eos = _get_bool(metadata, "tokenizer.ggml.add_eos_token", flags["add_eos"])
+    if add_bos and "bos" not in special_ids:
+        raise TokenizerError("tokenizer.ggml.add_bos_token is true, but no BOS token id is set")
+    if add_eos and "eos" not in special_ids:
+        raise TokenizerError("tokenizer.ggml.add_eos_token is true, but no EOS token id is set")
+
+    model_name = str(metadata.get("general.name") or "")
+    eog_ids = special.derive_special_tokens(texts, text_to_id, attrs, special_ids, warnings)
+    cache = special.special_token_cache(texts, attrs)
+    special.apply_model_attr_rules(model_name, text_to_id, attrs, cache)
+
+    return Vocab(
+        model=model, pre=pre, texts=tuple(texts), scores=tuple(scores), attrs=tuple(attrs),
+        text_to_id=text_to_id, merge_ranks=merge_ranks, special_ids=dict(special_ids),
+        eog_ids=frozenset(eog_ids), special_cache=tuple(cache),
+        add_bos=add_bos, add_eos=add_eos, add_space_prefix=add_space_prefix,
+        clean_spaces=flags["clean_spaces"], ignore_merges=flags["ignore_merges"],
+        model_name=model_name, warnings=tuple(warnings))
