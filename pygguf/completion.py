@@ -104,6 +104,7 @@ class Sequence:
         self.text = ""                          # generated text, stop string cut once matched
         self.emitted = 0                        # characters of text handed out by take_delta()
         self.finish_reason: str | None = None
+        self.cached_prompt_tokens = 0           # prompt tokens whose K/V were reused, not recomputed
         self.stop_string: str | None = None
 
     @property
@@ -210,28 +211,27 @@ class SerialEngine:
         self.cached = list(prompt)
         return logits
 
-    def stream(self, seq_or_request) -> Iterator[str]:
-        """Run one sequence to its end, yielding final text as it comes (possibly "" chunks are skipped)."""
-        seq = seq_or_request if isinstance(seq_or_request, Sequence) else self.new_sequence(seq_or_request)
+    def steps(self, seq: Sequence) -> Iterator[str]:
+        """Run one sequence, yielding once per generated token: the text that became final ("" often)."""
         self.last = seq
         logits = self._prefill(seq)
+        seq.cached_prompt_tokens = len(seq.request.prompt_tokens) - seq.timings.n_prompt_eval
         while True:
             token = seq.next_token(logits)
-            delta = seq.take_delta()
-            if delta:
-                yield delta
-            if token is None:
-                break
-            if self.model.n_past + 1 >= self.model.n_ctx:   # llama.cpp's "context full" rule
+            if token is not None and self.model.n_past + 1 >= self.model.n_ctx:   # llama.cpp's "full" rule
                 seq.context_full()
-                delta = seq.take_delta()
-                if delta:
-                    yield delta
-                break
-            self.cached = []
+                token = None
+            yield seq.take_delta()
+            if token is None:
+                return
+            self.cached = []                    # unknown if the decode is interrupted
             logits = seq.generator.decode_one(token)
             self.cached = list(seq.request.prompt_tokens) + seq.tokens
-        self.last = seq
+
+    def stream(self, seq_or_request) -> Iterator[str]:
+        """Run one sequence to its end, yielding its text in non-empty pieces as soon as they are final."""
+        seq = seq_or_request if isinstance(seq_or_request, Sequence) else self.new_sequence(seq_or_request)
+        return (delta for delta in self.steps(seq) if delta)
 
     def run(self, request: CompletionRequest) -> Sequence:
         seq = self.new_sequence(request)
