@@ -108,7 +108,8 @@ def _model_errors() -> tuple[type[BaseException], ...]:
 @click.pass_context
 def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, n_predict,
          temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered):
-    from pygguf.batch import BatchDefaults, ResultWriter, completed_ids, count_records, read_records, run_batch
+    from pygguf.batch import (BatchDefaults, ResultWriter, completed_ids, count_records, fd_writer, read_records,
+                              run_batch, stream_writer)
 
     to_stdout = output_path == "-"
     if resume and to_stdout:
@@ -124,16 +125,22 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         log(f"error: cannot load {model_path}: {e}")
         ctx.exit(EXIT_FAILED)
 
-    skip = completed_ids(output_path) if resume else set()
-    if to_stdout:
-        fd, close_fd = sys.stdout.fileno(), False
-        sys.stdout.flush()
-    else:
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
-        fd, close_fd = os.open(output_path, flags, 0o644), True
+    fd = None
+    try:
+        skip = completed_ids(output_path) if resume else set()
+        if to_stdout:
+            sys.stdout.flush()
+            write = stream_writer(getattr(sys.stdout, "buffer", sys.stdout))
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
+            fd = os.open(output_path, flags, 0o644)
+            write = fd_writer(fd)
+    except OSError as e:
+        log(f"error: cannot open {output_path}: {e}")
+        ctx.exit(EXIT_FAILED)
 
     progress = Progress(count_records(input_path) - len(skip), enabled=sys.stderr.isatty())
-    writer = ResultWriter(fd, ordered=not unordered)
+    writer = ResultWriter(write, ordered=not unordered)
     defaults = BatchDefaults(n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                              repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop), logprobs=logprobs)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -144,7 +151,7 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
-        if close_fd:
+        if fd is not None:
             os.close(fd)
     if summary.interrupted:
         log(f"interrupted: {summary.ok + summary.failed} records written; rerun with --resume to go on")

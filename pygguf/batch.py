@@ -194,20 +194,19 @@ def completed_ids(path: str) -> set[str]:
 
 class ResultWriter:
     """Writes result lines as soon as allowed. Ordered: a result waits until every record before
-    it (by input index) was written or skipped. Each line goes out in one os.write, flushed."""
+    it (by input index) was written or skipped. `write_bytes` gets one whole line at a time and
+    must not return before it is out of the process (see fd_writer, stream_writer)."""
 
-    def __init__(self, fd: int, ordered: bool = True, on_line: Callable[[dict], None] | None = None):
-        self.fd = fd
+    def __init__(self, write_bytes: Callable[[bytes], None], ordered: bool = True,
+                 on_line: Callable[[dict], None] | None = None):
+        self.write_bytes = write_bytes
         self.ordered = ordered
         self.next_index = 0
         self.pending: dict[int, dict | None] = {}       # index -> record (None: skipped)
         self.on_line = on_line
 
     def _write(self, record: dict) -> None:
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        while data:
-            n = os.write(self.fd, data)
-            data = data[n:]
+        self.write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         if self.on_line is not None:
             self.on_line(record)
 
@@ -230,6 +229,23 @@ class ResultWriter:
             ready = self.pending.pop(index)
             if ready is not None:
                 self._write(ready)
+
+
+def fd_writer(fd: int) -> Callable[[bytes], None]:
+    """Unbuffered: a line is in the kernel when write returns, so a kill cannot lose it."""
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
+
+
+def stream_writer(stream) -> Callable[[bytes], None]:
+    """For stdout (or any binary stream): write the line and flush it."""
+    def write(data: bytes) -> None:
+        stream.write(data)
+        stream.flush()
+    return write
 
 
 # ---- results -------------------------------------------------------------------------------
