@@ -160,3 +160,7 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         log(f"{summary.failed} of {summary.ok + summary.failed} records failed (see their \"error\" field)")
         ctx.exit(EXIT_FAILED)
     ctx.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()
