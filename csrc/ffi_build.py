@@ -13,6 +13,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 API_HEADERS = sorted(glob.glob(os.path.join(HERE, "api", "*.h")))
 SOURCES = sorted(glob.glob(os.path.join(HERE, "**", "*.c"), recursive=True))
+HEADERS = sorted(glob.glob(os.path.join(HERE, "**", "*.h"), recursive=True))
 
 ffibuilder = FFI()
 for header in API_HEADERS:
@@ -24,8 +25,9 @@ ffibuilder.set_source(
     "#include <stdint.h>\n#include <stddef.h>\n"
     + "".join(f'#include "api/{os.path.basename(h)}"\n' for h in API_HEADERS),
     sources=[os.path.relpath(s, os.path.dirname(HERE)) for s in SOURCES],
+    depends=[os.path.relpath(h, os.path.dirname(HERE)) for h in HEADERS],
     include_dirs=[os.path.relpath(HERE, os.path.dirname(HERE))],
-    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread", "-fno-math-errno"],
+    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread", "-fno-math-errno", "-ffp-contract=off"],
     extra_link_args=["-pthread", "-lm"],
 )
 

@@ -208,6 +208,46 @@ def test_gemm_matches_reference(isa, name):
                 assert not bad.any(), f"n={n} nrows={nrows} ntok={ntok}: {got[bad][:3]} vs {ref[bad][:3]}"
 
 
+def extreme_rows(name, rows, n, seed):
+    """Raw weight rows of the largest magnitudes the bytes allow (all-ones nibbles and high bits,
+    Q8_0 bytes -128/127), scale 1.0: what would overflow a saturating int16 step."""
+    qt = by_name(name)
+    r = rng(seed)
+    blocks = np.full((rows * n // 32, qt.type_size), 0xFF, dtype=np.uint8)
+    if name == "Q8_0":
+        blocks[:, 2:] = r.choice(np.array([0x80, 0x7F, 0x81], dtype=np.uint8), size=(blocks.shape[0], 32))
+    else:
+        blocks[:, 2:] = r.choice(np.array([0x00, 0xFF, 0xF0, 0x0F], dtype=np.uint8), size=(blocks.shape[0], qt.type_size - 2))
+    blocks[:, 0:2] = np.array([0x3C00], dtype=np.uint16).view(np.uint8)                   # d = 1.0
+    if name in ("Q4_1", "Q5_1"):
+        blocks[:, 2:4] = np.array([0xBC00], dtype=np.uint16).view(np.uint8)               # m = -1.0
+    return blocks.reshape(-1)
+
+
+def extreme_activations(name, ntok, n, seed):
+    act = by_name(by_name(name).act_name)
+    qs = rng(seed).choice(np.array([127, -127], dtype=np.int8), size=(ntok * n // 32, 32))
+    blocks = np.zeros((qs.shape[0], act.type_size), dtype=np.uint8)
+    blocks[:, 0:2] = np.array([0x3C00], dtype=np.uint16).view(np.uint8)
+    if act.name == "Q8_1":
+        s = qs.astype(np.int32).sum(axis=1).astype(np.float16)
+        blocks[:, 2:4] = s.view(np.uint8).reshape(-1, 2)
+    blocks[:, -32:] = qs.view(np.uint8)
+    return blocks.reshape(-1)
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+@pytest.mark.parametrize("name", LEGACY)
+def test_gemm_extreme_values_do_not_saturate(isa, name):
+    require_isa(isa)
+    n, rows, ntok = 96, 6, 3
+    w, a = extreme_rows(name, rows, n, 1), extreme_activations(name, ntok, n, 2)
+    ref = kernels.gemm("scalar", name, n, w, rows, a, ntok)
+    got = kernels.gemm(isa, name, n, w, rows, a, ntok)
+    # every block sum is an integer below 2^24 with unit scales: the result is exact
+    assert np.array_equal(got, ref)
+
+
 @pytest.mark.parametrize("isa", FAST_ISAS)
 @pytest.mark.parametrize("name", GEMM_TYPES)
 def test_gemm_is_tile_invariant(isa, name):

@@ -90,4 +90,29 @@ static void kq_gemm(int64_t n, const void *w, size_t w_stride, int nrows, const 
                 PG_##T_UPPER##_TWO_TERMS);                                                     \
     }
 
+/* Direct one-token kernels (an ISA file that has <t>_rows_direct(nsb, w, w_stride, a, y, R)
+ * for R = 8 and 1): 8 rows per pass straight from the GGUF blocks, the remainder one by one. */
+#define KQ_DEFINE_DECODE(t)                                                                     \
+    static void kq_decode_##t(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) { \
+        const int64_t nsb = n / QK_K;                                                           \
+        int r = 0;                                                                              \
+        for (; r + 8 <= nrows; r += 8)                                                          \
+            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 8); \
+        for (; r < nrows; r++)                                                                  \
+            t##_rows_direct(nsb, (const char *)w + (size_t)r * w_stride, w_stride, a, y + r, 1); \
+    }
+
+/* One token: the direct kernel; several: the unpacked panels, reused across tokens. */
+#define KQ_DEFINE_GEMM_WITH_DECODE(t, T_UPPER, isa)                                              \
+    KQ_DEFINE_PANEL_UNPACK(t)                                                                    \
+    void pg_gemm_##t##_##isa(int64_t n, const void *w, size_t w_stride, int nrows,               \
+                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {   \
+        if (ntok == 1) {                                                                         \
+            kq_decode_##t(n, w, w_stride, nrows, a, y);                                          \
+            return;                                                                              \
+        }                                                                                        \
+        kq_gemm(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy, kq_unpack_panel_##t,           \
+                PG_##T_UPPER##_TWO_TERMS);                                                       \
+    }
+
 #endif

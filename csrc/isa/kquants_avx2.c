@@ -5,118 +5,15 @@
  * rows and each weight load by its tokens. The unpacked quants are unsigned (0..63), so they are
  * maddubs' unsigned operand and a pair sum (<= 2*63*127) never saturates. Per super-block the
  * int32 lanes of the 8 (row, token) pairs are reduced together into one vector and one FMA per
- * lane advances the float chain, which is the reference's bit for bit. */
+ * lane advances the float chain, which is the reference's bit for bit. One token (decode) of
+ * Q4_K, Q5_K, Q6_K takes direct kernels that read the GGUF blocks without the unpack buffer. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 #include "quants/kquant_unpack.h"
 
-#define KQ_INLINE static inline __attribute__((always_inline))
-
-/* Lane k of the result = sum of the 8 int32 lanes of v[k]. */
-KQ_INLINE __m256i reduce8_epi32(const __m256i v[8]) {
-    __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
-    __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
-    __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
-    /* each 128-bit half now holds partial sums of v0..v3 (or v4..v7): add the halves */
-    __m256i lo = _mm256_permute2x128_si256(h0123, h4567, 0x20);
-    __m256i hi = _mm256_permute2x128_si256(h0123, h4567, 0x31);
-    return _mm256_add_epi32(lo, hi);
-}
-
 #include "isa/kquant_gemm_driver.h"
-
-/* ---- unpacking, 32 bytes at a time (same results as pg_unpack_<t>, which the tests check
- * through the gemm's bit-exactness) ---- */
-
-KQ_INLINE __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-KQ_INLINE void store32(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }
-/* bits [shift, shift+width) of every byte */
-KQ_INLINE __m256i bits8(__m256i v, int shift, int mask) {
-    return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((char)mask));
-}
-
-/* 16 int16 from 16 bytes of group scales (signed or not) and their offsets */
-KQ_INLINE void store_group_scales(pg_ksb *u, __m256i sc16, __m256i mn16) {
-    store32(u->sc, sc16);
-    store32(u->mn, mn16);
-}
-
-/* Q4_K/Q5_K: each 6-bit sub-block scale/min serves two groups of 16 */
-KQ_INLINE void unpack_k4_scales(const uint8_t *packed, pg_ksb *u) {
-    uint8_t sc[8], m[8];
-    pg_k4_unpack_scales(packed, sc, m);
-    __m128i s8 = _mm_loadl_epi64((const __m128i *)sc), m8 = _mm_loadl_epi64((const __m128i *)m);
-    __m256i s16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s8, s8));
-    __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-    store_group_scales(u, s16, _mm256_sub_epi16(_mm256_setzero_si256(), m16));
-}
-
-static inline void kq_unpack_q4_K(const block_q4_K *b, pg_ksb *u) {
-    for (int c = 0; c < 4; c++) {
-        __m256i v = load32(b->qs + 32 * c);
-        store32(u->q + 64 * c, bits8(v, 0, 0xF));
-        store32(u->q + 64 * c + 32, bits8(v, 4, 0xF));
-    }
-    unpack_k4_scales(b->scales, u);
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
-}
-
-static inline void kq_unpack_q5_K(const block_q5_K *b, pg_ksb *u) {
-    const __m256i qh = load32(b->qh);
-    for (int c = 0; c < 4; c++) {
-        __m256i v = load32(b->qs + 32 * c);
-        __m256i h0 = _mm256_slli_epi16(bits8(qh, 2 * c, 1), 4), h1 = _mm256_slli_epi16(bits8(qh, 2 * c + 1, 1), 4);
-        store32(u->q + 64 * c, _mm256_or_si256(bits8(v, 0, 0xF), h0));
-        store32(u->q + 64 * c + 32, _mm256_or_si256(bits8(v, 4, 0xF), h1));
-    }
-    unpack_k4_scales(b->scales, u);
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
-}
-
-static inline void kq_unpack_q6_K(const block_q6_K *b, pg_ksb *u) {
-    for (int h = 0; h < 2; h++) {
-        __m256i l0 = load32(b->ql + 64 * h), l1 = load32(b->ql + 64 * h + 32), qh = load32(b->qh + 32 * h);
-        uint8_t *q = u->q + 128 * h;
-        store32(q, _mm256_or_si256(bits8(l0, 0, 0xF), _mm256_slli_epi16(bits8(qh, 0, 3), 4)));
-        store32(q + 32, _mm256_or_si256(bits8(l1, 0, 0xF), _mm256_slli_epi16(bits8(qh, 2, 3), 4)));
-        store32(q + 64, _mm256_or_si256(bits8(l0, 4, 0xF), _mm256_slli_epi16(bits8(qh, 4, 3), 4)));
-        store32(q + 96, _mm256_or_si256(bits8(l1, 4, 0xF), _mm256_slli_epi16(bits8(qh, 6, 3), 4)));
-    }
-    __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-    store_group_scales(u, sc, _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 5)));
-    u->d = u->dm = pg_half_to_float(b->d);
-}
-
-static inline void kq_unpack_q2_K(const block_q2_K *b, pg_ksb *u) {
-    for (int h = 0; h < 2; h++) {
-        __m256i v = load32(b->qs + 32 * h);
-        for (int s = 0; s < 4; s++) store32(u->q + 128 * h + 32 * s, bits8(v, 2 * s, 3));
-    }
-    __m256i s16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-    store_group_scales(u, _mm256_and_si256(s16, _mm256_set1_epi16(0xF)),
-                       _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_srli_epi16(s16, 4)));
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
-}
-
-static inline void kq_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
-    const __m256i hm = load32(b->hmask);
-    for (int h = 0; h < 2; h++) {
-        __m256i v = load32(b->qs + 32 * h);
-        for (int s = 0; s < 4; s++) {
-            __m256i high = _mm256_slli_epi16(bits8(hm, 4 * h + s, 1), 2);
-            store32(u->q + 128 * h + 32 * s, _mm256_or_si256(bits8(v, 2 * s, 3), high));
-        }
-    }
-    int8_t sc8[16];
-    pg_q3k_unpack_scales(b->scales, sc8);
-    __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc8));
-    store_group_scales(u, sc, _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 2)));
-    u->d = u->dm = pg_half_to_float(b->d);
-}
+#include "isa/kquant_x86.h"
 
 /* 16 int16: groups 2c (low 128 bits) and 2c+1 (high) of a row's scales, each repeated 8 times,
  * to line up with maddubs' pair sums of a 32-value chunk. */
@@ -181,10 +78,128 @@ static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
+
+/* ---- decode (one token): Q4_K, Q5_K and Q6_K straight from the GGUF blocks, no unpack buffer ----
+ * W (nrows, n) @ a (n,) -> y; 8 rows per pass share every activation load. Same int32 per
+ * super-block and same float chain as the reference, hence the same bits as the panel path. */
+
+/* 16 int16 = [s[j] x 8 | s[j+1] x 8] from a vector holding 16 int16 scales (j even) */
+KQ_INLINE __m256i scale_pair(__m256i s16, int j) {
+    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    return _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(s16, _mm256_set1_epi32(j / 2)), spread);
+}
+
+/* pairwise sums of a Q8_K block's 16 group sums: the 8 sub-block (32-value) sums */
+KQ_INLINE __m128i bsums_per_32(const block_q8_K *a) {
+    return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+}
+
+/* Q4_K and Q5_K share d, dmin and the 6-bit scales at the same offsets; Q5_K adds qh. */
+KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y,
+                              const int R, const int five_bits) {
+    const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        __m256i isum[8], msum[8];
+        float dw[8] = {0}, dmw[8] = {0};
+        const __m128i b32 = bsums_per_32(&a[s]);
+        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride + (size_t)s * bsize);
+            const uint8_t *qs = (const uint8_t *)b + qs_at;
+            uint32_t scw[2], mw[2];
+            pg_k4_scales_words(b->scales, scw, mw);
+            const __m128i sc8 = _mm_setr_epi32((int)scw[0], (int)scw[1], 0, 0);
+            const __m128i m8 = _mm_setr_epi32((int)mw[0], (int)mw[1], 0, 0);
+            /* sub-block j's scale as int16 pairs (j, j) -> 16 int16, both 128-bit lanes alike */
+            const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
+            const __m256i qh = five_bits ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)b)->qh)
+                                         : _mm256_setzero_si256();
+            __m256i acc_r = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five_bits) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+                }
+                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c)));
+                const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c + 32)));
+                /* sc16 holds groups (2j, 2j+1) = sub-block j twice: pair index 4c picks sub-block 2c */
+                acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p0, scale_pair(sc16, 4 * c)));
+                acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p1, scale_pair(sc16, 4 * c + 2)));
+            }
+            isum[r] = acc_r;
+            msum[r] = _mm256_zextsi128_si256(_mm_madd_epi16(_mm_cvtepu8_epi16(m8), b32));
+            dw[r] = _cvtsh_ss(b->d);
+            dmw[r] = _cvtsh_ss(b->dmin);
+        }
+        const __m256i I = reduce8_epi32(isum);
+        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), reduce8_epi32(msum));
+        acc = chain_step(acc, 1, _mm256_loadu_ps(dw), _mm256_loadu_ps(dmw), a[s].d, I, M);
+    }
+    float f[8];
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    k4_rows_direct(nsb, w, w_stride, a, y, R, 0);
+}
+KQ_INLINE void q5_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    k4_rows_direct(nsb, w, w_stride, a, y, R, 1);
+}
+
+KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        __m256i isum[8], msum[8];
+        float dw[8] = {0};
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[s].bsums);
+        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * w_stride) + s;
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            __m256i acc_r = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+                for (int k = 0; k < 4; k++) {
+                    const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a[s].qs + 128 * h + 32 * k)));
+                    acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p, scale_pair(sc16, 8 * h + 2 * k)));
+                }
+            }
+            isum[r] = acc_r;
+            msum[r] = _mm256_madd_epi16(sc16, bsums);
+            dw[r] = _cvtsh_ss(b->d);
+        }
+        const __m256i I = reduce8_epi32(isum);
+        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(reduce8_epi32(msum), 5));
+        acc = chain_step(acc, 0, _mm256_loadu_ps(dw), _mm256_setzero_ps(), a[s].d, I, M);
+    }
+    float f[8];
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
+KQ_DEFINE_DECODE(q4_K)
+KQ_DEFINE_DECODE(q5_K)
+KQ_DEFINE_DECODE(q6_K)
+
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx2)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx2)
-KQ_DEFINE_GEMM(q4_K, Q4_K, avx2)
-KQ_DEFINE_GEMM(q5_K, Q5_K, avx2)
-KQ_DEFINE_GEMM(q6_K, Q6_K, avx2)
+KQ_DEFINE_GEMM_WITH_DECODE(q4_K, Q4_K, avx2)
+KQ_DEFINE_GEMM_WITH_DECODE(q5_K, Q5_K, avx2)
+KQ_DEFINE_GEMM_WITH_DECODE(q6_K, Q6_K, avx2)
 
 #endif

@@ -43,12 +43,12 @@ static inline void pg_k4_fit_and_pack(const float *x, int nmax, float rmin, floa
     }
     *d_out = pg_float_to_half(max_scale / 63.f);
     *dmin_out = pg_float_to_half(max_min / 63.f);
+    uint8_t sc[8], m[8];
+    pg_k4_unpack_scales(packed, sc, m);
     for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        pg_k4_scale_min(packed, j, &sc, &m);
-        const float d = pg_half_to_float(*d_out) * sc;
+        const float d = pg_half_to_float(*d_out) * sc[j];
         if (!d) continue;
-        const float dm = pg_half_to_float(*dmin_out) * m;
+        const float dm = pg_half_to_float(*dmin_out) * m[j];
         for (int i = 0; i < 32; i++) {
             int l = pg_nearest_int((x[32 * j + i] + dm) / d);
             L[32 * j + i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);

@@ -48,10 +48,11 @@ static inline void pg_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
                 int high = (b->hmask[l] >> (4 * h + s)) & 1;
                 u->q[128 * h + 32 * s + l] = (uint8_t)(low | (high << 2));
             }
+    int8_t sc[PG_KGROUPS];
+    pg_q3k_unpack_scales(b->scales, sc);
     for (int k = 0; k < PG_KGROUPS; k++) {
-        int s = pg_q3k_scale(b->scales, k);
-        u->sc[k] = (int16_t)s;
-        u->mn[k] = (int16_t)(-4 * s);
+        u->sc[k] = sc[k];
+        u->mn[k] = (int16_t)(-4 * sc[k]);
     }
     u->d = u->dm = pg_half_to_float(b->d);
 }

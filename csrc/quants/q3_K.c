@@ -78,8 +78,10 @@ static void quantize_block_q3_K(const float *x, block_q3_K *y) {
     } else {
         y->d = pg_float_to_half(0.f);
     }
+    int8_t sc[16];
+    pg_q3k_unpack_scales(y->scales, sc);
     for (int j = 0; j < 16; j++) {
-        float d = pg_half_to_float(y->d) * (int8_t)pg_q3k_scale(y->scales, j);
+        float d = pg_half_to_float(y->d) * sc[j];
         if (!d) continue;
         for (int i = 0; i < 16; i++) {
             int l = clamp_int(pg_nearest_int(x[16 * j + i] / d), -4, 3);
