@@ -118,6 +118,11 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         log(f"note: --parallel {parallel}: sequences are decoded one at a time for now "
             "(batched decoding needs multi-sequence KV cache support in the forward pass)")
 
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n_threads > n_cpus:          # the pool's barriers spin: more threads than CPUs only waits
+        log(f"warning: -t {n_threads} is more than the {n_cpus} CPUs available; using {n_cpus} threads")
+        n_threads = n_cpus
+
     load = (ctx.obj or {}).get("load_llm", _load_llm)
     try:
         llm = load(model_path, n_ctx, n_threads, n_batch)
