@@ -151,7 +151,7 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         summary = run_batch(llm, read_records(input_path, input_format), writer, defaults, skip=skip,
-                            parallel=parallel, on_finished=lambda f, n_tokens: progress.advance(1, n_tokens))
+                            parallel=parallel, on_progress=progress.advance)
         terminated = isinstance(summary.interruption, Terminated)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -301,7 +301,19 @@ class Scheduler:
     """Admits jobs and advances their decoding; `step()` returns the jobs that finished.
 
     `parallel` is the number of sequences a batched decoder would keep in flight. The serial engine
-    keeps one: step() advances it by one token (prefill on admission)."""
+    keeps one: step() advances it by one token (prefill on admission).
+
+    What a batched step() needs from the forward pass (not there yet; see the design in the batch
+    issue): a KV cache of cells tagged (position, set of sequence ids) so a shared prompt prefix is
+    held once and seen by several sequences; a decode call taking, per token, (token id, position,
+    sequence id, logits wanted?) and returning one logits row per wanted token, attention of each
+    token restricted to the cells of its own sequence at positions <= its own; and per-sequence cache
+    edits (remove positions of a sequence, share a sequence's range with another, highest position
+    of a sequence, free cells). With those, step() = admit queued jobs while cells allow (sharing the
+    longest cached prefix), put one next token per running sequence plus prefill chunks of newly
+    admitted ones into one decode call, hand each Sequence its row, and free the cells of finished
+    sequences. Per-row results must stay bit-identical to the serial decode, so --parallel never
+    changes the text."""
 
     def __init__(self, engine: SerialEngine, tokenizer, parallel: int = 1):
         self.engine = engine
@@ -391,9 +403,10 @@ def build_request(llm, record: Record, defaults: BatchDefaults) -> CompletionReq
 
 def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, defaults: BatchDefaults, *,
               skip: set[str] = frozenset(), parallel: int = 1,
-              on_finished: Callable[[Finished, int], None] | None = None) -> BatchSummary:
+              on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
     """Run every record; results go to the writer as soon as they may. KeyboardInterrupt stops the
-    run after writing every finished record (summary.interrupted)."""
+    run after writing every finished record (summary.interrupted). on_progress(records just
+    finished, tokens generated so far) is called after every decoding step and every finished record."""
     scheduler = Scheduler(llm.engine, llm.tokenizer, parallel)
     summary = BatchSummary()
     seen: set[str] = set()
@@ -404,8 +417,14 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
             summary.ok += 1
         else:
             summary.failed += 1
-        if on_finished is not None:
-            on_finished(f, scheduler.generated_tokens)
+        if on_progress is not None:
+            on_progress(1, scheduler.generated_tokens)
+
+    def step() -> None:
+        for f in scheduler.step():
+            finish(f)
+        if on_progress is not None:
+            on_progress(0, scheduler.generated_tokens)
 
     try:
         for record in records:
@@ -427,11 +446,9 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
                 continue
             scheduler.submit(Job(record.index, record.id, request))
             while len(scheduler.queue) >= scheduler.parallel:   # read ahead no further than needed
-                for f in scheduler.step():
-                    finish(f)
+                step()
         while scheduler.busy:
-            for f in scheduler.step():
-                finish(f)
+            step()
     except KeyboardInterrupt as e:
         summary.interruption = e
         writer.flush_pending()
