@@ -245,3 +245,29 @@ def test_smollm2_sigterm_leaves_valid_jsonl_and_resume_finishes(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(r["id"] for r in read_results(out)) == list(range(12))
+
+
+def test_smollm2_progress_bar_only_on_a_terminal(tmp_path):
+    model = smol_path()
+    inp = tmp_path / "prompts.txt"
+    inp.write_text("The sky is\nGrass is\n")
+    out = tmp_path / "out.jsonl"
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.run(batch_command("-m", model, "-i", inp, "-o", out, "-n", "2", "-c", "128"),
+                              stderr=slave, stdout=subprocess.PIPE, timeout=120)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:                                 # the pty closes with the child
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert b"records" in shown and b"2/2" in shown and b"tok/s" in shown
+    assert [r["id"] for r in read_results(out)] == [1, 2]
