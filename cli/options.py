@@ -1,0 +1,271 @@
+"""The `pygguf` command's options, in bundles, each building the params object it stands for.
+
+Every llama.cpp spelling is declared (llama.cpp also accepts `_` for `-` in long names, so
+`--repeat_penalty` is declared beside `--repeat-penalty`). Options default to None, meaning
+"not given": the defaults live once, in the params dataclasses (GenerationParams, ModelParams,
+pygguf.sampling.SamplerParams), and help texts read them from there.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import click
+
+from pygguf.generate import GenerationParams
+
+from .escapes import process_escapes
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    path: Path | None = None            # None: the default model (pygguf.paths)
+    n_ctx: int = 0                      # context size in tokens; 0 = the model's training context
+    n_threads: int = -1                 # <= 0: every usable CPU
+    n_threads_batch: int = -1           # <= 0: same as n_threads
+    n_batch: int = 2048                 # logical batch (llama.cpp -b)
+    n_ubatch: int = 512                 # physical batch: tokens per model.eval chunk (-ub)
+    n_gpu_layers: int | None = None     # accepted for compatibility; there is no GPU backend
+    rope_freq_base: float | None = None     # None: from the GGUF
+    rope_freq_scale: float | None = None    # None: from the GGUF
+
+
+@dataclass(frozen=True)
+class DisplayParams:
+    color: bool = False                 # colour prompt vs generation (only on a terminal)
+    display_prompt: bool = True         # echo the prompt before the generated text
+    verbose_prompt: bool = False        # print the prompt's tokens on stderr
+    json: bool = False                  # one JSON object on stdout instead of streaming
+
+
+def spellings(*names: str) -> list[str]:
+    """The names as given, each dashed long name followed by its underscore twin."""
+    out: list[str] = []
+    for name in names:
+        out.append(name)
+        if name.startswith("--") and "-" in name[2:]:
+            out.append("--" + name[2:].replace("-", "_"))
+    return out
+
+
+def _default(cls, name: str) -> str:
+    for f in fields(cls):
+        if f.name == name:
+            return f"default: {f.default}"
+    raise KeyError(name)
+
+
+def _bundle(target: str, options: list, build):
+    """Decorator: add `options` to a command and hand their values to it as one `target` argument.
+
+    `build(values)` receives the options' values (None = not given) and returns the object.
+    """
+    names = [opt_name for opt_name, _ in options]
+
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names}
+            kwargs[target] = build(values)
+            return f(*args, **kwargs)
+        for _, option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+    return decorate
+
+
+def _given(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ---- model ------------------------------------------------------------------------------------
+
+_MODEL_OPTIONS = [
+    ("path", click.option(*spellings("-m", "--model"), "path", type=click.Path(path_type=Path),
+                          help="GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 that `make model` fetches)")),
+    ("n_ctx", click.option(*spellings("-c", "--ctx-size"), "n_ctx", type=int,
+                           help=f"context size in tokens, 0 = from the model ({_default(ModelParams, 'n_ctx')})")),
+    ("n_threads", click.option(*spellings("-t", "--threads"), "n_threads", type=int,
+                               help="threads for generation (default: every usable CPU; never more)")),
+    ("n_threads_batch", click.option(*spellings("-tb", "--threads-batch"), "n_threads_batch", type=int,
+                                     help="threads for prompt processing (default: same as --threads)")),
+    ("n_batch", click.option(*spellings("-b", "--batch-size"), "n_batch", type=int,
+                             help=f"logical batch size ({_default(ModelParams, 'n_batch')})")),
+    ("n_ubatch", click.option(*spellings("-ub", "--ubatch-size"), "n_ubatch", type=int,
+                              help=f"physical batch size ({_default(ModelParams, 'n_ubatch')})")),
+    ("n_gpu_layers", click.option(*spellings("-ngl", "--gpu-layers", "--n-gpu-layers"), "n_gpu_layers", type=int,
+                                  help="accepted for llama.cpp compatibility; ignored (CPU only)")),
+    ("rope_freq_base", click.option(*spellings("--rope-freq-base"), "rope_freq_base", type=float,
+                                    help="RoPE base frequency (default: from the model)")),
+    ("rope_freq_scale", click.option(*spellings("--rope-freq-scale"), "rope_freq_scale", type=float,
+                                     help="RoPE frequency scaling factor (default: from the model)")),
+]
+
+
+def _build_model_params(values: dict) -> ModelParams:
+    return ModelParams(**_given(values))
+
+
+model_options = _bundle("model", _MODEL_OPTIONS, _build_model_params)
+
+
+# ---- sampling ---------------------------------------------------------------------------------
+# Names are pygguf.sampling.SamplerParams fields; the command builds SamplerParams(**given).
+
+_SAMPLING_OPTIONS = [
+    ("temp", click.option(*spellings("--temp"), "temp", type=float, help="temperature; <= 0 is greedy")),
+    ("top_k", click.option(*spellings("--top-k"), "top_k", type=int, help="top-k sampling, <= 0 = off")),
+    ("top_p", click.option(*spellings("--top-p"), "top_p", type=float, help="top-p sampling, 1.0 = off")),
+    ("min_p", click.option(*spellings("--min-p"), "min_p", type=float, help="min-p sampling, 0.0 = off")),
+    ("typical_p", click.option(*spellings("--typical"), "typical_p", type=float,
+                               help="locally typical sampling, 1.0 = off")),
+    ("repeat_penalty", click.option(*spellings("--repeat-penalty"), "repeat_penalty", type=float,
+                                    help="penalise repeated tokens, 1.0 = off")),
+    ("repeat_last_n", click.option(*spellings("--repeat-last-n"), "repeat_last_n", type=int,
+                                   help="last N tokens (prompt included) the penalties look at, 0 = off")),
+    ("presence_penalty", click.option(*spellings("--presence-penalty"), "presence_penalty", type=float,
+                                      help="presence penalty, 0.0 = off")),
+    ("frequency_penalty", click.option(*spellings("--frequency-penalty"), "frequency_penalty", type=float,
+                                       help="frequency penalty, 0.0 = off")),
+    ("seed", click.option(*spellings("-s", "--seed"), "seed", type=int, help="RNG seed, -1 = random")),
+    ("top_n_sigma", click.option(*spellings("--top-nsigma"), "top_n_sigma", type=float,
+                                 help="top-n-sigma sampling, <= 0 = off")),
+    ("dynatemp_range", click.option(*spellings("--dynatemp-range"), "dynatemp_range", type=float,
+                                    help="dynamic temperature range, 0.0 = off")),
+    ("dynatemp_exponent", click.option(*spellings("--dynatemp-exp"), "dynatemp_exponent", type=float,
+                                       help="dynamic temperature exponent")),
+    ("xtc_probability", click.option(*spellings("--xtc-probability"), "xtc_probability", type=float,
+                                     help="XTC probability, 0.0 = off")),
+    ("xtc_threshold", click.option(*spellings("--xtc-threshold"), "xtc_threshold", type=float,
+                                   help="XTC threshold, > 0.5 = off")),
+    ("mirostat", click.option(*spellings("--mirostat"), "mirostat", type=int,
+                              help="Mirostat: 0 = off, 1 = Mirostat, 2 = Mirostat 2.0")),
+    ("mirostat_lr", click.option(*spellings("--mirostat-lr"), "mirostat_lr", type=float,
+                                 help="Mirostat learning rate (eta)")),
+    ("mirostat_ent", click.option(*spellings("--mirostat-ent"), "mirostat_ent", type=float,
+                                  help="Mirostat target entropy (tau)")),
+    ("dry_multiplier", click.option(*spellings("--dry-multiplier"), "dry_multiplier", type=float,
+                                    help="DRY multiplier, 0.0 = off")),
+    ("dry_base", click.option(*spellings("--dry-base"), "dry_base", type=float, help="DRY base")),
+    ("dry_allowed_length", click.option(*spellings("--dry-allowed-length"), "dry_allowed_length", type=int,
+                                        help="DRY allowed repeat length")),
+    ("dry_penalty_last_n", click.option(*spellings("--dry-penalty-last-n"), "dry_penalty_last_n", type=int,
+                                        help="DRY window, -1 = context size, 0 = off")),
+    ("dry_sequence_breakers", click.option(*spellings("--dry-sequence-breaker"), "dry_sequence_breakers",
+                                           multiple=True, help="DRY sequence breaker (repeatable; 'none' = none)")),
+    ("samplers", click.option(*spellings("--samplers"), "samplers",
+                              help="sampler order, ';'-separated (e.g. 'top_k;top_p;temperature')")),
+    ("sampling_seq", click.option(*spellings("--sampling-seq"), "sampling_seq",
+                                  help="sampler order as letters (e.g. 'kpt')")),
+    ("logit_bias", click.option(*spellings("-l", "--logit-bias"), "logit_bias", multiple=True,
+                                help="TOKEN_ID(+/-)BIAS added to a logit (repeatable), e.g. 15043+1")),
+]
+
+
+def _build_sampling(values: dict) -> dict:
+    """The SamplerParams fields that were given (llama.cpp spellings folded onto fields)."""
+    given = _given(values)
+    sequence = given.pop("sampling_seq", None)
+    if sequence is not None:
+        given.setdefault("samplers", sequence)
+    breakers = given.pop("dry_sequence_breakers")
+    if breakers:
+        given["dry_sequence_breakers"] = [] if "none" in breakers else list(breakers)
+    biases = given.pop("logit_bias")
+    if biases:
+        from pygguf.sampling import parse_logit_bias
+        given["logit_bias"] = dict(_parse_bias(parse_logit_bias, spec) for spec in biases)
+    return given
+
+
+def _parse_bias(parse, spec: str):
+    try:
+        return parse(spec)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'-l'") from None
+
+
+sampling_options = _bundle("sampling", _SAMPLING_OPTIONS, _build_sampling)
+
+
+# ---- generation -------------------------------------------------------------------------------
+
+def read_prompt_file(path: Path) -> str:
+    """The file's text with one trailing newline removed, as llama.cpp's -f does."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {str(path)!r}: {e.strerror or e}", param_hint="'-f'") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _remember_prompt(ctx: click.Context, param: click.Parameter, value):
+    """-p and -f both set the prompt; as in llama.cpp the later one on the command line wins.
+
+    Click runs the callbacks of given options in command-line order, so the last one to run is it.
+    """
+    if value is not None:
+        ctx.meta["pygguf.prompt"] = read_prompt_file(value) if param.name == "file" else value
+    return value
+
+
+_GENERATION_OPTIONS = [
+    ("prompt", click.option(*spellings("-p", "--prompt"), "prompt", callback=_remember_prompt,
+                            help="prompt to start generation with")),
+    ("file", click.option(*spellings("-f", "--file"), "file", type=click.Path(path_type=Path),
+                          callback=_remember_prompt, help="read the prompt from a file")),
+    ("n_predict", click.option(*spellings("-n", "--n-predict", "--predict"), "n_predict", type=int,
+                               help="tokens to generate: -1 = until end of text (shifting the context when it "
+                                    f"fills), -2 = until the context is full ({_default(GenerationParams, 'n_predict')})")),
+    ("n_keep", click.option(*spellings("--keep"), "n_keep", type=int,
+                            help="prompt tokens kept when the context shifts, -1 = all "
+                                 f"({_default(GenerationParams, 'n_keep')})")),
+    ("ignore_eos", click.option(*spellings("--ignore-eos"), "ignore_eos", is_flag=True, default=None,
+                                help="never end on an end-of-generation token")),
+    ("reverse_prompts", click.option(*spellings("-r", "--reverse-prompt"), "reverse_prompts", multiple=True,
+                                     help="stop when this text is generated (repeatable)")),
+    ("no_context_shift", click.option(*spellings("--no-context-shift"), "no_context_shift", is_flag=True,
+                                      default=None, help="stop when the context is full instead of shifting it")),
+    ("escape", click.option("-e", "--escape/--no-escape", "escape", default=True,
+                            help="process \\n \\r \\t \\' \\\" \\\\ \\xHH in the prompt and reverse prompts (default: on)")),
+]
+
+
+def _build_generation(values: dict) -> tuple[GenerationParams, str]:
+    """GenerationParams and the prompt text, escapes processed unless --no-escape."""
+    escape = values["escape"]
+    prompt = click.get_current_context().meta.get("pygguf.prompt", "")
+    reverse = tuple(process_escapes(r) if escape else r for r in values["reverse_prompts"])
+    given = _given({
+        "n_predict": values["n_predict"],
+        "n_keep": values["n_keep"],
+        "ignore_eos": values["ignore_eos"],
+        "context_shift": False if values["no_context_shift"] else None,
+    })
+    params = GenerationParams(reverse_prompts=reverse, **given)
+    return params, (process_escapes(prompt) if escape else prompt)
+
+
+generation_options = _bundle("generation", _GENERATION_OPTIONS, _build_generation)
+
+
+# ---- display ----------------------------------------------------------------------------------
+
+_DISPLAY_OPTIONS = [
+    ("color", click.option(*spellings("-co", "--color"), "color", is_flag=True, default=None,
+                           help="colour the prompt and the generated text differently (on a terminal)")),
+    ("display_prompt", click.option("--display-prompt/--no-display-prompt", "display_prompt", default=None,
+                                    help="echo the prompt (default: on)")),
+    ("verbose_prompt", click.option(*spellings("--verbose-prompt"), "verbose_prompt", is_flag=True, default=None,
+                                    help="print the prompt's tokens on stderr before generating")),
+    ("json", click.option("--json", "json", is_flag=True, default=None,
+                          help="print one JSON object (text, tokens, stop reason, timings, seed) instead of streaming")),
+]
+
+
+def _build_display(values: dict) -> DisplayParams:
+    return DisplayParams(**_given(values))
+
+
+display_options = _bundle("display", _DISPLAY_OPTIONS, _build_display)

@@ -1,0 +1,168 @@
+"""Small deterministic stand-ins for Model, Tokenizer and Sampler, to test the generator and CLI.
+
+FakeTokenizer: ids 0..255 are single bytes (so a UTF-8 character can split across tokens), then
+three specials (<s>, </s>, <|eot|>), then a few multi-byte words. FakeModel returns logits whose
+argmax is the next entry of a script, one entry per eval() call. FakeSampler is greedy.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+BOS, EOS, EOT = 256, 257, 258
+SPECIALS = {BOS: "<s>", EOS: "</s>", EOT: "<|eot|>"}
+WORDS = ["Hello", " world", " STOP", "!"]
+WORD_IDS = {w: 259 + i for i, w in enumerate(WORDS)}
+N_VOCAB = 259 + len(WORDS)
+
+
+def byte_tokens(text: str) -> list[int]:
+    return list(text.encode("utf-8"))
+
+
+class FakeStreamDecoder:
+    def __init__(self, tokenizer: FakeTokenizer, special: bool):
+        self.tokenizer = tokenizer
+        self.special = special
+        self.pending = b""
+
+    def push(self, token: int) -> str:
+        self.pending += self.tokenizer.token_to_bytes(token, self.special)
+        for cut in range(len(self.pending), max(-1, len(self.pending) - 4), -1):
+            try:
+                text = self.pending[:cut].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self.pending = self.pending[cut:]
+            return text
+        text, self.pending = self.pending.decode("utf-8", "replace"), b""
+        return text
+
+    def flush(self) -> str:
+        text, self.pending = self.pending.decode("utf-8", "replace"), b""
+        return text
+
+
+class FakeTokenizer:
+    n_vocab = N_VOCAB
+    bos_id, eos_id, eot_id = BOS, EOS, EOT
+    eog_ids = {EOS, EOT}
+    add_bos, add_eos = True, False
+
+    def encode(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        ids = [BOS] if add_special and self.add_bos else []
+        i = 0
+        while i < len(text):
+            match = None
+            candidates = list(WORD_IDS.items())
+            if parse_special:
+                candidates += [(s, t) for t, s in SPECIALS.items()]
+            for piece, token in candidates:
+                if text.startswith(piece, i) and (match is None or len(piece) > len(match[0])):
+                    match = (piece, token)
+            if match:
+                ids.append(match[1])
+                i += len(match[0])
+            else:
+                ids += byte_tokens(text[i])
+                i += 1
+        return ids
+
+    def token_to_bytes(self, token: int, special: bool = False) -> bytes:
+        if token < 256:
+            return bytes([token])
+        if token in SPECIALS:
+            return SPECIALS[token].encode() if special else b""
+        return WORDS[token - 259].encode()
+
+    def decode(self, ids, special: bool = False) -> str:
+        return b"".join(self.token_to_bytes(t, special) for t in ids).decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        return token in self.eog_ids
+
+    def stream_decoder(self, special: bool = False) -> FakeStreamDecoder:
+        return FakeStreamDecoder(self, special)
+
+
+class FakeModel:
+    """eval() call k returns logits peaking at script[k] (the last entry repeats)."""
+
+    def __init__(self, script: list[int], n_ctx: int = 64, n_ctx_train: int = 64, interrupt_at: int | None = None):
+        self.script = list(script)
+        self.n_ctx = n_ctx
+        self.n_past = 0
+        self.tokenizer = FakeTokenizer()
+        self.config = SimpleNamespace(n_vocab=N_VOCAB, n_ctx_train=n_ctx_train)
+        self.metadata = {}
+        self.interrupt_at = interrupt_at
+        self.calls: list[list[int]] = []
+        self.shifts: list[tuple[int, int]] = []
+        self.closed = False
+        self._logits = np.zeros(N_VOCAB, dtype=np.float32)
+
+    def eval(self, tokens: list[int]) -> np.ndarray:
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.n_past + len(tokens) > self.n_ctx:
+            raise AssertionError(f"context overflow: n_past {self.n_past} + {len(tokens)} > {self.n_ctx}")
+        step = min(len(self.calls), len(self.script) - 1)
+        self.calls.append(list(tokens))
+        self.n_past += len(tokens)
+        self._logits[:] = 0.0
+        self._logits[self.script[step]] = 10.0
+        return self._logits                 # reused buffer, like the real model
+
+    def reset(self) -> None:
+        self.n_past = 0
+
+    def shift(self, keep: int, discard: int) -> None:
+        assert 0 < discard and keep + discard <= self.n_past
+        self.shifts.append((keep, discard))
+        self.n_past -= discard
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSamplerParams(dict):
+    """Stands in for pygguf.sampling.SamplerParams: keeps whatever options were given."""
+
+    def __init__(self, **given):
+        super().__init__(given)
+
+
+class FakeSampler:
+    """Greedy; records what it was built with and what it accepted."""
+
+    def __init__(self, params=None, n_vocab: int = N_VOCAB, eog_ids=(), **kwargs):
+        self.params = params
+        self.kwargs = kwargs
+        self.n_vocab = n_vocab
+        self.eog_ids = set(eog_ids)
+        self.seed = 1234
+        self.accepted: list[int] = []
+        self.resets = 0
+
+    def sample(self, logits: np.ndarray) -> int:
+        assert logits.shape == (self.n_vocab,)
+        return int(np.argmax(logits))
+
+    def accept(self, token: int) -> None:
+        self.accepted.append(token)
+
+    def reset(self) -> None:
+        self.accepted.clear()
+        self.resets += 1
+
+    def chain_description(self) -> str:
+        return "sampler chain: logits -> greedy"
+
+    def params_description(self) -> str:
+        return "sampler params: \n\tgreedy"
+
+
+def tokens_of(text: str) -> list[int]:
+    """The ids FakeTokenizer gives `text` (no BOS)."""
+    return FakeTokenizer().encode(text, add_special=False)

@@ -1,0 +1,50 @@
+"""A real SIGINT to a running `pygguf` process (fake model): clean stop, perf block, exit 130."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from cli_fakes import FakeModel, FakeSampler, FakeSamplerParams, tokens_of
+    from pygguf_cli.main import cli
+    from pygguf_cli.runtime import Runtime
+
+    class SlowModel(FakeModel):
+        def eval(self, tokens):
+            time.sleep(0.01)
+            return super().eval(tokens)
+
+    runtime = Runtime(load_model=lambda path, **kw: SlowModel(tokens_of("a"), n_ctx=1 << 20),
+                      make_sampler=FakeSampler, sampler_params=FakeSamplerParams, errors=())
+    cli.main(args=sys.argv[1:], prog_name="pygguf", obj=runtime)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_while_generating(tmp_path):
+    model = tmp_path / "fake.gguf"
+    model.write_bytes(b"GGUF")
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    proc = subprocess.Popen([sys.executable, str(script), "-m", str(model), "-p", "Q", "-n", "-1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(4) == b"Qaaa"             # generation is under way
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    err_lines = err.decode().splitlines()
+    assert "Traceback" not in err.decode()
+    assert any(line.startswith("llama_perf_context_print:        eval time =") for line in err_lines)
+    assert err_lines[-1] == "Interrupted by user"
+    assert set((out.rstrip(b"\n"))) <= {ord("a")}
