@@ -1,0 +1,171 @@
+"""`pygguf-batch`: run every prompt of a file through a model, one JSONL result per prompt.
+
+    pygguf-batch -m model.gguf -i prompts.jsonl -o results.jsonl [--resume] [--parallel N] ...
+
+The output holds only results (and error records): without -o they go to stdout. A progress bar
+goes to stderr when it is a terminal, nothing otherwise but one-line notices and errors. Exit
+status: 0 when every record succeeded, 1 when any failed (or the run could not start),
+130 after Ctrl+C / 143 after SIGTERM (every finished record is in the output: --resume goes on).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import click
+
+EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so finished records are written before we leave."""
+
+
+def _on_sigterm(_signum, _frame):
+    raise Terminated()
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+class Progress:
+    """A rich progress bar on stderr (records, generated tokens/s, ETA), or nothing when stderr
+    is not a terminal."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        self.t0 = time.perf_counter()
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+            TimeRemainingColumn
+        self.bar = RichProgress(TextColumn("records"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+        self.task = self.bar.add_task("batch", total=total, rate="")
+        self.bar.start()
+
+    def advance(self, n_records: int, generated_tokens: int) -> None:
+        if self.bar is None:
+            return
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(self.task, advance=n_records, rate=f"{generated_tokens / elapsed:6.1f} tok/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _load_llm(model_path: str, n_ctx: int | None, n_threads: int, n_batch: int):
+    from pygguf.api import Llama
+    return Llama(model_path, n_ctx=n_ctx or 0, n_threads=n_threads, n_batch=n_batch)
+
+
+def _model_errors() -> tuple[type[BaseException], ...]:
+    from pygguf.gguf import GGUFError
+    from pygguf.kernels import KernelError
+    from pygguf.model import ModelError
+    from pygguf.tokenizer import TokenizerError
+    return (GGUFError, ModelError, KernelError, TokenizerError, OSError, ValueError)
+
+
+@click.command("pygguf-batch", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="GGUF model file.")
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Prompts: JSONL records {id, prompt | messages, ...} or plain text, one prompt per line.")
+@click.option("-o", "--output", "output_path", default="-", show_default=True,
+              help="Results (JSONL); '-' is stdout.")
+@click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "text"]), default="auto",
+              show_default=True, help="Input format (auto: .jsonl/.json or a first line starting with '{').")
+@click.option("--parallel", "-np", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sequences decoded together (today: accepted, decoded one at a time).")
+@click.option("-t", "--threads", "n_threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("-c", "--ctx-size", "n_ctx", type=click.IntRange(min=0), default=2048, show_default=True,
+              help="Context size (0: the model's default).")
+@click.option("-b", "--batch-size", "n_batch", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Prompt tokens per forward pass.")
+@click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=256, show_default=True,
+              help="Tokens to generate per record (-1: until end of generation or a full context).")
+@click.option("--temp", type=float, default=0.8, show_default=True)
+@click.option("--top-k", type=int, default=40, show_default=True)
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True)
+@click.option("--min-p", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True)
+@click.option("--repeat-penalty", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True)
+@click.option("-s", "--seed", type=click.IntRange(-1, 2**32 - 1), default=-1, show_default=True,
+              help="Seed for every record without its own (-1: random per record; each result says its seed).")
+@click.option("--stop", "stop", multiple=True, help="Stop string (repeatable); records may set their own.")
+@click.option("--logprobs", type=click.IntRange(min=0), default=None,
+              help="Write each generated token's log-probability and the top N alternatives.")
+@click.option("--resume", is_flag=True, help="Skip records whose id is already in the output file.")
+@click.option("--unordered", is_flag=True, help="Write results as they finish, not in input order.")
+@click.pass_context
+def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, n_predict,
+         temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered):
+    from pygguf.batch import (BatchDefaults, ResultWriter, completed_ids, count_records, fd_writer, read_records,
+                              run_batch, stream_writer)
+
+    to_stdout = output_path == "-"
+    if resume and to_stdout:
+        raise click.UsageError("--resume needs an output file (-o FILE)")
+    if parallel > 1:
+        log(f"note: --parallel {parallel}: sequences are decoded one at a time for now "
+            "(batched decoding needs multi-sequence KV cache support in the forward pass)")
+
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n_threads > n_cpus:          # the pool's barriers spin: more threads than CPUs only waits
+        log(f"warning: -t {n_threads} is more than the {n_cpus} CPUs available; using {n_cpus} threads")
+        n_threads = n_cpus
+
+    load = (ctx.obj or {}).get("load_llm", _load_llm)
+    try:
+        llm = load(model_path, n_ctx, n_threads, n_batch)
+    except _model_errors() as e:
+        log(f"error: cannot load {model_path}: {e}")
+        ctx.exit(EXIT_FAILED)
+
+    fd = None
+    try:
+        skip = completed_ids(output_path) if resume else set()
+        if to_stdout:
+            sys.stdout.flush()
+            write = stream_writer(getattr(sys.stdout, "buffer", sys.stdout))
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
+            fd = os.open(output_path, flags, 0o644)
+            write = fd_writer(fd)
+    except OSError as e:
+        log(f"error: cannot open {output_path}: {e}")
+        ctx.exit(EXIT_FAILED)
+
+    progress = Progress(count_records(input_path) - len(skip), enabled=sys.stderr.isatty())
+    writer = ResultWriter(write, ordered=not unordered)
+    defaults = BatchDefaults(n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                             repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop), logprobs=logprobs)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        summary = run_batch(llm, read_records(input_path, input_format), writer, defaults, skip=skip,
+                            parallel=parallel, on_progress=progress.advance)
+        terminated = isinstance(summary.interruption, Terminated)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.close()
+        if fd is not None:
+            os.close(fd)
+    if summary.interrupted:
+        log(f"interrupted: {summary.ok + summary.failed} records written; rerun with --resume to go on")
+        ctx.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+    if summary.failed:
+        log(f"{summary.failed} of {summary.ok + summary.failed} records failed (see their \"error\" field)")
+        ctx.exit(EXIT_FAILED)
+    ctx.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

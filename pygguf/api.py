@@ -1,0 +1,207 @@
+"""The Python API, shaped like llama-cpp-python's `Llama` so scripts written for it read the same.
+
+    from pygguf import Llama
+    llm = Llama("model.gguf", n_ctx=2048, seed=42)
+    out = llm("Q: Name the planets. A:", max_tokens=32, stop=["Q:", "\\n"])
+    print(out["choices"][0]["text"])
+    for chunk in llm("Once upon a time", stream=True):
+        print(chunk["choices"][0]["text"], end="")
+    llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}])
+
+Decoding goes through pygguf.completion (the same token loop as pygguf-batch). A fixed seed (per
+call, or the Llama's) gives the same text every time, whatever was run before: each call starts a
+fresh sampler, and a prompt prefix reused from the KV cache gives the same logits as recomputing it.
+With seed=-1 (the default) every call draws a new random seed.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from pygguf.completion import CompletionRequest, SerialEngine, Sequence as DecodeSequence
+from pygguf.completion import FINISH_EOS, FINISH_STOP
+from pygguf.sampling import SamplerParams
+
+__all__ = ["Llama"]
+
+
+def api_finish_reason(reason: str | None) -> str | None:
+    """OpenAI's two words: "stop" (end of generation or a stop string) or "length" (budget or context)."""
+    if reason is None:
+        return None
+    return "stop" if reason in (FINISH_EOS, FINISH_STOP) else "length"
+
+
+def _stop_tuple(stop) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,)
+    return tuple(s for s in stop if s)
+
+
+class Llama:
+    def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int | None = None,
+                 n_batch: int = 512, seed: int = -1, verbose: bool = False, model=None):
+        """`model` (tests): an already-built object with Model's interface, used instead of loading."""
+        self.model_path = os.fspath(model_path)
+        self.verbose = verbose
+        self.seed = int(seed)
+        if model is None:
+            from pygguf.model import Model      # the C extension loads only when a model does
+            if verbose:
+                import sys
+                print(f"pygguf: loading {self.model_path}", file=sys.stderr)
+            model = Model.load(self.model_path, n_ctx=n_ctx or None, n_threads=n_threads or 2, n_batch=n_batch)
+        self.model = model
+        self.tokenizer = model.tokenizer
+        self.engine = SerialEngine(model, self.tokenizer)
+        self._chat = None
+
+    # ---- tokens ----------------------------------------------------------------------------
+
+    def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
+        """BOS is added when add_bos and the model asks for one (llama-cpp-python's rule)."""
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8", errors="replace")
+        return self.tokenizer.encode(text, add_special=add_bos, parse_special=special)
+
+    def detokenize(self, tokens: Iterable[int], special: bool = False) -> bytes:
+        return b"".join(self.tokenizer.token_to_bytes(int(t), special) for t in tokens)
+
+    def n_ctx(self) -> int:
+        return self.model.n_ctx
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def _request(self, prompt_tokens: list[int], *, max_tokens, temperature, top_k, top_p, min_p,
+                 repeat_penalty, stop, seed, logprobs) -> CompletionRequest:
+        seed = self.seed if seed is None else int(seed)
+        sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p),
+                                 min_p=float(min_p), repeat_penalty=float(repeat_penalty), seed=seed)
+        n_predict = -1 if max_tokens is None or max_tokens <= 0 else int(max_tokens)
+        return CompletionRequest(list(prompt_tokens), n_predict=n_predict, sampling=sampling,
+                                 stop=_stop_tuple(stop), logprobs=None if logprobs is None else int(logprobs))
+
+    def _prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenize(prompt, add_bos=True, special=True)
+        return [int(t) for t in prompt]
+
+    def _logprobs_dict(self, seq: DecodeSequence) -> dict | None:
+        if seq.request.logprobs is None:
+            return None
+        texts, offsets, chosen, tops = [], [], [], []
+        offset = 0
+        for lp in seq.logprobs:
+            piece = self.tokenizer.token_to_bytes(lp.token).decode("utf-8", errors="replace")
+            texts.append(piece)
+            offsets.append(offset)
+            offset += len(piece)
+            chosen.append(lp.logprob)
+            tops.append({self.tokenizer.token_to_bytes(t).decode("utf-8", errors="replace"): v for t, v in lp.top})
+        return {"tokens": texts, "text_offset": offsets, "token_logprobs": chosen, "top_logprobs": tops}
+
+    @staticmethod
+    def _usage(seq: DecodeSequence) -> dict:
+        n_prompt, n_done = len(seq.request.prompt_tokens), len(seq.tokens)
+        return {"prompt_tokens": n_prompt, "completion_tokens": n_done, "total_tokens": n_prompt + n_done}
+
+    # ---- completion ------------------------------------------------------------------------
+
+    def create_completion(self, prompt: str | Sequence[int], max_tokens: int | None = 16, temperature: float = 0.8,
+                          top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                          stop: str | Sequence[str] | None = None, seed: int | None = None, stream: bool = False,
+                          logprobs: int | None = None):
+        request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
+                                top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
+                                seed=seed, logprobs=logprobs)
+        seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
+        head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
+                "model": self.model_path}
+        if stream:
+            return self._stream_completion(seq, head)
+        for _ in self.engine.stream(seq):
+            pass
+        return dict(head, choices=[{"text": seq.text, "index": 0, "logprobs": self._logprobs_dict(seq),
+                                    "finish_reason": api_finish_reason(seq.finish_reason)}],
+                    usage=self._usage(seq))
+
+    __call__ = create_completion
+
+    def _stream_completion(self, seq: DecodeSequence, head: dict) -> Iterator[dict]:
+        for delta in self.engine.stream(seq):
+            yield dict(head, choices=[{"text": delta, "index": 0, "logprobs": None, "finish_reason": None}])
+        yield dict(head, choices=[{"text": "", "index": 0, "logprobs": self._logprobs_dict(seq),
+                                   "finish_reason": api_finish_reason(seq.finish_reason)}],
+                   usage=self._usage(seq))
+
+    def batch(self, prompts: Iterable[str | Sequence[int]], **kwargs) -> list[dict]:
+        """One completion dict per prompt, in order. Consecutive prompts sharing a prefix evaluate
+        it once. Sequences are decoded one at a time (see pygguf.batch for the batched design)."""
+        if kwargs.get("stream"):
+            raise ValueError("batch() does not stream; call the Llama once per prompt with stream=True")
+        return [self.create_completion(p, **kwargs) for p in prompts]
+
+    # ---- chat ------------------------------------------------------------------------------
+
+    @property
+    def chat_formatter(self):
+        if self._chat is None:
+            from pygguf.chat import ChatFormatter
+            self._chat = ChatFormatter.from_metadata(self.model.metadata)
+        return self._chat
+
+    def chat_prompt_tokens(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        """The messages rendered with the model's chat template, tokenized (one BOS at most)."""
+        text = self.chat_formatter.render(messages, add_generation_prompt=True)
+        ids = self.tokenizer.encode(text, add_special=True, parse_special=True)
+        bos = self.tokenizer.bos_id
+        if len(ids) >= 2 and bos is not None and ids[0] == ids[1] == bos:
+            ids = ids[1:]                       # the template wrote BOS as text too
+        return ids
+
+    def create_chat_completion(self, messages: Sequence[Mapping[str, str]], max_tokens: int | None = None,
+                               temperature: float = 0.2, top_k: int = 40, top_p: float = 0.95,
+                               min_p: float = 0.05, repeat_penalty: float = 1.0,
+                               stop: str | Sequence[str] | None = None, seed: int | None = None,
+                               stream: bool = False, logprobs: int | None = None):
+        request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
+                                top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
+                                seed=seed, logprobs=logprobs)
+        seq = self.engine.new_sequence(request)
+        head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
+        if stream:
+            return self._stream_chat(seq, head)
+        for _ in self.engine.stream(seq):
+            pass
+        return dict(head, object="chat.completion",
+                    choices=[{"index": 0, "message": {"role": "assistant", "content": seq.text},
+                              "logprobs": self._logprobs_dict(seq),
+                              "finish_reason": api_finish_reason(seq.finish_reason)}],
+                    usage=self._usage(seq))
+
+    def _stream_chat(self, seq: DecodeSequence, head: dict) -> Iterator[dict]:
+        chunk = dict(head, object="chat.completion.chunk")
+        yield dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant"}, "logprobs": None,
+                                    "finish_reason": None}])
+        for delta in self.engine.stream(seq):
+            yield dict(chunk, choices=[{"index": 0, "delta": {"content": delta}, "logprobs": None,
+                                        "finish_reason": None}])
+        yield dict(chunk, choices=[{"index": 0, "delta": {}, "logprobs": None,
+                                    "finish_reason": api_finish_reason(seq.finish_reason)}])
+
+    # ---- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        close = getattr(self.model, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

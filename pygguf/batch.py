@@ -1,0 +1,455 @@
+"""Batch runs: many prompts from a file, one JSONL result per prompt, never losing finished work.
+
+    records  = read_records(path)                    # Record (or a BadRecord that becomes an error line)
+    writer   = ResultWriter(out, ordered=True)        # each line written and flushed as soon as it may be
+    run_batch(llm, records, writer, defaults)        # -> BatchSummary
+
+The pieces, one concern each:
+- read_records / parse_record: JSONL (`{"id", "prompt" | "messages", per-record parameters}`) or a
+  plain text file (one prompt per line, id = line number). A bad record is not an exception: it
+  becomes a BadRecord and, in the output, `{"id": ..., "error": "..."}`.
+- Scheduler: owns the decoding of admitted records; `step()` advances the decode by one token and
+  returns the records that finished. Today it drives ONE sequence at a time through
+  pygguf.completion.SerialEngine (the model's single-sequence KV cache, a shared prompt prefix with
+  the previous record reused through model.truncate). A batched decoder replaces only the inside of
+  `step()`: admit up to `parallel` sequences, build one forward batch of their next tokens (each
+  with its own sequence id and position), hand each its row of logits, retire finished ones and
+  admit the next (continuous batching). The Sequence objects (sampling, stop strings, UTF-8,
+  logprobs) do not change.
+- ResultWriter: one whole line per write() on an unbuffered file, so a kill leaves at worst a torn
+  last line (which --resume cuts off); input order kept by holding early finishers until every
+  record before them is written (`ordered=False` writes them at once).
+- completed_ids: what --resume skips.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from pygguf.chat import ChatTemplateError
+from pygguf.completion import CompletionRequest, EmptyPrompt, Sequence, SerialEngine
+from pygguf.generate import PromptTooLong
+from pygguf.sampling import SamplerParams
+from pygguf.samplers.candidates import SamplerError
+
+__all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record",
+           "Scheduler", "ResultWriter", "completed_ids", "run_batch", "BatchSummary", "result_record"]
+
+
+class RecordError(ValueError):
+    """A record that cannot be run (bad JSON, missing prompt, bad parameter, prompt too long)."""
+
+
+@dataclass(frozen=True)
+class BatchDefaults:
+    """Parameters for records that do not set their own."""
+    n_predict: int = 256
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int = -1                  # -1: a random seed per record (written in its result, to replay it)
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+
+
+@dataclass
+class Record:
+    index: int                      # position in the input (0-based), for ordering
+    id: object                      # str or int, as given (or the line number)
+    prompt: str | None = None
+    messages: list | None = None
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class BadRecord:
+    index: int
+    id: object
+    error: str
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+# per-record parameter -> (check, description for the error)
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+PARAMS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "n_predict": (lambda v: _is_int(v) and v >= -1, "an integer >= -1"),
+    "temperature": (lambda v: _is_number(v), "a number"),
+    "top_k": (lambda v: _is_int(v), "an integer"),
+    "top_p": (lambda v: _is_number(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "min_p": (lambda v: _is_number(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "repeat_penalty": (lambda v: _is_number(v) and v > 0.0, "a number > 0"),
+    "seed": (lambda v: _is_int(v) and -1 <= v < 2**32, "an integer in [-1, 2^32)"),
+    "stop": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
+             "a string or a list of strings"),
+}
+
+
+def parse_record(index: int, line_number: int, line: str) -> Record | BadRecord:
+    """One JSONL line -> a Record, or a BadRecord saying what is wrong (id = line number if unknown)."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as e:
+        return BadRecord(index, line_number, f"line {line_number}: invalid JSON: {e}")
+    if not isinstance(obj, dict):
+        return BadRecord(index, line_number, f"line {line_number}: a record must be a JSON object")
+    rid = obj.get("id", line_number)
+    if not (_is_int(rid) or isinstance(rid, str)):
+        return BadRecord(index, line_number, f"line {line_number}: id must be a string or an integer")
+    prompt, messages = obj.get("prompt"), obj.get("messages")
+    if (prompt is None) == (messages is None):
+        return BadRecord(index, rid, "a record needs exactly one of 'prompt' or 'messages'")
+    if prompt is not None and not isinstance(prompt, str):
+        return BadRecord(index, rid, "'prompt' must be a string")
+    if messages is not None and not isinstance(messages, list):
+        return BadRecord(index, rid, "'messages' must be a list of {role, content}")
+    params = {}
+    for name, (ok, what) in PARAMS.items():
+        if name in obj:
+            if not ok(obj[name]):
+                return BadRecord(index, rid, f"bad parameter {name}={obj[name]!r}: must be {what}")
+            params[name] = obj[name]
+    return Record(index, rid, prompt=prompt, messages=messages, params=params)
+
+
+def looks_like_jsonl(path: str) -> bool:
+    if path.endswith((".jsonl", ".ndjson", ".json")):
+        return True
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                return line.lstrip().startswith("{")
+    return False
+
+
+def read_records(path: str, fmt: str = "auto") -> Iterator[Record | BadRecord]:
+    """Records in input order; blank lines are skipped (ids stay line numbers)."""
+    jsonl = looks_like_jsonl(path) if fmt == "auto" else fmt == "jsonl"
+    index = 0
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+        for line_number, line in enumerate(f, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            yield parse_record(index, line_number, line) if jsonl else Record(index, line_number, prompt=line)
+            index += 1
+
+
+def count_records(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def id_key(rid) -> str:
+    """Ids compare as JSON values: 7 and "7" are different records."""
+    return json.dumps(rid)
+
+
+def completed_ids(path: str) -> set[str]:
+    """Ids (as id_key) already in an output file, for --resume. A torn last line (a run killed
+    mid-write) is cut off the file so appended records start on a fresh line."""
+    done: set[str] = set()
+    if not os.path.exists(path):
+        return done
+    with open(path, "r+b") as f:
+        data = f.read()
+        good_end = 0
+        pos = 0
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break                                   # no newline: torn
+            line = data[pos:nl]
+            pos = nl + 1
+            if not line.strip():
+                good_end = pos
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                if pos >= len(data):
+                    break                               # an unparsable last line: torn too
+                continue                                # a damaged line inside: its record reruns
+            if isinstance(obj, dict) and "id" in obj:
+                done.add(id_key(obj["id"]))
+            good_end = pos
+        if good_end < len(data):
+            f.truncate(good_end)
+    return done
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+class ResultWriter:
+    """Writes result lines as soon as allowed. Ordered: a result waits until every record before
+    it (by input index) was written or skipped. `write_bytes` gets one whole line at a time and
+    must not return before it is out of the process (see fd_writer, stream_writer)."""
+
+    def __init__(self, write_bytes: Callable[[bytes], None], ordered: bool = True,
+                 on_line: Callable[[dict], None] | None = None):
+        self.write_bytes = write_bytes
+        self.ordered = ordered
+        self.next_index = 0
+        self.pending: dict[int, dict | None] = {}       # index -> record (None: skipped)
+        self.on_line = on_line
+
+    def _write(self, record: dict) -> None:
+        self.write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        if self.on_line is not None:
+            self.on_line(record)
+
+    def put(self, index: int, record: dict | None) -> None:
+        """A finished record (None: nothing to write, e.g. skipped by --resume)."""
+        if not self.ordered:
+            if record is not None:
+                self._write(record)
+            return
+        self.pending[index] = record
+        while self.next_index in self.pending:
+            ready = self.pending.pop(self.next_index)
+            if ready is not None:
+                self._write(ready)
+            self.next_index += 1
+
+    def flush_pending(self) -> None:
+        """On interruption: write whatever finished out of order too (finished work is never dropped)."""
+        for index in sorted(self.pending):
+            ready = self.pending.pop(index)
+            if ready is not None:
+                self._write(ready)
+
+
+def fd_writer(fd: int) -> Callable[[bytes], None]:
+    """Unbuffered: a line is in the kernel when write returns, so a kill cannot lose it."""
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
+
+
+def stream_writer(stream) -> Callable[[bytes], None]:
+    """For stdout (or any binary stream): write the line and flush it."""
+    def write(data: bytes) -> None:
+        stream.write(data)
+        stream.flush()
+    return write
+
+
+# ---- results -------------------------------------------------------------------------------
+
+def result_record(rid, seq: Sequence, tokenizer, logprobs: int | None) -> dict:
+    t = seq.timings.as_dict()
+    record = {
+        "id": rid,
+        "text": seq.text,
+        "tokens": list(seq.tokens),
+        "finish_reason": seq.finish_reason,
+        "prompt_tokens": len(seq.request.prompt_tokens),
+        "completion_tokens": len(seq.tokens),
+        "cached_prompt_tokens": seq.cached_prompt_tokens,
+        "seed": seq.seed,
+        "timings": {k: t[k] for k in ("prompt_eval_ms", "eval_ms", "sample_ms", "total_ms",
+                                       "prompt_tokens_per_second", "eval_tokens_per_second")},
+    }
+    if seq.stop_string is not None:
+        record["stop"] = seq.stop_string
+    if logprobs is not None:
+        def piece(tok: int) -> str:
+            return tokenizer.token_to_bytes(tok).decode("utf-8", errors="replace")
+        record["logprobs"] = [
+            {"token": lp.token, "text": piece(lp.token), "logprob": lp.logprob,
+             "top": [{"token": t, "text": piece(t), "logprob": v} for t, v in lp.top]}
+            for lp in seq.logprobs]
+    return record
+
+
+def error_record(rid, error: str) -> dict:
+    return {"id": rid, "error": error}
+
+
+# ---- scheduling ----------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    index: int
+    id: object
+    request: CompletionRequest
+
+
+@dataclass
+class Finished:
+    index: int
+    id: object
+    record: dict
+    ok: bool
+
+
+class Scheduler:
+    """Admits jobs and advances their decoding; `step()` returns the jobs that finished.
+
+    `parallel` is the number of sequences a batched decoder would keep in flight. The serial engine
+    keeps one: step() advances it by one token (prefill on admission).
+
+    What a batched step() needs from the forward pass (not there yet; see the design in the batch
+    issue): a KV cache of cells tagged (position, set of sequence ids) so a shared prompt prefix is
+    held once and seen by several sequences; a decode call taking, per token, (token id, position,
+    sequence id, logits wanted?) and returning one logits row per wanted token, attention of each
+    token restricted to the cells of its own sequence at positions <= its own; and per-sequence cache
+    edits (remove positions of a sequence, share a sequence's range with another, highest position
+    of a sequence, free cells). With those, step() = admit queued jobs while cells allow (sharing the
+    longest cached prefix), put one next token per running sequence plus prefill chunks of newly
+    admitted ones into one decode call, hand each Sequence its row, and free the cells of finished
+    sequences. Per-row results must stay bit-identical to the serial decode, so --parallel never
+    changes the text."""
+
+    def __init__(self, engine: SerialEngine, tokenizer, parallel: int = 1):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.parallel = max(1, int(parallel))
+        self.queue: list[Job] = []
+        self._active: tuple[Job, Sequence, Iterator[str]] | None = None
+        self.generated_tokens = 0
+
+    def submit(self, job: Job) -> None:
+        self.queue.append(job)
+
+    @property
+    def busy(self) -> bool:
+        return self._active is not None or bool(self.queue)
+
+    def _admit(self) -> Finished | None:
+        job = self.queue.pop(0)
+        try:
+            seq = self.engine.new_sequence(job.request)
+        except (PromptTooLong, EmptyPrompt, SamplerError) as e:
+            return Finished(job.index, job.id, error_record(job.id, str(e)), ok=False)
+        self._active = (job, seq, self.engine.steps(seq))
+        return None
+
+    def step(self) -> list[Finished]:
+        done: list[Finished] = []
+        while self._active is None and self.queue:
+            refused = self._admit()
+            if refused is not None:
+                done.append(refused)
+        if self._active is None:
+            return done
+        job, seq, steps = self._active
+        n_before = len(seq.tokens)
+        try:
+            next(steps)
+        except StopIteration:
+            pass
+        except KeyboardInterrupt:
+            self._active = None
+            raise
+        self.generated_tokens += len(seq.tokens) - n_before
+        if seq.finished:
+            self._active = None
+            steps.close()
+            done.append(Finished(job.index, job.id,
+                                 result_record(job.id, seq, self.tokenizer, job.request.logprobs), ok=True))
+        return done
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+@dataclass
+class BatchSummary:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    interruption: KeyboardInterrupt | None = None   # what stopped the run early (Ctrl+C, or SIGTERM as one)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interruption is not None
+
+
+def build_request(llm, record: Record, defaults: BatchDefaults) -> CompletionRequest:
+    """A record's prompt tokens and parameters (its own, else the defaults)."""
+    p = record.params
+    try:
+        if record.messages is not None:
+            tokens = llm.chat_prompt_tokens(record.messages)
+        else:
+            tokens = llm.tokenize(record.prompt, add_bos=True, special=True)
+    except ChatTemplateError as e:
+        raise RecordError(f"messages: {e}") from None
+    stop = p.get("stop", defaults.stop)
+    sampling = SamplerParams(temp=float(p.get("temperature", defaults.temperature)),
+                             top_k=int(p.get("top_k", defaults.top_k)),
+                             top_p=float(p.get("top_p", defaults.top_p)),
+                             min_p=float(p.get("min_p", defaults.min_p)),
+                             repeat_penalty=float(p.get("repeat_penalty", defaults.repeat_penalty)),
+                             seed=int(p.get("seed", defaults.seed)))
+    return CompletionRequest(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)), sampling=sampling,
+                             stop=(stop,) if isinstance(stop, str) else tuple(s for s in stop if s),
+                             logprobs=defaults.logprobs)
+
+
+def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, defaults: BatchDefaults, *,
+              skip: set[str] = frozenset(), parallel: int = 1,
+              on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
+    """Run every record; results go to the writer as soon as they may. KeyboardInterrupt stops the
+    run after writing every finished record (summary.interrupted). on_progress(records just
+    finished, tokens generated so far) is called after every decoding step and every finished record."""
+    scheduler = Scheduler(llm.engine, llm.tokenizer, parallel)
+    summary = BatchSummary()
+    seen: set[str] = set()
+
+    def finish(f: Finished) -> None:
+        writer.put(f.index, f.record)
+        if f.ok:
+            summary.ok += 1
+        else:
+            summary.failed += 1
+        if on_progress is not None:
+            on_progress(1, scheduler.generated_tokens)
+
+    def step() -> None:
+        for f in scheduler.step():
+            finish(f)
+        if on_progress is not None:
+            on_progress(0, scheduler.generated_tokens)
+
+    try:
+        for record in records:
+            key = id_key(record.id)
+            if key in skip:
+                writer.put(record.index, None)
+                summary.skipped += 1
+                continue
+            if key in seen and not isinstance(record, BadRecord):
+                record = BadRecord(record.index, record.id, f"duplicate id {record.id!r}")
+            seen.add(key)
+            if isinstance(record, BadRecord):
+                finish(Finished(record.index, record.id, error_record(record.id, record.error), ok=False))
+                continue
+            try:
+                request = build_request(llm, record, defaults)
+            except RecordError as e:
+                finish(Finished(record.index, record.id, error_record(record.id, str(e)), ok=False))
+                continue
+            scheduler.submit(Job(record.index, record.id, request))
+            while len(scheduler.queue) >= scheduler.parallel:   # read ahead no further than needed
+                step()
+        while scheduler.busy:
+            step()
+    except KeyboardInterrupt as e:
+        summary.interruption = e
+        writer.flush_pending()
+    return summary
