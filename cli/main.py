@@ -22,7 +22,7 @@ from pygguf.interactive import run_interactive
 from pygguf.interactive_params import prompt_from_stdin
 from pygguf.timings import Timings, format_perf_block
 
-from .escapes import process_escapes
+from pygguf.escapes import process_escapes
 from .interactive_options import interactive_options, make_console, params_from_options, plan_from_options
 from .options import (DisplayParams, ModelParams, PromptInput, display_options, generation_options, model_options,
                       sampling_options)

@@ -16,7 +16,7 @@ import click
 from pygguf.generate import GenerationParams
 from pygguf.sampling import SamplerParams
 
-from .escapes import process_escapes
+from pygguf.escapes import process_escapes
 
 
 @dataclass(frozen=True)

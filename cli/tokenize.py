@@ -15,36 +15,7 @@ import click
 
 from pygguf.gguf import GGUFError, GGUFReader
 from pygguf.tokenizer import Tokenizer, TokenizerError
-
-_SIMPLE_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("'"): b"'",
-                   ord('"'): b'"', ord("\\"): b"\\"}
-_HEX = b"0123456789abcdefABCDEF"
-
-
-def process_escapes(text: str) -> str:
-    """llama.cpp's string_process_escapes: \\n \\r \\t \\' \\" \\\\ and \\xHH (a raw byte, so
-    UTF-8 can be spelled byte by byte); other backslashes are kept as typed."""
-    data = text.encode("utf-8")
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        ch = data[i]
-        if ch != 0x5C or i + 1 >= n:
-            out.append(ch)
-            i += 1
-            continue
-        nxt = data[i + 1]
-        if nxt in _SIMPLE_ESCAPES:
-            out += _SIMPLE_ESCAPES[nxt]
-            i += 2
-        elif nxt == ord("x") and i + 3 < n and data[i + 2] in _HEX and data[i + 3] in _HEX:
-            out.append(int(data[i + 2:i + 4], 16))
-            i += 4
-        else:
-            out += data[i:i + 2]
-            i += 2
-    return out.decode("utf-8", errors="replace")
-
+from pygguf.escapes import process_escapes
 
 def format_pieces(tok: Tokenizer, ids: list[int]) -> str:
     # pieces with special=True, like llama-tokenize; bytes that are not whole UTF-8 show as U+FFFD

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
+from .escapes import process_escapes  # noqa: F401  (re-exported for the interactive session)
 
 
 class InteractiveError(Exception):
@@ -77,28 +78,6 @@ def plan_session(params: InteractiveParams, metadata: Mapping[str, object],
     resolved = replace(params, conversation=conversation, interactive=interactive,
                        interactive_first=interactive_first)
     return SessionPlan(params=resolved, conversation=conversation, interactive=interactive, notes=notes)
-
-
-def process_escapes(text: str) -> str:
-    """llama.cpp's escape processing: \\n \\r \\t \\' \\" \\\\ and \\xHH; other backslashes stay."""
-    simple = {"n": "\n", "r": "\r", "t": "\t", "'": "'", '"': '"', "\\": "\\"}
-    out, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt in simple:
-                out.append(simple[nxt])
-                i += 2
-                continue
-            hex_digits = text[i + 2:i + 4]
-            if nxt == "x" and len(hex_digits) == 2 and all(c in "0123456789abcdefABCDEF" for c in hex_digits):
-                out.append(chr(int(hex_digits, 16)))
-                i += 4
-                continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
 
 
 def prompt_from_stdin(params: InteractiveParams, stdin) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli_fakes import BOS, EOS, FakeModel, FakeSampler, FakeSamplerParams, FakeTokenizer, tokens_of
-from pygguf_cli.escapes import process_escapes
+from pygguf.escapes import process_escapes
 from pygguf_cli.main import CommandError, cli, main, tokenize_prompt
 from pygguf_cli.system import physical_cores, resolve_threads
 from pygguf_cli.output import ANSI_PROMPT, ANSI_RESET, TextOut
