@@ -13,11 +13,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from pygguf.model import Model
-from pygguf.paths import cache_dir, default_model_path
+from pygguf.paths import cache_dir, default_model_path, vocab_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,6 +50,30 @@ def llama_side(python: str, path: Path, threads: int, n_prompt: int, n_gen: int,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compare_tokenizers(python: str, path: Path) -> None:
+    """Tokenizer MB/s on ~1 MB of English and of Python source: ours (a fresh tokenizer, so its
+    word cache starts empty) beside llama.cpp's (vocab_only)."""
+    sys.path.insert(0, str(HERE))
+    from tokenizer import english_text, load, python_text
+
+    print(f"\ntokenizer, {path.name}")
+    for kind, text in (("English", english_text(1_000_000)), ("Python", python_text(1_000_000))):
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False) as f:
+            f.write(text)
+        mb = len(text.encode("utf-8")) / 1e6
+        tok = load(path)
+        t = time.perf_counter()
+        ours = tok.encode(text, add_special=False, parse_special=False)
+        ours_s = time.perf_counter() - t
+        out = subprocess.run([python, str(HERE / "llama_cpp_side.py"), "tokenize", str(path), f.name],
+                             capture_output=True, text=True, check=True)
+        ref = json.loads(out.stdout.strip().splitlines()[-1])
+        os.unlink(f.name)
+        same = "same ids" if len(ours) == ref["tokens"] else f"token counts differ: {len(ours)} vs {ref['tokens']}"
+        print(f"  {kind:8s} ours {mb / ours_s:6.2f} MB/s   llama.cpp {mb / ref['seconds']:6.2f} MB/s   "
+              f"ratio {ref['seconds'] / ours_s:5.2f}x   ({same})", flush=True)
+
+
 def variant_files() -> list[Path]:
     """The default model and requantized variants (made once, cached beside it)."""
     base = default_model_path()
@@ -73,6 +98,7 @@ def main() -> None:
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("--files", nargs="*", help="GGUF files (default: the default model and its variants)")
+    ap.add_argument("--skip-tokenizer", action="store_true")
     args = ap.parse_args()
     files = [Path(f) for f in args.files] if args.files else variant_files()
     print(f"loadavg: {os.getloadavg()[0]:.2f}  (the machine should be idle)")
@@ -86,6 +112,10 @@ def main() -> None:
             print(f"{path.name:<36} {threads:>2} | {ours['pp']:>9.1f} / {ref['pp']:>9.1f} {ours['pp'] / ref['pp']:>6.2f}x |"
                   f" {ours['tg']:>9.1f} / {ref['tg']:>9.1f} {ours['tg'] / ref['tg']:>6.2f}x |"
                   f" {ours['load_s']:>5.2f}/{ref['load_s']:>5.2f}", flush=True)
+    if not args.skip_tokenizer:
+        for vocab in (default_model_path(), vocab_dir() / "ggml-vocab-llama-spm.gguf"):
+            if vocab.exists():
+                compare_tokenizers(args.llama_python, vocab)
 
 
 if __name__ == "__main__":
