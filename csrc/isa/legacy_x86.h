@@ -12,8 +12,9 @@
  * products are small enough), converted once and FMA'd with [dw_r * da] (then [m_r * s] for
  * formats with a min). One token (decode) reads the GGUF blocks directly and prefetches the
  * next 8 rows; several tokens (prefill) unpack an 8-row panel once and run every token over
- * it. Float formats: a register tile of 4 rows x PG_TILE_TOKENS tokens, one 8-lane FMA
- * accumulator per output. Either way every output sees the same float operations in the
+ * it, interleaved so one broadcast activation dword meets 8 rows (no folding at all). Float
+ * formats: a register tile of 4 rows x PG_TILE_TOKENS tokens, one 8-lane FMA accumulator per
+ * output. Either way every output sees the same float operations in the
  * same order wherever it sits (the pg_gemm_fn contract). */
 #ifndef PYGGUF_LEGACY_X86_H
 #define PYGGUF_LEGACY_X86_H
@@ -224,12 +225,33 @@ PG_INLINE void quant_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, 
     store_lanes(acc, R, y);
 }
 
-/* 8 rows x QKC blocks unpacked once for every token (prefill) */
+/* 8 rows x QKC blocks unpacked once for every token (prefill), interleaved: q[c][k] holds
+ * bytes 4k..4k+3 of the 8 rows (dword r = row r), so one broadcast activation dword meets 8
+ * rows and the products land in per-row lanes with no horizontal folding */
 typedef struct {
-    __m256i q[QKC][QROWS];      /* quants 0..31, or |w| for Q8_0 */
-    __m256i sgn[QKC][QROWS];    /* Q8_0 only: w itself, whose signs go onto the activation */
-    __m256 d[QKC], m[QKC];      /* per block, the 8 rows' scales and mins as floats */
+    __m256i q[QKC][8];      /* quants 0..31, or |w| for Q8_0 */
+    __m256i sgn[QKC][8];    /* Q8_0 only: w itself, whose signs go onto the activation */
+    __m256 d[QKC], m[QKC];  /* per block, the 8 rows' scales and mins as floats */
 } quant_panel;
+
+/* rows r[0..7] of 8 dwords -> k[j] = dword j of every row (an 8x8 transpose of 32-bit words) */
+PG_INLINE void transpose8x8_epi32(const __m256i r[8], __m256i k[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);       /* words 0 1 | 4 5 of rows 2i, 2i+1 */
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);   /* words 2 3 | 6 7 */
+    }
+    for (int h = 0; h < 2; h++) {   /* rows 4h..4h+3 */
+        u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);        /* word 0 | 4 */
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);        /* word 1 | 5 */
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);    /* word 2 | 6 */
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);    /* word 3 | 7 */
+    }
+    for (int j = 0; j < 4; j++) {
+        k[j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20);
+        k[j + 4] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31);
+    }
+}
 
 PG_INLINE void unpack_panel(int kind, int R, const uint8_t *w, size_t w_stride, int64_t b0, int nc,
                             quant_panel *p) {
@@ -238,25 +260,49 @@ PG_INLINE void unpack_panel(int kind, int R, const uint8_t *w, size_t w_stride, 
         const uint8_t *wb[QROWS];
         for (int r = 0; r < QROWS; r++) wb[r] = w + (size_t)(r < R ? r : 0) * w_stride + (size_t)(b0 + c) * wbytes;
         block_scales8(wb, &p->d[c], &p->m[c]);
-        for (int r = 0; r < QROWS; r++) {
-            const __m256i v = weight_values(kind, wb[r]);
-            if (kind == KIND_Q8_0) {
-                p->q[c][r] = _mm256_sign_epi8(v, v);
-                p->sgn[c][r] = v;
-            } else {
-                p->q[c][r] = v;
-            }
+        __m256i v[QROWS];
+        for (int r = 0; r < QROWS; r++) v[r] = weight_values(kind, wb[r]);
+        if (kind == KIND_Q8_0) {
+            transpose8x8_epi32(v, p->sgn[c]);
+            for (int k = 0; k < 8; k++) p->q[c][k] = _mm256_sign_epi8(p->sgn[c][k], p->sgn[c][k]);
+        } else {
+            transpose8x8_epi32(v, p->q[c]);
         }
     }
 }
 
+/* dword k of an activation block's quants, in every lane */
+PG_INLINE __m256i act_dword(const uint8_t *qs, int k) {
+    int32_t v;
+    memcpy(&v, qs + 4 * k, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* 8 interleaved rows . one activation block -> exact int32 lanes [r0..r7]. Q4 (0..15): 8
+ * vpmaddubsw results summed in int16 (16 products of 15*128 <= 30720 per lane); Q5 (0..31): in
+ * two halves of 8 products; Q8_0: the sign trick, widened per product pair */
+PG_INLINE __m256i panel_dots(int kind, const __m256i q[8], const __m256i sgn[8], const uint8_t *qs) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (kind == KIND_Q8_0) {
+        __m256i s = pg_dot_u8s8(q[0], _mm256_sign_epi8(act_dword(qs, 0), sgn[0]));
+        for (int k = 1; k < 8; k++) s = _mm256_add_epi32(s, pg_dot_u8s8(q[k], _mm256_sign_epi8(act_dword(qs, k), sgn[k])));
+        return s;
+    }
+    __m256i lo = _mm256_maddubs_epi16(q[0], act_dword(qs, 0));
+    for (int k = 1; k < 4; k++) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(q[k], act_dword(qs, k)));
+    __m256i hi = _mm256_maddubs_epi16(q[4], act_dword(qs, 4));
+    for (int k = 5; k < 8; k++) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(q[k], act_dword(qs, k)));
+    if (kind == KIND_Q4_0 || kind == KIND_Q4_1) return _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones);
+    return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+}
+
 /* one token over a panel chunk: acc (this token's 8 outputs so far) advanced by nc blocks */
 PG_INLINE __m256 panel_token(int kind, const quant_panel *p, int nc, const uint8_t *a, __m256 acc) {
-    const size_t abytes = act_block_bytes(kind);
+    const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
     for (int c = 0; c < nc; c++) {
-        const act_block x = load_act(kind, a + (size_t)c * abytes);
-        const __m256i dot = kind == KIND_Q8_0 ? dots8_signed(p->q[c], p->sgn[c], x.v) : dots8_unsigned(p->q[c], x.v);
-        acc = block_step(kind, acc, dot, p->d[c], p->m[c], &x);
+        const uint8_t *ab = a + (size_t)c * abytes;
+        const act_block x = load_act(kind, ab);
+        acc = block_step(kind, acc, panel_dots(kind, p->q[c], p->sgn[c], ab + aqs), p->d[c], p->m[c], &x);
     }
     return acc;
 }
