@@ -337,6 +337,84 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
     }
 }
 
+/* ---- the optional repacked layout (csrc/repack.c) ----------------------------------------
+ * Q4_0 / Q4_1 / Q8_0 rows in groups of 8, per block: the 8 rows' fp16 d (then the 8 m of
+ * Q4_1), then the quant bytes as dwords interleaved across the rows (dword j, row r at
+ * 32*j + 4*r): for Q4 dword j of a row holds values 4j..4j+3 in its low nibbles and
+ * 16+4j..16+4j+3 in its high nibbles; for Q8_0 values 4j..4j+3. Same bytes as 8 GGUF blocks. */
+
+PG_INLINE size_t r8_scale_bytes(int kind) { return kind_has_min(kind) ? 32 : 16; }
+
+/* one repacked 8-row block -> 8 interleaved value vectors (as in quant_panel) and D, M */
+PG_INLINE void r8_block(int kind, const uint8_t *blk, __m256i q[8], __m256i *wsgn, __m256 *D, __m256 *M) {
+    *D = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+    *M = kind_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : _mm256_setzero_ps();
+    const uint8_t *qs = blk + r8_scale_bytes(kind);
+    if (kind == KIND_Q8_0) {
+        for (int k = 0; k < 8; k++) {
+            wsgn[k] = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+            q[k] = _mm256_sign_epi8(wsgn[k], wsgn[k]);
+        }
+        return;
+    }
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int j = 0; j < 4; j++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        q[j] = _mm256_and_si256(v, low);
+        q[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    }
+}
+
+/* repacked W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r]: per 8-row group and token, every block
+ * decoded from the packed bytes and through panel_dots + block_step, so y equals the GGUF-layout
+ * kernel's bit for bit (one token); several tokens go through quant_panel chunks as there */
+PG_INLINE void quant_gemm_r8(int kind, int64_t n, const void *packed, int nrows,
+                             const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
+    const int64_t nb = n / 32;
+    const size_t gblock = QROWS * kind_block_bytes(kind), abytes = act_block_bytes(kind);
+    const size_t aqs = kind_has_min(kind) ? 4 : 2;
+    _Alignas(32) quant_panel panel;
+    for (int r0 = 0; r0 < nrows; r0 += QROWS) {
+        const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
+        const uint8_t *g = (const uint8_t *)packed + (size_t)(r0 / QROWS) * (size_t)nb * gblock;
+        if (ntok == 1) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t ib = 0; ib < nb; ib++) {
+                const uint8_t *ab = (const uint8_t *)a + ib * abytes;
+                const act_block x = load_act(kind, ab);
+                __m256i q[8], sg[8];
+                __m256 D, M;
+                r8_block(kind, g + ib * gblock, q, sg, &D, &M);
+                acc = block_step(kind, acc, panel_dots(kind, q, sg, ab + aqs), D, M, &x);
+            }
+            store_lanes(acc, R, y + r0);
+            continue;
+        }
+        for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
+            const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
+            for (int c = 0; c < nc; c++)
+                r8_block(kind, g + (size_t)(b0 + c) * gblock, panel.q[c], panel.sgn[c], &panel.d[c], &panel.m[c]);
+            for (int t = 0; t < ntok; t++) {
+                float *yt = y + (size_t)t * ldy + r0;
+                const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
+                store_lanes(panel_token(kind, &panel, nc, (const uint8_t *)a + (size_t)t * a_stride + (size_t)b0 * abytes, acc), R, yt);
+            }
+        }
+    }
+}
+
+#define PG_R8_PARAMS int64_t n, const void *packed, int nrows, const void *a, size_t a_stride, \
+                     int ntok, float *y, size_t ldy
+#define PG_R8_NAME(t, isa) PG_CAT3(pg_gemm_##t, _r8_, isa)
+#define PG_DEFINE_GEMM_R8(t, kind)                                                        \
+    void PG_R8_NAME(t, PG_ISA_SUFFIX)(PG_R8_PARAMS);                                       \
+    void PG_R8_NAME(t, PG_ISA_SUFFIX)(PG_R8_PARAMS) {                                      \
+        quant_gemm_r8(kind, n, packed, nrows, a, a_stride, ntok, y, ldy);                 \
+    }
+PG_DEFINE_GEMM_R8(q4_0, KIND_Q4_0)
+PG_DEFINE_GEMM_R8(q4_1, KIND_Q4_1)
+PG_DEFINE_GEMM_R8(q8_0, KIND_Q8_0)
+
 /* ---- float formats ------------------------------------------------------------------------ */
 
 enum { KIND_F32, KIND_F16, KIND_BF16 };
