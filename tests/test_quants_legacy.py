@@ -266,6 +266,21 @@ def test_gemm_is_tile_invariant(isa, name, n):
         assert np.array_equal(part.view(np.uint32), full[t0:t0 + nt, r0:r0 + nr].view(np.uint32))
 
 
+@pytest.mark.parametrize("isa", FAST_ISAS)
+@pytest.mark.parametrize("name", LEGACY)
+def test_gemm_many_tokens_equal_one_at_a_time(isa, name):
+    """40 tokens (past the x86 prefill's 32-token activation groups) x 2 panel chunks x a
+    partial row group: each token's row equals that token run alone (the decode path)."""
+    require_isa(isa)
+    n, rows, ntok = 1600, 9, 40
+    qt, act, w, a, _ = gemm_operands(name, n, rows=rows, ntok=ntok, seed=9)
+    arow = act.row_bytes(n)
+    full = kernels.gemm(isa, qt, n, w, rows, a, ntok)
+    for t in range(ntok):
+        alone = kernels.gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
+        assert np.array_equal(alone.view(np.uint32)[0], full.view(np.uint32)[t]), t
+
+
 @pytest.mark.parametrize("name", GEMM_TYPES)
 def test_avx512_equals_avx2_bit_for_bit(name):
     """Same per-output operations, only the tile shape and the integer dot instruction differ."""

@@ -63,6 +63,7 @@ PG_INLINE __m256i q5_high_bits(const uint8_t *qh) {
 enum { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0 };
 
 #define QROWS 8   /* weight rows per pass: one int32 / float lane each */
+#define QTOK 32   /* tokens whose activation chunks are decoded together (12 KiB) */
 #define QKC 32    /* blocks per unpacked panel chunk: 8 rows x 32 blocks x 32 B = 8 KiB of quants */
 
 PG_INLINE size_t kind_block_bytes(int kind) {
@@ -296,6 +297,31 @@ PG_INLINE __m256i panel_dots(int kind, const __m256i q[8], const __m256i sgn[8],
     return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
 }
 
+/* a token's activation scales and offset sums for one chunk, decoded once for every panel */
+typedef struct { float d[QKC], s[QKC]; int32_t off[QKC]; } act_chunk;
+
+PG_INLINE void fill_act_chunk(int kind, const uint8_t *a, int nc, act_chunk *c) {
+    for (int i = 0; i < nc; i++) {
+        const act_block x = load_act(kind, a + (size_t)i * act_block_bytes(kind));
+        c->d[i] = _mm256_cvtss_f32(x.d);
+        c->s[i] = _mm256_cvtss_f32(x.s);
+        c->off[i] = _mm256_cvtsi256_si32(x.offset_sum);
+    }
+}
+
+/* panel_token with the activation side from an act_chunk (the same values, broadcast) */
+PG_INLINE __m256 panel_token_pre(int kind, const quant_panel *p, int nc, const uint8_t *a, const act_chunk *ac, __m256 acc) {
+    const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
+    for (int c = 0; c < nc; c++) {
+        act_block x;
+        x.d = _mm256_broadcast_ss(&ac->d[c]);
+        x.s = _mm256_broadcast_ss(&ac->s[c]);
+        x.offset_sum = _mm256_set1_epi32(ac->off[c]);
+        acc = block_step(kind, acc, panel_dots(kind, p->q[c], p->sgn[c], a + (size_t)c * abytes + aqs), p->d[c], p->m[c], &x);
+    }
+    return acc;
+}
+
 /* one token over a panel chunk: acc (this token's 8 outputs so far) advanced by nc blocks */
 PG_INLINE __m256 panel_token(int kind, const quant_panel *p, int nc, const uint8_t *a, __m256 acc) {
     const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
@@ -308,8 +334,8 @@ PG_INLINE __m256 panel_token(int kind, const quant_panel *p, int nc, const uint8
 }
 
 /* W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r]. One token: 8 rows per pass from the GGUF
- * blocks. Several: 8-row panels unpacked QKC blocks at a time and every token run over them,
- * the running sums parked in y between chunks. Every output gets the same block_step sequence
+ * blocks. Several: 8-row panels unpacked QKC blocks at a time and the tokens run over them,
+ * the running sums parked in y between chunks (chunks in order for every output). Every output gets the same block_step sequence
  * either way, so y does not depend on nrows, ntok or where the output sits. */
 PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, int nrows,
                           const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
@@ -323,15 +349,37 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
     }
     _Alignas(32) quant_panel panel;
     const size_t abytes = act_block_bytes(kind);
-    for (int r0 = 0; r0 < nrows; r0 += QROWS) {
-        const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
+    if (!kind_offset(kind)) {   /* cheap activation side: row groups outermost, each panel unpacked once */
+        for (int r0 = 0; r0 < nrows; r0 += QROWS) {
+            const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
+            for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
+                const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
+                unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel);
+                for (int t = 0; t < ntok; t++) {
+                    float *yt = y + (size_t)t * ldy + r0;
+                    const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
+                    store_lanes(panel_token(kind, &panel, nc, A + (size_t)t * a_stride + (size_t)b0 * abytes, acc), R, yt);
+                }
+            }
+        }
+        return;
+    }
+    /* Q4_0 / Q5_0: the activation offset sums (a horizontal sum per block) are worth decoding
+     * once per QTOK tokens and chunk, at the price of unpacking each panel once per QTOK tokens */
+    act_chunk acts[QTOK];
+    for (int t0 = 0; t0 < ntok; t0 += QTOK) {
+        const int T = ntok - t0 < QTOK ? ntok - t0 : QTOK;
         for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
             const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
-            unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel);
-            for (int t = 0; t < ntok; t++) {
-                float *yt = y + (size_t)t * ldy + r0;
-                const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
-                store_lanes(panel_token(kind, &panel, nc, A + (size_t)t * a_stride + (size_t)b0 * abytes, acc), R, yt);
+            for (int t = 0; t < T; t++) fill_act_chunk(kind, A + (size_t)(t0 + t) * a_stride + (size_t)b0 * abytes, nc, &acts[t]);
+            for (int r0 = 0; r0 < nrows; r0 += QROWS) {
+                const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
+                unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel);
+                for (int t = 0; t < T; t++) {
+                    float *yt = y + (size_t)(t0 + t) * ldy + r0;
+                    const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
+                    store_lanes(panel_token_pre(kind, &panel, nc, A + (size_t)(t0 + t) * a_stride + (size_t)b0 * abytes, &acts[t], acc), R, yt);
+                }
             }
         }
     }
