@@ -249,11 +249,11 @@ def test_gemm_extreme_values_do_not_saturate(isa, name):
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)
-@pytest.mark.parametrize("name", GEMM_TYPES)
-def test_gemm_is_tile_invariant(isa, name):
+@pytest.mark.parametrize("name,n", [(t, 96 if t in LEGACY else 101) for t in GEMM_TYPES]
+                         + [(t, 1600) for t in LEGACY])   # 50 blocks: the x86 prefill panels go in 2 chunks
+def test_gemm_is_tile_invariant(isa, name, n):
     """Every output alone, and inside sub-tiles at odd offsets, equals the big gemm bit for bit."""
     require_isa(isa)
-    n = 96 if name in LEGACY else 101
     qt, act, w, a, _ = gemm_operands(name, n, rows=17, ntok=5, seed=7)
     wrow, arow = qt.row_bytes(n), act.row_bytes(n)
     full = kernels.gemm(isa, qt, n, w, 17, a, 5)
@@ -264,6 +264,21 @@ def test_gemm_is_tile_invariant(isa, name):
     for r0, nr, t0, nt in [(1, 5, 1, 3), (3, 9, 2, 3), (13, 4, 4, 1), (2, 15, 0, 5)]:
         part = kernels.gemm(isa, qt, n, w[r0 * wrow:(r0 + nr) * wrow], nr, a[t0 * arow:(t0 + nt) * arow], nt)
         assert np.array_equal(part.view(np.uint32), full[t0:t0 + nt, r0:r0 + nr].view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+@pytest.mark.parametrize("name", LEGACY)
+def test_gemm_many_tokens_equal_one_at_a_time(isa, name):
+    """40 tokens (past the x86 prefill's 32-token activation groups) x 2 panel chunks x a
+    partial row group: each token's row equals that token run alone (the decode path)."""
+    require_isa(isa)
+    n, rows, ntok = 1600, 9, 40
+    qt, act, w, a, _ = gemm_operands(name, n, rows=rows, ntok=ntok, seed=9)
+    arow = act.row_bytes(n)
+    full = kernels.gemm(isa, qt, n, w, rows, a, ntok)
+    for t in range(ntok):
+        alone = kernels.gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
+        assert np.array_equal(alone.view(np.uint32)[0], full.view(np.uint32)[t]), t
 
 
 @pytest.mark.parametrize("name", GEMM_TYPES)

@@ -1,7 +1,7 @@
 /* AVX2 + FMA + F16C gemm kernels of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (integer dots against Q8_0/Q8_1
  * activations) and of F32 F16 BF16. The kernels themselves are in legacy_x86.h; this file
  * supplies AVX2's u8 x s8 dot (no VNNI here: vpmaddubsw to int16 pairs, then vpmaddwd to int32)
- * and a tile of 4 rows x 2 tokens (8 ymm accumulators of 16 registers). */
+ * and the float formats' tile of 4 rows x 4 tokens. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <stdint.h>

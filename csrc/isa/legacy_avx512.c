@@ -1,7 +1,7 @@
 /* AVX-512 (F/BW/VL/VNNI) gemm kernels of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and F32 F16 BF16. Same
  * kernels as AVX2 (legacy_x86.h) with the u8 x s8 dot done by one vpdpbusd on 256-bit vectors
  * (a legacy block is 32 bytes: one ymm, as llama.cpp's VNNI path) and, with 32 vector
- * registers, a tile of 4 rows x 4 tokens. The integer dot is exact either way and every output
+ * registers, the float formats' tile of 4 rows x 4 tokens. The integer dot is exact either way and every output
  * sees the same float operations in the same order, so results equal the AVX2 kernels' bit
  * for bit (which the tests check where the CPU has both). */
 #if defined(__x86_64__)

@@ -1,0 +1,105 @@
+/* The repacked 8-row layout of Q4_0 / Q4_1 / Q8_0 (api/repack.h): a portable repacker and the
+ * checked entry point of the x86 kernels that read it (isa/legacy_x86.h). */
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include "api/kernels.h"
+#include "api/repack.h"
+#include "dispatch.h"
+#include "quants/blocks.h"
+
+#define R8_ROWS 8
+
+typedef void (*r8_gemm_fn)(int64_t n, const void *packed, int nrows, const void *a, size_t a_stride,
+                           int ntok, float *y, size_t ldy);
+
+#if defined(__x86_64__)
+#define R8_DECLARE(t, isa) void pg_gemm_##t##_r8_##isa(int64_t, const void *, int, const void *, size_t, int, float *, size_t);
+R8_DECLARE(q4_0, avx2) R8_DECLARE(q4_1, avx2) R8_DECLARE(q8_0, avx2)
+R8_DECLARE(q4_0, avx512) R8_DECLARE(q4_1, avx512) R8_DECLARE(q8_0, avx512)
+#endif
+
+/* block bytes, scale halves per block (d, or d and m), quant bytes per block; 0 if not repackable */
+static size_t r8_block_bytes(int type, int *halves, size_t *qbytes) {
+    switch (type) {
+    case PG_Q4_0: *halves = 1; *qbytes = 16; return sizeof(block_q4_0);
+    case PG_Q4_1: *halves = 2; *qbytes = 16; return sizeof(block_q4_1);
+    case PG_Q8_0: *halves = 1; *qbytes = 32; return sizeof(block_q8_0);
+    default: return 0;
+    }
+}
+
+size_t pg_repack_r8_bytes(int type, int64_t n, int nrows) {
+    int halves;
+    size_t qbytes, bb = r8_block_bytes(type, &halves, &qbytes);
+    if (!bb || n <= 0 || n % 32 || nrows < 0) return 0;
+    const size_t groups = ((size_t)nrows + R8_ROWS - 1) / R8_ROWS;
+    return groups * (size_t)(n / 32) * R8_ROWS * bb;
+}
+
+/* one 8-row block: the rows' scale halves (all d, then all m), then dword j of row r at
+ * 32*j + 4*r. Q4 dword j = GGUF qs bytes 4j..4j+3: values 4j.. in the low nibbles, 16+4j.. in
+ * the high ones; Q8_0 dword j = values 4j..4j+3. */
+static void repack_block(const uint8_t *const rows[R8_ROWS], int halves, size_t qbytes, uint8_t *out) {
+    for (int h = 0; h < halves; h++)
+        for (int r = 0; r < R8_ROWS; r++) memcpy(out + 16 * h + 2 * r, rows[r] + 2 * h, 2);
+    uint8_t *q = out + 16 * halves;
+    const size_t qs_at = 2 * (size_t)halves;   /* qs follows the scales in these blocks */
+    for (size_t j = 0; j < qbytes / 4; j++)
+        for (int r = 0; r < R8_ROWS; r++) memcpy(q + 32 * j + 4 * r, rows[r] + qs_at + 4 * j, 4);
+}
+
+int pg_repack_r8(int type, int64_t n, const void *w, size_t w_stride, int nrows, void *out, size_t out_bytes) {
+    int halves;
+    size_t qbytes, bb = r8_block_bytes(type, &halves, &qbytes);
+    if (!bb) return PG_ENOKERNEL;
+    const size_t need = pg_repack_r8_bytes(type, n, nrows);
+    if (!need && nrows > 0) return PG_EBADSIZE;
+    if (!w || !out || out_bytes < need || w_stride < (size_t)(n / 32) * bb) return PG_EBADARG;
+    const int64_t nb = n / 32;
+    uint8_t *o = out;
+    for (int r0 = 0; r0 < nrows; r0 += R8_ROWS)
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *rows[R8_ROWS];
+            for (int r = 0; r < R8_ROWS; r++) {
+                const int row = r0 + r < nrows ? r0 + r : r0;
+                rows[r] = (const uint8_t *)w + (size_t)row * w_stride + (size_t)ib * bb;
+            }
+            repack_block(rows, halves, qbytes, o);
+            o += R8_ROWS * bb;
+        }
+    return PG_OK;
+}
+
+static r8_gemm_fn r8_kernel(int isa, int type) {
+#if defined(__x86_64__)
+    if (isa == PG_ISA_AVX512 && pg_isa_supported(PG_ISA_AVX512)) {
+        if (type == PG_Q4_0) return pg_gemm_q4_0_r8_avx512;
+        if (type == PG_Q4_1) return pg_gemm_q4_1_r8_avx512;
+        if (type == PG_Q8_0) return pg_gemm_q8_0_r8_avx512;
+    }
+    if ((isa == PG_ISA_AVX2 || isa == PG_ISA_AVX512) && pg_isa_supported(PG_ISA_AVX2)) {
+        if (type == PG_Q4_0) return pg_gemm_q4_0_r8_avx2;
+        if (type == PG_Q4_1) return pg_gemm_q4_1_r8_avx2;
+        if (type == PG_Q8_0) return pg_gemm_q8_0_r8_avx2;
+    }
+#else
+    (void)isa; (void)type;
+#endif
+    return NULL;
+}
+
+int pg_gemm_r8(int isa, int type, int64_t n, const void *packed, size_t packed_bytes, int nrows,
+               const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
+    if (isa < 0 || isa >= PG_ISA_COUNT || !pg_isa_supported(isa)) return PG_EBADISA;
+    const size_t need = pg_repack_r8_bytes(type, n, nrows);
+    if (!need && nrows > 0) return r8_block_bytes(type, &(int){0}, &(size_t){0}) ? PG_EBADSIZE : PG_ENOKERNEL;
+    if (nrows < 0 || ntok < 0 || (ntok > 1 && ldy < (size_t)nrows) || packed_bytes < need || !packed || !a || !y)
+        return PG_EBADARG;
+    const size_t act_block = type == PG_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    if (a_stride < (size_t)(n / 32) * act_block) return PG_EBADARG;
+    r8_gemm_fn gemm = r8_kernel(isa, type);
+    if (!gemm) return PG_ENOKERNEL;
+    gemm(n, packed, nrows, a, a_stride, ntok, y, ldy);
+    return PG_OK;
+}
