@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 def pygguf_side(path: Path, threads: int, n_prompt: int, n_gen: int, reps: int) -> dict:
     t0 = time.perf_counter()
     model = Model.load(str(path), n_ctx=512, n_threads=threads, n_batch=512)
+    model.tokenizer  # built lazily; llama.cpp's load includes its vocab, so ours must too
     load_s = time.perf_counter() - t0
     prompt = [(i * 7919) % 1000 + 100 for i in range(n_prompt)]
     model.eval(prompt[:8])  # warm-up
