@@ -75,6 +75,27 @@ def compare_tokenizers(python: str, path: Path) -> None:
               f"ratio {ref['seconds'] / ours_s:5.2f}x   ({same})", flush=True)
 
 
+def compare_perplexity(python: str, path: Path, n_ctx: int = 128, threads: int = 2) -> None:
+    """Perplexity on Debian's GPL-3 text, llama-perplexity's method, both implementations."""
+    from pygguf import perplexity as P
+
+    text_file = "/usr/share/common-licenses/GPL-3"
+    if not Path(text_file).exists():
+        print(f"perplexity: {text_file} not found, skipped")
+        return
+    model = Model.load(str(path), n_ctx=n_ctx, n_threads=threads)
+    text = open(text_file, encoding="utf-8").read()
+    text = text[:-1] if text.endswith("\n") else text
+    tokens = model.tokenizer.encode(text, add_special=True, parse_special=False)
+    ours = P.perplexity(model, tokens, n_ctx, bos_id=model.tokenizer.bos_id if model.tokenizer.add_bos else None)
+    model.close()
+    out = subprocess.run([python, str(HERE / "llama_cpp_side.py"), "ppl", str(path), text_file, str(n_ctx),
+                          str(threads)], capture_output=True, text=True, check=True)
+    ref = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {path.name:<36} -c {n_ctx}: ours {ours.ppl:.4f}   llama.cpp {ref['ppl']:.4f}   "
+          f"difference {100 * (ours.ppl / ref['ppl'] - 1):+.3f}%", flush=True)
+
+
 def variant_files() -> list[Path]:
     """The default model and requantized variants (made once, cached beside it)."""
     base = default_model_path()
@@ -100,6 +121,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("--files", nargs="*", help="GGUF files (default: the default model and its variants)")
     ap.add_argument("--skip-tokenizer", action="store_true")
+    ap.add_argument("--skip-perplexity", action="store_true")
     args = ap.parse_args()
     files = [Path(f) for f in args.files] if args.files else variant_files()
     print(f"loadavg: {os.getloadavg()[0]:.2f}  (the machine should be idle)")
@@ -113,6 +135,11 @@ def main() -> None:
             print(f"{path.name:<36} {threads:>2} | {ours['pp']:>9.1f} / {ref['pp']:>9.1f} {ours['pp'] / ref['pp']:>6.2f}x |"
                   f" {ours['tg']:>9.1f} / {ref['tg']:>9.1f} {ours['tg'] / ref['tg']:>6.2f}x |"
                   f" {ours['load_s']:>5.2f}/{ref['load_s']:>5.2f}", flush=True)
+    if not args.skip_perplexity:
+        print("\nperplexity (GPL-3 text)")
+        for path in files:
+            if ".Q4_1." in path.name or ".Q8_0." in path.name:
+                compare_perplexity(args.llama_python, path)
     if not args.skip_tokenizer:
         for vocab in (default_model_path(), vocab_dir() / "ggml-vocab-llama-spm.gguf"):
             if vocab.exists():

@@ -44,8 +44,37 @@ def tokenize(path: str, text_file: str) -> None:
     print(json.dumps({"seconds": best, "tokens": len(ids)}))
 
 
+def perplexity(path: str, text_file: str, n_ctx: int, threads: int) -> None:
+    """llama-perplexity's method through llama-cpp-python: chunks of n_ctx tokens from an empty
+    cache, BOS swapped into the first position when the vocab adds one, the second half scored."""
+    import numpy as np
+
+    llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=threads,
+                          n_threads_batch=threads, logits_all=True, verbose=False)
+    text = open(text_file, encoding="utf-8").read()
+    text = text[:-1] if text.endswith("\n") else text
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+    add_bos = llm._model.add_bos_token() if hasattr(llm._model, "add_bos_token") else False
+    nll, count = 0.0, 0
+    for c in range(len(tokens) // n_ctx):
+        chunk = list(tokens[c * n_ctx:(c + 1) * n_ctx])
+        if add_bos:
+            chunk[0] = llm.token_bos()
+        llm.reset()
+        llm.eval(chunk)
+        logits = np.asarray(llm.scores[:n_ctx], dtype=np.float64)
+        for j in range(n_ctx // 2, n_ctx - 1):
+            row = logits[j]
+            top = row.max()
+            nll += top + np.log(np.exp(row - top).sum()) - row[chunk[j + 1]]
+            count += 1
+    print(json.dumps({"ppl": float(np.exp(nll / count)), "chunks": len(tokens) // n_ctx}))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "tokenize":
+    if sys.argv[1] == "ppl":
+        perplexity(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif sys.argv[1] == "tokenize":
         tokenize(sys.argv[2], sys.argv[3])
     else:
         main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
