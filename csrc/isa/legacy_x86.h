@@ -196,6 +196,75 @@ PG_INLINE void prefetch_next_rows(const uint8_t *const wb[QROWS], int64_t ib, co
     }
 }
 
+/* Q5 decode, two rows per vector: row x's 16 quant bytes in the low 128-bit half, row y's in
+ * the high half, so one AND gives both rows' values 0..15 and a shift + AND their values 16..31
+ * (no per-row broadcast and variable shift); the two rows' qh dwords sit in one vector whose
+ * halves a lane-local vpshufb spreads, one bit per byte, to the matching 5th bits. Returns int16
+ * lanes [x: 8 | y: 8], each the sum of 4 products (<= 4*31*128 = 15872: no saturation). */
+PG_INLINE __m256i q5_pair_products(int kind, const uint8_t *x, const uint8_t *y, __m256i a_lo, __m256i a_hi) {
+    const size_t qh_off = kind == KIND_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
+    const size_t qs_off = kind == KIND_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q5_1, qs);
+    const __m256i qs = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + qs_off))),
+                                               _mm_loadu_si128((const __m128i *)(y + qs_off)), 1);
+    int32_t hx, hy;
+    memcpy(&hx, x + qh_off, 4);
+    memcpy(&hy, y + qh_off, 4);
+    const __m256i qh = _mm256_blend_epi32(_mm256_set1_epi32(hx), _mm256_set1_epi32(hy), 0xF0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i sixteen = _mm256_set1_epi8(0x10), low = _mm256_set1_epi8(0x0F);
+    /* values 0..15 take qh bytes 0, 1; values 16..31 bytes 2, 3 (each half its own row's qh) */
+    const __m256i pick_lo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                             0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m256i pick_hi = _mm256_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m256i h_lo = _mm256_and_si256(_mm256_shuffle_epi8(qh, pick_lo), bit);
+    __m256i h_hi = _mm256_and_si256(_mm256_shuffle_epi8(qh, pick_hi), bit);
+    h_lo = _mm256_and_si256(_mm256_cmpeq_epi8(h_lo, bit), sixteen);
+    h_hi = _mm256_and_si256(_mm256_cmpeq_epi8(h_hi, bit), sixteen);
+    const __m256i lo = _mm256_or_si256(_mm256_and_si256(qs, low), h_lo);
+    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), low), h_hi);
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_maddubs_epi16(hi, a_hi));
+}
+
+/* Q5_0 / Q5_1 rows [R <= 8] . one activation row (decode), rows paired as above. The lanes come
+ * out as rows [0 2 4 6 1 3 5 7] (one hadd level fewer than dots8_unsigned), so the scales are
+ * gathered in that order and the finished sums put back in row order once at the end. */
+PG_INLINE void q5_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
+                              const uint8_t *a, float *y) {
+    const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
+    const size_t aqs = kind_has_min(kind) ? 4 : 2;
+    static const int lane_row[QROWS] = {0, 2, 4, 6, 1, 3, 5, 7};
+    const uint8_t *row[QROWS];   /* in lane order */
+    for (int l = 0; l < QROWS; l++) row[l] = w + (size_t)(lane_row[l] < R ? lane_row[l] : 0) * w_stride;
+    const uint8_t *row0 = w;
+    const int contiguous = w_stride == (size_t)nb * wbytes;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *ab = a + ib * abytes;
+        const act_block x = load_act(kind, ab);
+        const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + aqs)));
+        const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + aqs + 16)));
+        const uint8_t *wb[QROWS];
+        for (int l = 0; l < QROWS; l++) wb[l] = row[l] + ib * wbytes;
+        prefetch_next_rows(wb, ib, row0, contiguous, QROWS * wbytes, w_stride);
+        __m256 D, M;
+        block_scales8(wb, &D, &M);
+        /* pair p = rows (2p, 2p+1) = lanes (p, p + 4) */
+        const __m256i p0 = q5_pair_products(kind, wb[0], wb[4], a_lo, a_hi);
+        const __m256i p1 = q5_pair_products(kind, wb[1], wb[5], a_lo, a_hi);
+        const __m256i p2 = q5_pair_products(kind, wb[2], wb[6], a_lo, a_hi);
+        const __m256i p3 = q5_pair_products(kind, wb[3], wb[7], a_lo, a_hi);
+        /* [r0 r0 r2 r2 | r1 r1 r3 r3], [r4 r4 r6 r6 | r5 r5 r7 r7] (hadd: 8 products <= 31744) */
+        const __m256i s01 = _mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), ones);
+        const __m256i s23 = _mm256_madd_epi16(_mm256_hadd_epi16(p2, p3), ones);
+        acc = block_step(kind, acc, _mm256_hadd_epi32(s01, s23), D, M, &x);
+    }
+    /* lane l holds row lane_row[l]: row r is in lane [0 4 1 5 2 6 3 7][r] */
+    acc = _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    store_lanes(acc, R, y);
+}
+
 /* W rows [R <= 8] . one activation row -> y[0..R), straight from the GGUF blocks (decode).
  * Missing rows repeat row 0: lanes never mix, so the padding cannot change a real output. */
 PG_INLINE void quant_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
@@ -343,6 +412,11 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
     const uint8_t *W = w, *A = a;
     if (ntok == 1) {
         int r = 0;
+        if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
+            for (; r + QROWS <= nrows; r += QROWS) q5_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
+            if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
+            return;
+        }
         for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
         if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
         return;
