@@ -196,6 +196,29 @@ PG_INLINE void prefetch_next_rows(const uint8_t *const wb[QROWS], int64_t ib, co
     }
 }
 
+/* one activation row's block scales and offset sums, decoded once per decode call instead of
+ * once per 8-row group (the same values load_act gives) */
+#define ACT_DECODED_MAX 512
+typedef struct { float d[ACT_DECODED_MAX], s[ACT_DECODED_MAX]; int32_t off[ACT_DECODED_MAX]; } act_decoded;
+
+PG_INLINE void decode_act_row(int kind, const uint8_t *a, int64_t nb, act_decoded *out) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const act_block x = load_act(kind, a + (size_t)ib * act_block_bytes(kind));
+        out->d[ib] = _mm256_cvtss_f32(x.d);
+        out->s[ib] = _mm256_cvtss_f32(x.s);
+        out->off[ib] = _mm256_cvtsi256_si32(x.offset_sum);
+    }
+}
+
+PG_INLINE act_block act_from_decoded(int kind, const act_decoded *p, int64_t ib) {
+    act_block x;   /* the parts a format does not use stay constant zeros, as from load_act */
+    x.d = _mm256_broadcast_ss(&p->d[ib]);
+    x.s = kind_has_min(kind) ? _mm256_broadcast_ss(&p->s[ib]) : _mm256_setzero_ps();
+    x.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(p->off[ib]) : _mm256_setzero_si256();
+    x.v = _mm256_setzero_si256();   /* unused: the pair kernel loads the quants itself */
+    return x;
+}
+
 /* Q5 decode, two rows per vector: row x's 16 quant bytes in the low 128-bit half, row y's in
  * the high half, so one AND gives both rows' values 0..15 and a shift + AND their values 16..31
  * (no per-row broadcast and variable shift); the two rows' qh dwords sit in one vector whose
@@ -230,7 +253,7 @@ PG_INLINE __m256i q5_pair_products(int kind, const uint8_t *x, const uint8_t *y,
  * out as rows [0 2 4 6 1 3 5 7] (one hadd level fewer than dots8_unsigned), so the scales are
  * gathered in that order and the finished sums put back in row order once at the end. */
 PG_INLINE void q5_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
-                              const uint8_t *a, float *y) {
+                              const uint8_t *a, const act_decoded *pre, float *y) {
     const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
     const size_t aqs = kind_has_min(kind) ? 4 : 2;
     static const int lane_row[QROWS] = {0, 2, 4, 6, 1, 3, 5, 7};
@@ -242,7 +265,7 @@ PG_INLINE void q5_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, siz
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *ab = a + ib * abytes;
-        const act_block x = load_act(kind, ab);
+        const act_block x = pre ? act_from_decoded(kind, pre, ib) : load_act(kind, ab);
         const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + aqs)));
         const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + aqs + 16)));
         const uint8_t *wb[QROWS];
@@ -413,8 +436,10 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
     if (ntok == 1) {
         int r = 0;
         if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
-            for (; r + QROWS <= nrows; r += QROWS) q5_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
-            if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
+            act_decoded pre_buf, *pre = nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
+            if (pre) decode_act_row(kind, A, nb, pre);
+            for (; r + QROWS <= nrows; r += QROWS) q5_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+            if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
             return;
         }
         for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
