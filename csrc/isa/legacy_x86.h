@@ -221,32 +221,47 @@ PG_INLINE act_block act_from_decoded(int kind, const act_decoded *p, int64_t ib)
 
 /* Q5 decode, two rows per vector: row x's 16 quant bytes in the low 128-bit half, row y's in
  * the high half, so one AND gives both rows' values 0..15 and a shift + AND their values 16..31
- * (no per-row broadcast and variable shift); the two rows' qh dwords sit in one vector whose
- * halves a lane-local vpshufb spreads, one bit per byte, to the matching 5th bits. Returns int16
- * lanes [x: 8 | y: 8], each the sum of 4 products (<= 4*31*128 = 15872: no saturation). */
-PG_INLINE __m256i q5_pair_products(int kind, const uint8_t *x, const uint8_t *y, __m256i a_lo, __m256i a_hi) {
-    const size_t qh_off = kind == KIND_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
+ * (no per-row broadcast and variable shift). The rows' qh dwords come from `heads` (each half
+ * holds the first 8 bytes of two rows' blocks, x's and y's at qword q), which a lane-local
+ * vpshufb spreads, one bit per byte, to the matching 5th bits. Returns int16 lanes [x: 8 | y: 8],
+ * each the sum of 4 products (<= 4*31*128 = 15872: no saturation). */
+PG_INLINE __m256i q5_pair_products(int kind, __m256i heads, int q, const uint8_t *x, const uint8_t *y,
+                                   __m256i a_lo, __m256i a_hi) {
+    const int qh = 8 * q + (kind == KIND_Q5_0 ? (int)offsetof(block_q5_0, qh) : (int)offsetof(block_q5_1, qh));
     const size_t qs_off = kind == KIND_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q5_1, qs);
     const __m256i qs = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + qs_off))),
                                                _mm_loadu_si128((const __m128i *)(y + qs_off)), 1);
-    int32_t hx, hy;
-    memcpy(&hx, x + qh_off, 4);
-    memcpy(&hy, y + qh_off, 4);
-    const __m256i qh = _mm256_blend_epi32(_mm256_set1_epi32(hx), _mm256_set1_epi32(hy), 0xF0);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     const __m256i sixteen = _mm256_set1_epi8(0x10), low = _mm256_set1_epi8(0x0F);
     /* values 0..15 take qh bytes 0, 1; values 16..31 bytes 2, 3 (each half its own row's qh) */
-    const __m256i pick_lo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                             0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m256i pick_hi = _mm256_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
-                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    __m256i h_lo = _mm256_and_si256(_mm256_shuffle_epi8(qh, pick_lo), bit);
-    __m256i h_hi = _mm256_and_si256(_mm256_shuffle_epi8(qh, pick_hi), bit);
+    const __m256i pick_lo = _mm256_setr_epi8(qh, qh, qh, qh, qh, qh, qh, qh, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1,
+                                             qh, qh, qh, qh, qh, qh, qh, qh, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1);
+    const __m256i pick_hi = _mm256_add_epi8(pick_lo, _mm256_set1_epi8(2));
+    __m256i h_lo = _mm256_and_si256(_mm256_shuffle_epi8(heads, pick_lo), bit);
+    __m256i h_hi = _mm256_and_si256(_mm256_shuffle_epi8(heads, pick_hi), bit);
     h_lo = _mm256_and_si256(_mm256_cmpeq_epi8(h_lo, bit), sixteen);
     h_hi = _mm256_and_si256(_mm256_cmpeq_epi8(h_hi, bit), sixteen);
     const __m256i lo = _mm256_or_si256(_mm256_and_si256(qs, low), h_lo);
     const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), low), h_hi);
     return _mm256_add_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_maddubs_epi16(hi, a_hi));
+}
+
+/* the first 8 bytes of 8 blocks (d, [m,] qh, ...; wb in lane order) as h0 = [l0 l1 | l4 l5],
+ * h1 = [l2 l3 | l6 l7], one qword each, and from them D (and M for Q5_1) in lane order */
+PG_INLINE void q5_heads(int kind, const uint8_t *const wb[QROWS], __m256i *h0, __m256i *h1, __m256 *D, __m256 *M) {
+    int64_t u[QROWS];
+    for (int l = 0; l < QROWS; l++) memcpy(&u[l], wb[l], 8);
+    *h0 = _mm256_setr_epi64x(u[0], u[1], u[4], u[5]);
+    *h1 = _mm256_setr_epi64x(u[2], u[3], u[6], u[7]);
+    /* per half: d of the two rows of h0 to bytes 0..3, of h1 to bytes 4..7; m (Q5_1) to 8..15 */
+    const __m256i take0 = _mm256_setr_epi8(0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11, -1, -1, -1, -1,
+                                           0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11, -1, -1, -1, -1);
+    const __m256i take1 = _mm256_setr_epi8(-1, -1, -1, -1, 0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11,
+                                           -1, -1, -1, -1, 0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11);
+    __m256i dm = _mm256_or_si256(_mm256_shuffle_epi8(*h0, take0), _mm256_shuffle_epi8(*h1, take1));
+    dm = _mm256_permute4x64_epi64(dm, _MM_SHUFFLE(3, 1, 2, 0));   /* [d l0..l3, d l4..l7 | m ..., m ...] */
+    *D = _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+    *M = kind_has_min(kind) ? _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1)) : _mm256_setzero_ps();
 }
 
 /* Q5_0 / Q5_1 rows [R <= 8] . one activation row (decode), rows paired as above. The lanes come
@@ -271,13 +286,14 @@ PG_INLINE void q5_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, siz
         const uint8_t *wb[QROWS];
         for (int l = 0; l < QROWS; l++) wb[l] = row[l] + ib * wbytes;
         prefetch_next_rows(wb, ib, row0, contiguous, QROWS * wbytes, w_stride);
+        __m256i h0, h1;
         __m256 D, M;
-        block_scales8(wb, &D, &M);
+        q5_heads(kind, wb, &h0, &h1, &D, &M);
         /* pair p = rows (2p, 2p+1) = lanes (p, p + 4) */
-        const __m256i p0 = q5_pair_products(kind, wb[0], wb[4], a_lo, a_hi);
-        const __m256i p1 = q5_pair_products(kind, wb[1], wb[5], a_lo, a_hi);
-        const __m256i p2 = q5_pair_products(kind, wb[2], wb[6], a_lo, a_hi);
-        const __m256i p3 = q5_pair_products(kind, wb[3], wb[7], a_lo, a_hi);
+        const __m256i p0 = q5_pair_products(kind, h0, 0, wb[0], wb[4], a_lo, a_hi);
+        const __m256i p1 = q5_pair_products(kind, h0, 1, wb[1], wb[5], a_lo, a_hi);
+        const __m256i p2 = q5_pair_products(kind, h1, 0, wb[2], wb[6], a_lo, a_hi);
+        const __m256i p3 = q5_pair_products(kind, h1, 1, wb[3], wb[7], a_lo, a_hi);
         /* [r0 r0 r2 r2 | r1 r1 r3 r3], [r4 r4 r6 r6 | r5 r5 r7 r7] (hadd: 8 products <= 31744) */
         const __m256i s01 = _mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), ones);
         const __m256i s23 = _mm256_madd_epi16(_mm256_hadd_epi16(p2, p3), ones);
