@@ -307,14 +307,20 @@ PG_INLINE void q5_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, siz
 /* W rows [R <= 8] . one activation row -> y[0..R), straight from the GGUF blocks (decode).
  * Missing rows repeat row 0: lanes never mix, so the padding cannot change a real output. */
 PG_INLINE void quant_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
-                                 const uint8_t *a, float *y) {
+                                 const uint8_t *a, const act_decoded *pre, float *y) {
     const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
     const uint8_t *row[QROWS];
     for (int r = 0; r < QROWS; r++) row[r] = w + (size_t)(r < R ? r : 0) * w_stride;
     const int contiguous = w_stride == (size_t)nb * wbytes;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
-        const act_block x = load_act(kind, a + ib * abytes);
+        act_block x;
+        if (pre) {
+            x = act_from_decoded(kind, pre, ib);
+            x.v = _mm256_loadu_si256((const __m256i *)(a + ib * abytes + (kind_has_min(kind) ? 4 : 2)));
+        } else {
+            x = load_act(kind, a + ib * abytes);
+        }
         const uint8_t *wb[QROWS];
         for (int r = 0; r < QROWS; r++) wb[r] = row[r] + ib * wbytes;
         prefetch_next_rows(wb, ib, row[0], contiguous, QROWS * wbytes, w_stride);
@@ -458,8 +464,11 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
             if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
             return;
         }
-        for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
-        if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
+        /* Q4_0's offset sums are worth decoding once (the other formats' activation side is a load) */
+        act_decoded pre_buf, *pre = kind == KIND_Q4_0 && nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
+        if (pre) decode_act_row(kind, A, nb, pre);
+        for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+        if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
         return;
     }
     _Alignas(32) quant_panel panel;
