@@ -319,10 +319,10 @@ def test_matmul_threads_vs_float64(name):
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)
-@pytest.mark.parametrize("name", ["Q5_0", "Q5_1"])
-def test_q5_decode_past_the_decoded_activation_cap(isa, name):
-    """The x86 Q5 decode decodes the activation row's scales once per call up to 512 blocks and
-    per row group beyond: both ways (and the prefill panels) give the same bits."""
+@pytest.mark.parametrize("name", ["Q4_0", "Q5_0", "Q5_1"])
+def test_decode_past_the_decoded_activation_cap(isa, name):
+    """The x86 Q4_0/Q5 decode decodes the activation row's scales once per call up to 512 blocks
+    and per row group beyond: both ways (and the prefill panels) give the same bits."""
     require_isa(isa)
     n, rows, ntok = 32 * 520, 11, 2
     qt, act, w, a, bound = gemm_operands(name, n, rows=rows, ntok=ntok, seed=11)

@@ -11,7 +11,8 @@
  * integer dots are folded into one int32 vector (int16 hadds for the 4/5-bit formats, whose
  * products are small enough), converted once and FMA'd with [dw_r * da] (then [m_r * s] for
  * formats with a min). One token (decode) reads the GGUF blocks directly and prefetches the
- * next 8 rows; several tokens (prefill) unpack an 8-row panel once and run every token over
+ * next 8 rows (Q5_0/Q5_1: two rows per vector, see q5_rows_direct; Q4_0/Q5: the activation
+ * row's scales and offset sums decoded once per call); several tokens (prefill) unpack an 8-row panel once and run every token over
  * it, interleaved so one broadcast activation dword meets 8 rows (no folding at all). Float
  * formats: a register tile of 4 rows x PG_TILE_TOKENS tokens, one 8-lane FMA accumulator per
  * output. Either way every output sees the same float operations in the
