@@ -316,3 +316,43 @@ def test_matmul_threads_vs_float64(name):
         assert np.all(np.abs(y - want) <= MATMUL_BOUND[name] * scale), f"{threads} threads"
         results.append(y)
     assert np.array_equal(results[0].view(np.uint32), results[1].view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+@pytest.mark.parametrize("name", ["Q4_0", "Q5_0", "Q5_1"])
+def test_decode_past_the_decoded_activation_cap(isa, name):
+    """The x86 Q4_0/Q5 decode decodes the activation row's scales once per call up to 512 blocks
+    and per row group beyond: both ways (and the prefill panels) give the same bits."""
+    require_isa(isa)
+    n, rows, ntok = 32 * 520, 11, 2
+    qt, act, w, a, bound = gemm_operands(name, n, rows=rows, ntok=ntok, seed=11)
+    arow = act.row_bytes(n)
+    full = kernels.gemm(isa, qt, n, w, rows, a, ntok)
+    ref = kernels.gemm("scalar", qt, n, w, rows, a, ntok)
+    assert (np.abs(full - ref) <= GEMM_RTOL * bound + GEMM_ATOL).all()
+    for t in range(ntok):
+        alone = kernels.gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
+        assert np.array_equal(alone.view(np.uint32)[0], full.view(np.uint32)[t]), t
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+@pytest.mark.parametrize("name", ["Q5_0", "Q5_1"])
+def test_q5_extreme_quants_do_not_overflow(isa, name):
+    """Every weight quant 31 (all 5th bits set) against activations +-127: the largest int16
+    partial sums the x86 kernels form (8 products of 31*127); d = 1 so the dots are exact."""
+    require_isa(isa)
+    qt, act = by_name(name), by_name(by_name(name).act_name)
+    n, rows = 64, 9
+    one = np.array([1.0], np.float16).view(np.uint8)
+    head = [one, np.zeros(2, np.uint8)] if name == "Q5_1" else [one]   # d (, m = 0)
+    block = np.concatenate(head + [np.full(4, 0xFF, np.uint8), np.full(16, 0xFF, np.uint8)])
+    w = np.tile(block, rows * n // 32)
+    for sign in (1, -1):
+        q = np.full(32, 127 * sign, np.int8).view(np.uint8)
+        s = np.array([32 * 127 * sign], np.float16).view(np.uint8)
+        ablock = np.concatenate([one, s, q] if name == "Q5_1" else [one, q])
+        a = np.tile(ablock, n // 32)
+        want = (31 - (16 if name == "Q5_0" else 0)) * 127 * sign * n
+        for ntok in (1, 3):   # decode, and the prefill panels
+            got = kernels.gemm(isa, qt, n, w, rows, np.tile(a, ntok), ntok)
+            assert np.array_equal(got, np.full((ntok, rows), want, np.float32)), (sign, ntok, got)

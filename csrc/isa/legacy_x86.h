@@ -11,7 +11,8 @@
  * integer dots are folded into one int32 vector (int16 hadds for the 4/5-bit formats, whose
  * products are small enough), converted once and FMA'd with [dw_r * da] (then [m_r * s] for
  * formats with a min). One token (decode) reads the GGUF blocks directly and prefetches the
- * next 8 rows; several tokens (prefill) unpack an 8-row panel once and run every token over
+ * next 8 rows (Q5_0/Q5_1: two rows per vector, see q5_rows_direct; Q4_0/Q5: the activation
+ * row's scales and offset sums decoded once per call); several tokens (prefill) unpack an 8-row panel once and run every token over
  * it, interleaved so one broadcast activation dword meets 8 rows (no folding at all). Float
  * formats: a register tile of 4 rows x PG_TILE_TOKENS tokens, one 8-lane FMA accumulator per
  * output. Either way every output sees the same float operations in the
@@ -196,17 +197,131 @@ PG_INLINE void prefetch_next_rows(const uint8_t *const wb[QROWS], int64_t ib, co
     }
 }
 
+/* one activation row's block scales and offset sums, decoded once per decode call instead of
+ * once per 8-row group (the same values load_act gives) */
+#define ACT_DECODED_MAX 512
+typedef struct { float d[ACT_DECODED_MAX], s[ACT_DECODED_MAX]; int32_t off[ACT_DECODED_MAX]; } act_decoded;
+
+PG_INLINE void decode_act_row(int kind, const uint8_t *a, int64_t nb, act_decoded *out) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const act_block x = load_act(kind, a + (size_t)ib * act_block_bytes(kind));
+        out->d[ib] = _mm256_cvtss_f32(x.d);
+        out->s[ib] = _mm256_cvtss_f32(x.s);
+        out->off[ib] = _mm256_cvtsi256_si32(x.offset_sum);
+    }
+}
+
+PG_INLINE act_block act_from_decoded(int kind, const act_decoded *p, int64_t ib) {
+    act_block x;   /* the parts a format does not use stay constant zeros, as from load_act */
+    x.d = _mm256_broadcast_ss(&p->d[ib]);
+    x.s = kind_has_min(kind) ? _mm256_broadcast_ss(&p->s[ib]) : _mm256_setzero_ps();
+    x.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(p->off[ib]) : _mm256_setzero_si256();
+    x.v = _mm256_setzero_si256();   /* unused: the pair kernel loads the quants itself */
+    return x;
+}
+
+/* Q5 decode, two rows per vector: row x's 16 quant bytes in the low 128-bit half, row y's in
+ * the high half, so one AND gives both rows' values 0..15 and a shift + AND their values 16..31
+ * (no per-row broadcast and variable shift). The rows' qh dwords come from `heads` (each half
+ * holds the first 8 bytes of two rows' blocks, x's and y's at qword q), which a lane-local
+ * vpshufb spreads, one bit per byte, to the matching 5th bits. Returns int16 lanes [x: 8 | y: 8],
+ * each the sum of 4 products (<= 4*31*128 = 15872: no saturation). */
+PG_INLINE __m256i q5_pair_products(int kind, __m256i heads, int q, const uint8_t *x, const uint8_t *y,
+                                   __m256i a_lo, __m256i a_hi) {
+    const int qh = 8 * q + (kind == KIND_Q5_0 ? (int)offsetof(block_q5_0, qh) : (int)offsetof(block_q5_1, qh));
+    const size_t qs_off = kind == KIND_Q5_0 ? offsetof(block_q5_0, qs) : offsetof(block_q5_1, qs);
+    const __m256i qs = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x + qs_off))),
+                                               _mm_loadu_si128((const __m128i *)(y + qs_off)), 1);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i sixteen = _mm256_set1_epi8(0x10), low = _mm256_set1_epi8(0x0F);
+    /* values 0..15 take qh bytes 0, 1; values 16..31 bytes 2, 3 (each half its own row's qh) */
+    const __m256i pick_lo = _mm256_setr_epi8(qh, qh, qh, qh, qh, qh, qh, qh, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1,
+                                             qh, qh, qh, qh, qh, qh, qh, qh, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1, qh + 1);
+    const __m256i pick_hi = _mm256_add_epi8(pick_lo, _mm256_set1_epi8(2));
+    __m256i h_lo = _mm256_and_si256(_mm256_shuffle_epi8(heads, pick_lo), bit);
+    __m256i h_hi = _mm256_and_si256(_mm256_shuffle_epi8(heads, pick_hi), bit);
+    h_lo = _mm256_and_si256(_mm256_cmpeq_epi8(h_lo, bit), sixteen);
+    h_hi = _mm256_and_si256(_mm256_cmpeq_epi8(h_hi, bit), sixteen);
+    const __m256i lo = _mm256_or_si256(_mm256_and_si256(qs, low), h_lo);
+    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), low), h_hi);
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_maddubs_epi16(hi, a_hi));
+}
+
+/* the first 8 bytes of 8 blocks (d, [m,] qh, ...; wb in lane order) as h0 = [l0 l1 | l4 l5],
+ * h1 = [l2 l3 | l6 l7], one qword each, and from them D (and M for Q5_1) in lane order */
+PG_INLINE void q5_heads(int kind, const uint8_t *const wb[QROWS], __m256i *h0, __m256i *h1, __m256 *D, __m256 *M) {
+    int64_t u[QROWS];
+    for (int l = 0; l < QROWS; l++) memcpy(&u[l], wb[l], 8);
+    *h0 = _mm256_setr_epi64x(u[0], u[1], u[4], u[5]);
+    *h1 = _mm256_setr_epi64x(u[2], u[3], u[6], u[7]);
+    /* per half: d of the two rows of h0 to bytes 0..3, of h1 to bytes 4..7; m (Q5_1) to 8..15 */
+    const __m256i take0 = _mm256_setr_epi8(0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11, -1, -1, -1, -1,
+                                           0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11, -1, -1, -1, -1);
+    const __m256i take1 = _mm256_setr_epi8(-1, -1, -1, -1, 0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11,
+                                           -1, -1, -1, -1, 0, 1, 8, 9, -1, -1, -1, -1, 2, 3, 10, 11);
+    __m256i dm = _mm256_or_si256(_mm256_shuffle_epi8(*h0, take0), _mm256_shuffle_epi8(*h1, take1));
+    dm = _mm256_permute4x64_epi64(dm, _MM_SHUFFLE(3, 1, 2, 0));   /* [d l0..l3, d l4..l7 | m ..., m ...] */
+    *D = _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+    *M = kind_has_min(kind) ? _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1)) : _mm256_setzero_ps();
+}
+
+/* Q5_0 / Q5_1 rows [R <= 8] . one activation row (decode), rows paired as above. The lanes come
+ * out as rows [0 2 4 6 1 3 5 7] (one hadd level fewer than dots8_unsigned), so the scales are
+ * gathered in that order and the finished sums put back in row order once at the end. */
+PG_INLINE void q5_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
+                              const uint8_t *a, const act_decoded *pre, float *y) {
+    const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
+    const size_t aqs = kind_has_min(kind) ? 4 : 2;
+    static const int lane_row[QROWS] = {0, 2, 4, 6, 1, 3, 5, 7};
+    const uint8_t *row[QROWS];   /* in lane order */
+    for (int l = 0; l < QROWS; l++) row[l] = w + (size_t)(lane_row[l] < R ? lane_row[l] : 0) * w_stride;
+    const uint8_t *row0 = w;
+    const int contiguous = w_stride == (size_t)nb * wbytes;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *ab = a + ib * abytes;
+        const act_block x = pre ? act_from_decoded(kind, pre, ib) : load_act(kind, ab);
+        const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + aqs)));
+        const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + aqs + 16)));
+        const uint8_t *wb[QROWS];
+        for (int l = 0; l < QROWS; l++) wb[l] = row[l] + ib * wbytes;
+        prefetch_next_rows(wb, ib, row0, contiguous, QROWS * wbytes, w_stride);
+        __m256i h0, h1;
+        __m256 D, M;
+        q5_heads(kind, wb, &h0, &h1, &D, &M);
+        /* pair p = rows (2p, 2p+1) = lanes (p, p + 4) */
+        const __m256i p0 = q5_pair_products(kind, h0, 0, wb[0], wb[4], a_lo, a_hi);
+        const __m256i p1 = q5_pair_products(kind, h0, 1, wb[1], wb[5], a_lo, a_hi);
+        const __m256i p2 = q5_pair_products(kind, h1, 0, wb[2], wb[6], a_lo, a_hi);
+        const __m256i p3 = q5_pair_products(kind, h1, 1, wb[3], wb[7], a_lo, a_hi);
+        /* [r0 r0 r2 r2 | r1 r1 r3 r3], [r4 r4 r6 r6 | r5 r5 r7 r7] (hadd: 8 products <= 31744) */
+        const __m256i s01 = _mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), ones);
+        const __m256i s23 = _mm256_madd_epi16(_mm256_hadd_epi16(p2, p3), ones);
+        acc = block_step(kind, acc, _mm256_hadd_epi32(s01, s23), D, M, &x);
+    }
+    /* lane l holds row lane_row[l]: row r is in lane [0 4 1 5 2 6 3 7][r] */
+    acc = _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    store_lanes(acc, R, y);
+}
+
 /* W rows [R <= 8] . one activation row -> y[0..R), straight from the GGUF blocks (decode).
  * Missing rows repeat row 0: lanes never mix, so the padding cannot change a real output. */
 PG_INLINE void quant_rows_direct(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
-                                 const uint8_t *a, float *y) {
+                                 const uint8_t *a, const act_decoded *pre, float *y) {
     const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
     const uint8_t *row[QROWS];
     for (int r = 0; r < QROWS; r++) row[r] = w + (size_t)(r < R ? r : 0) * w_stride;
     const int contiguous = w_stride == (size_t)nb * wbytes;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
-        const act_block x = load_act(kind, a + ib * abytes);
+        act_block x;
+        if (pre) {
+            x = act_from_decoded(kind, pre, ib);
+            x.v = _mm256_loadu_si256((const __m256i *)(a + ib * abytes + (kind_has_min(kind) ? 4 : 2)));
+        } else {
+            x = load_act(kind, a + ib * abytes);
+        }
         const uint8_t *wb[QROWS];
         for (int r = 0; r < QROWS; r++) wb[r] = row[r] + ib * wbytes;
         prefetch_next_rows(wb, ib, row[0], contiguous, QROWS * wbytes, w_stride);
@@ -343,8 +458,18 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
     const uint8_t *W = w, *A = a;
     if (ntok == 1) {
         int r = 0;
-        for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
-        if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, y + r);
+        if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
+            act_decoded pre_buf, *pre = nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
+            if (pre) decode_act_row(kind, A, nb, pre);
+            for (; r + QROWS <= nrows; r += QROWS) q5_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+            if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+            return;
+        }
+        /* Q4_0's offset sums are worth decoding once (the other formats' activation side is a load) */
+        act_decoded pre_buf, *pre = kind == KIND_Q4_0 && nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
+        if (pre) decode_act_row(kind, A, nb, pre);
+        for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+        if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
         return;
     }
     _Alignas(32) quant_panel panel;
