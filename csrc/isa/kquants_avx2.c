@@ -153,39 +153,61 @@ KQ_INLINE void q5_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
     k4_rows_direct(nsb, w, w_stride, a, y, R, 1);
 }
 
+/* Q6_K scales regrouped once per row-super-block: int16 lanes [s0 s2 .. s14 | s1 s3 .. s15], so
+ * chunk j (groups 2j, 2j+1) takes its scale vector with one in-lane shuffle (q6_chunk_scale). */
+KQ_INLINE __m256i q6_scales_even_odd(const int8_t *scales) {
+    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)scales), even_odd));
+}
+/* 16 int16 = [s[2j] x 8 | s[2j+1] x 8] from q6_scales_even_odd's vector */
+KQ_INLINE __m256i q6_chunk_scale(__m256i eo, int j) {
+    return _mm256_shuffle_epi8(eo, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
+}
+
+/* One Q6_K super-block of one row against a: I + M (M = -32 * sum sc*bsum folded in, as the
+ * one-term reference does), 8 int32 lanes to be summed. bsums_eo = the block's group sums in
+ * q6_scales_even_odd's order. Each 6-bit quant is ql's nibble | qh's 2 bits masked into 0x30. */
+KQ_INLINE __m256i q6_K_block_ints(const block_q6_K *b, const block_q8_K *a, __m256i bsums_eo) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i eo = q6_scales_even_odd(b->scales);
+    __m256i acc = _mm256_slli_epi32(_mm256_madd_epi16(eo, bsums_eo), 5);
+    acc = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+    for (int h = 0; h < 2; h++) {
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        for (int k = 0; k < 4; k++) {
+            const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * k)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, q6_chunk_scale(eo, 4 * h + k)));
+        }
+    }
+    return acc;
+}
+
+/* Q6_K: one reduction per super-block for the 8 rows (I + M together, exact int32). */
 KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    const __m256i bsums_lane_eo = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                                   0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
-        __m256i isum[8], msum[8];
+        __m256i isum[8];
         float dw[8] = {0};
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[s].bsums);
-        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        /* [b0 b2 b4 b6 | b1 b3 b5 b7] per lane, then the 64-bit quarters (0, 2, 1, 3) */
+        const __m256i bl = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)a[s].bsums), bsums_lane_eo);
+        const __m256i bsums_eo = _mm256_permute4x64_epi64(bl, 0xD8);
+        for (int p = 0; p < 8; p++) isum[p] = _mm256_setzero_si256();
         for (int r = 0; r < R; r++) {
             const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * w_stride) + s;
-            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-            __m256i acc_r = _mm256_setzero_si256();
-            for (int h = 0; h < 2; h++) {
-                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-                __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
-                for (int k = 0; k < 4; k++) {
-                    const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a[s].qs + 128 * h + 32 * k)));
-                    acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p, scale_pair(sc16, 8 * h + 2 * k)));
-                }
-            }
-            isum[r] = acc_r;
-            msum[r] = _mm256_madd_epi16(sc16, bsums);
+            isum[r] = q6_K_block_ints(b, &a[s], bsums_eo);
             dw[r] = _cvtsh_ss(b->d);
         }
-        const __m256i I = reduce8_epi32(isum);
-        const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(reduce8_epi32(msum), 5));
-        acc = chain_step(acc, 0, _mm256_loadu_ps(dw), _mm256_setzero_ps(), a[s].d, I, M);
+        acc = chain_step(acc, 0, _mm256_loadu_ps(dw), _mm256_setzero_ps(), a[s].d, reduce8_epi32(isum),
+                         _mm256_setzero_si256());
     }
     float f[8];
     _mm256_storeu_ps(f, acc);
