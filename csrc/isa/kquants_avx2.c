@@ -95,45 +95,65 @@ KQ_INLINE __m128i bsums_per_32(const block_q8_K *a) {
     return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
 }
 
+/* bits (qh >> b) & 1 of every byte moved to 0x10 (b = 0..7): one 16-bit shift at most, then a mask */
+KQ_INLINE __m256i q5_high_bit(__m256i qh, const int b) {
+    const __m256i m10 = _mm256_set1_epi8(0x10);
+    if (b < 4) return _mm256_and_si256(_mm256_slli_epi16(qh, 4 - b), m10);
+    if (b == 4) return _mm256_and_si256(qh, m10);
+    return _mm256_and_si256(_mm256_srli_epi16(qh, b - 4), m10);
+}
+
+/* One Q4_K/Q5_K super-block of one row against a. Returns I (8 int32 lanes to be summed) and
+ * sets *msum to lanes summing to M = -sum_j min_j * bsum32_j. b32_hi = [0 | the 8 sub-block
+ * sums] (int16): the row's scales and mins, widened in one go to [scales | mins], meet it in
+ * one madd whose low half is zero. */
+KQ_INLINE __m256i k4_block_ints(const block_q4_K *b, const uint8_t *qs, const uint8_t *qh_bytes,
+                                const block_q8_K *a, __m256i b32_hi, __m256i *msum, const int five_bits) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    uint32_t scw[2], mw[2];
+    pg_k4_scales_words(b->scales, scw, mw);
+    const __m128i sm8 = _mm_set_epi64x((long long)(((uint64_t)mw[1] << 32) | mw[0]),
+                                       (long long)(((uint64_t)scw[1] << 32) | scw[0]));
+    const __m256i sm16 = _mm256_cvtepu8_epi16(sm8);          /* [8 scales | 8 mins] */
+    *msum = _mm256_madd_epi16(sm16, b32_hi);
+    const __m256i sc = _mm256_permute4x64_epi64(sm16, 0x44); /* [8 scales | 8 scales] */
+    const __m256i qh = five_bits ? _mm256_loadu_si256((const __m256i *)qh_bytes) : _mm256_setzero_si256();
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (five_bits) {
+            lo = _mm256_or_si256(lo, q5_high_bit(qh, 2 * c));
+            hi = _mm256_or_si256(hi, q5_high_bit(qh, 2 * c + 1));
+        }
+        const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c)));
+        const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c + 32)));
+        /* sub-block j's scale in all 16 lanes: one in-lane shuffle */
+        const __m256i s0 = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
+        const __m256i s1 = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, s0));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, s1));
+    }
+    return acc;
+}
+
 /* Q4_K and Q5_K share d, dmin and the 6-bit scales at the same offsets; Q5_K adds qh. */
 KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y,
                               const int R, const int five_bits) {
     const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const size_t qs_at = five_bits ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const size_t qh_at = offsetof(block_q5_K, qh);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         __m256i isum[8], msum[8];
         float dw[8] = {0}, dmw[8] = {0};
-        const __m128i b32 = bsums_per_32(&a[s]);
+        const __m256i b32_hi = _mm256_inserti128_si256(_mm256_setzero_si256(), bsums_per_32(&a[s]), 1);
         for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
         for (int r = 0; r < R; r++) {
-            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * w_stride + (size_t)s * bsize);
-            const uint8_t *qs = (const uint8_t *)b + qs_at;
-            uint32_t scw[2], mw[2];
-            pg_k4_scales_words(b->scales, scw, mw);
-            const __m128i sc8 = _mm_setr_epi32((int)scw[0], (int)scw[1], 0, 0);
-            const __m128i m8 = _mm_setr_epi32((int)mw[0], (int)mw[1], 0, 0);
-            /* sub-block j's scale as int16 pairs (j, j) -> 16 int16, both 128-bit lanes alike */
-            const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc8, sc8));
-            const __m256i qh = five_bits ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)b)->qh)
-                                         : _mm256_setzero_si256();
-            __m256i acc_r = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                if (five_bits) {
-                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
-                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
-                }
-                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c)));
-                const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[s].qs + 64 * c + 32)));
-                /* sc16 holds groups (2j, 2j+1) = sub-block j twice: pair index 4c picks sub-block 2c */
-                acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p0, scale_pair(sc16, 4 * c)));
-                acc_r = _mm256_add_epi32(acc_r, _mm256_madd_epi16(p1, scale_pair(sc16, 4 * c + 2)));
-            }
-            isum[r] = acc_r;
-            msum[r] = _mm256_zextsi128_si256(_mm_madd_epi16(_mm_cvtepu8_epi16(m8), b32));
+            const char *blk = w + (size_t)r * w_stride + (size_t)s * bsize;
+            const block_q4_K *b = (const block_q4_K *)blk;
+            isum[r] = k4_block_ints(b, (const uint8_t *)blk + qs_at, (const uint8_t *)blk + qh_at, &a[s], b32_hi,
+                                    &msum[r], five_bits);
             dw[r] = _cvtsh_ss(b->d);
             dmw[r] = _cvtsh_ss(b->dmin);
         }
