@@ -103,6 +103,22 @@ KQ_INLINE __m256i q5_high_bit(__m256i qh, const int b) {
     return _mm256_and_si256(_mm256_srli_epi16(qh, b - 4), m10);
 }
 
+/* The 12 packed bytes of Q4_K/Q5_K scales -> 16 bytes [sc0..sc7 | m0..m7], the same decoding as
+ * pg_k4_scales_words (its words are bytes 0-3 s, 4-7 m, 8-11 w2): low 6 bits of bytes 0-7 for
+ * sub-blocks 0-3; nibbles of bytes 8-11 below the top 2 bits of bytes 0-7 for sub-blocks 4-7.
+ * Reads 16 bytes from `packed` (the block goes on past its 12 scale bytes). */
+KQ_INLINE __m128i k4_scales_mins_simd(const uint8_t *packed) {
+    const __m128i x = _mm_loadu_si128((const __m128i *)packed);
+    /* low bits: [s0-3 | w2 | s4-7 | w2], the last word's high nibbles shifted down */
+    const __m128i lows = _mm_shuffle_epi8(x, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i low_bits = _mm_and_si128(_mm_srlv_epi32(lows, _mm_setr_epi32(0, 0, 0, 4)),
+                                           _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    /* top 2 bits of bytes 0-3 (scales) and 4-7 (mins) become bits 4-5 of sub-blocks 4-7 */
+    const __m128i tops = _mm_shuffle_epi8(x, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i top_bits = _mm_srli_epi16(_mm_and_si128(tops, _mm_set1_epi8((char)0xC0)), 2);
+    return _mm_or_si128(low_bits, top_bits);
+}
+
 /* One Q4_K/Q5_K super-block of one row against a. Returns I (8 int32 lanes to be summed) and
  * sets *msum to lanes summing to M = -sum_j min_j * bsum32_j. b32_hi = [0 | the 8 sub-block
  * sums] (int16): the row's scales and mins, widened in one go to [scales | mins], meet it in
@@ -110,11 +126,7 @@ KQ_INLINE __m256i q5_high_bit(__m256i qh, const int b) {
 KQ_INLINE __m256i k4_block_ints(const block_q4_K *b, const uint8_t *qs, const uint8_t *qh_bytes,
                                 const block_q8_K *a, __m256i b32_hi, __m256i *msum, const int five_bits) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    uint32_t scw[2], mw[2];
-    pg_k4_scales_words(b->scales, scw, mw);
-    const __m128i sm8 = _mm_set_epi64x((long long)(((uint64_t)mw[1] << 32) | mw[0]),
-                                       (long long)(((uint64_t)scw[1] << 32) | scw[0]));
-    const __m256i sm16 = _mm256_cvtepu8_epi16(sm8);          /* [8 scales | 8 mins] */
+    const __m256i sm16 = _mm256_cvtepu8_epi16(k4_scales_mins_simd(b->scales)); /* [8 scales | 8 mins] */
     *msum = _mm256_madd_epi16(sm16, b32_hi);
     const __m256i sc = _mm256_permute4x64_epi64(sm16, 0x44); /* [8 scales | 8 scales] */
     const __m256i qh = five_bits ? _mm256_loadu_si256((const __m256i *)qh_bytes) : _mm256_setzero_si256();
