@@ -95,6 +95,11 @@ KQ_INLINE __m128i bsums_per_32(const block_q8_K *a) {
     return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
 }
 
+/* ask for the cache lines of one block (a hint: it never faults) */
+KQ_INLINE void kq_prefetch_block(const char *p, size_t bsize) {
+    for (size_t off = 0; off < bsize; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
 /* bits (qh >> b) & 1 of every byte moved to 0x10 (b = 0..7): one 16-bit shift at most, then a mask */
 KQ_INLINE __m256i q5_high_bit(__m256i qh, const int b) {
     const __m256i m10 = _mm256_set1_epi8(0x10);
@@ -151,7 +156,7 @@ KQ_INLINE __m256i k4_block_ints(const block_q4_K *b, const uint8_t *qs, const ui
 
 /* Q4_K and Q5_K share d, dmin and the 6-bit scales at the same offsets; Q5_K adds qh. */
 KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y,
-                              const int R, const int five_bits) {
+                              const int R, const int five_bits, const char *next) {
     const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const size_t qs_at = five_bits ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     const size_t qh_at = offsetof(block_q5_K, qh);
@@ -164,6 +169,7 @@ KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const
         for (int r = 0; r < R; r++) {
             const char *blk = w + (size_t)r * w_stride + (size_t)s * bsize;
             const block_q4_K *b = (const block_q4_K *)blk;
+            if (next) kq_prefetch_block(next + (size_t)r * w_stride + (size_t)s * bsize, bsize);
             isum[r] = k4_block_ints(b, (const uint8_t *)blk + qs_at, (const uint8_t *)blk + qh_at, &a[s], b32_hi,
                                     &msum[r], five_bits);
             dw[r] = _cvtsh_ss(b->d);
@@ -178,11 +184,13 @@ KQ_INLINE void k4_rows_direct(int64_t nsb, const char *w, size_t w_stride, const
     for (int r = 0; r < R; r++) y[r] = f[r];
 }
 
-KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
-    k4_rows_direct(nsb, w, w_stride, a, y, R, 0);
+KQ_INLINE void q4_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R,
+                                const char *next) {
+    k4_rows_direct(nsb, w, w_stride, a, y, R, 0, next);
 }
-KQ_INLINE void q5_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
-    k4_rows_direct(nsb, w, w_stride, a, y, R, 1);
+KQ_INLINE void q5_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R,
+                                const char *next) {
+    k4_rows_direct(nsb, w, w_stride, a, y, R, 1, next);
 }
 
 /* Q6_K scales regrouped once per row-super-block: int16 lanes [s0 s2 .. s14 | s1 s3 .. s15], so
@@ -222,7 +230,8 @@ KQ_INLINE __m256i q6_K_block_ints(const block_q6_K *b, const block_q8_K *a, __m2
 }
 
 /* Q6_K: one reduction per super-block for the 8 rows (I + M together, exact int32). */
-KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R) {
+KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *a, float *y, const int R,
+                                const char *next) {
     const __m256i bsums_lane_eo = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
                                                    0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     __m256 acc = _mm256_setzero_ps();
@@ -235,6 +244,7 @@ KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
         for (int p = 0; p < 8; p++) isum[p] = _mm256_setzero_si256();
         for (int r = 0; r < R; r++) {
             const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * w_stride) + s;
+            if (next) kq_prefetch_block(next + (size_t)r * w_stride + (size_t)s * sizeof(block_q6_K), sizeof(block_q6_K));
             isum[r] = q6_K_block_ints(b, &a[s], bsums_eo);
             dw[r] = _cvtsh_ss(b->d);
         }
@@ -246,9 +256,24 @@ KQ_INLINE void q6_K_rows_direct(int64_t nsb, const char *w, size_t w_stride, con
     for (int r = 0; r < R; r++) y[r] = f[r];
 }
 
-KQ_DEFINE_DECODE(q4_K)
-KQ_DEFINE_DECODE(q5_K)
-KQ_DEFINE_DECODE(q6_K)
+/* One token: 8 rows per pass, the remainder one by one. Rows are short next to the hardware
+ * prefetcher's warm-up (16 super-blocks of 4096 columns), so each pass asks for the block of
+ * the next pass's row that it is about to need one pass later: the streams never start cold. */
+#define KQ_DEFINE_DECODE_PREFETCHING(t)                                                             \
+    static void kq_decode_##t(int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) { \
+        const int64_t nsb = n / QK_K;                                                               \
+        const char *wc = (const char *)w;                                                           \
+        int r = 0;                                                                                  \
+        for (; r + 8 <= nrows; r += 8) {                                                            \
+            const char *next = r + 16 <= nrows ? wc + (size_t)(r + 8) * w_stride : NULL;           \
+            t##_rows_direct(nsb, wc + (size_t)r * w_stride, w_stride, a, y + r, 8, next);           \
+        }                                                                                           \
+        for (; r < nrows; r++) t##_rows_direct(nsb, wc + (size_t)r * w_stride, w_stride, a, y + r, 1, NULL); \
+    }
+
+KQ_DEFINE_DECODE_PREFETCHING(q4_K)
+KQ_DEFINE_DECODE_PREFETCHING(q5_K)
+KQ_DEFINE_DECODE_PREFETCHING(q6_K)
 
 KQ_DEFINE_GEMM(q2_K, Q2_K, avx2)
 KQ_DEFINE_GEMM(q3_K, Q3_K, avx2)
