@@ -6,7 +6,8 @@
  * maddubs' unsigned operand and a pair sum (<= 2*63*127) never saturates. Per super-block the
  * int32 lanes of the 8 (row, token) pairs are reduced together into one vector and one FMA per
  * lane advances the float chain, which is the reference's bit for bit. One token (decode) of
- * Q4_K, Q5_K, Q6_K takes direct kernels that read the GGUF blocks without the unpack buffer. */
+ * Q4_K, Q5_K, Q6_K takes direct kernels that read the GGUF blocks without the unpack buffer,
+ * 8 rows per pass, each pass prefetching the next one's blocks. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
