@@ -103,13 +103,18 @@ def _merge_heap(symbols: list[str], ranks) -> list[str]:
 def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTable"]:
     """The C merge table for a BPE vocab: every merge rule as (left, right) -> (rank, result)."""
     symbols = native.SymbolTable(vocab.text_to_id, vocab.n_vocab)
-    for ch in BYTE_TO_UNICODE:
-        symbols.id(ch)
-    columns: tuple[list[int], ...] = ([], [], [], [])
-    for (a, b), rank in vocab.merge_ranks.items():
-        for column, value in zip(columns, (symbols.id(a), symbols.id(b), rank, symbols.id(a + b))):
-            column.append(value)
-    return native.NativeMerger(*columns), symbols
+    symbols.ids(BYTE_TO_UNICODE)
+    pairs, ranks = vocab.merge_ranks.keys(), list(vocab.merge_ranks.values())
+    lefts, rights = (list(half) for half in zip(*pairs)) if pairs else ([], [])
+    # whole columns at a time: ~50k merges, where a per-merge Python loop dominated model load
+    results = list(map(str.__add__, lefts, rights))
+    merger = native.NativeMerger(symbols.ids(lefts), symbols.ids(rights), ranks, symbols.ids(results))
+    return merger, symbols
+
+
+def byte_symbol_map(symbols: "native.SymbolTable") -> dict[str, int]:
+    """The symbol of each of the 256 byte characters: every initial symbol of a byte-encoded word."""
+    return dict(zip(BYTE_TO_UNICODE, symbols.ids(BYTE_TO_UNICODE)))
 
 
 class BPETokenizer:
@@ -121,7 +126,7 @@ class BPETokenizer:
         self._cache: dict[str, tuple[int, ...]] = {}
         self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
         if self._native is not None:
-            self._char_get = self._native[1].char_map(vocab.texts).get
+            self._char_get = byte_symbol_map(self._native[1]).get
 
     def encode_text(self, text: str, out: list[int]) -> None:
         cache = self._cache

@@ -61,6 +61,14 @@ class SymbolTable:
             self.extra_texts.append(text)
         return sym
 
+    def ids(self, texts: Sequence[str]) -> list[int]:
+        """id() of each text: one dict pass over them all, id() only for those not in the vocab."""
+        found = list(map(self._text_to_id.get, texts))
+        if None in found:
+            for i in [i for i, sym in enumerate(found) if sym is None]:
+                found[i] = self.id(texts[i])
+        return found
+
     def char_map(self, texts: Iterable[str]) -> dict[str, int]:
         """Every one-character symbol -> its id (the initial symbols of a word)."""
         chars = {t: i for i, t in enumerate(texts) if len(t) == 1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Mapping
 
 
@@ -113,7 +114,7 @@ def _read_tokens(metadata: Mapping[str, object]) -> tuple[list[str], dict[str, i
     if not isinstance(raw, (list, tuple)) or not raw:
         raise TokenizerError("tokenizer.ggml.tokens is missing or empty")
     texts = list(raw)
-    if not all(type(t) is str for t in texts):
+    if set(map(type, texts)) != {str}:      # one C-level pass; the slow search only on failure
         bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
         raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not a string")
     warnings: list[str] = []
@@ -142,17 +143,29 @@ def _read_merges(metadata: Mapping[str, object]) -> dict[tuple[str, str], int]:
     merges = metadata.get("tokenizer.ggml.merges")
     if merges is None:
         raise TokenizerError("tokenizer.ggml.model is gpt2 but tokenizer.ggml.merges is missing")
-    if not isinstance(merges, (list, tuple)) or not all(type(m) is str for m in merges):
+    if not isinstance(merges, (list, tuple)) or not set(map(type, merges)) <= {str}:
         raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
-
-    def split(line: str) -> tuple[str, str]:
-        # split at the first space after the first character (a merge half may start with ' ')
-        head, sep, tail = line[1:].partition(" ")
-        return (line[:1] + head, tail) if sep else ("", "")
-
-    pairs = list(map(split, merges))
+    pairs = _split_merges(merges)
     # the first rank of a repeated pair wins (llama.cpp emplaces): build from the back
     return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1)))
+
+
+def _split_merge(line: str) -> tuple[str, str]:
+    """'a b' -> ('a', 'b'), split at the first space after the first character (a merge half
+    may start with ' '); a line with no such space gives ('', '')."""
+    head, sep, tail = line[1:].partition(" ")
+    return (line[:1] + head, tail) if sep else ("", "")
+
+
+def _split_merges(merges) -> list[tuple[str, str]]:
+    """_split_merge over every line. When every line holds exactly one space and no line starts
+    with it, one join and one split give the same halves (the byte-level BPE case: its symbols
+    spell a space as 'Ġ') without a Python call per line; otherwise each line is split alone."""
+    words = " ".join(merges).split(" ")
+    lefts, rights = words[0::2], words[1::2]
+    if len(words) == 2 * len(merges) and "" not in lefts:
+        return list(zip(lefts, rights))
+    return list(map(_split_merge, merges))
 
 
 def _get_bool(metadata: Mapping[str, object], key: str, default: bool) -> bool:
@@ -174,12 +187,12 @@ def build_vocab(metadata: Mapping[str, object]) -> Vocab:
 
     texts, text_to_id, warnings = _read_tokens(metadata)
     n = len(texts)
-    scores = [float(s) for s in _require_list(metadata, "tokenizer.ggml.scores", n)[:n]] or [0.0] * n
+    scores = list(map(float, _require_list(metadata, "tokenizer.ggml.scores", n)[:n])) or [0.0] * n
     types = _require_list(metadata, "tokenizer.ggml.token_type", n)[:n]
-    if types and not all(type(t) is int for t in types):
+    if types and set(map(type, types)) != {int}:     # exactly int: a bool is not a token type
         raise TokenizerError("tokenizer.ggml.token_type must be an array of integers")
     type_to_attr = {t: int(a) for t, a in TOKEN_TYPE_TO_ATTR.items()}
-    attrs = [type_to_attr.get(t, 0) for t in types] if types else [int(TokenAttr.NORMAL)] * n
+    attrs = list(map(type_to_attr.get, types, repeat(0, n))) if types else [int(TokenAttr.NORMAL)] * n
 
     if model == "gpt2":
         merge_ranks = _read_merges(metadata)

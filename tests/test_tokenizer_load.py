@@ -1,0 +1,40 @@
+"""The bulk paths that build a tokenizer quickly agree with the one-at-a-time paths they replace."""
+from __future__ import annotations
+
+import pytest
+
+from pygguf.tokenizer import native
+from pygguf.tokenizer.bpe import BYTE_TO_UNICODE, byte_symbol_map
+from pygguf.tokenizer.vocab import _split_merge, _split_merges
+
+
+@pytest.mark.parametrize("merges", [
+    ["a b", "Ġ t", "ab c"],                      # the byte-level BPE shape: the join/split path
+    [" a b", "a b"],                             # a half starting with a space
+    ["ab", "a b"],                               # no space: ('', '')
+    ["a b c", "x y"],                            # two spaces: the right half keeps one
+    [" ab", "c d"],                              # leading space, one space only
+    [" ", "a "],                                 # a lone space, an empty right half
+    ["a\nb c", "d e"],                           # other whitespace is not a separator
+    [],
+])
+def test_split_merges_matches_one_line_at_a_time(merges):
+    assert _split_merges(merges) == [_split_merge(m) for m in merges]
+
+
+def test_symbol_ids_in_bulk_match_one_at_a_time():
+    vocab = {"a": 0, "b": 1, "ab": 2}
+    texts = ["a", "zz", "ab", "q", "zz", "b", "q"]
+    bulk = native.SymbolTable(vocab, 3)
+    single = native.SymbolTable(vocab, 3)
+    assert bulk.ids(texts) == [single.id(t) for t in texts]
+    assert bulk.extra == single.extra and bulk.extra_texts == single.extra_texts
+
+
+def test_byte_symbol_map_covers_every_byte_character():
+    vocab = {ch: i for i, ch in enumerate(BYTE_TO_UNICODE[:200])}
+    symbols = native.SymbolTable(vocab, 200)
+    chars = byte_symbol_map(symbols)
+    assert set(chars) == set(BYTE_TO_UNICODE)
+    assert all(chars[ch] == i for i, ch in enumerate(BYTE_TO_UNICODE[:200]))
+    assert sorted(chars[ch] for ch in BYTE_TO_UNICODE[200:]) == list(range(200, 256))
