@@ -21,6 +21,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from .gguf_strings import read_strings
 from .quants import BY_ID, BY_NAME, QuantType
 
 GGUF_MAGIC = b"GGUF"
@@ -328,7 +329,15 @@ class GGUFReader:
 
     def _read_string_array(self, cur: _Cursor, count: int, key: str) -> list:
         """The vocabulary path (tens of thousands of strings): the same checks as _Cursor.string,
-        inlined because this loop dominates opening a model."""
+        inlined because this loop dominates opening a model. The C scan (gguf_strings) does the
+        same checks and decodes in bulk; this loop is its reference and reports every failure."""
+        fast = read_strings(self._bytes, cur.pos, count)
+        if fast is not None:
+            items, cur.pos = fast
+            return items
+        return self._read_string_array_slowly(cur, count, key)
+
+    def _read_string_array_slowly(self, cur: _Cursor, count: int, key: str) -> list:
         buf, pos, size = self._mmap, cur.pos, cur.size
         read_length = struct.Struct("<Q").unpack_from
         items = []
