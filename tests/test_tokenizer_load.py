@@ -5,7 +5,8 @@ import pytest
 
 from pygguf.tokenizer import native
 from pygguf.tokenizer.bpe import BYTE_TO_UNICODE, byte_symbol_map
-from pygguf.tokenizer.vocab import _split_merge, _split_merges
+from pygguf.tokenizer import Tokenizer
+from pygguf.tokenizer.vocab import _split_merge, _split_merges, build_vocab
 
 
 @pytest.mark.parametrize("merges", [
@@ -19,7 +20,8 @@ from pygguf.tokenizer.vocab import _split_merge, _split_merges
     [],
 ])
 def test_split_merges_matches_one_line_at_a_time(merges):
-    assert _split_merges(merges) == [_split_merge(m) for m in merges]
+    pairs = [_split_merge(m) for m in merges]
+    assert _split_merges(merges) == ([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def test_symbol_ids_in_bulk_match_one_at_a_time():
@@ -38,3 +40,22 @@ def test_byte_symbol_map_covers_every_byte_character():
     assert set(chars) == set(BYTE_TO_UNICODE)
     assert all(chars[ch] == i for i, ch in enumerate(BYTE_TO_UNICODE[:200]))
     assert sorted(chars[ch] for ch in BYTE_TO_UNICODE[200:]) == list(range(200, 256))
+
+
+def tiny_bpe_metadata(merges):
+    tokens = ["a", "b", "c", "d", "ab", "cd", "abc", "abcd", "Ġ"]
+    return {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "default",
+            "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.merges": merges,
+            "tokenizer.ggml.token_type": [1] * len(tokens), "tokenizer.ggml.add_bos_token": False}
+
+
+def test_a_repeated_merge_keeps_its_first_rank_in_python_and_in_c():
+    # "c d" first at rank 0, repeated at rank 3, after "ab c" (rank 2): the first rank must win,
+    # so "abcd" merges as ab + cd -> abcd; with the last rank it would stop at abc + d
+    merges = ["c d", "a b", "ab c", "c d", "ab cd"]
+    vocab = build_vocab(tiny_bpe_metadata(merges))
+    assert vocab.merge_ranks == {("c", "d"): 0, ("a", "b"): 1, ("ab", "c"): 2, ("ab", "cd"): 4}
+    python_side = Tokenizer(vocab, use_native=False).encode("abcd abcd")
+    assert python_side[:1] == [7] and 6 not in python_side
+    if native.HAVE_NATIVE:
+        assert Tokenizer(vocab).encode("abcd abcd") == python_side

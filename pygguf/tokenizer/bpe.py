@@ -104,11 +104,12 @@ def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTa
     """The C merge table for a BPE vocab: every merge rule as (left, right) -> (rank, result)."""
     symbols = native.SymbolTable(vocab.text_to_id, vocab.n_vocab)
     symbols.ids(BYTE_TO_UNICODE)
-    pairs, ranks = vocab.merge_ranks.keys(), list(vocab.merge_ranks.values())
-    lefts, rights = (list(half) for half in zip(*pairs)) if pairs else ([], [])
-    # whole columns at a time: ~50k merges, where a per-merge Python loop dominated model load
+    lefts, rights = vocab.merge_pairs
+    # whole columns at a time: ~50k merges, where a per-merge Python loop dominated model load.
+    # Rank = line number; a repeated pair keeps its first rank (the C table keeps the first insert).
     results = list(map(str.__add__, lefts, rights))
-    merger = native.NativeMerger(symbols.ids(lefts), symbols.ids(rights), ranks, symbols.ids(results))
+    merger = native.NativeMerger(symbols.ids(lefts), symbols.ids(rights), range(len(lefts)),
+                                 symbols.ids(results))
     return merger, symbols
 
 

@@ -20,7 +20,8 @@ except ImportError:      # extension not built: the Python merges are used inste
 class NativeMerger:
     def __init__(self, left: Sequence[int], right: Sequence[int], priority: Sequence[int],
                  result: Sequence[int]):
-        arrays = [np.ascontiguousarray(a, dtype=np.int32) for a in (left, right, priority, result)]
+        arrays = [np.arange(a.start, a.stop, a.step, dtype=np.int32) if isinstance(a, range)
+                  else np.ascontiguousarray(a, dtype=np.int32) for a in (left, right, priority, result)]
         n = len(arrays[0])
         if any(len(a) != n for a in arrays):
             raise ValueError("pair table columns differ in length")
