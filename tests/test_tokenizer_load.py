@@ -6,6 +6,7 @@ import pytest
 from pygguf.tokenizer import native
 from pygguf.tokenizer.bpe import BYTE_TO_UNICODE, byte_symbol_map
 from pygguf.tokenizer import Tokenizer
+from pygguf.tokenizer.special import ids_with
 from pygguf.tokenizer.vocab import _split_merge, _split_merges, build_vocab
 
 
@@ -59,3 +60,9 @@ def test_a_repeated_merge_keeps_its_first_rank_in_python_and_in_c():
     assert python_side[:1] == [7] and 6 not in python_side
     if native.HAVE_NATIVE:
         assert Tokenizer(vocab).encode("abcd abcd") == python_side
+
+
+def test_ids_with_matches_a_plain_scan():
+    attrs = [0, 8, 4, 12, 16, 1, 8 | 16, 0]
+    for mask in (8, 16, 1 | 8 | 16, 0):
+        assert ids_with(attrs, mask) == [i for i, a in enumerate(attrs) if a & mask]
