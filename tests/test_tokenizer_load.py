@@ -17,6 +17,9 @@ from pygguf.tokenizer.vocab import _split_merge, _split_merges, build_vocab
     ["a b c", "x y"],                            # two spaces: the right half keeps one
     [" ab", "c d"],                              # leading space, one space only
     [" ", "a "],                                 # a lone space, an empty right half
+    ["a b c", ""],                               # two spaces + none: the right count, wrong lines
+    ["a b c", "d"],
+    ["", "a b"],
     ["a\nb c", "d e"],                           # other whitespace is not a separator
     [],
 ])

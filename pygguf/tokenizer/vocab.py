@@ -170,7 +170,10 @@ def _split_merges(merges) -> tuple[list[str], list[str]]:
     Returns (left halves, right halves)."""
     words = " ".join(merges).split(" ")
     lefts, rights = words[0::2], words[1::2]
-    if len(words) == 2 * len(merges) and "" not in lefts:
+    # n spaces in all, at least one in every line: exactly one in each (the count alone could
+    # pair a two-space line with a spaceless one)
+    one_each = len(words) == 2 * len(merges) and all(map(str.__contains__, merges, repeat(" ")))
+    if one_each and "" not in lefts:
         return lefts, rights
     pairs = list(map(_split_merge, merges))
     return [p[0] for p in pairs], [p[1] for p in pairs]
