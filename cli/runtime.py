@@ -22,7 +22,7 @@ class Runtime:
         from pygguf.model import Model, ModelError
         from pygguf.sampling import Sampler, SamplerError, SamplerParams
         from pygguf.tokenizer import TokenizerError
-        from pygguf.chat import ChatTemplateError
+        from pygguf.chat_errors import ChatTemplateError
         from pygguf.interactive_params import InteractiveError
         return cls(
             load_model=Model.load,

@@ -22,15 +22,9 @@ import jinja2.nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pygguf.chat_errors import ChatTemplateError, TemplateRewritesHistory  # noqa: F401  (re-exported)
+
 Message = Mapping[str, str]
-
-
-class ChatTemplateError(Exception):
-    """A chat template that cannot be compiled or rendered, or that tried to escape the sandbox."""
-
-
-class TemplateRewritesHistory(ChatTemplateError):
-    """Adding a message changed the rendering of earlier ones: no suffix can be appended."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from .gguf_strings import read_strings
 from .quants import BY_ID, BY_NAME, QuantType
 
 GGUF_MAGIC = b"GGUF"
@@ -327,8 +328,18 @@ class GGUFReader:
         return items, (GGUFValueType.ARRAY, elem)
 
     def _read_string_array(self, cur: _Cursor, count: int, key: str) -> list:
-        """The vocabulary path (tens of thousands of strings): the same checks as _Cursor.string,
-        inlined because this loop dominates opening a model."""
+        """The vocabulary path (tens of thousands of strings), which dominated opening a model:
+        the C scan (gguf_strings) checks every length and decodes in bulk; anything it declines
+        (a short, truncated or non-UTF-8 array, no extension) goes through the loop below."""
+        fast = read_strings(self._bytes, cur.pos, count)
+        if fast is not None:
+            items, cur.pos = fast
+            return items
+        return self._read_string_array_slowly(cur, count, key)
+
+    def _read_string_array_slowly(self, cur: _Cursor, count: int, key: str) -> list:
+        """The reference: _Cursor.string's checks inlined, one string at a time; it names the
+        string that fails."""
         buf, pos, size = self._mmap, cur.pos, cur.size
         read_length = struct.Struct("<Q").unpack_from
         items = []

@@ -103,13 +103,19 @@ def _merge_heap(symbols: list[str], ranks) -> list[str]:
 def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTable"]:
     """The C merge table for a BPE vocab: every merge rule as (left, right) -> (rank, result)."""
     symbols = native.SymbolTable(vocab.text_to_id, vocab.n_vocab)
-    for ch in BYTE_TO_UNICODE:
-        symbols.id(ch)
-    columns: tuple[list[int], ...] = ([], [], [], [])
-    for (a, b), rank in vocab.merge_ranks.items():
-        for column, value in zip(columns, (symbols.id(a), symbols.id(b), rank, symbols.id(a + b))):
-            column.append(value)
-    return native.NativeMerger(*columns), symbols
+    symbols.ids(BYTE_TO_UNICODE)
+    lefts, rights = vocab.merge_pairs
+    # whole columns at a time: ~50k merges, where a per-merge Python loop dominated model load.
+    # Rank = line number; a repeated pair keeps its first rank (the C table keeps the first insert).
+    results = list(map(str.__add__, lefts, rights))
+    merger = native.NativeMerger(symbols.ids(lefts), symbols.ids(rights), range(len(lefts)),
+                                 symbols.ids(results))
+    return merger, symbols
+
+
+def byte_symbol_map(symbols: "native.SymbolTable") -> dict[str, int]:
+    """The symbol of each of the 256 byte characters: every initial symbol of a byte-encoded word."""
+    return dict(zip(BYTE_TO_UNICODE, symbols.ids(BYTE_TO_UNICODE)))
 
 
 class BPETokenizer:
@@ -121,7 +127,7 @@ class BPETokenizer:
         self._cache: dict[str, tuple[int, ...]] = {}
         self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
         if self._native is not None:
-            self._char_get = self._native[1].char_map(vocab.texts).get
+            self._char_get = byte_symbol_map(self._native[1]).get
 
     def encode_text(self, text: str, out: list[int]) -> None:
         cache = self._cache

@@ -20,7 +20,8 @@ except ImportError:      # extension not built: the Python merges are used inste
 class NativeMerger:
     def __init__(self, left: Sequence[int], right: Sequence[int], priority: Sequence[int],
                  result: Sequence[int]):
-        arrays = [np.ascontiguousarray(a, dtype=np.int32) for a in (left, right, priority, result)]
+        arrays = [np.arange(a.start, a.stop, a.step, dtype=np.int32) if isinstance(a, range)
+                  else np.ascontiguousarray(a, dtype=np.int32) for a in (left, right, priority, result)]
         n = len(arrays[0])
         if any(len(a) != n for a in arrays):
             raise ValueError("pair table columns differ in length")
@@ -60,6 +61,14 @@ class SymbolTable:
             self.extra[text] = sym
             self.extra_texts.append(text)
         return sym
+
+    def ids(self, texts: Sequence[str]) -> list[int]:
+        """id() of each text: one dict pass over them all, id() only for those not in the vocab."""
+        found = list(map(self._text_to_id.get, texts))
+        if None in found:
+            for i in [i for i, sym in enumerate(found) if sym is None]:
+                found[i] = self.id(texts[i])
+        return found
 
     def char_map(self, texts: Iterable[str]) -> dict[str, int]:
         """Every one-character symbol -> its id (the initial symbols of a word)."""

@@ -5,6 +5,7 @@ below are those texts (facts about model vocabularies, kept in one place).
 """
 from __future__ import annotations
 
+from itertools import compress
 from typing import Mapping, MutableSequence, Sequence
 
 from .vocab import DEFAULT_SPECIAL_IDS, SPECIAL_ID_KEYS, TokenAttr
@@ -58,6 +59,11 @@ def read_special_ids(metadata: Mapping[str, object], model: str, n_vocab: int,
     return ids
 
 
+def ids_with(attrs: Sequence[int], mask: int) -> list[int]:
+    """The ids whose attributes share a bit with mask, in order (a C-level pass: ~50k-250k ids)."""
+    return list(compress(range(len(attrs)), map(mask.__and__, attrs)))
+
+
 def _mark_control(attrs: MutableSequence[int], token_id: int) -> None:
     # llama.cpp forces a control-looking token found by text to be control-typed
     attrs[token_id] |= _CONTROL
@@ -84,7 +90,7 @@ def derive_special_tokens(texts: Sequence[str], text_to_id: Mapping[str, int],
             _mark_control(attrs, token_id)
 
     unused = int(TokenAttr.UNUSED)
-    for token_id in [i for i, a in enumerate(attrs) if a & _CONTROL]:
+    for token_id in ids_with(attrs, _CONTROL):
         if "unused" in texts[token_id]:
             attrs[token_id] |= unused
 
@@ -123,7 +129,7 @@ def _apply_eog_workarounds(texts: Sequence[str], attrs: MutableSequence[int], eo
 def special_token_cache(texts: Sequence[str], attrs: Sequence[int]) -> list[int]:
     """Ids matched in prompt text before tokenizing: control, user-defined, unknown; longest first."""
     mask = int(TokenAttr.CONTROL | TokenAttr.USER_DEFINED | TokenAttr.UNKNOWN)
-    ids = [i for i, a in enumerate(attrs) if a & mask]
+    ids = ids_with(attrs, mask)
     ids.sort(key=lambda i: -len(texts[i].encode("utf-8")))   # stable: ties keep id order
     return ids
 

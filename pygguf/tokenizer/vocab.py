@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import repeat
 from typing import Mapping
 
 
@@ -77,7 +79,7 @@ class Vocab:
     scores: tuple[float, ...]
     attrs: tuple[int, ...]          # TokenAttr bits per id
     text_to_id: Mapping[str, int]
-    merge_ranks: Mapping[tuple[str, str], int]
+    merge_pairs: tuple[list[str], list[str]]   # (left halves, right halves) of the merges, in file order
     special_ids: Mapping[str, int]  # bos/eos/eot/eom/unk/sep/pad/mask/fim_*; absent = none
     eog_ids: frozenset[int]
     special_cache: tuple[int, ...]  # control/user-defined/unknown ids, longest text first
@@ -96,6 +98,13 @@ class Vocab:
     def attr(self, token_id: int) -> int:
         return self.attrs[token_id]
 
+    @cached_property
+    def merge_ranks(self) -> dict[tuple[str, str], int]:
+        """(left, right) -> rank, for the Python merges (the C table is built from merge_pairs).
+        The first rank of a repeated pair wins (llama.cpp emplaces): built from the back."""
+        lefts, rights = self.merge_pairs
+        return dict(zip(zip(reversed(lefts), reversed(rights)), range(len(lefts) - 1, -1, -1)))
+
 
 def _require_list(metadata: Mapping[str, object], key: str, n: int | None = None) -> list:
     value = metadata.get(key)
@@ -113,7 +122,7 @@ def _read_tokens(metadata: Mapping[str, object]) -> tuple[list[str], dict[str, i
     if not isinstance(raw, (list, tuple)) or not raw:
         raise TokenizerError("tokenizer.ggml.tokens is missing or empty")
     texts = list(raw)
-    if not all(type(t) is str for t in texts):
+    if set(map(type, texts)) != {str}:      # one C-level pass; the slow search only on failure
         bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
         raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not a string")
     warnings: list[str] = []
@@ -138,21 +147,36 @@ def _index_slowly(texts: list[str], warnings: list[str]) -> dict[str, int]:
     return text_to_id
 
 
-def _read_merges(metadata: Mapping[str, object]) -> dict[tuple[str, str], int]:
+def _read_merges(metadata: Mapping[str, object]) -> tuple[list[str], list[str]]:
     merges = metadata.get("tokenizer.ggml.merges")
     if merges is None:
         raise TokenizerError("tokenizer.ggml.model is gpt2 but tokenizer.ggml.merges is missing")
-    if not isinstance(merges, (list, tuple)) or not all(type(m) is str for m in merges):
+    if not isinstance(merges, (list, tuple)) or not set(map(type, merges)) <= {str}:
         raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
+    return _split_merges(merges)
 
-    def split(line: str) -> tuple[str, str]:
-        # split at the first space after the first character (a merge half may start with ' ')
-        head, sep, tail = line[1:].partition(" ")
-        return (line[:1] + head, tail) if sep else ("", "")
 
-    pairs = list(map(split, merges))
-    # the first rank of a repeated pair wins (llama.cpp emplaces): build from the back
-    return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1)))
+def _split_merge(line: str) -> tuple[str, str]:
+    """'a b' -> ('a', 'b'), split at the first space after the first character (a merge half
+    may start with ' '); a line with no such space gives ('', '')."""
+    head, sep, tail = line[1:].partition(" ")
+    return (line[:1] + head, tail) if sep else ("", "")
+
+
+def _split_merges(merges) -> tuple[list[str], list[str]]:
+    """_split_merge over every line. When every line holds exactly one space and no line starts
+    with it, one join and one split give the same halves (the byte-level BPE case: its symbols
+    spell a space as 'Ġ') without a Python call per line; otherwise each line is split alone.
+    Returns (left halves, right halves)."""
+    words = " ".join(merges).split(" ")
+    lefts, rights = words[0::2], words[1::2]
+    # n spaces in all, at least one in every line: exactly one in each (the count alone could
+    # pair a two-space line with a spaceless one)
+    one_each = len(words) == 2 * len(merges) and all(map(str.__contains__, merges, repeat(" ")))
+    if one_each and "" not in lefts:
+        return lefts, rights
+    pairs = list(map(_split_merge, merges))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _get_bool(metadata: Mapping[str, object], key: str, default: bool) -> bool:
@@ -174,19 +198,19 @@ def build_vocab(metadata: Mapping[str, object]) -> Vocab:
 
     texts, text_to_id, warnings = _read_tokens(metadata)
     n = len(texts)
-    scores = [float(s) for s in _require_list(metadata, "tokenizer.ggml.scores", n)[:n]] or [0.0] * n
+    scores = list(map(float, _require_list(metadata, "tokenizer.ggml.scores", n)[:n])) or [0.0] * n
     types = _require_list(metadata, "tokenizer.ggml.token_type", n)[:n]
-    if types and not all(type(t) is int for t in types):
+    if types and set(map(type, types)) != {int}:     # exactly int: a bool is not a token type
         raise TokenizerError("tokenizer.ggml.token_type must be an array of integers")
     type_to_attr = {t: int(a) for t, a in TOKEN_TYPE_TO_ATTR.items()}
-    attrs = [type_to_attr.get(t, 0) for t in types] if types else [int(TokenAttr.NORMAL)] * n
+    attrs = list(map(type_to_attr.get, types, repeat(0, n))) if types else [int(TokenAttr.NORMAL)] * n
 
     if model == "gpt2":
-        merge_ranks = _read_merges(metadata)
+        merge_pairs = _read_merges(metadata)
         flags = pretokenize.pre_flags(pre, warnings)
         add_space_prefix = False
     else:
-        merge_ranks = {}
+        merge_pairs = ([], [])
         flags = {"add_bos": True, "add_eos": False, "clean_spaces": False, "ignore_merges": False}
         add_space_prefix = True
     add_space_prefix = _get_bool(metadata, "tokenizer.ggml.add_space_prefix", add_space_prefix)
@@ -206,7 +230,7 @@ def build_vocab(metadata: Mapping[str, object]) -> Vocab:
 
     return Vocab(
         model=model, pre=pre, texts=tuple(texts), scores=tuple(scores), attrs=tuple(attrs),
-        text_to_id=text_to_id, merge_ranks=merge_ranks, special_ids=dict(special_ids),
+        text_to_id=text_to_id, merge_pairs=merge_pairs, special_ids=dict(special_ids),
         eog_ids=frozenset(eog_ids), special_cache=tuple(cache),
         add_bos=add_bos, add_eos=add_eos, add_space_prefix=add_space_prefix,
         clean_spaces=flags["clean_spaces"], ignore_merges=flags["ignore_merges"],
