@@ -161,7 +161,9 @@ def test_smollm2_same_seed_stream_and_stop(smol):
     kwargs = dict(max_tokens=8, temperature=0.8, seed=42)
     a = smol("The capital of France is", **kwargs)
     b = smol("The capital of France is", **kwargs)
-    assert a["choices"][0]["text"] == b["choices"][0]["text"] and a["usage"]["completion_tokens"] == 8
+    # the sampled reply may end at EOS before max_tokens; what must hold is that both runs agree
+    assert a["choices"][0]["text"] == b["choices"][0]["text"]
+    assert a["usage"]["completion_tokens"] == b["usage"]["completion_tokens"] >= 2
     streamed = "".join(c["choices"][0]["text"] for c in smol("The capital of France is", stream=True, **kwargs))
     assert streamed == a["choices"][0]["text"]
     first_word = a["choices"][0]["text"].split()[0]
