@@ -216,8 +216,8 @@ class Model:
         return ids.astype(np.int32)
 
     def _forward(self, ids: np.ndarray, out: np.ndarray | None, mode: int) -> None:
-        rc = lib.pg_model_forward(self._model, ffi.cast("int32_t *", ids.ctypes.data), ids.size, self.n_past,
-                                  ffi.NULL if out is None else ffi.cast("float *", out.ctypes.data), mode)
+        rc = lib.pg_model_forward(self._model, ffi.from_buffer("int32_t[]", ids), ids.size, self.n_past,
+                                  ffi.NULL if out is None else ffi.from_buffer("float[]", out), mode)
         kernels.check(rc, "forward")
         self.n_past += ids.size
 

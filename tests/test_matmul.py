@@ -40,3 +40,13 @@ def test_bad_arguments_raise():
 def test_isa_is_reported():
     assert kernels.active_isa() in kernels.ISAS
     assert kernels.isa_supported("scalar")
+
+
+def test_matmul_refuses_a_too_small_output():
+    pool = kernels.ThreadPool(1)
+    qt = by_name("F32")
+    mm = kernels.MatMul(pool, qt, kernels.quantize(qt, np.ones((8, 32), np.float32)), 8, 32, max_tokens=2)
+    with pytest.raises(ValueError):
+        mm(np.ones((2, 32), np.float32), out=np.empty(8, np.float32))
+    with pytest.raises(ValueError):
+        mm(np.ones(32, np.float32), out=np.empty(8, np.float64))
