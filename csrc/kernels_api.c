@@ -35,6 +35,15 @@ int pg_quantize(int type, const float *x, void *y, int64_t n) {
     return PG_OK;
 }
 
+int pg_quantize_activation(int type, const float *x, void *y, int64_t n) {
+    int err;
+    const pg_type_traits *t = checked(type, n, &err);
+    if (!t) return err;
+    if (!t->quantize_act) return PG_ENOKERNEL;
+    t->quantize_act(x, y, n);
+    return PG_OK;
+}
+
 int pg_dequantize(int type, const void *x, float *y, int64_t n) {
     int err;
     const pg_type_traits *t = checked(type, n, &err);

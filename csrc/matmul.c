@@ -25,7 +25,7 @@ typedef struct {
 static void matmul_worker(void *p, int ith, int nth) {
     matmul_task *m = p;
     for (int64_t t = ith; t < m->ntok; t += nth)
-        m->act->quantize_ref(m->x + t * m->n, m->xq + t * m->xq_stride, m->n);
+        m->act->quantize_act(m->x + t * m->n, m->xq + t * m->xq_stride, m->n);
     pg_pool_barrier(m->pool);
     int64_t r0, r1;
     pg_split(m->nrows, 16, ith, nth, &r0, &r1);
@@ -44,7 +44,7 @@ int pg_matmul(pg_pool *pool, int wtype, const void *w, size_t w_stride, int64_t 
     if (scratch_bytes < need || w_stride < pg_row_bytes(t, n)) return PG_EBADARG;
     const pg_type_traits *act = pg_traits(t->act_type);
     pg_gemm_fn gemm = pg_gemm_for(pg_isa_current(), wtype);
-    if (!gemm || !act->quantize_ref) return PG_ENOKERNEL;
+    if (!gemm || !act->quantize_act) return PG_ENOKERNEL;
     matmul_task m = {act, gemm, w, w_stride, nrows, n, x, ntok, y, scratch, pg_row_bytes(act, n), pool};
     pg_pool_run(pool, matmul_worker, &m);
     return PG_OK;

@@ -65,6 +65,16 @@ def quantize(qtype: QuantType | str, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def quantize_activation(qtype: QuantType | str, x: np.ndarray) -> np.ndarray:
+    """floats -> raw blocks with the run-time activation quantizer (what matmuls use)."""
+    qtype = by_name(qtype) if isinstance(qtype, str) else qtype
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty(qtype.row_bytes(x.size), dtype=np.uint8)
+    check(lib.pg_quantize_activation(qtype.ggml_id, _ptr(x, "float *"), _ptr(out), x.size),
+          f"quantize activation {qtype.name}")
+    return out
+
+
 def dequantize(qtype: QuantType | str, raw: np.ndarray, n: int) -> np.ndarray:
     """raw blocks -> n float32 values."""
     qtype = by_name(qtype) if isinstance(qtype, str) else qtype

@@ -11,6 +11,8 @@ const char *pg_type_name(int type);
 /* reference quantizer / dequantizer / dot (n a multiple of the block size) */
 int pg_quantize(int type, const float *x, void *y, int64_t n);
 int pg_dequantize(int type, const void *x, float *y, int64_t n);
+/* the run-time activation quantizer of an activation format (see traits.h: quantize_act) */
+int pg_quantize_activation(int type, const float *x, void *y, int64_t n);
 int pg_vec_dot(int type, int64_t n, float *s, const void *w, const void *a);
 
 /* instruction sets: 0 scalar, 1 avx2, 2 avx512, 3 neon */

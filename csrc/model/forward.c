@@ -43,7 +43,7 @@ static void quantize_rows(const pg_model *m, const float *x, int64_t n, int ntok
         if (!(mask & (1u << a)) || a == PG_F32) continue;
         const size_t rb = act_row_bytes(a, n);
         char *out = acts_of(m, x, ith)[a];
-        for (int t = 0; t < ntok; t++) pg_traits(a)->quantize_ref(x + (size_t)t * n, out + (size_t)t * rb, n);
+        for (int t = 0; t < ntok; t++) pg_traits(a)->quantize_act(x + (size_t)t * n, out + (size_t)t * rb, n);
     }
 }
 
@@ -158,7 +158,7 @@ static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, i
         float *h = m->s.hb + t * n_ff;
         pg_swiglu(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
         if (act_type != PG_F32)
-            act->quantize_ref(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
+            act->quantize_act(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
                               r1 - r0);
     }
 }

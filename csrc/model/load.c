@@ -41,7 +41,7 @@ static int bind_weight(pg_weight *w, const pg_tensor_desc *d, int64_t n, int64_t
         if (!t->dequantize) return PG_ENOKERNEL;
     } else {
         const pg_type_traits *act = pg_traits(t->act_type);
-        if (!pg_gemm_for(PG_ISA_SCALAR, d->type) || !act || !act->quantize_ref) return PG_ENOKERNEL;
+        if (!pg_gemm_for(PG_ISA_SCALAR, d->type) || !act || !act->quantize_act) return PG_ENOKERNEL;
     }
     *w = (pg_weight){map + d->offset, t, d->type, n, rows, rb};
     return PG_OK;

@@ -14,15 +14,6 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* Round to nearest, ties to even, for |f| <= 2^22: adding 1.5*2^23 puts the integer in the low
- * mantissa bits (llama.cpp's nearest_int; identical results are the point). */
-static inline int pg_nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, sizeof i);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
 /* Q4_K/Q5_K: 8 sub-blocks, each a 6-bit scale and a 6-bit min, packed into 12 bytes:
  * bytes 0-3 scales 0-3 (low 6 bits), 4-7 mins 0-3, 8-11 the low nibbles of scales 4-7 and
  * mins 4-7 (high nibble), whose top 2 bits sit in the top bits of bytes 0-3 and 4-7.

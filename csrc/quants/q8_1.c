@@ -18,6 +18,23 @@ void pg_quantize_ref_q8_1(const float *x, void *vy, int64_t n) {
     }
 }
 
+/* llama.cpp's run-time Q8_1 quantizer (see pg_quantize_act_q8_0): half to even, id = 127/amax. */
+void pg_quantize_act_q8_1(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+        const float amax = pg_absmax(x, QK8_1);
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[i].d = pg_float_to_half(d);
+        int sum = 0;
+        for (int j = 0; j < QK8_1; j++) {
+            y[i].qs[j] = (int8_t)pg_nearest_int(x[j] * id);
+            sum += y[i].qs[j];
+        }
+        y[i].s = pg_float_to_half((float)sum * d);
+    }
+}
+
 void pg_dequantize_q8_1(const void *vx, float *y, int64_t n) {
     const block_q8_1 *x = vx;
     for (int64_t i = 0; i < n / QK8_1; i++, y += QK8_1) {

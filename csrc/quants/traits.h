@@ -30,6 +30,10 @@ typedef struct {
     size_t type_size;            /* bytes per block */
     enum pg_type act_type;       /* activation format the dot product consumes */
     pg_quantize_fn quantize_ref;
+    /* Activations at run time: llama.cpp's own run-time rounding where it differs from its
+     * reference (Q8_0/Q8_1: round half to even with id = 127/amax, as its SIMD quantizers do);
+     * the reference quantizer for every other type. Weights always use quantize_ref. */
+    pg_quantize_fn quantize_act;
     pg_dequantize_fn dequantize;
     pg_vec_dot_fn vec_dot_ref;
 } pg_type_traits;
@@ -76,6 +80,15 @@ static inline pg_half pg_float_to_half(float f) {
     uint32_t mant_odd = (ax >> 13) & 1;
     ax += 0xc8000fffu + mant_odd;                                     /* rebias exp, round */
     return (pg_half)(sign | (ax >> 13));
+}
+
+/* Round to nearest, ties to even, for |f| <= 2^22: adding 1.5*2^23 puts the integer in the low
+ * mantissa bits (llama.cpp's nearest_int; identical results are the point). */
+static inline int pg_nearest_int(float f) {
+    float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
 }
 
 static inline float pg_bf16_to_float(pg_bf16 h) { return pg_fp32_from_bits((uint32_t)h << 16); }
