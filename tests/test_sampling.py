@@ -409,3 +409,18 @@ def test_distribution_default_chain():
     kept *= full >= 0.05 * full.max()
     expected = np.where(kept > 0, softmax64(LOGITS.astype(np.float64) / 0.8), 0.0); expected /= expected.sum()
     assert_chi2(draw_counts(p, LOGITS, N_DRAWS), expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_c_top_k_equals_the_numpy_reference(seed):
+    from pygguf.samplers.candidates import top_positions, top_positions_numpy
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal(49152) * 3).astype(np.float32)
+    if seed % 2:                                   # many exact ties
+        logits = np.round(logits).astype(np.float32)
+    if seed == 4:
+        logits[rng.integers(0, logits.size, 50)] = -np.inf
+    for k in (1, 2, 40, 100, 1000):
+        assert np.array_equal(top_positions(logits, k), top_positions_numpy(logits, k))
+    logits[:10] = np.nan                           # NaN never chosen; the same answer either way
+    assert np.array_equal(top_positions(logits, 40), top_positions_numpy(logits, 40))

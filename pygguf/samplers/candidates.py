@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._native import ffi as _ffi, lib as _native
+
 
 class SamplerError(ValueError):
     """Bad sampler parameters or input (the message says which and why)."""
@@ -41,6 +43,18 @@ def sort_order(logits: np.ndarray) -> np.ndarray:
 
 
 def top_positions(logits: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest logits, in descending order (ties: earlier position first).
+    Over a whole vocabulary this is one C pass (pg_top_k); numpy below is its reference."""
+    n = logits.shape[0]
+    if 0 < k < n and n >= 4096 and logits.dtype == np.float32 and logits.flags.c_contiguous:
+        positions = np.empty(k, dtype=np.int64)
+        got = _native.pg_top_k(_ffi.from_buffer("float[]", logits), n, k, _ffi.from_buffer("int64_t[]", positions))
+        if got == k:                    # fewer means NaNs: the reference below decides
+            return positions
+    return top_positions_numpy(logits, k)
+
+
+def top_positions_numpy(logits: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest logits, in descending order (ties: earlier position first).
 
     Exact without sorting everything: if at least k elements are >= t, the top k all lie in
