@@ -34,3 +34,11 @@ int pg_bench_gemm_is_simd(int isa, int type) {
     pg_gemm_fn g = pg_gemm_for(isa, type), ref = pg_gemm_for(PG_ISA_SCALAR, type);
     return g != NULL && g != ref;
 }
+
+int pg_bench_matmul(struct pg_pool *pool, int wtype, const void *w, size_t w_stride, int64_t nrows, int64_t n,
+                    const float *x, float *y, void *scratch, size_t scratch_bytes, int reps) {
+    int rc = PG_OK;
+    for (int r = 0; r < reps && rc == PG_OK; r++)
+        rc = pg_matmul(pool, wtype, w, w_stride, nrows, n, x, 1, y, scratch, scratch_bytes);
+    return rc;
+}
