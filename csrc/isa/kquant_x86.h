@@ -129,4 +129,33 @@ KQ_INLINE __m256 chain_step(__m256 acc, int two_terms, __m256 dw, __m256 dmw, fl
     return _mm256_fmadd_ps(_mm256_mul_ps(dw, vad), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
 }
 
+
+/* The end of one super-block of an R x T panel tile (the same in every x86 ISA): the mins (or
+ * offsets) through the activation's bsums, then the float chain of the reference,
+ * acc += (dw*da) * I (+ (dmw*da) * M), one lane per (row, token). isum: exact int32 dot lanes. */
+KQ_INLINE __m256 kq_tile_superblock_end(const kq_chunk *c, const pg_ksb *const *u, const block_q8_K *const *a,
+                                        int R, int T, const __m256i isum[8], __m256 acc) {
+    __m256i msum[8];
+    for (int p = 0; p < 8; p++) msum[p] = _mm256_setzero_si256();
+    for (int r = 0; r < R; r++) {
+        const __m256i mn = _mm256_loadu_si256((const __m256i *)u[r]->mn);
+        for (int t = 0; t < T; t++)
+            msum[r * T + t] = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a[t]->bsums));
+    }
+    float dw[8] = {0}, dmw[8] = {0}, da[8] = {0};
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            dw[r * T + t] = u[r]->d;
+            dmw[r * T + t] = u[r]->dm;
+            da[r * T + t] = a[t]->d;
+        }
+    const __m256 vda = _mm256_loadu_ps(da);
+    __m256i I = reduce8_epi32(isum), M = reduce8_epi32(msum);
+    if (c->two_terms) {
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dw), vda), _mm256_cvtepi32_ps(I), acc);
+        return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dmw), vda), _mm256_cvtepi32_ps(M), acc);
+    }
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dw), vda), _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
+}
+
 #endif

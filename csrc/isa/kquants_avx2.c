@@ -36,8 +36,8 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
         const block_q8_K *a[2];
         for (int r = 0; r < R; r++) u[r] = &c->panel[(r0 + r) * KQ_KC + s];
         for (int t = 0; t < T; t++) a[t] = (const block_q8_K *)(c->a + (size_t)(t0 + t) * c->a_stride) + s;
-        __m256i isum[8], msum[8];
-        for (int p = 0; p < 8; p++) isum[p] = msum[p] = _mm256_setzero_si256();
+        __m256i isum[8];
+        for (int p = 0; p < 8; p++) isum[p] = _mm256_setzero_si256();
         for (int ch = 0; ch < QK_K / 32; ch++) {
             __m256i av[2];
             for (int t = 0; t < T; t++) av[t] = _mm256_loadu_si256((const __m256i *)(a[t]->qs + 32 * ch));
@@ -49,27 +49,7 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
                                                        _mm256_madd_epi16(_mm256_maddubs_epi16(wq, av[t]), sc));
             }
         }
-        for (int r = 0; r < R; r++) {
-            const __m256i mn = _mm256_loadu_si256((const __m256i *)u[r]->mn);
-            for (int t = 0; t < T; t++)
-                msum[r * T + t] = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a[t]->bsums));
-        }
-        float dw[8] = {0}, dmw[8] = {0}, da[8] = {0};
-        for (int r = 0; r < R; r++)
-            for (int t = 0; t < T; t++) {
-                dw[r * T + t] = u[r]->d;
-                dmw[r * T + t] = u[r]->dm;
-                da[r * T + t] = a[t]->d;
-            }
-        const __m256 vda = _mm256_loadu_ps(da);
-        __m256i I = reduce8_epi32(isum), M = reduce8_epi32(msum);
-        if (c->two_terms) {
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dw), vda), _mm256_cvtepi32_ps(I), acc);
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dmw), vda), _mm256_cvtepi32_ps(M), acc);
-        } else {
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dw), vda),
-                                  _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
-        }
+        acc = kq_tile_superblock_end(c, u, a, R, T, isum, acc);
     }
     _mm256_storeu_ps(f, acc);
     kq_store_lanes(c, r0, t0, R, T, f);

@@ -49,31 +49,10 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
                 }
             }
         }
-        __m256i isum8[8], msum[8];
+        __m256i isum8[8];
         for (int p = 0; p < 8; p++)
             isum8[p] = _mm256_add_epi32(_mm512_castsi512_si256(isum[p]), _mm512_extracti64x4_epi64(isum[p], 1));
-        for (int p = 0; p < 8; p++) msum[p] = _mm256_setzero_si256();
-        for (int r = 0; r < R; r++) {
-            const __m256i mn = _mm256_loadu_si256((const __m256i *)u[r]->mn);
-            for (int t = 0; t < T; t++)
-                msum[r * T + t] = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a[t]->bsums));
-        }
-        float dw[8] = {0}, dmw[8] = {0}, da[8] = {0};
-        for (int r = 0; r < R; r++)
-            for (int t = 0; t < T; t++) {
-                dw[r * T + t] = u[r]->d;
-                dmw[r * T + t] = u[r]->dm;
-                da[r * T + t] = a[t]->d;
-            }
-        const __m256 vda = _mm256_loadu_ps(da);
-        __m256i I = reduce8_epi32(isum8), M = reduce8_epi32(msum);
-        if (c->two_terms) {
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dw), vda), _mm256_cvtepi32_ps(I), acc);
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dmw), vda), _mm256_cvtepi32_ps(M), acc);
-        } else {
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dw), vda),
-                                  _mm256_cvtepi32_ps(_mm256_add_epi32(I, M)), acc);
-        }
+        acc = kq_tile_superblock_end(c, u, a, R, T, isum8, acc);
     }
     _mm256_storeu_ps(f, acc);
     kq_store_lanes(c, r0, t0, R, T, f);
