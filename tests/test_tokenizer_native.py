@@ -57,3 +57,22 @@ def test_merge_table_rules():
     assert merger.merge([-1, 2, 3]) == ([-1, 12], [0, 1])      # -1 never merges
     same = NativeMerger([1], [1], [0], [2])
     assert same.merge([1, 1, 1]) == ([2, 1], [0, 2])             # leftmost first
+
+
+@pytest.mark.parametrize("name", ["smollm2", "llama-spm"])
+def test_shared_heap_merge_equals_the_plain_rescan(name):
+    """pygguf.tokenizer.merge serves both families; on long inputs it must merge exactly as the
+    simple leftmost-best rescan does."""
+    from pygguf.tokenizer import bpe, spm
+    vocab = build_vocab(metadata_for(name))
+    rng = random.Random(7)
+    words = [w for w in sample_text().split() if len(w) > 3]
+    for _ in range(40):
+        text = "".join(rng.choice(words) for _ in range(12))       # 40+ symbols: the heap path
+        if name == "smollm2":
+            symbols = [bpe.BYTE_TO_UNICODE[b] for b in text.encode("utf-8")]
+            assert bpe._merge_heap(symbols, vocab.merge_ranks) == bpe._merge_short(list(symbols), vocab.merge_ranks)
+        else:
+            tok = spm.SPMTokenizer(vocab, use_native=False)
+            chunk = text.replace(" ", "\u2581")
+            assert tok._merge_heap(chunk) == tok._merge_short(list(chunk))

@@ -5,10 +5,10 @@ leftmost one on ties. Words repeat a lot in real text, so results are cached per
 """
 from __future__ import annotations
 
-import heapq
 from itertools import chain
 
 from . import native
+from .merge import merge_with_heap
 from .pretokenize import PreTokenizer, resolve_pre
 from .vocab import Vocab
 
@@ -65,39 +65,8 @@ def _merge_short(sym: list[str], ranks) -> list[str]:
 
 
 def _merge_heap(symbols: list[str], ranks) -> list[str]:
-    """The same merge order with a priority queue (llama.cpp's), for long words."""
-    n = len(symbols)
-    sym = list(symbols)
-    prev = list(range(-1, n - 1))
-    nxt = list(range(1, n + 1))
-    nxt[-1] = -1
-    heap: list[tuple[int, int, str, str]] = []
-    for i in range(n - 1):
-        rank = ranks.get((sym[i], sym[i + 1]))
-        if rank is not None:
-            heap.append((rank, i, sym[i], sym[i + 1]))
-    heapq.heapify(heap)
-    while heap:
-        _, left, ltext, rtext = heapq.heappop(heap)
-        right = nxt[left]
-        # stale entry: one side already merged into something else
-        if right < 0 or sym[left] != ltext or sym[right] != rtext:
-            continue
-        sym[left] = ltext + rtext
-        sym[right] = ""
-        nxt[left] = after = nxt[right]
-        if after >= 0:
-            prev[after] = left
-        before = prev[left]
-        if before >= 0:
-            rank = ranks.get((sym[before], sym[left]))
-            if rank is not None:
-                heapq.heappush(heap, (rank, before, sym[before], sym[left]))
-        if after >= 0:
-            rank = ranks.get((sym[left], sym[after]))
-            if rank is not None:
-                heapq.heappush(heap, (rank, left, sym[left], sym[after]))
-    return [s for s in sym if s]
+    """The same merge order with a priority queue (llama.cpp's), for long words: lowest rank first."""
+    return merge_with_heap(symbols, lambda left, right: ranks.get((left, right)))
 
 
 def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTable"]:

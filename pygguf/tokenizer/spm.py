@@ -5,11 +5,11 @@ the merged text is a vocab token; what never forms a token falls back to <0xNN> 
 """
 from __future__ import annotations
 
-import heapq
 
 import regex
 
 from . import native
+from .merge import merge_with_heap
 from .vocab import TokenizerError, Vocab
 
 SPACE = "\u2581"
@@ -146,41 +146,11 @@ class SPMTokenizer:
         return sym
 
     def _merge_heap(self, text: str) -> list[str]:
-        """The same merge order with llama.cpp's priority queue, for long chunks."""
+        """The same merge order with llama.cpp's priority queue, for long chunks: highest score first."""
         text_to_id, scores = self.vocab.text_to_id, self.vocab.scores
-        n = len(text)
-        sym = list(text)
-        prev = list(range(-1, n - 1))
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        heap: list[tuple[float, int, str, str]] = []
 
-        def push(left: int, right: int) -> None:
-            token = text_to_id.get(sym[left] + sym[right])
-            if token is not None:
-                # max-heap on score through negation; ties pop the smaller left index
-                heap.append((-scores[token], left, sym[left], sym[right]))
+        def priority(left: str, right: str):
+            token = text_to_id.get(left + right)
+            return None if token is None else -scores[token]
 
-        for i in range(n - 1):
-            push(i, i + 1)
-        heapq.heapify(heap)
-        while heap:
-            _, left, ltext, rtext = heapq.heappop(heap)
-            right = nxt[left]
-            if right < 0 or sym[left] != ltext or sym[right] != rtext:
-                continue
-            sym[left] = ltext + rtext
-            sym[right] = ""
-            nxt[left] = after = nxt[right]
-            if after >= 0:
-                prev[after] = left
-            before = prev[left]
-            if before >= 0:
-                token = text_to_id.get(sym[before] + sym[left])
-                if token is not None:
-                    heapq.heappush(heap, (-scores[token], before, sym[before], sym[left]))
-            if after >= 0:
-                token = text_to_id.get(sym[left] + sym[after])
-                if token is not None:
-                    heapq.heappush(heap, (-scores[token], left, sym[left], sym[after]))
-        return [s for s in sym if s]
+        return merge_with_heap(list(text), priority)
