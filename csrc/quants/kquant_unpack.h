@@ -57,6 +57,19 @@ static inline void pg_unpack_q3_K(const block_q3_K *b, pg_ksb *u) {
     u->d = u->dm = pg_half_to_float(b->d);
 }
 
+/* Q4_K/Q5_K: the 12 packed bytes of 6-bit scales and mins, one per sub-block of 32 (two groups
+ * of 16 each), and the two super-block factors. */
+static inline void pg_unpack_k4_scales(const uint8_t scales[K_SCALE_SIZE], pg_half d, pg_half dmin, pg_ksb *u) {
+    uint8_t sc[8], m[8];
+    pg_k4_unpack_scales(scales, sc, m);
+    for (int k = 0; k < PG_KGROUPS; k++) {
+        u->sc[k] = sc[k / 2];
+        u->mn[k] = -(int16_t)m[k / 2];
+    }
+    u->d = pg_half_to_float(d);
+    u->dm = pg_half_to_float(dmin);
+}
+
 /* Q4_K: q = nibble; 6-bit scale and min per sub-block of 32 (two groups). */
 static inline void pg_unpack_q4_K(const block_q4_K *b, pg_ksb *u) {
     for (int c = 0; c < 4; c++)
@@ -64,14 +77,7 @@ static inline void pg_unpack_q4_K(const block_q4_K *b, pg_ksb *u) {
             u->q[64 * c + l] = b->qs[32 * c + l] & 0xF;
             u->q[64 * c + 32 + l] = b->qs[32 * c + l] >> 4;
         }
-    uint8_t sc[8], m[8];
-    pg_k4_unpack_scales(b->scales, sc, m);
-    for (int k = 0; k < PG_KGROUPS; k++) {
-        u->sc[k] = sc[k / 2];
-        u->mn[k] = -(int16_t)m[k / 2];
-    }
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
+    pg_unpack_k4_scales(b->scales, b->d, b->dmin, u);
 }
 
 /* Q5_K: as Q4_K with a fifth bit from qh (bit 2c for the low nibbles of chunk c, 2c+1 high). */
@@ -82,14 +88,7 @@ static inline void pg_unpack_q5_K(const block_q5_K *b, pg_ksb *u) {
             u->q[64 * c + l] = (uint8_t)((b->qs[32 * c + l] & 0xF) | (h0 << 4));
             u->q[64 * c + 32 + l] = (uint8_t)((b->qs[32 * c + l] >> 4) | (h1 << 4));
         }
-    uint8_t sc[8], m[8];
-    pg_k4_unpack_scales(b->scales, sc, m);
-    for (int k = 0; k < PG_KGROUPS; k++) {
-        u->sc[k] = sc[k / 2];
-        u->mn[k] = -(int16_t)m[k / 2];
-    }
-    u->d = pg_half_to_float(b->d);
-    u->dm = pg_half_to_float(b->dmin);
+    pg_unpack_k4_scales(b->scales, b->d, b->dmin, u);
 }
 
 /* Q6_K: q = 4 low bits (ql) | 2 high bits (qh) << 4 (0..63), value d * sc * (q - 32). */
