@@ -114,6 +114,9 @@ class Model:
         self._pool = kernels.ThreadPool(n_threads)
         self.n_threads = n_threads
         self._logits = np.zeros(config.n_vocab, dtype=np.float32)
+        # the decode step's buffers and their C pointers, made once: eval of one token allocates nothing
+        self._one = np.zeros(1, dtype=np.int32)
+        self._one_ptr, self._logits_ptr = ffi.from_buffer("int32_t[]", self._one), ffi.from_buffer("float[]", self._logits)
         base = np.frombuffer(buffer, dtype=np.uint8)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
         rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(names),
@@ -210,10 +213,16 @@ class Model:
             raise ModelError("no tokens to evaluate")
         bad = (ids < 0) | (ids >= self.config.n_vocab)
         if bad.any():
-            raise ModelError(f"token id {int(ids[bad][0])} is outside the vocabulary (0..{self.config.n_vocab - 1})")
-        if self.n_past + ids.size > self.n_ctx:
-            raise ModelError(f"context full: {self.n_past} + {ids.size} tokens exceed n_ctx={self.n_ctx}")
+            self._refuse_token(int(ids[bad][0]))
+        self._check_room(ids.size)
         return ids.astype(np.int32)
+
+    def _refuse_token(self, token: int):
+        raise ModelError(f"token id {token} is outside the vocabulary (0..{self.config.n_vocab - 1})")
+
+    def _check_room(self, n: int) -> None:
+        if self.n_past + n > self.n_ctx:
+            raise ModelError(f"context full: {self.n_past} + {n} tokens exceed n_ctx={self.n_ctx}")
 
     def _forward(self, ids: np.ndarray, out: np.ndarray | None, mode: int) -> None:
         rc = lib.pg_model_forward(self._model, ffi.from_buffer("int32_t[]", ids), ids.size, self.n_past,
@@ -221,8 +230,24 @@ class Model:
         kernels.check(rc, "forward")
         self.n_past += ids.size
 
+    def _decode_one(self, token) -> np.ndarray:
+        """The generation step: one token through preallocated buffers, no numpy temporaries."""
+        self._check_open()
+        token = int(token)
+        if not 0 <= token < self.config.n_vocab:
+            self._refuse_token(token)
+        self._check_room(1)
+        self._one[0] = token
+        kernels.check(lib.pg_model_forward(self._model, self._one_ptr, 1, self.n_past, self._logits_ptr, 1), "forward")
+        self.n_past += 1
+        return self._logits
+
     def eval(self, tokens) -> np.ndarray:
         """Appends tokens at n_past; returns the last token's logits (a view reused by the next call)."""
+        if isinstance(tokens, (int, np.integer)):
+            return self._decode_one(tokens)
+        if len(tokens) == 1:
+            return self._decode_one(tokens[0])
         ids = self._tokens(tokens)
         for i in range(0, ids.size, self.n_batch):
             chunk = ids[i:i + self.n_batch]

@@ -163,6 +163,11 @@ def test_context_full_and_bad_tokens(tiny):
             m.eval([config.n_vocab])
         with pytest.raises(ModelError, match="no tokens"):
             m.eval([])
+        with pytest.raises(ModelError, match="vocabulary"):      # the one-token decode path
+            m.eval(-1)
+        m.eval(TOKENS[:8])
+        with pytest.raises(ModelError, match="context full"):
+            m.eval([TOKENS[0]])
         m.eval(TOKENS[:8])
         with pytest.raises(ModelError):
             m.shift(4, 5)
