@@ -3,6 +3,10 @@
 Python calls C once per batch of up to n_batch tokens (prefill) or once per token (generation);
 the whole forward runs inside the C thread pool. The same tokens give bit-identical logits with
 any thread count and any n_batch.
+
+The KV cache holds n_seq sequences of n_ctx positions each. eval/eval_all/truncate/shift work on
+sequence 0 and keep its length in n_past; `decode` runs one batch mixing tokens of several
+sequences (batched decoding: one weight read serves them all), whose positions the caller tracks.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ __all__ = ["Model", "ModelError", "Config", "TensorRef"]
 log = logging.getLogger("pygguf")
 
 ALIGN = 32                    # tensor alignment inside the buffer from_tensors builds
+MAX_SEQUENCES = 256           # the C cache's limit on n_seq
 KV_MEMORY_SHARE = 0.5         # the default n_ctx keeps the KV cache under this share of free memory
 
 
@@ -46,9 +51,9 @@ def _available_memory() -> int | None:
     return None
 
 
-def kv_cache_bytes(config: Config, n_ctx: int) -> int:
-    """K and V, F16, for every layer, KV head and position"""
-    return 2 * config.n_layer * config.n_head_kv * n_ctx * config.head_dim * 2
+def kv_cache_bytes(config: Config, n_ctx: int, n_seq: int = 1) -> int:
+    """K and V, F16, for every layer, KV head, sequence and position"""
+    return 2 * config.n_layer * config.n_head_kv * n_seq * n_ctx * config.head_dim * 2
 
 
 def default_n_ctx(config: Config) -> int:
@@ -81,7 +86,7 @@ class Model:
     _model = None
 
     def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
-                 n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, _mapping=None):
+                 n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, _mapping=None):
         self.config, self.metadata = config, metadata
         self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
         self._tokenizer = None
@@ -90,7 +95,10 @@ class Model:
             raise ModelError(f"n_ctx must be positive, got {n_ctx}")
         if n_batch <= 0:
             raise ModelError(f"n_batch must be positive, got {n_batch}")
-        self.n_batch = min(int(n_batch), self.n_ctx)
+        if not 1 <= n_seq <= MAX_SEQUENCES:
+            raise ModelError(f"n_seq must be 1..{MAX_SEQUENCES}, got {n_seq}")
+        self.n_seq = int(n_seq)
+        self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
         self.n_past = 0
         self.tensors = tensors
         names = tensor_names(config)
@@ -117,6 +125,7 @@ class Model:
         # the decode step's buffers and their C pointers, made once: eval of one token allocates nothing
         self._one = np.zeros(1, dtype=np.int32)
         self._one_ptr, self._logits_ptr = ffi.from_buffer("int32_t[]", self._one), ffi.from_buffer("float[]", self._logits)
+        self._rows = np.zeros((0, config.n_vocab), dtype=np.float32)   # decode's logits, grown on demand
         base = np.frombuffer(buffer, dtype=np.uint8)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
         rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(names),
@@ -130,8 +139,8 @@ class Model:
                 qtype = tensors[name].qtype.name if name in tensors else "?"
                 raise ModelError(f"tensor {name} ({qtype}): {what}")
             if rc == lib.PG_ENOMEM:
-                raise ModelError(f"out of memory for n_ctx={self.n_ctx}, n_batch={self.n_batch} "
-                                 f"(KV cache {kv_cache_bytes(config, self.n_ctx) / 2**30:.2f} GiB)")
+                raise ModelError(f"out of memory for n_ctx={self.n_ctx}, n_seq={self.n_seq}, n_batch={self.n_batch} "
+                                 f"(KV cache {kv_cache_bytes(config, self.n_ctx, self.n_seq) / 2**30:.2f} GiB)")
             raise ModelError(f"model rejected by the C loader: {what} ({config})")
         self._model = out[0]
 
@@ -140,6 +149,7 @@ class Model:
         p = ffi.new("pg_model_params *")
         p.n_vocab, p.n_embd, p.n_layer, p.n_head, p.n_head_kv = c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv
         p.head_dim, p.n_ff, p.n_rot, p.n_ctx, p.n_batch = c.head_dim, c.n_ff, c.n_rot, self.n_ctx, self.n_batch
+        p.n_seq = self.n_seq
         p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
         p.rope_yarn = int(c.rope_scaling == "yarn")
         p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
@@ -149,7 +159,8 @@ class Model:
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None) -> "Model":
+    def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None,
+             n_seq=1) -> "Model":
         """Maps a GGUF file and builds the model; the tokenizer is built on first use."""
         from .gguf import GGUFError, GGUFReader   # imported here so a model can be built without it
 
@@ -171,7 +182,7 @@ class Model:
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
-                       _mapping=mapping)
+                       n_seq=n_seq, _mapping=mapping)
         except BaseException:
             mapping.close()
             raise
@@ -263,6 +274,35 @@ class Model:
             self._forward(ids[i:i + self.n_batch], out[i:i + self.n_batch], 2)
         return out
 
+    def decode(self, tokens, pos, seq, want) -> np.ndarray:
+        """One batch mixing sequences: token i at position pos[i] of sequence seq[i], attending to
+        that sequence's positions 0..pos[i] (filled by this batch or earlier ones). Returns the
+        logits of the tokens with want[i] set, one row each in batch order (a view reused by the
+        next call). The caller keeps each sequence's length; n_past is not touched."""
+        self._check_open()
+        tokens, pos, seq = (np.ascontiguousarray(a, dtype=np.int32).reshape(-1) for a in (tokens, pos, seq))
+        want = np.ascontiguousarray(want, dtype=np.int8).reshape(-1)
+        n = tokens.size
+        if n == 0 or not pos.size == seq.size == want.size == n:
+            raise ModelError(f"decode needs one position, sequence and want flag per token (got {n} tokens, "
+                             f"{pos.size} positions, {seq.size} sequence ids, {want.size} flags)")
+        if n > self.n_batch:
+            raise ModelError(f"decode of {n} tokens exceeds n_batch={self.n_batch}")
+        if ((tokens < 0) | (tokens >= self.config.n_vocab)).any():
+            self._refuse_token(int(tokens[(tokens < 0) | (tokens >= self.config.n_vocab)][0]))
+        if ((pos < 0) | (pos >= self.n_ctx)).any():
+            raise ModelError(f"decode position outside the context (0..{self.n_ctx - 1}): {pos.min()}..{pos.max()}")
+        if ((seq < 0) | (seq >= self.n_seq)).any():
+            raise ModelError(f"decode sequence id outside 0..{self.n_seq - 1}: {seq.min()}..{seq.max()}")
+        n_out = int(np.count_nonzero(want))
+        if self._rows.shape[0] < n_out:
+            self._rows = np.empty((max(n_out, 2 * self._rows.shape[0]), self.config.n_vocab), dtype=np.float32)
+        i32 = lambda a: ffi.from_buffer("int32_t[]", a)   # noqa: E731
+        rc = lib.pg_model_decode(self._model, n, i32(tokens), i32(pos), i32(seq), ffi.from_buffer("int8_t[]", want),
+                                 ffi.from_buffer("float[]", self._rows) if n_out else ffi.NULL)
+        kernels.check(rc, "decode")
+        return self._rows[:n_out]
+
     # ---- the KV cache ------------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -275,23 +315,45 @@ class Model:
             raise ModelError(f"cannot truncate to {n}: the cache holds {self.n_past} positions")
         self.n_past = int(n)
 
-    def shift(self, keep: int, discard: int) -> None:
+    def shift(self, keep: int, discard: int, *, seq: int = 0, n_past: int | None = None) -> None:
         """Context shift: drops cache positions [keep, keep + discard), moves the later ones down
-        and re-rotates their keys by -discard positions (nothing is recomputed)."""
+        and re-rotates their keys by -discard positions (nothing is recomputed). Sequence 0 uses
+        and updates self.n_past; another sequence needs its length n_past."""
         self._check_open()
-        if keep < 0 or discard <= 0 or keep + discard > self.n_past:
-            raise ModelError(f"cannot shift keep={keep} discard={discard}: the cache holds {self.n_past} positions")
-        kernels.check(lib.pg_model_kv_shift(self._model, self.n_past, keep, discard), "context shift")
-        self.n_past -= discard
+        self._check_seq(seq)
+        length = self.n_past if seq == 0 and n_past is None else n_past
+        if length is None or not 0 <= length <= self.n_ctx:
+            raise ModelError(f"shift of sequence {seq} needs its length (0..{self.n_ctx}), got {length}")
+        if keep < 0 or discard <= 0 or keep + discard > length:
+            raise ModelError(f"cannot shift keep={keep} discard={discard}: the cache holds {length} positions")
+        kernels.check(lib.pg_model_kv_shift(self._model, seq, length, keep, discard), "context shift")
+        if seq == 0 and n_past is None:
+            self.n_past -= discard
 
-    def kv_cache(self, layer: int, pos0: int = 0, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of cached K and V (n_head_kv, n, head_dim) of one layer, as float32 (for tests)."""
+    def kv_copy(self, src: int, dst: int, n: int) -> None:
+        """Positions [0, n) of sequence src copied to sequence dst: a prompt prefix they share,
+        computed once."""
         self._check_open()
+        self._check_seq(src)
+        self._check_seq(dst)
+        if not 0 <= n <= self.n_ctx:
+            raise ModelError(f"cannot copy {n} positions: n_ctx={self.n_ctx}")
+        kernels.check(lib.pg_model_kv_copy(self._model, src, dst, n), "copy KV cache")
+
+    def _check_seq(self, seq: int) -> None:
+        if not 0 <= seq < self.n_seq:
+            raise ModelError(f"sequence id {seq} outside 0..{self.n_seq - 1}")
+
+    def kv_cache(self, layer: int, pos0: int = 0, n: int | None = None, seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of cached K and V (n_head_kv, n, head_dim) of one layer of one sequence, as
+        float32 (for tests)."""
+        self._check_open()
+        self._check_seq(seq)
         n = self.n_past - pos0 if n is None else n
         c = self.config
         k = np.empty((c.n_head_kv, n, c.head_dim), dtype=np.float32)
         v = np.empty_like(k)
-        kernels.check(lib.pg_model_kv_read(self._model, layer, pos0, n, ffi.cast("float *", k.ctypes.data),
+        kernels.check(lib.pg_model_kv_read(self._model, seq, layer, pos0, n, ffi.cast("float *", k.ctypes.data),
                                            ffi.cast("float *", v.ctypes.data)), "read KV cache")
         return k, v
 

@@ -1,15 +1,18 @@
 /* Python-facing llama forward pass (cdef'd by cffi: plain declarations only).
  * A model is weights (views into one read-only mapping, validated here), a run state with every
- * scratch buffer allocated once, and an F16 KV cache for n_ctx positions. Every entry point
- * returns 0 or a negative PG_E* code (api/kernels.h). */
+ * scratch buffer allocated once, and an F16 KV cache of n_seq sequences of n_ctx positions each.
+ * Sequences never see each other's cells: a batch may mix tokens of several sequences (batched
+ * decoding), and each token's logits are bit-identical to those of the same tokens run alone.
+ * Every entry point returns 0 or a negative PG_E* code (api/kernels.h). */
 
 typedef struct pg_model pg_model;
 
 /* Hyper-parameters, filled by Python from the GGUF metadata. */
 typedef struct {
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_rot;
-    int32_t n_ctx;              /* KV cache positions */
-    int32_t n_batch;            /* most tokens per pg_model_forward call */
+    int32_t n_ctx;              /* KV cache positions of each sequence */
+    int32_t n_batch;            /* most tokens per pg_model_forward / pg_model_decode call */
+    int32_t n_seq;              /* sequences the KV cache holds (1..256) */
     float rms_eps;
     float rope_base;            /* theta_i = pos * freq_scale * rope_base^(-2i/n_rot) */
     float rope_freq_scale;      /* 1/factor for linear and YaRN scaling, else 1 */
@@ -34,15 +37,26 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
                  pg_model **out, int64_t *bad_tensor);
 void pg_model_free(pg_model *m);
 
-/* Runs n_tokens (1..n_batch) tokens at positions pos0.. through the model, filling the KV cache.
- * logits_mode 0: no logits; 1: logits (n_vocab) of the last token; 2: logits (n_tokens, n_vocab). */
+/* Runs n_tokens (1..n_batch) tokens of sequence 0 at positions pos0.. through the model, filling
+ * the KV cache. logits_mode 0: no logits; 1: logits (n_vocab) of the last token; 2: logits
+ * (n_tokens, n_vocab). */
 int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,
                      float *logits, int32_t logits_mode);
 
-/* Context shift on a cache holding n_past positions: drop [keep, keep + discard), move the later
- * entries down and rotate their keys by -discard positions. */
-int pg_model_kv_shift(pg_model *m, int32_t n_past, int32_t keep, int32_t discard);
+/* The batched form: token i goes to sequence seq[i] (0..n_seq-1) at position pos[i] (0..n_ctx-1)
+ * and attends to that sequence's positions 0..pos[i], which this batch or an earlier one must
+ * have filled. Rows of logits (n_vocab each) are written, in batch order, for the tokens with
+ * want[i] != 0. */
+int pg_model_decode(pg_model *m, int32_t n_tokens, const int32_t *tokens, const int32_t *pos,
+                    const int32_t *seq, const int8_t *want, float *logits);
 
-/* Copies cache positions [pos0, pos0 + n) of one layer as float32 into k and v, each
+/* Context shift of one sequence holding n_past positions: drop [keep, keep + discard), move the
+ * later entries down and rotate their keys by -discard positions. */
+int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, int32_t discard);
+
+/* Positions [0, n) of sequence src copied to sequence dst (a shared prompt prefix computed once). */
+int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n);
+
+/* Copies positions [pos0, pos0 + n) of one sequence and layer as float32 into k and v, each
  * (n_head_kv, n, head_dim). For tests. */
-int pg_model_kv_read(pg_model *m, int32_t layer, int32_t pos0, int32_t n, float *k, float *v);
+int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int32_t n, float *k, float *v);

@@ -1,20 +1,25 @@
-/* The llama forward pass for a batch of tokens, in one pg_pool_run: every thread walks the same
- * stages, splits each stage's work (tokens, or 16-aligned weight rows) and meets the others at a
- * barrier, five per layer. Norms and activation quantization are done by every thread into its
- * own buffers rather than split, which costs O(n_embd) per token and saves a barrier each. Each value is computed by code that depends only on its own inputs, never on the
- * split, so any thread count and any batch size give bit-identical logits. */
+/* The llama forward pass for a batch of tokens, each at its own position of its own sequence,
+ * in one pg_pool_run: every thread walks the same stages, splits each stage's work (tokens, or
+ * 16-aligned weight rows) and meets the others at a barrier, five per layer. Norms and
+ * activation quantization are done by every thread into its own buffers rather than split,
+ * which costs O(n_embd) per token and saves a barrier each. Each value is computed by code that
+ * depends only on its own inputs, never on the split or on the other tokens of the batch, so any
+ * thread count, batch size or mix of sequences gives bit-identical logits. */
 #include <math.h>
 #include <string.h>
 #include "model/model.h"
 #include "threadpool.h"
 #include "dispatch.h"
 
+/* One batch: token t is at position pos[t] of sequence seq[t]; logits rows are wanted for the
+ * n_out tokens out_rows[0..n_out) (in that order). */
 typedef struct {
     pg_model *m;
-    const int32_t *tokens;
-    int ntok, pos0;
+    const int32_t *tokens, *pos, *seq;
+    int ntok;
+    const int32_t *out_rows;
+    int n_out;
     float *logits;
-    int logits_mode;
     int isa;
 } forward_task;
 
@@ -47,13 +52,16 @@ static void quantize_rows(const pg_model *m, const float *x, int64_t n, int ntok
     }
 }
 
-/* This thread's own normed copy xb (ntok, n_embd) of x, quantized for `mask`: every thread
- * computes the same values, so the matmuls that follow need no barrier before them. */
-static float *norm_quantize(const pg_model *m, const float *x, const float *w, int ntok, uint32_t mask, int ith) {
+/* This thread's own normed copy xb (nrows, n_embd) of rows `rows` of x (all ntok rows when NULL),
+ * quantized for `mask`: every thread computes the same values, so the matmuls that follow need
+ * no barrier before them. */
+static float *norm_quantize(const pg_model *m, const float *x, const float *w, const int32_t *rows, int nrows,
+                            uint32_t mask, int ith) {
     const int64_t n = m->p.n_embd;
     float *xb = m->s.xb + (size_t)ith * m->p.n_batch * n;
-    for (int t = 0; t < ntok; t++) pg_rmsnorm(xb + (size_t)t * n, x + (size_t)t * n, w, n, m->p.rms_eps);
-    quantize_rows(m, xb, n, ntok, mask, ith);
+    for (int t = 0; t < nrows; t++)
+        pg_rmsnorm(xb + (size_t)t * n, x + (size_t)(rows ? rows[t] : t) * n, w, n, m->p.rms_eps);
+    quantize_rows(m, xb, n, nrows, mask, ith);
     return xb;
 }
 
@@ -77,10 +85,6 @@ static void project_residual(const forward_task *f, const pg_weight *w, const fl
     project(f, w, a, ntok, m->s.y, (size_t)n, 16, ith, nth, &r0, &r1);
     for (int t = 0; t < ntok; t++)
         for (int64_t r = r0; r < r1; r++) m->s.x[t * n + r] += m->s.y[t * n + r];
-}
-
-static pg_half *cache_row(pg_half *cache, const pg_model *m, int layer, int kv_head, int pos) {
-    return cache + (((size_t)layer * m->p.n_head_kv + kv_head) * m->p.n_ctx + pos) * m->p.head_dim;
 }
 
 /* ---- the stages of one layer ---------------------------------------------------------------- */
@@ -109,7 +113,7 @@ static void store_rows(const forward_task *f, pg_half *cache, int layer, const f
     const int hd = m->p.head_dim;
     for (int t = 0; t < f->ntok; t++)
         for (int64_t r = r0; r < r1; r++)
-            cache_row(cache, m, layer, (int)(r / hd), f->pos0 + t)[r % hd] = pg_float_to_half(y[(size_t)t * m->n_kv + r]);
+            pg_kv_row(cache, m, layer, (int)(r / hd), f->seq[t], f->pos[t])[r % hd] = pg_float_to_half(y[(size_t)t * m->n_kv + r]);
 }
 
 /* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */
@@ -126,7 +130,7 @@ static void qkv(const forward_task *f, const pg_layer *L, int layer, const float
 }
 
 /* Attention for every (token, KV head) pair, interleaved over threads so the long causal rows
- * of late tokens spread evenly */
+ * of late tokens spread evenly. A token sees its own sequence's positions 0..pos only. */
 static void attention(const forward_task *f, int layer, float *scratch, int ith, int nth) {
     pg_model *m = f->m;
     const int hd = m->p.head_dim, n_head_kv = m->p.n_head_kv;
@@ -135,9 +139,9 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
     for (int u = ith; u < f->ntok * n_head_kv; u += nth) {
         int t = u / n_head_kv, g = u % n_head_kv;
         size_t heads = (size_t)t * m->n_q + (size_t)g * m->n_rep * hd;
-        pg_attention_group(kern, m->s.att + heads, m->s.q + heads, m->n_rep, hd, f->pos0 + t,
-                           cache_row(m->s.k_cache, m, layer, g, 0), cache_row(m->s.v_cache, m, layer, g, 0),
-                           scale, scratch);
+        pg_attention_group(kern, m->s.att + heads, m->s.q + heads, m->n_rep, hd, f->pos[t],
+                           pg_kv_row(m->s.k_cache, m, layer, g, f->seq[t], 0),
+                           pg_kv_row(m->s.v_cache, m, layer, g, f->seq[t], 0), scale, scratch);
     }
 }
 
@@ -179,14 +183,14 @@ static void forward_worker(void *arg, int ith, int nth) {
     const pg_weight *E = &m->w.token_embd;
     for (int t = ith; t < ntok; t += nth) {
         E->traits->dequantize(E->data + (size_t)f->tokens[t] * E->row_bytes, s->x + t * n_embd, n_embd);
-        pg_rope_angles(s->rope_cs + (size_t)t * m->p.n_rot, f->pos0 + t, &m->rope, 1);
+        pg_rope_angles(s->rope_cs + (size_t)t * m->p.n_rot, f->pos[t], &m->rope, 1);
     }
     pg_pool_barrier(pool);
 
     for (int l = 0; l < m->p.n_layer; l++) {
         const pg_layer *L = &m->w.layers[l];
         /* attention rmsnorm, quantized once (per thread) for Q, K and V */
-        float *xb = norm_quantize(m, s->x, L->attn_norm, ntok, L->act_qkv, ith);
+        float *xb = norm_quantize(m, s->x, L->attn_norm, NULL, ntok, L->act_qkv, ith);
         /* q, k, v projections, RoPE on q and k, this batch's keys and values into the cache */
         qkv(f, L, l, xb, ith, nth);
         pg_pool_barrier(pool);
@@ -199,30 +203,55 @@ static void forward_worker(void *arg, int ith, int nth) {
         pg_pool_barrier(pool);
         /* ffn rmsnorm, quantized once (per thread) for gate and up; SwiGLU, thread-local because
          * gate and up use the same rows; its output quantized for down by the same thread */
-        xb = norm_quantize(m, s->x, L->ffn_norm, ntok, L->act_ffn, ith);
+        xb = norm_quantize(m, s->x, L->ffn_norm, NULL, ntok, L->act_ffn, ith);
         gate_up(f, L, xb, ith, nth);
         pg_pool_barrier(pool);
         /* down projection, added to the residual stream */
         project_residual(f, &L->w_down, s->hb, ntok, ith, nth);
         pg_pool_barrier(pool);
     }
-    if (f->logits_mode == 0) return;
+    if (f->n_out == 0) return;
 
     /* final rmsnorm of the tokens whose logits are wanted, then the output matrix */
-    int first = f->logits_mode == 1 ? ntok - 1 : 0, n_out = ntok - first;
-    float *xb = norm_quantize(m, s->x + first * n_embd, m->w.output_norm, n_out, m->w.act_output, ith);
+    float *xb = norm_quantize(m, s->x, m->w.output_norm, f->out_rows, f->n_out, m->w.act_output, ith);
     int64_t r0, r1;
-    project(f, &m->w.output, xb, n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
+    project(f, &m->w.output, xb, f->n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
+}
+
+static int run_batch(pg_model *m, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int ntok,
+                     const int32_t *out_rows, int n_out, float *logits) {
+    forward_task f = {m, tokens, pos, seq, ntok, out_rows, n_out, logits, pg_isa_current()};
+    pg_pool_run(m->pool, forward_worker, &f);
+    return PG_OK;
+}
+
+static int tokens_ok(const pg_model *m, const int32_t *tokens, int32_t n_tokens) {
+    if (!tokens || n_tokens <= 0 || n_tokens > m->p.n_batch) return 0;
+    for (int t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->p.n_vocab) return 0;
+    return 1;
 }
 
 int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,
                      float *logits, int32_t logits_mode) {
-    if (!m || !tokens || n_tokens <= 0 || n_tokens > m->p.n_batch) return PG_EBADARG;
+    if (!m || !tokens_ok(m, tokens, n_tokens)) return PG_EBADARG;
     if (pos0 < 0 || pos0 > m->p.n_ctx - n_tokens) return PG_EBADARG;
     if (logits_mode < 0 || logits_mode > 2 || (logits_mode && !logits)) return PG_EBADARG;
-    for (int t = 0; t < n_tokens; t++)
-        if (tokens[t] < 0 || tokens[t] >= m->p.n_vocab) return PG_EBADARG;
-    forward_task f = {m, tokens, n_tokens, pos0, logits, logits_mode, pg_isa_current()};
-    pg_pool_run(m->pool, forward_worker, &f);
-    return PG_OK;
+    pg_run_state *s = &m->s;
+    for (int t = 0; t < n_tokens; t++) s->pos[t] = pos0 + t, s->seq[t] = 0, s->out_rows[t] = t;
+    const int n_out = logits_mode == 0 ? 0 : logits_mode == 1 ? 1 : n_tokens;
+    const int32_t *rows = logits_mode == 1 ? s->out_rows + n_tokens - 1 : s->out_rows;
+    return run_batch(m, tokens, s->pos, s->seq, n_tokens, rows, n_out, logits);
+}
+
+int pg_model_decode(pg_model *m, int32_t n_tokens, const int32_t *tokens, const int32_t *pos,
+                    const int32_t *seq, const int8_t *want, float *logits) {
+    if (!m || !tokens_ok(m, tokens, n_tokens) || !pos || !seq || !want) return PG_EBADARG;
+    int n_out = 0;
+    for (int t = 0; t < n_tokens; t++) {
+        if (pos[t] < 0 || pos[t] >= m->p.n_ctx || seq[t] < 0 || seq[t] >= m->p.n_seq) return PG_EBADARG;
+        if (want[t]) m->s.out_rows[n_out++] = t;
+    }
+    if (n_out && !logits) return PG_EBADARG;
+    return run_batch(m, tokens, pos, seq, n_tokens, m->s.out_rows, n_out, logits);
 }

@@ -1,12 +1,9 @@
-/* The F16 KV cache, (n_layer, n_head_kv, n_ctx, head_dim) for K and for V: forward.c writes it;
- * here are llama.cpp's context shift (drop a range, move the rest down, re-rotate the moved keys
- * without recomputing anything) and a read-back for tests. */
+/* The F16 KV cache, (n_layer, n_head_kv, n_seq, n_ctx, head_dim) for K and for V: forward.c
+ * writes it; here are llama.cpp's context shift (drop a range, move the rest down, re-rotate the
+ * moved keys without recomputing anything), the copy of one sequence's prefix into another (a
+ * shared prompt computed once), and a read-back for tests. */
 #include <string.h>
 #include "model/model.h"
-
-static size_t head_offset(const pg_model *m, int layer, int kv_head) {
-    return ((size_t)layer * m->p.n_head_kv + kv_head) * m->p.n_ctx * m->p.head_dim;
-}
 
 /* keys (n, head_dim) F16 rotated in place by the angles cs */
 static void rotate_keys(pg_half *k, int n, int head_dim, int n_rot, const float *cs, float *row) {
@@ -18,32 +15,48 @@ static void rotate_keys(pg_half *k, int n, int head_dim, int n_rot, const float 
     }
 }
 
-int pg_model_kv_shift(pg_model *m, int32_t n_past, int32_t keep, int32_t discard) {
-    if (!m || n_past < 0 || n_past > m->p.n_ctx || keep < 0 || discard <= 0 || keep > n_past - discard)
+static int seq_ok(const pg_model *m, int32_t seq) { return seq >= 0 && seq < m->p.n_seq; }
+
+int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, int32_t discard) {
+    if (!m || !seq_ok(m, seq) || n_past < 0 || n_past > m->p.n_ctx || keep < 0 || discard <= 0 ||
+        keep > n_past - discard)
         return PG_EBADARG;
     const int hd = m->p.head_dim, n_moved = n_past - keep - discard;
     /* a rotation by -discard positions; its angles come from the same rule as the forward's,
      * without YaRN's magnitude factor, which the cached keys already carry */
     float *cs = m->s.per_thread + m->s.angles_offset, *row = m->s.per_thread;
     pg_rope_angles(cs, -(double)discard, &m->rope, 0);
+    const size_t bytes = (size_t)n_moved * hd * sizeof(pg_half);
     for (int l = 0; l < m->p.n_layer; l++)
         for (int g = 0; g < m->p.n_head_kv; g++) {
-            pg_half *k = m->s.k_cache + head_offset(m, l, g), *v = m->s.v_cache + head_offset(m, l, g);
-            size_t bytes = (size_t)n_moved * hd * sizeof(pg_half);
-            memmove(k + (size_t)keep * hd, k + (size_t)(keep + discard) * hd, bytes);
-            memmove(v + (size_t)keep * hd, v + (size_t)(keep + discard) * hd, bytes);
-            rotate_keys(k + (size_t)keep * hd, n_moved, hd, m->p.n_rot, cs, row);
+            pg_half *k = pg_kv_row(m->s.k_cache, m, l, g, seq, keep), *v = pg_kv_row(m->s.v_cache, m, l, g, seq, keep);
+            memmove(k, k + (size_t)discard * hd, bytes);
+            memmove(v, v + (size_t)discard * hd, bytes);
+            rotate_keys(k, n_moved, hd, m->p.n_rot, cs, row);
         }
     return PG_OK;
 }
 
-int pg_model_kv_read(pg_model *m, int32_t layer, int32_t pos0, int32_t n, float *k, float *v) {
-    if (!m || !k || !v || layer < 0 || layer >= m->p.n_layer || pos0 < 0 || n < 0 || pos0 > m->p.n_ctx - n)
+int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
+    if (!m || !seq_ok(m, src) || !seq_ok(m, dst) || n < 0 || n > m->p.n_ctx) return PG_EBADARG;
+    if (src == dst || n == 0) return PG_OK;
+    const size_t bytes = (size_t)n * m->p.head_dim * sizeof(pg_half);
+    for (int l = 0; l < m->p.n_layer; l++)
+        for (int g = 0; g < m->p.n_head_kv; g++) {
+            memcpy(pg_kv_row(m->s.k_cache, m, l, g, dst, 0), pg_kv_row(m->s.k_cache, m, l, g, src, 0), bytes);
+            memcpy(pg_kv_row(m->s.v_cache, m, l, g, dst, 0), pg_kv_row(m->s.v_cache, m, l, g, src, 0), bytes);
+        }
+    return PG_OK;
+}
+
+int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int32_t n, float *k, float *v) {
+    if (!m || !k || !v || !seq_ok(m, seq) || layer < 0 || layer >= m->p.n_layer || pos0 < 0 || n < 0 ||
+        pos0 > m->p.n_ctx - n)
         return PG_EBADARG;
     const int hd = m->p.head_dim;
     for (int g = 0; g < m->p.n_head_kv; g++) {
-        const pg_half *kc = m->s.k_cache + head_offset(m, layer, g) + (size_t)pos0 * hd;
-        const pg_half *vc = m->s.v_cache + head_offset(m, layer, g) + (size_t)pos0 * hd;
+        const pg_half *kc = pg_kv_row(m->s.k_cache, m, layer, g, seq, pos0);
+        const pg_half *vc = pg_kv_row(m->s.v_cache, m, layer, g, seq, pos0);
         for (size_t i = 0; i < (size_t)n * hd; i++) {
             k[(size_t)g * n * hd + i] = pg_half_to_float(kc[i]);
             v[(size_t)g * n * hd + i] = pg_half_to_float(vc[i]);

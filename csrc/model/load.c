@@ -7,7 +7,7 @@
 #include "model/model.h"
 #include "dispatch.h"
 
-enum { DIM_MAX = 1 << 20, LAYER_MAX = 1 << 12, CTX_MAX = 1 << 24, VOCAB_MAX = 1 << 24 };
+enum { DIM_MAX = 1 << 20, LAYER_MAX = 1 << 12, CTX_MAX = 1 << 24, VOCAB_MAX = 1 << 24, SEQ_MAX = 256 };
 
 static int params_ok(const pg_model_params *p) {
     if (p->n_vocab <= 0 || p->n_vocab > VOCAB_MAX) return 0;
@@ -17,6 +17,7 @@ static int params_ok(const pg_model_params *p) {
     if (p->head_dim <= 0 || p->head_dim % 2 || (int64_t)p->head_dim * p->n_head > DIM_MAX) return 0;
     if (p->n_rot <= 0 || p->n_rot % 2 || p->n_rot > p->head_dim) return 0;
     if (p->n_ctx <= 0 || p->n_ctx > CTX_MAX || p->n_batch <= 0 || p->n_batch > CTX_MAX) return 0;
+    if (p->n_seq <= 0 || p->n_seq > SEQ_MAX) return 0;
     if (!(p->rms_eps >= 0.0f) || !(p->rope_base > 0.0f) || !(p->rope_freq_scale > 0.0f)) return 0;
     if (p->rope_yarn && (p->yarn_n_ctx_orig <= 0 || !(p->yarn_beta_fast > 0.0f) || !(p->yarn_beta_slow > 0.0f)))
         return 0;
@@ -137,7 +138,11 @@ static int alloc_run_state(pg_model *m) {
     s->hb = alloc_floats(B * p->n_ff);
     s->hb2 = alloc_floats(B * p->n_ff);
     s->rope_cs = alloc_floats(B * p->n_rot);
-    if (!s->x || !s->xb || !s->y || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 || !s->rope_cs)
+    s->pos = malloc(B * sizeof(int32_t));
+    s->seq = malloc(B * sizeof(int32_t));
+    s->out_rows = malloc(B * sizeof(int32_t));
+    if (!s->x || !s->xb || !s->y || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 || !s->rope_cs ||
+        !s->pos || !s->seq || !s->out_rows)
         return PG_ENOMEM;
 
     uint32_t used = m->w.act_output, used_hidden = 0;
@@ -158,7 +163,11 @@ static int alloc_run_state(pg_model *m) {
     s->per_thread_floats = s->angles_offset + (((size_t)p->n_rot + 15) & ~(size_t)15);
     if (!(s->per_thread = aligned_alloc(64, s->per_thread_floats * sizeof(float) * m->n_threads))) return PG_ENOMEM;
 
-    size_t cache = (size_t)p->n_layer * p->n_head_kv * p->n_ctx * p->head_dim;
+    size_t cache = 1;   /* values per cache; hyper-parameters near their limits must not wrap it */
+    const size_t dims[] = {p->n_layer, p->n_head_kv, p->n_seq, p->n_ctx, p->head_dim, sizeof(pg_half)};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (__builtin_mul_overflow(cache, dims[i], &cache)) return PG_ENOMEM;
+    cache /= sizeof(pg_half);
     s->k_cache = calloc(cache, sizeof(pg_half));
     s->v_cache = calloc(cache, sizeof(pg_half));
     if (!s->k_cache || !s->v_cache) return PG_ENOMEM;
@@ -170,6 +179,7 @@ void pg_model_free(pg_model *m) {
     pg_run_state *s = &m->s;
     free(s->x); free(s->xb); free(s->y); free(s->q); free(s->att); free(s->k); free(s->v);
     free(s->hb); free(s->hb2); free(s->rope_cs); free(s->per_thread); free(s->k_cache); free(s->v_cache);
+    free(s->pos); free(s->seq); free(s->out_rows);
     for (int t = 0; t < PG_TYPE_COUNT; t++) {
         for (int i = 0; s->act && i < m->n_threads; i++) free(s->act[i].buf[t]);
         free(s->act_hidden.buf[t]);

@@ -60,7 +60,8 @@ typedef struct {
     float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
     size_t per_thread_floats;
     size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
-    pg_half *k_cache, *v_cache;    /* (n_layer, n_head_kv, n_ctx, head_dim) */
+    int32_t *pos, *seq, *out_rows; /* (n_batch,) pg_model_forward's batch described as pg_model_decode's */
+    pg_half *k_cache, *v_cache;    /* (n_layer, n_head_kv, n_seq, n_ctx, head_dim) */
 } pg_run_state;
 
 struct pg_model {
@@ -72,6 +73,13 @@ struct pg_model {
     pg_pool *pool;
     int n_threads;
 };
+
+/* The cached K or V row of (layer, KV head) for position pos of sequence seq: each sequence's
+ * positions are contiguous, so attention reads one sequence as one array. */
+static inline pg_half *pg_kv_row(pg_half *cache, const pg_model *m, int layer, int kv_head, int seq, int pos) {
+    size_t head = (size_t)layer * m->p.n_head_kv + kv_head;
+    return cache + ((head * m->p.n_seq + seq) * m->p.n_ctx + pos) * m->p.head_dim;
+}
 
 /* Rows r0..r1 of W times ntok activation rows (in W's activation format) into y[t*ldy + r]. */
 void pg_model_matmul_rows(const pg_weight *w, const void *a, int ntok, float *y, size_t ldy,
