@@ -4,6 +4,7 @@
 2. tokenizer: MB/s on ~1 MB of English and of Python source
 3. sampling: the sampler chain's cost per token against a decode step
 4. model: prompt (pp128) and generation (tg64) tokens/s on the default model at -t 1 and -t 2
+5. batch: total generated tokens/s of a 64-prompt batch run at --parallel 1, 2, 4, 8, 16
 Each part is its own script in bench/; run one alone for more options.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ["kernels.py", "tokenizer.py", "sampling.py", "model.py"]
+PARTS = ["kernels.py", "tokenizer.py", "sampling.py", "model.py", "batch.py"]
 
 
 def main() -> int:

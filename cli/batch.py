@@ -62,9 +62,9 @@ class Progress:
             self.bar.stop()
 
 
-def _load_llm(model_path: str, n_ctx: int | None, n_threads: int, n_batch: int):
+def _load_llm(model_path: str, n_ctx: int | None, n_threads: int, n_batch: int, parallel: int):
     from pygguf.api import Llama
-    return Llama(model_path, n_ctx=n_ctx or 0, n_threads=n_threads, n_batch=n_batch)
+    return Llama(model_path, n_ctx=n_ctx or 0, n_threads=n_threads, n_batch=n_batch, n_seq_max=parallel)
 
 
 def _model_errors() -> tuple[type[BaseException], ...]:
@@ -85,10 +85,10 @@ def _model_errors() -> tuple[type[BaseException], ...]:
 @click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "text"]), default="auto",
               show_default=True, help="Input format (auto: .jsonl/.json or a first line starting with '{').")
 @click.option("--parallel", "-np", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Sequences decoded together (today: accepted, decoded one at a time).")
+              help="Sequences decoded together, one forward pass per token (each with its own -c context).")
 @click.option("-t", "--threads", "n_threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("-c", "--ctx-size", "n_ctx", type=click.IntRange(min=0), default=2048, show_default=True,
-              help="Context size (0: the model's default).")
+              help="Context size of each sequence (0: the model's default).")
 @click.option("-b", "--batch-size", "n_batch", type=click.IntRange(min=1), default=512, show_default=True,
               help="Prompt tokens per forward pass.")
 @click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=256, show_default=True,
@@ -114,10 +114,6 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
     to_stdout = output_path == "-"
     if resume and to_stdout:
         raise click.UsageError("--resume needs an output file (-o FILE)")
-    if parallel > 1:
-        log(f"note: --parallel {parallel}: sequences are decoded one at a time for now "
-            "(batched decoding needs multi-sequence KV cache support in the forward pass)")
-
     n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if n_threads > n_cpus:          # the pool's barriers spin: more threads than CPUs only waits
         log(f"warning: -t {n_threads} is more than the {n_cpus} CPUs available; using {n_cpus} threads")
@@ -125,7 +121,7 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
 
     load = (ctx.obj or {}).get("load_llm", _load_llm)
     try:
-        llm = load(model_path, n_ctx, n_threads, n_batch)
+        llm = load(model_path, n_ctx, n_threads, n_batch, parallel)
     except _model_errors() as e:
         log(f"error: cannot load {model_path}: {e}")
         ctx.exit(EXIT_FAILED)

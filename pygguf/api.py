@@ -20,7 +20,8 @@ import time
 import uuid
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from pygguf.completion import CompletionRequest, SerialEngine, Sequence as DecodeSequence
+from pygguf.batched import BatchedEngine
+from pygguf.completion import CompletionRequest, SerialEngine, Sequence as DecodeSequence, new_sequence
 from pygguf.completion import FINISH_EOS, FINISH_STOP
 from pygguf.sampling import SamplerParams
 
@@ -44,8 +45,10 @@ def _stop_tuple(stop) -> tuple[str, ...]:
 
 class Llama:
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int | None = None,
-                 n_batch: int = 512, seed: int = -1, verbose: bool = False, model=None):
-        """`model` (tests): an already-built object with Model's interface, used instead of loading."""
+                 n_batch: int = 512, seed: int = -1, verbose: bool = False, n_seq_max: int = 1, model=None):
+        """n_ctx is each sequence's context; n_seq_max sequences can be decoded together by batch()
+        (the KV cache holds n_seq_max * n_ctx positions). `model` (tests): an already-built object
+        with Model's interface, used instead of loading."""
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
         self.seed = int(seed)
@@ -54,7 +57,8 @@ class Llama:
             if verbose:
                 import sys
                 print(f"pygguf: loading {self.model_path}", file=sys.stderr)
-            model = Model.load(self.model_path, n_ctx=n_ctx or None, n_threads=n_threads or 2, n_batch=n_batch)
+            model = Model.load(self.model_path, n_ctx=n_ctx or None, n_threads=n_threads or 2, n_batch=n_batch,
+                               n_seq=n_seq_max)
         self.model = model
         self.tokenizer = model.tokenizer
         self.engine = SerialEngine(model, self.tokenizer)
@@ -119,14 +123,20 @@ class Llama:
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs)
         seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
-        head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
-                "model": self.model_path}
         if stream:
-            return self._stream_completion(seq, head)
+            return self._stream_completion(seq, self._completion_head())
         for _ in self.engine.stream(seq):
             pass
-        return dict(head, choices=[{"text": seq.text, "index": 0, "logprobs": self._logprobs_dict(seq),
-                                    "finish_reason": api_finish_reason(seq.finish_reason)}],
+        return self._completion(seq)
+
+    def _completion_head(self) -> dict:
+        return {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
+                "model": self.model_path}
+
+    def _completion(self, seq: DecodeSequence) -> dict:
+        return dict(self._completion_head(),
+                    choices=[{"text": seq.text, "index": 0, "logprobs": self._logprobs_dict(seq),
+                              "finish_reason": api_finish_reason(seq.finish_reason)}],
                     usage=self._usage(seq))
 
     __call__ = create_completion
@@ -138,12 +148,32 @@ class Llama:
                                    "finish_reason": api_finish_reason(seq.finish_reason)}],
                    usage=self._usage(seq))
 
-    def batch(self, prompts: Iterable[str | Sequence[int]], **kwargs) -> list[dict]:
-        """One completion dict per prompt, in order. Consecutive prompts sharing a prefix evaluate
-        it once. Sequences are decoded one at a time (see pygguf.batch for the batched design)."""
-        if kwargs.get("stream"):
-            raise ValueError("batch() does not stream; call the Llama once per prompt with stream=True")
-        return [self.create_completion(p, **kwargs) for p in prompts]
+    def batch(self, prompts: Iterable[str | Sequence[int]], *, parallel: int | None = None, max_tokens: int | None = 16,
+              temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+              repeat_penalty: float = 1.0, stop: str | Sequence[str] | None = None, seed: int | None = None,
+              logprobs: int | None = None) -> list[dict]:
+        """One completion dict per prompt, in order, decoded `parallel` at a time (default: n_seq_max)
+        through one forward pass per token; a prompt prefix shared with another is computed once.
+        Each result is the one create_completion gives with the same seed. A prompt too long for
+        the context raises before anything is decoded."""
+        requests = [self._request(self._prompt_tokens(p), max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
+                                  logprobs=logprobs) for p in prompts]
+        sequences = [new_sequence(r, self.model, self.tokenizer) for r in requests]
+        engine = self.batched_engine(parallel)
+        for _ in engine.run(sequences):
+            pass
+        return [self._completion(seq) for seq in sequences]
+
+    def batched_engine(self, parallel: int | None = None) -> BatchedEngine:
+        """An engine decoding up to `parallel` sequences together in this model's KV cache. The
+        cache is shared with the one-at-a-time calls: use the engine before the next such call."""
+        n_seq = getattr(self.model, "n_seq", 1)
+        parallel = n_seq if parallel is None else int(parallel)
+        if not 1 <= parallel <= n_seq:
+            raise ValueError(f"parallel={parallel}: this Llama holds {n_seq} sequence(s) (raise n_seq_max)")
+        self.engine.forget()
+        return BatchedEngine(self.model, self.tokenizer, slots=parallel)
 
     # ---- chat ------------------------------------------------------------------------------
 

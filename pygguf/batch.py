@@ -8,14 +8,12 @@ The pieces, one concern each:
 - read_records / parse_record: JSONL (`{"id", "prompt" | "messages", per-record parameters}`) or a
   plain text file (one prompt per line, id = line number). A bad record is not an exception: it
   becomes a BadRecord and, in the output, `{"id": ..., "error": "..."}`.
-- Scheduler: owns the decoding of admitted records; `step()` advances the decode by one token and
-  returns the records that finished. Today it drives ONE sequence at a time through
-  pygguf.completion.SerialEngine (the model's single-sequence KV cache, a shared prompt prefix with
-  the previous record reused through model.truncate). A batched decoder replaces only the inside of
-  `step()`: admit up to `parallel` sequences, build one forward batch of their next tokens (each
-  with its own sequence id and position), hand each its row of logits, retire finished ones and
-  admit the next (continuous batching). The Sequence objects (sampling, stop strings, UTF-8,
-  logprobs) do not change.
+- Scheduler: admits records into the slots of a pygguf.batched.BatchedEngine (up to `--parallel`
+  sequences of the model's KV cache) and advances them together, one forward pass per `step()`,
+  which returns the records that finished; a finished slot takes the next record at once
+  (continuous batching), and a prompt prefix another slot holds is copied, not recomputed. Each
+  record's Sequence (sampling, stop strings, UTF-8, logprobs) is its own, so the text does not
+  depend on what it was batched with.
 - ResultWriter: one whole line per write() on an unbuffered file, so a kill leaves at worst a torn
   last line (which --resume cuts off); input order kept by holding early finishers until every
   record before them is written (`ordered=False` writes them at once).
@@ -30,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from pygguf.chat import ChatTemplateError
-from pygguf.completion import CompletionRequest, EmptyPrompt, Sequence, SerialEngine
+from pygguf.batched import BatchedEngine
+from pygguf.completion import CompletionRequest, EmptyPrompt, Sequence, new_sequence
 from pygguf.generate import PromptTooLong
 from pygguf.sampling import SamplerParams
 from pygguf.samplers.candidates import SamplerError
@@ -287,6 +286,7 @@ class Job:
     index: int
     id: object
     request: CompletionRequest
+    sequence: Sequence | None = None        # made on the first try to admit it
 
 
 @dataclass
@@ -298,70 +298,60 @@ class Finished:
 
 
 class Scheduler:
-    """Admits jobs and advances their decoding; `step()` returns the jobs that finished.
+    """Admits jobs into the batched engine's slots and advances every admitted one by one forward
+    pass per `step()`, which returns the jobs that finished (continuous batching: a finished slot
+    takes the next queued job on the following step). A job refused before decoding (empty or too
+    long prompt, bad sampler parameters) finishes at once with an error record."""
 
-    `parallel` is the number of sequences a batched decoder would keep in flight. The serial engine
-    keeps one: step() advances it by one token (prefill on admission).
-
-    What a batched step() needs from the forward pass (not there yet; see the design in the batch
-    issue): a KV cache of cells tagged (position, set of sequence ids) so a shared prompt prefix is
-    held once and seen by several sequences; a decode call taking, per token, (token id, position,
-    sequence id, logits wanted?) and returning one logits row per wanted token, attention of each
-    token restricted to the cells of its own sequence at positions <= its own; and per-sequence cache
-    edits (remove positions of a sequence, share a sequence's range with another, highest position
-    of a sequence, free cells). With those, step() = admit queued jobs while cells allow (sharing the
-    longest cached prefix), put one next token per running sequence plus prefill chunks of newly
-    admitted ones into one decode call, hand each Sequence its row, and free the cells of finished
-    sequences. Per-row results must stay bit-identical to the serial decode, so --parallel never
-    changes the text."""
-
-    def __init__(self, engine: SerialEngine, tokenizer, parallel: int = 1):
+    def __init__(self, engine: BatchedEngine, tokenizer):
         self.engine = engine
         self.tokenizer = tokenizer
-        self.parallel = max(1, int(parallel))
         self.queue: list[Job] = []
-        self._active: tuple[Job, Sequence, Iterator[str]] | None = None
-        self.generated_tokens = 0
+        self._sequences: dict[int, tuple[Job, Sequence]] = {}    # id(Sequence) -> its job
+
+    @property
+    def parallel(self) -> int:
+        return len(self.engine.slots)
+
+    @property
+    def generated_tokens(self) -> int:
+        return self.engine.generated_tokens
 
     def submit(self, job: Job) -> None:
         self.queue.append(job)
 
     @property
     def busy(self) -> bool:
-        return self._active is not None or bool(self.queue)
+        return self.engine.running > 0 or bool(self.queue)
 
-    def _admit(self) -> Finished | None:
-        job = self.queue.pop(0)
-        try:
-            seq = self.engine.new_sequence(job.request)
-        except (PromptTooLong, EmptyPrompt, SamplerError) as e:
-            return Finished(job.index, job.id, error_record(job.id, str(e)), ok=False)
-        self._active = (job, seq, self.engine.steps(seq))
-        return None
+    def _admit(self, done: list[Finished]) -> None:
+        while self.queue and self.engine.has_free_slot:
+            job = self.queue[0]
+            if job.sequence is None:
+                try:
+                    job.sequence = new_sequence(job.request, self.engine.model, self.tokenizer)
+                except (PromptTooLong, EmptyPrompt, SamplerError) as e:
+                    self.queue.pop(0)
+                    done.append(Finished(job.index, job.id, error_record(job.id, str(e)), ok=False))
+                    continue
+            if self.engine.admit(job.sequence) is None:
+                return                          # waits for a prefix another slot is computing
+            self.queue.pop(0)
+            self._sequences[id(job.sequence)] = (job, job.sequence)
 
     def step(self) -> list[Finished]:
         done: list[Finished] = []
-        while self._active is None and self.queue:
-            refused = self._admit()
-            if refused is not None:
-                done.append(refused)
-        if self._active is None:
-            return done
-        job, seq, steps = self._active
-        n_before = len(seq.tokens)
+        self._admit(done)
         try:
-            next(steps)
-        except StopIteration:
-            pass
+            finished = self.engine.step()
         except KeyboardInterrupt:
-            self._active = None
+            self.engine.abandon()
+            self._sequences.clear()
             raise
-        self.generated_tokens += len(seq.tokens) - n_before
-        if seq.finished:
-            self._active = None
-            steps.close()
-            done.append(Finished(job.index, job.id,
-                                 result_record(job.id, seq, self.tokenizer, job.request.logprobs), ok=True))
+        for seq in finished:
+            job, _ = self._sequences.pop(id(seq))
+            done.append(Finished(job.index, job.id, result_record(job.id, seq, self.tokenizer, job.request.logprobs),
+                                 ok=True))
         return done
 
 
@@ -407,7 +397,7 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
     """Run every record; results go to the writer as soon as they may. KeyboardInterrupt stops the
     run after writing every finished record (summary.interrupted). on_progress(records just
     finished, tokens generated so far) is called after every decoding step and every finished record."""
-    scheduler = Scheduler(llm.engine, llm.tokenizer, parallel)
+    scheduler = Scheduler(llm.batched_engine(parallel), llm.tokenizer)
     summary = BatchSummary()
     seen: set[str] = set()
 

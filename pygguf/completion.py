@@ -9,9 +9,9 @@
 The split: a `Sequence` owns everything per request that is not the forward pass (sampler, stop
 strings, UTF-8 stream decoder, logprobs, timings); it turns one row of logits into the next token
 or a finish reason. An engine owns the model and its KV cache and decides when each sequence's
-logits are computed. `SerialEngine` runs one sequence at a time in the model's single-sequence
-cache, reusing the prompt prefix the previous sequence left there. A batched engine (several
-sequences per forward pass) would drive the same `Sequence` objects.
+logits are computed. `SerialEngine` runs one sequence at a time in the model's first cache
+sequence, reusing the prompt prefix the previous sequence left there; `pygguf.batched.BatchedEngine`
+drives the same `Sequence` objects several per forward pass.
 
 The token loop reuses pygguf.generate: Generator.check_prompt/prefill/decode_one/sample (prompt
 length limit, repeat-penalty history, timings) and StopStrings (stop strings across token
@@ -31,7 +31,7 @@ from pygguf.generate import GenerationError, GenerationParams, Generator, Prompt
 from pygguf.sampling import Sampler, SamplerParams
 from pygguf.timings import Timings
 
-__all__ = ["CompletionRequest", "Sequence", "SerialEngine", "PromptTooLong", "EmptyPrompt", "FINISH_REASONS",
+__all__ = ["CompletionRequest", "Sequence", "SerialEngine", "new_sequence", "PromptTooLong", "EmptyPrompt", "FINISH_REASONS",
            "common_prefix"]
 
 # finish reasons, as batch records write them
@@ -174,6 +174,15 @@ def common_prefix(a: Seq[int], b: Seq[int]) -> int:
     return i
 
 
+def new_sequence(request: CompletionRequest, model, tokenizer) -> Sequence:
+    """A Sequence for request, refusing an empty prompt or one longer than the context."""
+    if not request.prompt_tokens:
+        raise EmptyPrompt("empty prompt: nothing to evaluate")
+    seq = Sequence(request, model, tokenizer)
+    seq.check_prompt()
+    return seq
+
+
 class SerialEngine:
     """Decodes sequences one at a time through the model's single KV cache.
 
@@ -190,11 +199,11 @@ class SerialEngine:
         self.last: Sequence | None = None
 
     def new_sequence(self, request: CompletionRequest) -> Sequence:
-        if not request.prompt_tokens:
-            raise EmptyPrompt("empty prompt: nothing to evaluate")
-        seq = Sequence(request, self.model, self.tokenizer)
-        seq.check_prompt()
-        return seq
+        return new_sequence(request, self.model, self.tokenizer)
+
+    def forget(self) -> None:
+        """Another engine has used the model's cache: assume nothing of what it holds."""
+        self.cached = []
 
     def _prefill(self, seq: Sequence) -> np.ndarray:
         prompt = seq.request.prompt_tokens
