@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 install: $(VENV)/.installed
 
+# Ray, for pygguf-batch --ray and its test on a local Ray instance (not needed to run a model).
+$(VENV)/.ray-installed: $(VENV)/.installed
+	$(PIP) install -q --no-build-isolation -e ".[ray]"
+	touch $@
+
 # Recompile the C extension after editing csrc/.
 build: install
 	$(PY) setup.py -q build_ext --inplace
@@ -48,7 +53,7 @@ neon-test:
 		$(MAKE) -C tests/neon run; \
 	else echo "neon-test: skipped (needs aarch64-linux-gnu-gcc and qemu-aarch64: apt-get install gcc-aarch64-linux-gnu qemu-user)"; fi
 
-test: build model vocab
+test: build model vocab $(VENV)/.ray-installed
 	$(MAKE) neon-test
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 

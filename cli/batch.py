@@ -67,6 +67,12 @@ def _load_llm(model_path: str, n_ctx: int | None, n_threads: int, n_batch: int, 
     return Llama(model_path, n_ctx=n_ctx or 0, n_threads=n_threads, n_batch=n_batch, n_seq_max=parallel)
 
 
+def _run_on_ray(address, workers, records, writer, defaults, skip, progress, options):
+    from pygguf.distributed import run_on_ray
+    return run_on_ray(address, records, writer, defaults, options, workers=workers, skip=skip,
+                      on_progress=progress.advance, ray_init=dict(log_to_driver=False, include_dashboard=False))
+
+
 def _model_errors() -> tuple[type[BaseException], ...]:
     from pygguf.gguf import GGUFError
     from pygguf.kernels import KernelError
@@ -104,27 +110,35 @@ def _model_errors() -> tuple[type[BaseException], ...]:
 @click.option("--logprobs", type=click.IntRange(min=0), default=None,
               help="Write each generated token's log-probability and the top N alternatives.")
 @click.option("--resume", is_flag=True, help="Skip records whose id is already in the output file.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Spread the records over a Ray cluster ('auto', 'ray://host:10001', or 'local' to start one "
+                   "here); the model file must be at the same path on every machine.")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ray workers, each loading the model once (one per machine, each with -t threads).")
 @click.option("--unordered", is_flag=True, help="Write results as they finish, not in input order.")
 @click.pass_context
 def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, n_predict,
-         temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered):
+         temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered, ray_address, ray_workers):
     from pygguf.batch import (BatchDefaults, ResultWriter, completed_ids, count_records, fd_writer, read_records,
                               run_batch, stream_writer)
+    from pygguf.distributed import ModelOptions, RayUnavailable, WorkerFailed
 
     to_stdout = output_path == "-"
     if resume and to_stdout:
         raise click.UsageError("--resume needs an output file (-o FILE)")
     n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if n_threads > n_cpus:          # the pool's barriers spin: more threads than CPUs only waits
+    if n_threads > n_cpus and not ray_address:   # the pool's barriers spin: more threads than CPUs only waits
         log(f"warning: -t {n_threads} is more than the {n_cpus} CPUs available; using {n_cpus} threads")
         n_threads = n_cpus
 
-    load = (ctx.obj or {}).get("load_llm", _load_llm)
-    try:
-        llm = load(model_path, n_ctx, n_threads, n_batch, parallel)
-    except _model_errors() as e:
-        log(f"error: cannot load {model_path}: {e}")
-        ctx.exit(EXIT_FAILED)
+    llm = None                      # with --ray, each worker loads the model on its machine
+    if not ray_address:
+        load = (ctx.obj or {}).get("load_llm", _load_llm)
+        try:
+            llm = load(model_path, n_ctx, n_threads, n_batch, parallel)
+        except _model_errors() as e:
+            log(f"error: cannot load {model_path}: {e}")
+            ctx.exit(EXIT_FAILED)
 
     fd = None
     try:
@@ -146,9 +160,17 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
                              repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop), logprobs=logprobs)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        summary = run_batch(llm, read_records(input_path, input_format), writer, defaults, skip=skip,
-                            parallel=parallel, on_progress=progress.advance)
+        records = read_records(input_path, input_format)
+        if ray_address:
+            summary = _run_on_ray(ray_address, ray_workers, records, writer, defaults, skip, progress,
+                                  ModelOptions(model_path, n_ctx, n_threads, n_batch, parallel))
+        else:
+            summary = run_batch(llm, records, writer, defaults, skip=skip, parallel=parallel,
+                                on_progress=progress.advance)
         terminated = isinstance(summary.interruption, Terminated)
+    except (RayUnavailable, WorkerFailed) as e:
+        log(f"error: {e}" + ("; rerun with --resume to go on" if isinstance(e, WorkerFailed) else ""))
+        ctx.exit(EXIT_FAILED)
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
