@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,15 @@ def test_smollm2_chat(smol):
     out = smol.create_chat_completion([{"role": "user", "content": "What is 2+2?"}], max_tokens=6, seed=1)
     assert out["choices"][0]["message"]["content"].strip()
     assert out["usage"]["prompt_tokens"] > 10
+
+
+def test_readme_python_example_runs(capsys):
+    """The README's Python API example, run as written (with this machine's model path)."""
+    path = paths.default_model_path()
+    if not path.exists():
+        pytest.skip(f"SmolLM2 not found at {path} (`{paths.FETCH_MODEL_COMMAND}` fetches it)")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code.replace("/root/.cache/pygguf/models/SmolLM2-135M-Instruct.Q4_1.gguf", str(path)),
+                 "README.md", "exec"), {})
+    assert len(capsys.readouterr().out.splitlines()) >= 4
