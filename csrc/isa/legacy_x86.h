@@ -64,7 +64,6 @@ PG_INLINE __m256i q5_high_bits(const uint8_t *qh) {
 enum { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0 };
 
 #define QROWS 8   /* weight rows per pass: one int32 / float lane each */
-#define QTOK 32   /* tokens whose activation chunks are decoded together (12 KiB) */
 #define QKC 32    /* blocks per unpacked panel chunk: 8 rows x 32 blocks x 32 B = 8 KiB of quants */
 
 PG_INLINE size_t kind_block_bytes(int kind) {
@@ -91,18 +90,39 @@ PG_INLINE __m256i weight_values(int kind, const uint8_t *b) {
     }
 }
 
-/* 8 blocks' leading 4 bytes (d, then m in Q4_1/Q5_1; in the other formats 2 bytes that M's
- * caller ignores) -> D = [d0..d7], M = [m0..m7] as floats, two vector conversions */
-PG_INLINE void block_scales8(const uint8_t *const wb[QROWS], __m256 *D, __m256 *M) {
-    uint32_t u[QROWS];
-    for (int r = 0; r < QROWS; r++) memcpy(&u[r], wb[r], 4);
-    __m256i v = _mm256_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3], (int)u[4], (int)u[5], (int)u[6], (int)u[7]);
+/* 16 bytes at offset `off` of 8 blocks -> P[j], lane r = dword j of block r's 16 bytes: rows r
+ * and r+4 share one vector (a load and an insert), then a 4x4 transpose of dwords in each
+ * 128-bit half (8 in-lane unpacks, no lane crossing) */
+PG_INLINE void transpose_rows16(const uint8_t *const wb[QROWS], size_t off, __m256i P[4]) {
+    __m256i V[4];
+    for (int r = 0; r < 4; r++)
+        V[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(wb[r] + off))),
+                                       _mm_loadu_si128((const __m128i *)(wb[r + 4] + off)), 1);
+    const __m256i t0 = _mm256_unpacklo_epi32(V[0], V[1]), t1 = _mm256_unpackhi_epi32(V[0], V[1]);   /* rows 0 1 */
+    const __m256i t2 = _mm256_unpacklo_epi32(V[2], V[3]), t3 = _mm256_unpackhi_epi32(V[2], V[3]);   /* rows 2 3 */
+    P[0] = _mm256_unpacklo_epi64(t0, t2);
+    P[1] = _mm256_unpackhi_epi64(t0, t2);
+    P[2] = _mm256_unpacklo_epi64(t1, t3);
+    P[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* [d m] dwords of 8 blocks in lane order (d, then m in Q4_1/Q5_1; in the other formats 2
+ * bytes that M's caller ignores) -> D = [d0..d7], M = [m0..m7] as floats */
+PG_INLINE void scales_from_heads(__m256i heads, __m256 *D, __m256 *M) {
     /* per 128-bit half [d m d m d m d m] -> [d d d d m m m m], then the d quads together */
-    v = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                                0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+    __m256i v = _mm256_shuffle_epi8(heads, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
     v = _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0));
     *D = _mm256_cvtph_ps(_mm256_castsi256_si128(v));
     *M = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
+}
+
+/* 8 blocks' leading 4 bytes -> D, M, the heads gathered with scalar loads (decode: measured
+ * faster there than transpose_rows16, whose other three dwords would go unused) */
+PG_INLINE void block_scales8(const uint8_t *const wb[QROWS], __m256 *D, __m256 *M) {
+    uint32_t u[QROWS];
+    for (int r = 0; r < QROWS; r++) memcpy(&u[r], wb[r], 4);
+    scales_from_heads(_mm256_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3], (int)u[4], (int)u[5], (int)u[6], (int)u[7]), D, M);
 }
 
 /* [a | a'], [b | b'] (4 int32 each half) -> [a + a' | b + b'] */
@@ -369,19 +389,50 @@ PG_INLINE void transpose8x8_epi32(const __m256i r[8], __m256i k[8]) {
     }
 }
 
+/* Blocks [b0, b0+nc) of 8 rows -> p, while the next row group (`next`, NULL: none) is asked
+ * for: rows back to back (`sweep`), its bytes in order, 8 blocks' worth per block, as
+ * prefetch_next_rows does (all of it by the end of this group's last chunk); otherwise each
+ * next row's same block. The hardware prefetcher alone loses track of 8 short interleaved
+ * rows (measured: 49152x576, 2 tokens, 1.6x faster with this). */
 PG_INLINE void unpack_panel(int kind, int R, const uint8_t *w, size_t w_stride, int64_t b0, int nc,
-                            quant_panel *p) {
+                            quant_panel *p, const uint8_t *next, int sweep) {
     const size_t wbytes = kind_block_bytes(kind);
+    const __m256i low = _mm256_set1_epi8(0x0F);
     for (int c = 0; c < nc; c++) {
         const uint8_t *wb[QROWS];
         for (int r = 0; r < QROWS; r++) wb[r] = w + (size_t)(r < R ? r : 0) * w_stride + (size_t)(b0 + c) * wbytes;
-        block_scales8(wb, &p->d[c], &p->m[c]);
-        __m256i v[QROWS];
-        for (int r = 0; r < QROWS; r++) v[r] = weight_values(kind, wb[r]);
-        if (kind == KIND_Q8_0) {
-            transpose8x8_epi32(v, p->sgn[c]);
-            for (int k = 0; k < 8; k++) p->q[c][k] = _mm256_sign_epi8(p->sgn[c][k], p->sgn[c][k]);
+        if (next && sweep) {
+            const char *at = (const char *)next + (size_t)(b0 + c) * QROWS * wbytes;
+            for (size_t k = 0; k < QROWS * wbytes; k += 64) _mm_prefetch(at + k, _MM_HINT_T0);
+        } else if (next) {
+            for (int r = 0; r < QROWS; r++) _mm_prefetch((const char *)next + (size_t)r * w_stride + (size_t)(b0 + c) * wbytes, _MM_HINT_T0);
+        }
+        __m256i P[4];
+        if (kind == KIND_Q4_0 || kind == KIND_Q4_1 || kind == KIND_Q8_0) {
+            /* the quants come transposed by dword straight from the blocks' 16-byte pieces */
+            transpose_rows16(wb, 0, P);
+            scales_from_heads(P[0], &p->d[c], &p->m[c]);
         } else {
+            block_scales8(wb, &p->d[c], &p->m[c]);
+        }
+        if (kind == KIND_Q4_0 || kind == KIND_Q4_1) {
+            /* dword j of qs: values 4j..4j+3 in the low nibbles, 16+4j.. in the high ones */
+            transpose_rows16(wb, kind == KIND_Q4_0 ? offsetof(block_q4_0, qs) : offsetof(block_q4_1, qs), P);
+            for (int j = 0; j < 4; j++) {
+                p->q[c][j] = _mm256_and_si256(P[j], low);
+                p->q[c][j + 4] = _mm256_and_si256(_mm256_srli_epi16(P[j], 4), low);
+            }
+        } else if (kind == KIND_Q8_0) {
+            for (int h = 0; h < 2; h++) {
+                transpose_rows16(wb, offsetof(block_q8_0, qs) + 16 * (size_t)h, P);
+                for (int j = 0; j < 4; j++) {
+                    p->sgn[c][4 * h + j] = P[j];
+                    p->q[c][4 * h + j] = _mm256_sign_epi8(P[j], P[j]);
+                }
+            }
+        } else {
+            __m256i v[QROWS];
+            for (int r = 0; r < QROWS; r++) v[r] = weight_values(kind, wb[r]);
             transpose8x8_epi32(v, p->q[c]);
         }
     }
@@ -412,99 +463,196 @@ PG_INLINE __m256i panel_dots(int kind, const __m256i q[8], const __m256i sgn[8],
     return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
 }
 
-/* a token's activation scales and offset sums for one chunk, decoded once for every panel */
-typedef struct { float d[QKC], s[QKC]; int32_t off[QKC]; } act_chunk;
+/* one activation block's scale, d * sum(q) (Q8_1) and offset sum, as load_act decodes them */
+typedef struct { float d, s; int32_t off; } act_scales;
 
-PG_INLINE void fill_act_chunk(int kind, const uint8_t *a, int nc, act_chunk *c) {
-    for (int i = 0; i < nc; i++) {
-        const act_block x = load_act(kind, a + (size_t)i * act_block_bytes(kind));
-        c->d[i] = _mm256_cvtss_f32(x.d);
-        c->s[i] = _mm256_cvtss_f32(x.s);
-        c->off[i] = _mm256_cvtsi256_si32(x.offset_sum);
-    }
-}
+#define ACT_TABLE 2048   /* activation blocks whose scales are decoded ahead of the panels (24 KiB) */
 
-/* panel_token with the activation side from an act_chunk (the same values, broadcast) */
-PG_INLINE __m256 panel_token_pre(int kind, const quant_panel *p, int nc, const uint8_t *a, const act_chunk *ac, __m256 acc) {
-    const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
-    for (int c = 0; c < nc; c++) {
-        act_block x;
-        x.d = _mm256_broadcast_ss(&ac->d[c]);
-        x.s = _mm256_broadcast_ss(&ac->s[c]);
-        x.offset_sum = _mm256_set1_epi32(ac->off[c]);
-        acc = block_step(kind, acc, panel_dots(kind, p->q[c], p->sgn[c], a + (size_t)c * abytes + aqs), p->d[c], p->m[c], &x);
-    }
-    return acc;
-}
-
-/* one token over a panel chunk: acc (this token's 8 outputs so far) advanced by nc blocks */
-PG_INLINE __m256 panel_token(int kind, const quant_panel *p, int nc, const uint8_t *a, __m256 acc) {
-    const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
-    for (int c = 0; c < nc; c++) {
-        const uint8_t *ab = a + (size_t)c * abytes;
-        const act_block x = load_act(kind, ab);
-        acc = block_step(kind, acc, panel_dots(kind, p->q[c], p->sgn[c], ab + aqs), p->d[c], p->m[c], &x);
-    }
-    return acc;
-}
-
-/* W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r]. One token: 8 rows per pass from the GGUF
- * blocks. Several: 8-row panels unpacked QKC blocks at a time and the tokens run over them,
- * the running sums parked in y between chunks (chunks in order for every output). Every output gets the same block_step sequence
- * either way, so y does not depend on nrows, ntok or where the output sits. */
-PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, int nrows,
-                          const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
-    const int64_t nb = n / 32;
-    const uint8_t *W = w, *A = a;
-    if (ntok == 1) {
-        int r = 0;
-        if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
-            act_decoded pre_buf, *pre = nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
-            if (pre) decode_act_row(kind, A, nb, pre);
-            for (; r + QROWS <= nrows; r += QROWS) q5_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
-            if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
-            return;
+/* T activation rows' scales, token t's block ib -> out[t*nb + ib] */
+PG_INLINE void decode_act_scales(int kind, const uint8_t *a, size_t a_stride, int T, int64_t nb, act_scales *out) {
+    for (int t = 0; t < T; t++)
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const act_block x = load_act(kind, a + (size_t)t * a_stride + (size_t)ib * act_block_bytes(kind));
+            act_scales *o = &out[(size_t)t * (size_t)nb + (size_t)ib];
+            o->d = _mm256_cvtss_f32(x.d);
+            o->s = _mm256_cvtss_f32(x.s);
+            o->off = _mm256_cvtsi256_si32(x.offset_sum);
         }
-        /* Q4_0's offset sums are worth decoding once (the other formats' activation side is a load) */
-        act_decoded pre_buf, *pre = kind == KIND_Q4_0 && nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
-        if (pre) decode_act_row(kind, A, nb, pre);
-        for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
-        if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
-        return;
+}
+
+#define PANEL_TOKENS 4   /* tokens run together over a panel chunk, one accumulator chain each */
+#define PG_UNROLL _Pragma("GCC unroll 8")
+/* v stays as computed here: GCC may not reassociate a running integer sum across this point
+ * (it would hoist all 8T products and rebuild the sums as trees, which spills registers) */
+#define PG_KEEP(v) __asm__("" : "+x"(v))
+
+/* dword j (0..3) of a 16-byte half in every lane: one in-lane shuffle (a 32-bit broadcast from
+ * memory costs as much as a shuffle plus a load on Zen 3, and there are 8 per block and token) */
+PG_INLINE __m256i dword_in_all_lanes(__m256i half, int j) {
+    switch (j) {
+    case 0:  return _mm256_shuffle_epi32(half, 0x00);
+    case 1:  return _mm256_shuffle_epi32(half, 0x55);
+    case 2:  return _mm256_shuffle_epi32(half, 0xAA);
+    default: return _mm256_shuffle_epi32(half, 0xFF);
     }
-    _Alignas(32) quant_panel panel;
-    const size_t abytes = act_block_bytes(kind);
-    if (!kind_offset(kind)) {   /* cheap activation side: row groups outermost, each panel unpacked once */
-        for (int r0 = 0; r0 < nrows; r0 += QROWS) {
-            const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
-            for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
-                const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
-                unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel);
-                for (int t = 0; t < ntok; t++) {
-                    float *yt = y + (size_t)t * ldy + r0;
-                    const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
-                    store_lanes(panel_token(kind, &panel, nc, A + (size_t)t * a_stride + (size_t)b0 * abytes, acc), R, yt);
+}
+
+/* panel_dots for T <= PANEL_TOKENS tokens at once (token t's quants at qs[t]), the same exact
+ * int32 lanes per token. Each weight dword vector is loaded once for the T tokens, each
+ * activation half once per token, and every token keeps one running sum, so T = 4 fits the 16
+ * vector registers. Q4's 16 products per int16 lane stay <= 16*15*128 = 30720 (one int16 sum
+ * per block); Q5's halves of 8 <= 31744 (widened per half). */
+PG_INLINE void panel_dots_tokens(int kind, const __m256i q[8], const __m256i sgn[8],
+                                 const uint8_t *const qs[PANEL_TOKENS], const int T, __m256i dots[PANEL_TOKENS]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s16[PANEL_TOKENS];
+    PG_UNROLL for (int t = 0; t < T; t++) dots[t] = s16[t] = _mm256_setzero_si256();
+    PG_UNROLL for (int h = 0; h < 2; h++) {
+        __m256i half[PANEL_TOKENS];
+        PG_UNROLL for (int t = 0; t < T; t++) half[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qs[t] + 16 * h)));
+        PG_UNROLL for (int j = 0; j < 4; j++) {
+            const __m256i wk = q[4 * h + j];
+            if (kind == KIND_Q8_0) {
+                const __m256i wsgn = sgn[4 * h + j];
+                PG_UNROLL for (int t = 0; t < T; t++) {
+                    dots[t] = _mm256_add_epi32(dots[t], pg_dot_u8s8(wk, _mm256_sign_epi8(dword_in_all_lanes(half[t], j), wsgn)));
+                    PG_KEEP(dots[t]);
+                }
+            } else {
+                PG_UNROLL for (int t = 0; t < T; t++) {
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wk, dword_in_all_lanes(half[t], j)));
+                    PG_KEEP(s16[t]);
                 }
             }
         }
+        if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
+            PG_UNROLL for (int t = 0; t < T; t++) {
+                dots[t] = _mm256_add_epi32(dots[t], _mm256_madd_epi16(s16[t], ones));
+                s16[t] = _mm256_setzero_si256();
+            }
+        }
+    }
+    if (kind == KIND_Q4_0 || kind == KIND_Q4_1)
+        PG_UNROLL for (int t = 0; t < T; t++) dots[t] = _mm256_madd_epi16(s16[t], ones);
+}
+
+/* one token's block c of a panel chunk: acc advanced by block_step, the activation side from
+ * pre (decoded ahead) when given, else from the block itself */
+PG_INLINE __m256 token_block(int kind, const quant_panel *p, int c, __m256i dot, const uint8_t *ab,
+                             const act_scales *pre, __m256 acc) {
+    act_block x;
+    if (pre) {
+        x.d = _mm256_broadcast_ss(&pre->d);
+        x.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre->s) : _mm256_setzero_ps();
+        x.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre->off) : _mm256_setzero_si256();
+    } else {
+        x = load_act(kind, ab);
+    }
+    return block_step(kind, acc, dot, p->d[c], p->m[c], &x);
+}
+
+/* T <= PANEL_TOKENS tokens (rows a + t*a_stride, scales pre[t*pre_stride + c] if pre) over a
+ * panel chunk: acc[t] (token t's 8 outputs so far) advanced by nc blocks. One token's chain is
+ * 1-2 dependent FMAs per block, too short a block for out-of-order execution to reach the next
+ * token's, so the T chains run interleaved block by block (as named variables: left in an
+ * array, GCC keeps them in memory); each still sees block_step in block order, as alone. */
+PG_INLINE void panel_tokens(int kind, const quant_panel *p, int nc, const uint8_t *a, size_t a_stride,
+                            const act_scales *pre, size_t pre_stride, const int T, __m256 acc[PANEL_TOKENS]) {
+    const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
+    __m256 acc0 = acc[0], acc1 = T > 1 ? acc[1] : acc[0], acc2 = T > 2 ? acc[2] : acc[0], acc3 = T > 3 ? acc[3] : acc[0];
+    for (int c = 0; c < nc; c++) {
+        const uint8_t *ab[PANEL_TOKENS], *qs[PANEL_TOKENS];
+        PG_UNROLL for (int t = 0; t < T; t++) {
+            ab[t] = a + (size_t)t * a_stride + (size_t)c * abytes;
+            qs[t] = ab[t] + aqs;
+        }
+        __m256i dots[PANEL_TOKENS];
+        panel_dots_tokens(kind, p->q[c], p->sgn[c], qs, T, dots);
+        acc0 = token_block(kind, p, c, dots[0], ab[0], pre ? pre + c : NULL, acc0);
+        if (T > 1) acc1 = token_block(kind, p, c, dots[1], ab[1], pre ? pre + pre_stride + c : NULL, acc1);
+        if (T > 2) acc2 = token_block(kind, p, c, dots[2], ab[2], pre ? pre + 2 * pre_stride + c : NULL, acc2);
+        if (T > 3) acc3 = token_block(kind, p, c, dots[3], ab[3], pre ? pre + 3 * pre_stride + c : NULL, acc3);
+    }
+    acc[0] = acc0;
+    if (T > 1) acc[1] = acc1;
+    if (T > 2) acc[2] = acc2;
+    if (T > 3) acc[3] = acc3;
+}
+
+/* T tokens' outputs for panel rows [0, R) over one chunk: from zero (first chunk) or from the
+ * running sums parked in y (y[t*ldy + r]), back into y */
+PG_INLINE void panel_group(int kind, const quant_panel *p, int nc, int R, const uint8_t *a, size_t a_stride,
+                           const act_scales *pre, size_t pre_stride, const int T, int first, float *y, size_t ldy) {
+    __m256 acc[PANEL_TOKENS];
+    PG_UNROLL for (int t = 0; t < T; t++) acc[t] = first ? _mm256_setzero_ps() : load_lanes(R, y + (size_t)t * ldy);
+    panel_tokens(kind, p, nc, a, a_stride, pre, pre_stride, T, acc);
+    PG_UNROLL for (int t = 0; t < T; t++) store_lanes(acc[t], R, y + (size_t)t * ldy);
+}
+
+/* every token over one panel chunk, PANEL_TOKENS at a time (the rest 1..3 together) */
+PG_INLINE void panel_all_tokens(int kind, const quant_panel *p, int nc, int R, const uint8_t *a, size_t a_stride,
+                                const act_scales *pre, size_t pre_stride, int ntok, int first, float *y, size_t ldy) {
+    for (int t0 = 0; t0 < ntok; t0 += PANEL_TOKENS) {
+        const uint8_t *at = a + (size_t)t0 * a_stride;
+        const act_scales *pt = pre ? pre + (size_t)t0 * pre_stride : NULL;
+        float *yt = y + (size_t)t0 * ldy;
+        switch (ntok - t0 < PANEL_TOKENS ? ntok - t0 : PANEL_TOKENS) {
+        case 1:  panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, 1, first, yt, ldy); break;
+        case 2:  panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, 2, first, yt, ldy); break;
+        case 3:  panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, 3, first, yt, ldy); break;
+        default: panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, PANEL_TOKENS, first, yt, ldy); break;
+        }
+    }
+}
+
+/* W (nrows, n) @ a (n,) -> y (nrows,): 8 rows per pass straight from the GGUF blocks (decode) */
+PG_INLINE void quant_gemm_one(int kind, int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) {
+    const int64_t nb = n / 32;
+    const uint8_t *W = w, *A = a;
+    int r = 0;
+    if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
+        act_decoded pre_buf, *pre = nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
+        if (pre) decode_act_row(kind, A, nb, pre);
+        for (; r + QROWS <= nrows; r += QROWS) q5_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+        if (r < nrows) q5_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
         return;
     }
-    /* Q4_0 / Q5_0: the activation offset sums (a horizontal sum per block) are worth decoding
-     * once per QTOK tokens and chunk, at the price of unpacking each panel once per QTOK tokens */
-    act_chunk acts[QTOK];
-    for (int t0 = 0; t0 < ntok; t0 += QTOK) {
-        const int T = ntok - t0 < QTOK ? ntok - t0 : QTOK;
-        for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
-            const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
-            for (int t = 0; t < T; t++) fill_act_chunk(kind, A + (size_t)(t0 + t) * a_stride + (size_t)b0 * abytes, nc, &acts[t]);
-            for (int r0 = 0; r0 < nrows; r0 += QROWS) {
-                const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
-                unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel);
-                for (int t = 0; t < T; t++) {
-                    float *yt = y + (size_t)(t0 + t) * ldy + r0;
-                    const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
-                    store_lanes(panel_token_pre(kind, &panel, nc, A + (size_t)(t0 + t) * a_stride + (size_t)b0 * abytes, &acts[t], acc), R, yt);
-                }
+    /* Q4_0's offset sums are worth decoding once (the other formats' activation side is a load) */
+    act_decoded pre_buf, *pre = kind == KIND_Q4_0 && nb <= ACT_DECODED_MAX && nrows > QROWS ? &pre_buf : NULL;
+    if (pre) decode_act_row(kind, A, nb, pre);
+    for (; r + QROWS <= nrows; r += QROWS) quant_rows_direct(kind, QROWS, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+    if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
+}
+
+/* W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r], ntok >= 2: 8-row panels unpacked QKC blocks at
+ * a time and the tokens run over them PANEL_TOKENS together, the running sums parked in y
+ * between chunks (chunks in order for every output). Every output gets quant_gemm_one's
+ * block_step sequence, so y does not depend on nrows, ntok or where the output sits. */
+PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_stride, int nrows,
+                                 const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
+    const int64_t nb = n / 32;
+    const uint8_t *W = w, *A = a;
+    _Alignas(32) quant_panel panel;
+    act_scales table[ACT_TABLE];
+    const size_t abytes = act_block_bytes(kind);
+    const int contiguous = w_stride == (size_t)nb * kind_block_bytes(kind);
+    /* Tokens in groups whose activation scales fit the table, decoded once for every row group
+     * (rows too long for PANEL_TOKENS of them: decoded in the block loop). Row groups outermost,
+     * so each group's rows stream in order while the next group's are asked for. */
+    const int use_table = nb * PANEL_TOKENS <= ACT_TABLE;
+    const int group = use_table && ACT_TABLE / nb < ntok ? (int)(ACT_TABLE / nb) : ntok;
+    for (int t0 = 0; t0 < ntok; t0 += group) {
+        const int T = ntok - t0 < group ? ntok - t0 : group;
+        const uint8_t *at = A + (size_t)t0 * a_stride;
+        if (use_table) decode_act_scales(kind, at, a_stride, T, nb, table);
+        for (int r0 = 0; r0 < nrows; r0 += QROWS) {
+            const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
+            const uint8_t *next = r0 + 2 * QROWS <= nrows ? W + (size_t)(r0 + QROWS) * w_stride : NULL;
+            for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
+                const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
+                unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel, next, contiguous);
+                panel_all_tokens(kind, &panel, nc, R, at + (size_t)b0 * abytes, a_stride, use_table ? table + b0 : NULL,
+                                 (size_t)nb, T, b0 == 0, y + (size_t)t0 * ldy + r0, ldy);
             }
         }
     }
@@ -571,11 +719,7 @@ PG_INLINE void quant_gemm_r8(int kind, int64_t n, const void *packed, int nrows,
             const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
             for (int c = 0; c < nc; c++)
                 r8_block(kind, g + (size_t)(b0 + c) * gblock, panel.q[c], panel.sgn[c], &panel.d[c], &panel.m[c]);
-            for (int t = 0; t < ntok; t++) {
-                float *yt = y + (size_t)t * ldy + r0;
-                const __m256 acc = b0 == 0 ? _mm256_setzero_ps() : load_lanes(R, yt);
-                store_lanes(panel_token(kind, &panel, nc, (const uint8_t *)a + (size_t)t * a_stride + (size_t)b0 * abytes, acc), R, yt);
-            }
+            panel_all_tokens(kind, &panel, nc, R, (const uint8_t *)a + (size_t)b0 * abytes, a_stride, NULL, 0, ntok, b0 == 0, y + r0, ldy);
         }
     }
 }
@@ -668,11 +812,27 @@ PG_INLINE void float_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
         family##_gemm(kind, n, w, w_stride, nrows, a, a_stride, ntok, y, ldy);          \
     }
 
-PG_DEFINE_GEMM(q4_0, quant, KIND_Q4_0)
-PG_DEFINE_GEMM(q4_1, quant, KIND_Q4_1)
-PG_DEFINE_GEMM(q5_0, quant, KIND_Q5_0)
-PG_DEFINE_GEMM(q5_1, quant, KIND_Q5_1)
-PG_DEFINE_GEMM(q8_0, quant, KIND_Q8_0)
+/* the several-token path in a function of its own: inlined beside the decode loop, its
+ * register pressure cost the decode loop spills (measured: 49152x576 decode 10% slower) */
+#define PG_DEFINE_QUANT_GEMM(t, kind)                                                    \
+    static __attribute__((noinline)) void PG_CAT3(quant_one_, t, _)(int64_t n, const void *w, size_t w_stride, \
+                                                                     int nrows, const void *a, float *y) {      \
+        quant_gemm_one(kind, n, w, w_stride, nrows, a, y);                               \
+    }                                                                                    \
+    static __attribute__((noinline)) void PG_CAT3(quant_tokens_, t, _)(PG_GEMM_PARAMS) { \
+        quant_gemm_tokens(kind, n, w, w_stride, nrows, a, a_stride, ntok, y, ldy);       \
+    }                                                                                    \
+    void PG_GEMM_NAME(t, PG_ISA_SUFFIX)(PG_GEMM_PARAMS);                                 \
+    void PG_GEMM_NAME(t, PG_ISA_SUFFIX)(PG_GEMM_PARAMS) {                                \
+        if (ntok == 1) PG_CAT3(quant_one_, t, _)(n, w, w_stride, nrows, a, y);          \
+        else PG_CAT3(quant_tokens_, t, _)(n, w, w_stride, nrows, a, a_stride, ntok, y, ldy); \
+    }
+
+PG_DEFINE_QUANT_GEMM(q4_0, KIND_Q4_0)
+PG_DEFINE_QUANT_GEMM(q4_1, KIND_Q4_1)
+PG_DEFINE_QUANT_GEMM(q5_0, KIND_Q5_0)
+PG_DEFINE_QUANT_GEMM(q5_1, KIND_Q5_1)
+PG_DEFINE_QUANT_GEMM(q8_0, KIND_Q8_0)
 PG_DEFINE_GEMM(f32, float, KIND_F32)
 PG_DEFINE_GEMM(f16, float, KIND_F16)
 PG_DEFINE_GEMM(bf16, float, KIND_BF16)
