@@ -651,8 +651,13 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
             for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
                 const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
                 unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel, next, contiguous);
-                panel_all_tokens(kind, &panel, nc, R, at + (size_t)b0 * abytes, a_stride, use_table ? table + b0 : NULL,
-                                 (size_t)nb, T, b0 == 0, y + (size_t)t0 * ldy + r0, ldy);
+                /* two copies of the token loop, so neither tests for the table per block */
+                if (use_table)
+                    panel_all_tokens(kind, &panel, nc, R, at + (size_t)b0 * abytes, a_stride, table + b0, (size_t)nb, T,
+                                     b0 == 0, y + (size_t)t0 * ldy + r0, ldy);
+                else
+                    panel_all_tokens(kind, &panel, nc, R, at + (size_t)b0 * abytes, a_stride, NULL, 0, T,
+                                     b0 == 0, y + (size_t)t0 * ldy + r0, ldy);
             }
         }
     }
