@@ -497,43 +497,46 @@ PG_INLINE __m256i dword_in_all_lanes(__m256i half, int j) {
     }
 }
 
-/* panel_dots for T <= PANEL_TOKENS tokens at once (token t's quants at qs[t]), the same exact
- * int32 lanes per token. Each weight dword vector is loaded once for the T tokens, each
- * activation half once per token, and every token keeps one running sum, so T = 4 fits the 16
- * vector registers. Q4's 16 products per int16 lane stay <= 16*15*128 = 30720 (one int16 sum
- * per block); Q5's halves of 8 <= 31744 (widened per half). */
-PG_INLINE void panel_dots_tokens(int kind, const __m256i q[8], const __m256i sgn[8],
+/* panel_dots for G panels (8 rows each) x T tokens at once, G*T <= PANEL_TOKENS: dots[g*T + t]
+ * = block c of panel g . token t's quants at qs[t], the same exact int32 lanes as panel_dots.
+ * Each weight dword vector is loaded once for the T tokens and each activation dword spread
+ * once for the G panels (with G = 2 that shuffle, a third of the integer work, is halved);
+ * every (panel, token) keeps one running sum, so the sums and accumulators fit the 16 vector
+ * registers. Q4's 16 products per int16 lane stay <= 16*15*128 = 30720 (one int16 sum per
+ * block); Q5's halves of 8 <= 31744 (widened per half). */
+PG_INLINE void panel_dots_tokens(int kind, const quant_panel *const P[2], int c, const int G,
                                  const uint8_t *const qs[PANEL_TOKENS], const int T, __m256i dots[PANEL_TOKENS]) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i s16[PANEL_TOKENS];
-    PG_UNROLL for (int t = 0; t < T; t++) dots[t] = s16[t] = _mm256_setzero_si256();
+    PG_UNROLL for (int i = 0; i < G * T; i++) dots[i] = s16[i] = _mm256_setzero_si256();
     PG_UNROLL for (int h = 0; h < 2; h++) {
         __m256i half[PANEL_TOKENS];
         PG_UNROLL for (int t = 0; t < T; t++) half[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qs[t] + 16 * h)));
         PG_UNROLL for (int j = 0; j < 4; j++) {
-            const __m256i wk = q[4 * h + j];
-            if (kind == KIND_Q8_0) {
-                const __m256i wsgn = sgn[4 * h + j];
-                PG_UNROLL for (int t = 0; t < T; t++) {
-                    dots[t] = _mm256_add_epi32(dots[t], pg_dot_u8s8(wk, _mm256_sign_epi8(dword_in_all_lanes(half[t], j), wsgn)));
-                    PG_KEEP(dots[t]);
-                }
-            } else {
-                PG_UNROLL for (int t = 0; t < T; t++) {
-                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wk, dword_in_all_lanes(half[t], j)));
-                    PG_KEEP(s16[t]);
+            const int k = 4 * h + j;
+            PG_UNROLL for (int t = 0; t < T; t++) {
+                const __m256i x = dword_in_all_lanes(half[t], j);
+                PG_UNROLL for (int g = 0; g < G; g++) {
+                    const int i = g * T + t;
+                    if (kind == KIND_Q8_0) {
+                        dots[i] = _mm256_add_epi32(dots[i], pg_dot_u8s8(P[g]->q[c][k], _mm256_sign_epi8(x, P[g]->sgn[c][k])));
+                        PG_KEEP(dots[i]);
+                    } else {
+                        s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(P[g]->q[c][k], x));
+                        PG_KEEP(s16[i]);
+                    }
                 }
             }
         }
         if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
-            PG_UNROLL for (int t = 0; t < T; t++) {
-                dots[t] = _mm256_add_epi32(dots[t], _mm256_madd_epi16(s16[t], ones));
-                s16[t] = _mm256_setzero_si256();
+            PG_UNROLL for (int i = 0; i < G * T; i++) {
+                dots[i] = _mm256_add_epi32(dots[i], _mm256_madd_epi16(s16[i], ones));
+                s16[i] = _mm256_setzero_si256();
             }
         }
     }
     if (kind == KIND_Q4_0 || kind == KIND_Q4_1)
-        PG_UNROLL for (int t = 0; t < T; t++) dots[t] = _mm256_madd_epi16(s16[t], ones);
+        PG_UNROLL for (int i = 0; i < G * T; i++) dots[i] = _mm256_madd_epi16(s16[i], ones);
 }
 
 /* one token's block c of a panel chunk: acc advanced by block_step, the activation side from
@@ -551,56 +554,76 @@ PG_INLINE __m256 token_block(int kind, const quant_panel *p, int c, __m256i dot,
     return block_step(kind, acc, dot, p->d[c], p->m[c], &x);
 }
 
-/* T <= PANEL_TOKENS tokens (rows a + t*a_stride, scales pre[t*pre_stride + c] if pre) over a
- * panel chunk: acc[t] (token t's 8 outputs so far) advanced by nc blocks. One token's chain is
- * 1-2 dependent FMAs per block, too short a block for out-of-order execution to reach the next
- * token's, so the T chains run interleaved block by block (as named variables: left in an
- * array, GCC keeps them in memory); each still sees block_step in block order, as alone. */
-PG_INLINE void panel_tokens(int kind, const quant_panel *p, int nc, const uint8_t *a, size_t a_stride,
+/* G panels x T tokens (rows a + t*a_stride, scales pre[t*pre_stride + c] if pre) over a chunk:
+ * acc[g*T + t] (the 8 outputs of panel g, token t so far) advanced by nc blocks. One output's
+ * chain is 1-2 dependent FMAs per block, too short a block for out-of-order execution to reach
+ * the next one's, so the G*T chains run interleaved block by block (as named variables: left
+ * in an array, GCC keeps them in memory); each still sees block_step in block order, as alone. */
+PG_INLINE void panel_tokens(int kind, const quant_panel *const P[2], const int G, int nc, const uint8_t *a, size_t a_stride,
                             const act_scales *pre, size_t pre_stride, const int T, __m256 acc[PANEL_TOKENS]) {
     const size_t abytes = act_block_bytes(kind), aqs = kind_has_min(kind) ? 4 : 2;
-    __m256 acc0 = acc[0], acc1 = T > 1 ? acc[1] : acc[0], acc2 = T > 2 ? acc[2] : acc[0], acc3 = T > 3 ? acc[3] : acc[0];
+    const int GT = G * T;
+    __m256 acc0 = acc[0], acc1 = GT > 1 ? acc[1] : acc[0], acc2 = GT > 2 ? acc[2] : acc[0], acc3 = GT > 3 ? acc[3] : acc[0];
     for (int c = 0; c < nc; c++) {
         const uint8_t *ab[PANEL_TOKENS], *qs[PANEL_TOKENS];
+        const act_scales *pt[PANEL_TOKENS];
         PG_UNROLL for (int t = 0; t < T; t++) {
             ab[t] = a + (size_t)t * a_stride + (size_t)c * abytes;
             qs[t] = ab[t] + aqs;
+            pt[t] = pre ? pre + (size_t)t * pre_stride + c : NULL;
         }
         __m256i dots[PANEL_TOKENS];
-        panel_dots_tokens(kind, p->q[c], p->sgn[c], qs, T, dots);
-        acc0 = token_block(kind, p, c, dots[0], ab[0], pre ? pre + c : NULL, acc0);
-        if (T > 1) acc1 = token_block(kind, p, c, dots[1], ab[1], pre ? pre + pre_stride + c : NULL, acc1);
-        if (T > 2) acc2 = token_block(kind, p, c, dots[2], ab[2], pre ? pre + 2 * pre_stride + c : NULL, acc2);
-        if (T > 3) acc3 = token_block(kind, p, c, dots[3], ab[3], pre ? pre + 3 * pre_stride + c : NULL, acc3);
+        panel_dots_tokens(kind, P, c, G, qs, T, dots);
+        /* output i = (panel i / T, token i % T) */
+        acc0 = token_block(kind, P[0], c, dots[0], ab[0], pt[0], acc0);
+        if (GT > 1) acc1 = token_block(kind, P[1 / T], c, dots[1], ab[1 % T], pt[1 % T], acc1);
+        if (GT > 2) acc2 = token_block(kind, P[2 / T], c, dots[2], ab[2 % T], pt[2 % T], acc2);
+        if (GT > 3) acc3 = token_block(kind, P[3 / T], c, dots[3], ab[3 % T], pt[3 % T], acc3);
     }
     acc[0] = acc0;
-    if (T > 1) acc[1] = acc1;
-    if (T > 2) acc[2] = acc2;
-    if (T > 3) acc[3] = acc3;
+    if (GT > 1) acc[1] = acc1;
+    if (GT > 2) acc[2] = acc2;
+    if (GT > 3) acc[3] = acc3;
 }
 
-/* T tokens' outputs for panel rows [0, R) over one chunk: from zero (first chunk) or from the
- * running sums parked in y (y[t*ldy + r]), back into y */
-PG_INLINE void panel_group(int kind, const quant_panel *p, int nc, int R, const uint8_t *a, size_t a_stride,
-                           const act_scales *pre, size_t pre_stride, const int T, int first, float *y, size_t ldy) {
+/* G panels x T tokens of outputs (panel g's rows [0, R[g])) over one chunk: from zero (first
+ * chunk) or from the running sums parked in y (y[t*ldy + 8g + r]), back into y */
+PG_INLINE void panel_group(int kind, const quant_panel *const P[2], const int G, const int R[2], int nc,
+                           const uint8_t *a, size_t a_stride, const act_scales *pre, size_t pre_stride,
+                           const int T, int first, float *y, size_t ldy) {
     __m256 acc[PANEL_TOKENS];
-    PG_UNROLL for (int t = 0; t < T; t++) acc[t] = first ? _mm256_setzero_ps() : load_lanes(R, y + (size_t)t * ldy);
-    panel_tokens(kind, p, nc, a, a_stride, pre, pre_stride, T, acc);
-    PG_UNROLL for (int t = 0; t < T; t++) store_lanes(acc[t], R, y + (size_t)t * ldy);
+    PG_UNROLL for (int i = 0; i < G * T; i++) {
+        float *yi = y + (size_t)(i % T) * ldy + QROWS * (i / T);
+        acc[i] = first ? _mm256_setzero_ps() : load_lanes(R[i / T], yi);
+    }
+    panel_tokens(kind, P, G, nc, a, a_stride, pre, pre_stride, T, acc);
+    PG_UNROLL for (int i = 0; i < G * T; i++) store_lanes(acc[i], R[i / T], y + (size_t)(i % T) * ldy + QROWS * (i / T));
 }
 
-/* every token over one panel chunk, PANEL_TOKENS at a time (the rest 1..3 together) */
-PG_INLINE void panel_all_tokens(int kind, const quant_panel *p, int nc, int R, const uint8_t *a, size_t a_stride,
-                                const act_scales *pre, size_t pre_stride, int ntok, int first, float *y, size_t ldy) {
+/* every token over G panels' chunk: 2 panels x 2 tokens or 1 panel x 4 tokens at a time (Q8_0's
+ * signs and magnitudes need more registers: 1 x 4 always), the rest together */
+PG_INLINE void panel_all_tokens(int kind, const quant_panel *const P[2], int G, const int R[2], int nc,
+                                const uint8_t *a, size_t a_stride, const act_scales *pre, size_t pre_stride,
+                                int ntok, int first, float *y, size_t ldy) {
+    if (G == 2) {
+        int t0 = 0;
+        for (; t0 + 2 <= ntok; t0 += 2)
+            panel_group(kind, P, 2, R, nc, a + (size_t)t0 * a_stride, a_stride, pre ? pre + (size_t)t0 * pre_stride : NULL,
+                        pre_stride, 2, first, y + (size_t)t0 * ldy, ldy);
+        if (t0 < ntok)
+            panel_group(kind, P, 2, R, nc, a + (size_t)t0 * a_stride, a_stride, pre ? pre + (size_t)t0 * pre_stride : NULL,
+                        pre_stride, 1, first, y + (size_t)t0 * ldy, ldy);
+        return;
+    }
     for (int t0 = 0; t0 < ntok; t0 += PANEL_TOKENS) {
         const uint8_t *at = a + (size_t)t0 * a_stride;
         const act_scales *pt = pre ? pre + (size_t)t0 * pre_stride : NULL;
         float *yt = y + (size_t)t0 * ldy;
         switch (ntok - t0 < PANEL_TOKENS ? ntok - t0 : PANEL_TOKENS) {
-        case 1:  panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, 1, first, yt, ldy); break;
-        case 2:  panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, 2, first, yt, ldy); break;
-        case 3:  panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, 3, first, yt, ldy); break;
-        default: panel_group(kind, p, nc, R, at, a_stride, pt, pre_stride, PANEL_TOKENS, first, yt, ldy); break;
+        case 1:  panel_group(kind, P, 1, R, nc, at, a_stride, pt, pre_stride, 1, first, yt, ldy); break;
+        case 2:  panel_group(kind, P, 1, R, nc, at, a_stride, pt, pre_stride, 2, first, yt, ldy); break;
+        case 3:  panel_group(kind, P, 1, R, nc, at, a_stride, pt, pre_stride, 3, first, yt, ldy); break;
+        default: panel_group(kind, P, 1, R, nc, at, a_stride, pt, pre_stride, PANEL_TOKENS, first, yt, ldy); break;
         }
     }
 }
@@ -632,10 +655,12 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
                                  const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
     const int64_t nb = n / 32;
     const uint8_t *W = w, *A = a;
-    _Alignas(32) quant_panel panel;
+    _Alignas(32) quant_panel panels[2];
+    const quant_panel *const P[2] = {&panels[0], &panels[1]};
     act_scales table[ACT_TABLE];
     const size_t abytes = act_block_bytes(kind);
     const int contiguous = w_stride == (size_t)nb * kind_block_bytes(kind);
+    const int pair_rows = kind != KIND_Q8_0;   /* two 8-row panels at a time (see panel_all_tokens) */
     /* Tokens in groups whose activation scales fit the table, decoded once for every row group
      * (rows too long for PANEL_TOKENS of them: decoded in the block loop). Row groups outermost,
      * so each group's rows stream in order while the next group's are asked for. */
@@ -645,20 +670,29 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
         const int T = ntok - t0 < group ? ntok - t0 : group;
         const uint8_t *at = A + (size_t)t0 * a_stride;
         if (use_table) decode_act_scales(kind, at, a_stride, T, nb, table);
-        for (int r0 = 0; r0 < nrows; r0 += QROWS) {
-            const int R = nrows - r0 < QROWS ? nrows - r0 : QROWS;
-            const uint8_t *next = r0 + 2 * QROWS <= nrows ? W + (size_t)(r0 + QROWS) * w_stride : NULL;
+        for (int r0 = 0; r0 < nrows;) {
+            const int G = pair_rows && r0 + QROWS < nrows ? 2 : 1;
+            int R[2];
+            for (int g = 0; g < 2; g++) {
+                const int left = nrows - r0 - QROWS * g;
+                R[g] = left < 0 ? 0 : left < QROWS ? left : QROWS;
+            }
             for (int64_t b0 = 0; b0 < nb; b0 += QKC) {
                 const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
-                unpack_panel(kind, R, W + (size_t)r0 * w_stride, w_stride, b0, nc, &panel, next, contiguous);
+                for (int g = 0; g < G; g++) {
+                    const int rg = r0 + QROWS * g, rn = rg + QROWS * G;   /* this panel's rows, the ones after it in the next pass */
+                    unpack_panel(kind, R[g], W + (size_t)rg * w_stride, w_stride, b0, nc, &panels[g],
+                                 rn + QROWS <= nrows ? W + (size_t)rn * w_stride : NULL, contiguous);
+                }
                 /* two copies of the token loop, so neither tests for the table per block */
                 if (use_table)
-                    panel_all_tokens(kind, &panel, nc, R, at + (size_t)b0 * abytes, a_stride, table + b0, (size_t)nb, T,
+                    panel_all_tokens(kind, P, G, R, nc, at + (size_t)b0 * abytes, a_stride, table + b0, (size_t)nb, T,
                                      b0 == 0, y + (size_t)t0 * ldy + r0, ldy);
                 else
-                    panel_all_tokens(kind, &panel, nc, R, at + (size_t)b0 * abytes, a_stride, NULL, 0, T,
+                    panel_all_tokens(kind, P, G, R, nc, at + (size_t)b0 * abytes, a_stride, NULL, 0, T,
                                      b0 == 0, y + (size_t)t0 * ldy + r0, ldy);
             }
+            r0 += QROWS * G;
         }
     }
 }
@@ -724,7 +758,9 @@ PG_INLINE void quant_gemm_r8(int kind, int64_t n, const void *packed, int nrows,
             const int nc = nb - b0 < QKC ? (int)(nb - b0) : QKC;
             for (int c = 0; c < nc; c++)
                 r8_block(kind, g + (size_t)(b0 + c) * gblock, panel.q[c], panel.sgn[c], &panel.d[c], &panel.m[c]);
-            panel_all_tokens(kind, &panel, nc, R, (const uint8_t *)a + (size_t)b0 * abytes, a_stride, NULL, 0, ntok, b0 == 0, y + r0, ldy);
+            const quant_panel *const P[2] = {&panel, &panel};
+            const int Rs[2] = {R, 0};
+            panel_all_tokens(kind, P, 1, Rs, nc, (const uint8_t *)a + (size_t)b0 * abytes, a_stride, NULL, 0, ntok, b0 == 0, y + r0, ldy);
         }
     }
 }
