@@ -628,6 +628,82 @@ PG_INLINE void panel_all_tokens(int kind, const quant_panel *const P[2], int G, 
     }
 }
 
+/* W rows [R <= 8] . two activation rows -> y[r], y[ldy + r], straight from the GGUF blocks
+ * (Q4_0, Q4_1, Q8_0): each block of the 8 rows transposed by dword in registers
+ * (transpose_rows16) and met by both tokens, no panel stored. With 2 tokens the panel's
+ * stores and reloads would cost as much as the dots. Activation scales from pre (2 rows of nb,
+ * decoded ahead) or the blocks. Missing rows repeat row 0 (lanes never mix); the next 8 rows
+ * are asked for as in decode. Same integer dots and block_step sequence as quant_rows_direct. */
+PG_INLINE void quant_rows_two_tokens(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
+                                     const uint8_t *a, size_t a_stride, const act_scales *pre,
+                                     float *y, size_t ldy) {
+    const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
+    const size_t aqs = kind_has_min(kind) ? 4 : 2;
+    const uint8_t *row[QROWS];
+    for (int r = 0; r < QROWS; r++) row[r] = w + (size_t)(r < R ? r : 0) * w_stride;
+    const int contiguous = w_stride == (size_t)nb * wbytes;
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *wb[QROWS];
+        for (int r = 0; r < QROWS; r++) wb[r] = row[r] + ib * wbytes;
+        prefetch_next_rows(wb, ib, row[0], contiguous, QROWS * wbytes, w_stride);
+        const uint8_t *ab0 = a + ib * abytes, *ab1 = ab0 + a_stride;
+        __m256i P[4];
+        __m256 D, M;
+        transpose_rows16(wb, 0, P);
+        scales_from_heads(P[0], &D, &M);
+        __m256i dot0 = _mm256_setzero_si256(), dot1 = _mm256_setzero_si256();
+        if (kind == KIND_Q8_0) {
+            for (int h = 0; h < 2; h++) {
+                transpose_rows16(wb, offsetof(block_q8_0, qs) + 16 * (size_t)h, P);
+                const __m256i half0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab0 + aqs + 16 * h)));
+                const __m256i half1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab1 + aqs + 16 * h)));
+                for (int j = 0; j < 4; j++) {
+                    const __m256i wabs = _mm256_sign_epi8(P[j], P[j]);
+                    dot0 = _mm256_add_epi32(dot0, pg_dot_u8s8(wabs, _mm256_sign_epi8(dword_in_all_lanes(half0, j), P[j])));
+                    PG_KEEP(dot0);
+                    dot1 = _mm256_add_epi32(dot1, pg_dot_u8s8(wabs, _mm256_sign_epi8(dword_in_all_lanes(half1, j), P[j])));
+                    PG_KEEP(dot1);
+                }
+            }
+        } else {
+            /* Q4: 16 products per int16 lane <= 30720, as in panel_dots_tokens */
+            transpose_rows16(wb, kind == KIND_Q4_0 ? offsetof(block_q4_0, qs) : offsetof(block_q4_1, qs), P);
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                const __m256i half0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab0 + aqs + 16 * h)));
+                const __m256i half1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab1 + aqs + 16 * h)));
+                for (int j = 0; j < 4; j++) {
+                    const __m256i wv = _mm256_and_si256(h ? _mm256_srli_epi16(P[j], 4) : P[j], low);
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(wv, dword_in_all_lanes(half0, j)));
+                    PG_KEEP(s0);
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(wv, dword_in_all_lanes(half1, j)));
+                    PG_KEEP(s1);
+                }
+            }
+            dot0 = _mm256_madd_epi16(s0, ones);
+            dot1 = _mm256_madd_epi16(s1, ones);
+        }
+        act_block x0, x1;
+        if (pre) {
+            x0.d = _mm256_broadcast_ss(&pre[ib].d);
+            x0.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre[ib].s) : _mm256_setzero_ps();
+            x0.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre[ib].off) : _mm256_setzero_si256();
+            x1.d = _mm256_broadcast_ss(&pre[nb + ib].d);
+            x1.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre[nb + ib].s) : _mm256_setzero_ps();
+            x1.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre[nb + ib].off) : _mm256_setzero_si256();
+        } else {
+            x0 = load_act(kind, ab0);
+            x1 = load_act(kind, ab1);
+        }
+        acc0 = block_step(kind, acc0, dot0, D, M, &x0);
+        acc1 = block_step(kind, acc1, dot1, D, M, &x1);
+    }
+    store_lanes(acc0, R, y);
+    store_lanes(acc1, R, y + ldy);
+}
+
 /* W (nrows, n) @ a (n,) -> y (nrows,): 8 rows per pass straight from the GGUF blocks (decode) */
 PG_INLINE void quant_gemm_one(int kind, int64_t n, const void *w, size_t w_stride, int nrows, const void *a, float *y) {
     const int64_t nb = n / 32;
@@ -655,6 +731,14 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
                                  const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
     const int64_t nb = n / 32;
     const uint8_t *W = w, *A = a;
+    if (ntok == 2 && (kind == KIND_Q4_0 || kind == KIND_Q4_1 || kind == KIND_Q8_0)) {
+        act_scales pre_buf[ACT_TABLE], *pre = 2 * nb <= ACT_TABLE ? pre_buf : NULL;
+        if (pre) decode_act_scales(kind, A, a_stride, 2, nb, pre);
+        for (int r = 0; r < nrows; r += QROWS)
+            quant_rows_two_tokens(kind, nrows - r < QROWS ? nrows - r : QROWS, nb, W + (size_t)r * w_stride, w_stride,
+                                  A, a_stride, pre, y + r, ldy);
+        return;
+    }
     _Alignas(32) quant_panel panels[2];
     const quant_panel *const P[2] = {&panels[0], &panels[1]};
     act_scales table[ACT_TABLE];
