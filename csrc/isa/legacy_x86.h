@@ -481,6 +481,7 @@ PG_INLINE void decode_act_scales(int kind, const uint8_t *a, size_t a_stride, in
 }
 
 #define PANEL_TOKENS 4   /* tokens run together over a panel chunk, one accumulator chain each */
+#define DIRECT_MAX 4     /* most tokens served straight from the blocks (quant_rows_tokens) */
 #define PG_UNROLL _Pragma("GCC unroll 8")
 /* v stays as computed here: GCC may not reassociate a running integer sum across this point
  * (it would hoist all 8T products and rebuild the sums as trees, which spills registers) */
@@ -628,80 +629,127 @@ PG_INLINE void panel_all_tokens(int kind, const quant_panel *const P[2], int G, 
     }
 }
 
-/* W rows [R <= 8] . two activation rows -> y[r], y[ldy + r], straight from the GGUF blocks
+/* Q4_0/Q4_1 dots of one block of 8 transposed rows (P, from transpose_rows16) with two tokens'
+ * quants q0, q1 (q1 NULL: one token), exact int32 lanes [r0..r7] as panel_dots: 16 products
+ * per int16 lane <= 30720. Each nibble vector is split once for both tokens. */
+PG_INLINE void q4_pair_dots(const __m256i P[4], const uint8_t *q0, const uint8_t *q1, __m256i *dot0, __m256i *dot1) {
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const __m256i half0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q0 + 16 * h)));
+        const __m256i half1 = q1 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q1 + 16 * h))) : half0;
+        for (int j = 0; j < 4; j++) {
+            const __m256i wv = _mm256_and_si256(h ? _mm256_srli_epi16(P[j], 4) : P[j], low);
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(wv, dword_in_all_lanes(half0, j)));
+            PG_KEEP(s0);
+            if (q1) {
+                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(wv, dword_in_all_lanes(half1, j)));
+                PG_KEEP(s1);
+            }
+        }
+    }
+    *dot0 = _mm256_madd_epi16(s0, ones);
+    if (q1) *dot1 = _mm256_madd_epi16(s1, ones);
+}
+
+/* Q8_0 dots of one block of 8 rows (wb) with two tokens' quants q0, q1 (q1 NULL: one token):
+ * each 16-byte half of the rows transposed once (transpose_rows16) for both; the sign trick
+ * as in dots8_signed */
+PG_INLINE void q8_pair_dots(const uint8_t *const wb[QROWS], const uint8_t *q0, const uint8_t *q1, __m256i *dot0, __m256i *dot1) {
+    __m256i d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i P[4];
+        transpose_rows16(wb, offsetof(block_q8_0, qs) + 16 * (size_t)h, P);
+        const __m256i half0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q0 + 16 * h)));
+        const __m256i half1 = q1 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q1 + 16 * h))) : half0;
+        for (int j = 0; j < 4; j++) {
+            const __m256i wabs = _mm256_sign_epi8(P[j], P[j]);
+            d0 = _mm256_add_epi32(d0, pg_dot_u8s8(wabs, _mm256_sign_epi8(dword_in_all_lanes(half0, j), P[j])));
+            PG_KEEP(d0);
+            if (q1) {
+                d1 = _mm256_add_epi32(d1, pg_dot_u8s8(wabs, _mm256_sign_epi8(dword_in_all_lanes(half1, j), P[j])));
+                PG_KEEP(d1);
+            }
+        }
+    }
+    *dot0 = d0;
+    if (q1) *dot1 = d1;
+}
+
+/* token t's block ib: acc advanced by block_step, the activation side from pre (row t of nb
+ * decoded scales) or from the block */
+PG_INLINE __m256 direct_token_step(int kind, __m256 acc, __m256i dot, __m256 D, __m256 M, const uint8_t *ab,
+                                   const act_scales *pre) {
+    act_block x;
+    if (pre) {
+        x.d = _mm256_broadcast_ss(&pre->d);
+        x.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre->s) : _mm256_setzero_ps();
+        x.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre->off) : _mm256_setzero_si256();
+    } else {
+        x = load_act(kind, ab);
+    }
+    return block_step(kind, acc, dot, D, M, &x);
+}
+
+/* W rows [R <= 8] . T (2..4) activation rows -> y[t*ldy + r], straight from the GGUF blocks
  * (Q4_0, Q4_1, Q8_0): each block of the 8 rows transposed by dword in registers
- * (transpose_rows16) and met by both tokens, no panel stored. With 2 tokens the panel's
- * stores and reloads would cost as much as the dots. Activation scales from pre (2 rows of nb,
- * decoded ahead) or the blocks. Missing rows repeat row 0 (lanes never mix); the next 8 rows
- * are asked for as in decode. Same integer dots and block_step sequence as quant_rows_direct. */
-PG_INLINE void quant_rows_two_tokens(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
-                                     const uint8_t *a, size_t a_stride, const act_scales *pre,
-                                     float *y, size_t ldy) {
+ * (transpose_rows16) and met by the tokens two at a time, no panel stored: for a few tokens the
+ * panel's stores and reloads, bunched apart from the arithmetic, cost more than they save
+ * (measured, 1536x576 from DRAM: 2 tokens 1.4x -> 1.1x the one-token time, 4: 2.1x -> 1.9x).
+ * The accumulators are named variables: in an array GCC keeps them in memory (10% slower).
+ * Activation scales from pre (T rows of nb, decoded ahead) or the blocks. Missing rows repeat
+ * row 0 (lanes never mix); the next 8 rows are asked for as in decode. Same integer dots and
+ * block_step sequence as quant_rows_direct, so the same bits. */
+PG_INLINE void quant_rows_tokens(int kind, int R, int64_t nb, const uint8_t *w, size_t w_stride,
+                                 const uint8_t *a, size_t a_stride, const act_scales *pre, const int T,
+                                 float *y, size_t ldy) {
     const size_t wbytes = kind_block_bytes(kind), abytes = act_block_bytes(kind);
     const size_t aqs = kind_has_min(kind) ? 4 : 2;
     const uint8_t *row[QROWS];
     for (int r = 0; r < QROWS; r++) row[r] = w + (size_t)(r < R ? r : 0) * w_stride;
     const int contiguous = w_stride == (size_t)nb * wbytes;
-    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *wb[QROWS];
         for (int r = 0; r < QROWS; r++) wb[r] = row[r] + ib * wbytes;
         prefetch_next_rows(wb, ib, row[0], contiguous, QROWS * wbytes, w_stride);
-        const uint8_t *ab0 = a + ib * abytes, *ab1 = ab0 + a_stride;
-        __m256i P[4];
+        const uint8_t *ab[DIRECT_MAX];
+        const act_scales *pt[DIRECT_MAX];
+        PG_UNROLL for (int t = 0; t < DIRECT_MAX; t++) {
+            ab[t] = a + (size_t)(t < T ? t : 0) * a_stride + ib * abytes;
+            pt[t] = pre ? pre + (size_t)(t < T ? t : 0) * (size_t)nb + ib : NULL;
+        }
+        __m256i P[4], dot[DIRECT_MAX];
+        PG_UNROLL for (int t = 0; t < DIRECT_MAX; t++) dot[t] = _mm256_setzero_si256();
         __m256 D, M;
         transpose_rows16(wb, 0, P);
         scales_from_heads(P[0], &D, &M);
-        __m256i dot0 = _mm256_setzero_si256(), dot1 = _mm256_setzero_si256();
         if (kind == KIND_Q8_0) {
-            for (int h = 0; h < 2; h++) {
-                transpose_rows16(wb, offsetof(block_q8_0, qs) + 16 * (size_t)h, P);
-                const __m256i half0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab0 + aqs + 16 * h)));
-                const __m256i half1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab1 + aqs + 16 * h)));
-                for (int j = 0; j < 4; j++) {
-                    const __m256i wabs = _mm256_sign_epi8(P[j], P[j]);
-                    dot0 = _mm256_add_epi32(dot0, pg_dot_u8s8(wabs, _mm256_sign_epi8(dword_in_all_lanes(half0, j), P[j])));
-                    PG_KEEP(dot0);
-                    dot1 = _mm256_add_epi32(dot1, pg_dot_u8s8(wabs, _mm256_sign_epi8(dword_in_all_lanes(half1, j), P[j])));
-                    PG_KEEP(dot1);
-                }
-            }
+            q8_pair_dots(wb, ab[0] + aqs, ab[1] + aqs, &dot[0], &dot[1]);
+            if (T > 2) q8_pair_dots(wb, ab[2] + aqs, T > 3 ? ab[3] + aqs : NULL, &dot[2], &dot[3]);
         } else {
-            /* Q4: 16 products per int16 lane <= 30720, as in panel_dots_tokens */
             transpose_rows16(wb, kind == KIND_Q4_0 ? offsetof(block_q4_0, qs) : offsetof(block_q4_1, qs), P);
-            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-            for (int h = 0; h < 2; h++) {
-                const __m256i half0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab0 + aqs + 16 * h)));
-                const __m256i half1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab1 + aqs + 16 * h)));
-                for (int j = 0; j < 4; j++) {
-                    const __m256i wv = _mm256_and_si256(h ? _mm256_srli_epi16(P[j], 4) : P[j], low);
-                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(wv, dword_in_all_lanes(half0, j)));
-                    PG_KEEP(s0);
-                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(wv, dword_in_all_lanes(half1, j)));
-                    PG_KEEP(s1);
-                }
-            }
-            dot0 = _mm256_madd_epi16(s0, ones);
-            dot1 = _mm256_madd_epi16(s1, ones);
+            q4_pair_dots(P, ab[0] + aqs, ab[1] + aqs, &dot[0], &dot[1]);
+            if (T > 2) q4_pair_dots(P, ab[2] + aqs, T > 3 ? ab[3] + aqs : NULL, &dot[2], &dot[3]);
         }
-        act_block x0, x1;
-        if (pre) {
-            x0.d = _mm256_broadcast_ss(&pre[ib].d);
-            x0.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre[ib].s) : _mm256_setzero_ps();
-            x0.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre[ib].off) : _mm256_setzero_si256();
-            x1.d = _mm256_broadcast_ss(&pre[nb + ib].d);
-            x1.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre[nb + ib].s) : _mm256_setzero_ps();
-            x1.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre[nb + ib].off) : _mm256_setzero_si256();
-        } else {
-            x0 = load_act(kind, ab0);
-            x1 = load_act(kind, ab1);
-        }
-        acc0 = block_step(kind, acc0, dot0, D, M, &x0);
-        acc1 = block_step(kind, acc1, dot1, D, M, &x1);
+        acc0 = direct_token_step(kind, acc0, dot[0], D, M, ab[0], pt[0]);
+        acc1 = direct_token_step(kind, acc1, dot[1], D, M, ab[1], pt[1]);
+        if (T > 2) acc2 = direct_token_step(kind, acc2, dot[2], D, M, ab[2], pt[2]);
+        if (T > 3) acc3 = direct_token_step(kind, acc3, dot[3], D, M, ab[3], pt[3]);
     }
     store_lanes(acc0, R, y);
     store_lanes(acc1, R, y + ldy);
+    if (T > 2) store_lanes(acc2, R, y + 2 * ldy);
+    if (T > 3) store_lanes(acc3, R, y + 3 * ldy);
+}
+
+/* quant_rows_tokens over every 8-row group, T tokens */
+PG_INLINE void quant_gemm_direct_tokens(int kind, int64_t nb, const uint8_t *W, size_t w_stride, int nrows,
+                                        const uint8_t *A, size_t a_stride, const act_scales *pre, const int T,
+                                        float *y, size_t ldy) {
+    for (int r = 0; r < nrows; r += QROWS)
+        quant_rows_tokens(kind, nrows - r < QROWS ? nrows - r : QROWS, nb, W + (size_t)r * w_stride, w_stride,
+                          A, a_stride, pre, T, y + r, ldy);
 }
 
 /* W (nrows, n) @ a (n,) -> y (nrows,): 8 rows per pass straight from the GGUF blocks (decode) */
@@ -731,12 +779,15 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
                                  const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
     const int64_t nb = n / 32;
     const uint8_t *W = w, *A = a;
-    if (ntok == 2 && (kind == KIND_Q4_0 || kind == KIND_Q4_1 || kind == KIND_Q8_0)) {
-        act_scales pre_buf[ACT_TABLE], *pre = 2 * nb <= ACT_TABLE ? pre_buf : NULL;
-        if (pre) decode_act_scales(kind, A, a_stride, 2, nb, pre);
-        for (int r = 0; r < nrows; r += QROWS)
-            quant_rows_two_tokens(kind, nrows - r < QROWS ? nrows - r : QROWS, nb, W + (size_t)r * w_stride, w_stride,
-                                  A, a_stride, pre, y + r, ldy);
+    /* a few tokens: straight from the blocks */
+    if ((kind == KIND_Q4_0 || kind == KIND_Q4_1 || kind == KIND_Q8_0) && ntok <= DIRECT_MAX) {
+        act_scales pre_buf[ACT_TABLE], *pre = ntok * nb <= ACT_TABLE ? pre_buf : NULL;
+        if (pre) decode_act_scales(kind, A, a_stride, ntok, nb, pre);
+        switch (ntok) {
+        case 2:  quant_gemm_direct_tokens(kind, nb, W, w_stride, nrows, A, a_stride, pre, 2, y, ldy); break;
+        case 3:  quant_gemm_direct_tokens(kind, nb, W, w_stride, nrows, A, a_stride, pre, 3, y, ldy); break;
+        default: quant_gemm_direct_tokens(kind, nb, W, w_stride, nrows, A, a_stride, pre, 4, y, ldy); break;
+        }
         return;
     }
     _Alignas(32) quant_panel panels[2];
