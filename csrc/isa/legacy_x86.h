@@ -12,11 +12,14 @@
  * products are small enough), converted once and FMA'd with [dw_r * da] (then [m_r * s] for
  * formats with a min). One token (decode) reads the GGUF blocks directly and prefetches the
  * next 8 rows (Q5_0/Q5_1: two rows per vector, see q5_rows_direct; Q4_0/Q5: the activation
- * row's scales and offset sums decoded once per call); several tokens (prefill) unpack an 8-row panel once and run every token over
- * it, interleaved so one broadcast activation dword meets 8 rows (no folding at all). Float
- * formats: a register tile of 4 rows x PG_TILE_TOKENS tokens, one 8-lane FMA accumulator per
- * output. Either way every output sees the same float operations in the
- * same order wherever it sits (the pg_gemm_fn contract). */
+ * row's scales and offset sums decoded once per call). Several tokens work on the 8 rows
+ * transposed by dword, so one activation dword spread over the lanes meets 8 rows (no folding
+ * at all): 2-4 tokens (Q4_0/Q4_1/Q8_0) transpose each block in registers and run the tokens
+ * over it in pairs (quant_rows_tokens); more (and Q5) unpack 8-row panels once per chunk and
+ * run the tokens over them, 2 panels x 2 tokens or 1 x 4 at a time, each output its own
+ * accumulator chain (panel_all_tokens). Float formats: a register tile of 4 rows x
+ * PG_TILE_TOKENS tokens, one 8-lane FMA accumulator per output. Either way every output sees
+ * the same float operations in the same order wherever it sits (the pg_gemm_fn contract). */
 #ifndef PYGGUF_LEGACY_X86_H
 #define PYGGUF_LEGACY_X86_H
 
@@ -466,7 +469,7 @@ PG_INLINE __m256i panel_dots(int kind, const __m256i q[8], const __m256i sgn[8],
 /* one activation block's scale, d * sum(q) (Q8_1) and offset sum, as load_act decodes them */
 typedef struct { float d, s; int32_t off; } act_scales;
 
-#define ACT_TABLE 2048   /* activation blocks whose scales are decoded ahead of the panels (24 KiB) */
+#define ACT_TABLE 2048   /* activation blocks whose scales are decoded ahead (24 KiB) */
 
 /* T activation rows' scales, token t's block ib -> out[t*nb + ib] */
 PG_INLINE void decode_act_scales(int kind, const uint8_t *a, size_t a_stride, int T, int64_t nb, act_scales *out) {
@@ -487,8 +490,8 @@ PG_INLINE void decode_act_scales(int kind, const uint8_t *a, size_t a_stride, in
  * (it would hoist all 8T products and rebuild the sums as trees, which spills registers) */
 #define PG_KEEP(v) __asm__("" : "+x"(v))
 
-/* dword j (0..3) of a 16-byte half in every lane: one in-lane shuffle (a 32-bit broadcast from
- * memory costs as much as a shuffle plus a load on Zen 3, and there are 8 per block and token) */
+/* dword j (0..3) of a 16-byte half in every lane: one in-lane shuffle, 2 per cycle on Zen 3,
+ * where a 32-bit broadcast from memory ran at 1 per cycle (measured; 8 per block and token) */
 PG_INLINE __m256i dword_in_all_lanes(__m256i half, int j) {
     switch (j) {
     case 0:  return _mm256_shuffle_epi32(half, 0x00);
@@ -540,10 +543,10 @@ PG_INLINE void panel_dots_tokens(int kind, const quant_panel *const P[2], int c,
         PG_UNROLL for (int i = 0; i < G * T; i++) dots[i] = _mm256_madd_epi16(s16[i], ones);
 }
 
-/* one token's block c of a panel chunk: acc advanced by block_step, the activation side from
- * pre (decoded ahead) when given, else from the block itself */
-PG_INLINE __m256 token_block(int kind, const quant_panel *p, int c, __m256i dot, const uint8_t *ab,
-                             const act_scales *pre, __m256 acc) {
+/* one token's block: acc advanced by block_step with the rows' scales D, M, the activation side
+ * from pre (decoded ahead) when given, else from the block ab itself */
+PG_INLINE __m256 token_step(int kind, __m256 acc, __m256i dot, __m256 D, __m256 M, const uint8_t *ab,
+                            const act_scales *pre) {
     act_block x;
     if (pre) {
         x.d = _mm256_broadcast_ss(&pre->d);
@@ -552,7 +555,7 @@ PG_INLINE __m256 token_block(int kind, const quant_panel *p, int c, __m256i dot,
     } else {
         x = load_act(kind, ab);
     }
-    return block_step(kind, acc, dot, p->d[c], p->m[c], &x);
+    return block_step(kind, acc, dot, D, M, &x);
 }
 
 /* G panels x T tokens (rows a + t*a_stride, scales pre[t*pre_stride + c] if pre) over a chunk:
@@ -576,10 +579,10 @@ PG_INLINE void panel_tokens(int kind, const quant_panel *const P[2], const int G
         __m256i dots[PANEL_TOKENS];
         panel_dots_tokens(kind, P, c, G, qs, T, dots);
         /* output i = (panel i / T, token i % T) */
-        acc0 = token_block(kind, P[0], c, dots[0], ab[0], pt[0], acc0);
-        if (GT > 1) acc1 = token_block(kind, P[1 / T], c, dots[1], ab[1 % T], pt[1 % T], acc1);
-        if (GT > 2) acc2 = token_block(kind, P[2 / T], c, dots[2], ab[2 % T], pt[2 % T], acc2);
-        if (GT > 3) acc3 = token_block(kind, P[3 / T], c, dots[3], ab[3 % T], pt[3 % T], acc3);
+        acc0 = token_step(kind, acc0, dots[0], P[0]->d[c], P[0]->m[c], ab[0], pt[0]);
+        if (GT > 1) acc1 = token_step(kind, acc1, dots[1], P[1 / T]->d[c], P[1 / T]->m[c], ab[1 % T], pt[1 % T]);
+        if (GT > 2) acc2 = token_step(kind, acc2, dots[2], P[2 / T]->d[c], P[2 / T]->m[c], ab[2 % T], pt[2 % T]);
+        if (GT > 3) acc3 = token_step(kind, acc3, dots[3], P[3 / T]->d[c], P[3 / T]->m[c], ab[3 % T], pt[3 % T]);
     }
     acc[0] = acc0;
     if (GT > 1) acc[1] = acc1;
@@ -676,21 +679,6 @@ PG_INLINE void q8_pair_dots(const uint8_t *const wb[QROWS], const uint8_t *q0, c
     if (q1) *dot1 = d1;
 }
 
-/* token t's block ib: acc advanced by block_step, the activation side from pre (row t of nb
- * decoded scales) or from the block */
-PG_INLINE __m256 direct_token_step(int kind, __m256 acc, __m256i dot, __m256 D, __m256 M, const uint8_t *ab,
-                                   const act_scales *pre) {
-    act_block x;
-    if (pre) {
-        x.d = _mm256_broadcast_ss(&pre->d);
-        x.s = kind_has_min(kind) ? _mm256_broadcast_ss(&pre->s) : _mm256_setzero_ps();
-        x.offset_sum = kind_offset(kind) ? _mm256_set1_epi32(pre->off) : _mm256_setzero_si256();
-    } else {
-        x = load_act(kind, ab);
-    }
-    return block_step(kind, acc, dot, D, M, &x);
-}
-
 /* W rows [R <= 8] . T (2..4) activation rows -> y[t*ldy + r], straight from the GGUF blocks
  * (Q4_0, Q4_1, Q8_0): each block of the 8 rows transposed by dword in registers
  * (transpose_rows16) and met by the tokens two at a time, no panel stored: for a few tokens the
@@ -732,10 +720,10 @@ PG_INLINE void quant_rows_tokens(int kind, int R, int64_t nb, const uint8_t *w, 
             q4_pair_dots(P, ab[0] + aqs, ab[1] + aqs, &dot[0], &dot[1]);
             if (T > 2) q4_pair_dots(P, ab[2] + aqs, T > 3 ? ab[3] + aqs : NULL, &dot[2], &dot[3]);
         }
-        acc0 = direct_token_step(kind, acc0, dot[0], D, M, ab[0], pt[0]);
-        acc1 = direct_token_step(kind, acc1, dot[1], D, M, ab[1], pt[1]);
-        if (T > 2) acc2 = direct_token_step(kind, acc2, dot[2], D, M, ab[2], pt[2]);
-        if (T > 3) acc3 = direct_token_step(kind, acc3, dot[3], D, M, ab[3], pt[3]);
+        acc0 = token_step(kind, acc0, dot[0], D, M, ab[0], pt[0]);
+        acc1 = token_step(kind, acc1, dot[1], D, M, ab[1], pt[1]);
+        if (T > 2) acc2 = token_step(kind, acc2, dot[2], D, M, ab[2], pt[2]);
+        if (T > 3) acc3 = token_step(kind, acc3, dot[3], D, M, ab[3], pt[3]);
     }
     store_lanes(acc0, R, y);
     store_lanes(acc1, R, y + ldy);
@@ -771,18 +759,20 @@ PG_INLINE void quant_gemm_one(int kind, int64_t n, const void *w, size_t w_strid
     if (r < nrows) quant_rows_direct(kind, nrows - r, nb, W + (size_t)r * w_stride, w_stride, A, pre, y + r);
 }
 
-/* W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r], ntok >= 2: 8-row panels unpacked QKC blocks at
- * a time and the tokens run over them PANEL_TOKENS together, the running sums parked in y
- * between chunks (chunks in order for every output). Every output gets quant_gemm_one's
- * block_step sequence, so y does not depend on nrows, ntok or where the output sits. */
+/* W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r], ntok >= 2: up to DIRECT_MAX tokens of Q4_0/Q4_1/
+ * Q8_0 straight from the blocks; otherwise 8-row panels unpacked QKC blocks at a time and the
+ * tokens run over them, the running sums parked in y between chunks (chunks in order for every
+ * output). Every output gets quant_gemm_one's block_step sequence, so y does not depend on
+ * nrows, ntok or where the output sits. */
 PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_stride, int nrows,
                                  const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
     const int64_t nb = n / 32;
     const uint8_t *W = w, *A = a;
+    act_scales table[ACT_TABLE];
     /* a few tokens: straight from the blocks */
     if ((kind == KIND_Q4_0 || kind == KIND_Q4_1 || kind == KIND_Q8_0) && ntok <= DIRECT_MAX) {
-        act_scales pre_buf[ACT_TABLE], *pre = ntok * nb <= ACT_TABLE ? pre_buf : NULL;
-        if (pre) decode_act_scales(kind, A, a_stride, ntok, nb, pre);
+        const act_scales *pre = ntok * nb <= ACT_TABLE ? table : NULL;
+        if (pre) decode_act_scales(kind, A, a_stride, ntok, nb, table);
         switch (ntok) {
         case 2:  quant_gemm_direct_tokens(kind, nb, W, w_stride, nrows, A, a_stride, pre, 2, y, ldy); break;
         case 3:  quant_gemm_direct_tokens(kind, nb, W, w_stride, nrows, A, a_stride, pre, 3, y, ldy); break;
@@ -792,7 +782,6 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
     }
     _Alignas(32) quant_panel panels[2];
     const quant_panel *const P[2] = {&panels[0], &panels[1]};
-    act_scales table[ACT_TABLE];
     const size_t abytes = act_block_bytes(kind);
     const int contiguous = w_stride == (size_t)nb * kind_block_bytes(kind);
     const int pair_rows = kind != KIND_Q8_0;   /* two 8-row panels at a time (see panel_all_tokens) */
