@@ -1,6 +1,6 @@
 /* K-quant (Q2_K..Q6_K) x Q8_K gemm for AVX2 + FMA (no VNNI): vpmaddubsw + vpmaddwd.
  *
- * W (nrows, n) @ A (ntok, n)^T -> y; register tiles of 8 rows x 1 token or 4 rows x 2 tokens
+ * W (nrows, n) @ A (ntok, n)^T -> y; register tiles of 8 rows x 1 token, 4 x 2 or 2 x 4
  * over unpacked super-blocks (kquant_gemm_driver.h), each activation load shared by the tile's
  * rows and each weight load by its tokens. The unpacked quants are unsigned (0..63), so they are
  * maddubs' unsigned operand and a pair sum (<= 2*63*127) never saturates. Per super-block the
@@ -33,13 +33,13 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
     __m256 acc = _mm256_loadu_ps(f);
     for (int s = 0; s < c->ns; s++) {
         const pg_ksb *u[8];
-        const block_q8_K *a[2];
+        const block_q8_K *a[KQ_TILE_TOKENS];
         for (int r = 0; r < R; r++) u[r] = &c->panel[(r0 + r) * KQ_KC + s];
         for (int t = 0; t < T; t++) a[t] = (const block_q8_K *)(c->a + (size_t)(t0 + t) * c->a_stride) + s;
         __m256i isum[8];
         for (int p = 0; p < 8; p++) isum[p] = _mm256_setzero_si256();
         for (int ch = 0; ch < QK_K / 32; ch++) {
-            __m256i av[2];
+            __m256i av[KQ_TILE_TOKENS];
             for (int t = 0; t < T; t++) av[t] = _mm256_loadu_si256((const __m256i *)(a[t]->qs + 32 * ch));
             for (int r = 0; r < R; r++) {
                 const __m256i wq = _mm256_loadu_si256((const __m256i *)(u[r]->q + 32 * ch));
@@ -57,6 +57,7 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
 
 static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 8, 1); }
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
+static void kq_tile_2x4(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 2, 4); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
 

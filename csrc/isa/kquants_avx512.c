@@ -1,6 +1,6 @@
 /* K-quant (Q2_K..Q6_K) x Q8_K gemm for AVX-512 F/BW/VL/VNNI.
  *
- * W (nrows, n) @ A (ntok, n)^T -> y; the AVX2 file's tiles (8 rows x 1 token, 4 x 2) on zmm:
+ * W (nrows, n) @ A (ntok, n)^T -> y; the AVX2 file's tiles (8 rows x 1 token, 4 x 2, 2 x 4) on zmm:
  * 64 values per step. vpdpbusd multiplies the unsigned unpacked quants (0..63) by the signed
  * activations and sums each 4 into an int32 lane (|sum| <= 4*63*127 < 2^15), then vpdpwssd
  * applies the group scale: it reads that lane as the int16 pair (sum, sign) and the scale lane
@@ -27,7 +27,7 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
     __m256 acc = _mm256_loadu_ps(f);
     for (int s = 0; s < c->ns; s++) {
         const pg_ksb *u[8];
-        const block_q8_K *a[2];
+        const block_q8_K *a[KQ_TILE_TOKENS];
         for (int r = 0; r < R; r++) u[r] = &c->panel[(r0 + r) * KQ_KC + s];
         for (int t = 0; t < T; t++) a[t] = (const block_q8_K *)(c->a + (size_t)(t0 + t) * c->a_stride) + s;
         /* each row's 16 group scales as int32 lanes (scale, 0) for vpdpwssd */
@@ -38,7 +38,7 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
         for (int p = 0; p < 8; p++) isum[p] = _mm512_setzero_si512();
         for (int ch = 0; ch < QK_K / 64; ch++) {
             const __m512i gi = chunk_group_index(ch);
-            __m512i av[2];
+            __m512i av[KQ_TILE_TOKENS];
             for (int t = 0; t < T; t++) av[t] = _mm512_loadu_si512((const void *)(a[t]->qs + 64 * ch));
             for (int r = 0; r < R; r++) {
                 const __m512i wq = _mm512_loadu_si512((const void *)(u[r]->q + 64 * ch));
@@ -60,6 +60,7 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
 
 static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 8, 1); }
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
+static void kq_tile_2x4(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 2, 4); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
 /* ---- one token: Q4_K and Q6_K straight from the GGUF blocks, 8 rows per pass ----

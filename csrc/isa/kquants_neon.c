@@ -38,13 +38,13 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
     kq_load_lanes(c, r0, t0, R, T, f);
     for (int s = 0; s < c->ns; s++) {
         const pg_ksb *u[8];
-        const block_q8_K *a[2];
+        const block_q8_K *a[KQ_TILE_TOKENS];
         for (int r = 0; r < R; r++) u[r] = &c->panel[(r0 + r) * KQ_KC + s];
         for (int t = 0; t < T; t++) a[t] = (const block_q8_K *)(c->a + (size_t)(t0 + t) * c->a_stride) + s;
         int32x4_t isum[8];
         for (int p = 0; p < 8; p++) isum[p] = vdupq_n_s32(0);
         for (int g = 0; g < PG_KGROUPS; g++) {
-            int8x16_t av[2];
+            int8x16_t av[KQ_TILE_TOKENS];
             for (int t = 0; t < T; t++) av[t] = vld1q_s8(a[t]->qs + 16 * g);
             for (int r = 0; r < R; r++) {
                 const int8x16_t wq = vreinterpretq_s8_u8(vld1q_u8(u[r]->q + 16 * g));
@@ -65,6 +65,7 @@ KQ_INLINE void kq_tile(const kq_chunk *c, int r0, int t0, const int R, const int
 
 static void kq_tile_8x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 8, 1); }
 static void kq_tile_4x2(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 4, 2); }
+static void kq_tile_2x4(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 2, 4); }
 static void kq_tile_1x1(const kq_chunk *c, int r0, int t0) { kq_tile(c, r0, t0, 1, 1); }
 
 KQ_DEFINE_GEMM(q2_K, Q2_K, neon)
