@@ -160,7 +160,7 @@ static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, i
     const size_t rb = pg_row_bytes(act, n_ff);
     for (int t = 0; t < f->ntok; t++) {
         float *h = m->s.hb + t * n_ff;
-        pg_swiglu(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
+        pg_swiglu_for(f->isa)(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
         if (act_type != PG_F32)
             act->quantize_act(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
                               r1 - r0);

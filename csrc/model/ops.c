@@ -5,6 +5,8 @@
 #include <string.h>
 #include "model/ops.h"
 #include "quants/traits.h"
+#include "threadpool.h"   /* api/kernels.h: pg_isa_supported and the PG_E* codes */
+#include "api/ops.h"
 
 /* x (n,) -> out (n,); mean of squares summed in double, then (x * scale) * w in float */
 void pg_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
@@ -57,6 +59,20 @@ void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float 
 /* g (n,) = g / (1 + exp(-g)) * u */
 void pg_swiglu(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void pg_swiglu_avx2(float *g, const float *u, int64_t n) __attribute__((weak));
+
+pg_swiglu_fn pg_swiglu_for(int isa) {
+    /* PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 (dispatch.h): both machines run the AVX2 kernel */
+    return (isa == 1 || isa == 2) && pg_swiglu_avx2 != NULL ? pg_swiglu_avx2 : pg_swiglu;
+}
+
+int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n) {
+    if (!g || !u || n < 0) return PG_EBADARG;
+    if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
+    pg_swiglu_for(isa)(g, u, n);
+    return PG_OK;
 }
 
 /* eight independent partial sums, combined in one fixed order */

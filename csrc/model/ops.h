@@ -29,8 +29,12 @@ void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_ms
 /* v (n_heads, head_dim): rotate the adjacent pairs (2i, 2i+1), i < n_rot/2, of every head */
 void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs);
 
-/* g, u (n,) -> g = silu(g) * u */
+/* g, u (n,) -> g = silu(g) * u, with libm's expf (the reference) */
 void pg_swiglu(float *g, const float *u, int64_t n);
+
+/* pg_swiglu for an instruction set (pg_isa): AVX2 machines get a vector exp (isa/swiglu_avx2.c) */
+typedef void (*pg_swiglu_fn)(float *g, const float *u, int64_t n);
+pg_swiglu_fn pg_swiglu_for(int isa);
 
 /* a, b (n,) -> dot in float, eight fixed partial sums (same order every call) */
 float pg_dot_f32(const float *a, const float *b, int n);
