@@ -49,7 +49,8 @@ struct pg_chain {
     int64_t n_over;
     int32_t *window_sorted;             /* (max_window,) */
     buffer ids[2], logits[2];           /* candidates, gathered from one pair into the other */
-    buffer positions;                   /* int64: top-k scan output */
+    buffer positions;                   /* int64: top-k scan output ... */
+    buffer top_values;                  /* float: ... and its values */
     buffer order;                       /* int32: sort output */
     buffer sort_scratch;
     buffer weights;                     /* float: exp(l - max), probabilities */
@@ -94,7 +95,7 @@ static int compare_ids(const void *a, const void *b) {
 }
 
 static void sort_ids(int32_t *ids, int64_t n) {
-    if (n > 32) {
+    if (n > 64) {
         qsort(ids, (size_t)n, sizeof *ids, compare_ids);
         return;
     }
@@ -212,9 +213,10 @@ static int32_t *sorted_order(pg_chain *c, const float *values, int64_t n) {
 /* the top k of the current candidates (k < n), largest first, ties in candidate order */
 static int64_t *top_positions(pg_chain *c, const run_state *r, int64_t k) {
     int64_t *positions = reserve(&c->positions, k, sizeof *positions);
-    if (!positions) return NULL;
+    float *values = reserve(&c->top_values, k, sizeof *values);
+    if (!positions || !values) return NULL;
     int nan;
-    pg_top_k_scan(r->logits, r->n, k, positions, &nan);   /* no NaN here: checked on entry */
+    pg_top_k_scan(r->logits, r->n, k, positions, values, NULL, 0, &nan);   /* no NaN here: checked on entry */
     return positions;
 }
 
@@ -231,32 +233,27 @@ static float penalized(float x, int32_t count, const pg_chain_step *s) {
 }
 
 
-/* top-k of raw + overlay without writing either: the k best tokens outside the overlay are among
- * the raw top k + |overlay|, and merging them with the overlay (both by value, then id) gives
- * the k best of the whole, in the order a stable sort of the whole would give. */
+/* top-k of raw + overlay without writing either: the k best tokens outside the overlay (one scan
+ * of raw that skips the overlay's ids) merged with the overlay sorted by value, ties to the lower
+ * id: the k best of the whole, in the order a stable sort of the whole would give. */
 static int whole_top_k(pg_chain *c, run_state *r, int64_t k) {
-    const int64_t want = k + c->n_over;
-    int64_t *positions = reserve(&c->positions, want, sizeof *positions);
+    int64_t *positions = reserve(&c->positions, k, sizeof *positions);
+    float *values = reserve(&c->top_values, k, sizeof *values);
     int32_t *ids = reserve(&c->ids[0], k, sizeof *ids);
     float *logits = reserve(&c->logits[0], k, sizeof *logits);
     void *scratch = reserve(&c->sort_scratch, (int64_t)pg_sort_scratch_bytes(c->n_over), 1);
-    if (!positions || !ids || !logits || !scratch) return PG_ENOMEM;
+    if (!positions || !values || !ids || !logits || !scratch) return PG_ENOMEM;
     int nan;
-    const int64_t got = pg_top_k_scan(r->raw, c->n_vocab, want, positions, &nan);
+    const int64_t got = pg_top_k_scan(r->raw, c->n_vocab, k, positions, values, c->over_ids, c->n_over, &nan);
     if (nan) return PG_CHAIN_DECLINED;
     const int32_t *by_value = c->over_order;
     pg_sort_desc(c->over_values, c->n_over, c->over_order, scratch);
     int64_t a = 0, b = 0, n = 0;
-    for (; n < k; n++) {
-        while (a < got && overlay_index(c, (int32_t)positions[a]) >= 0) a++;
-        int from_raw;
+    for (; n < k && (a < got || b < c->n_over); n++) {
+        int from_raw = b >= c->n_over;
         if (a < got && b < c->n_over) {
             const float x = r->raw[positions[a]], y = c->over_values[by_value[b]];
             from_raw = x > y || (x == y && positions[a] < c->over_ids[by_value[b]]);
-        } else if (a < got || b < c->n_over) {
-            from_raw = a < got;
-        } else {
-            break;   /* cannot happen: at least k of the scanned tokens are outside the overlay */
         }
         if (from_raw) {
             ids[n] = (int32_t)positions[a];
@@ -517,6 +514,7 @@ void pg_chain_free(pg_chain *c) {
         free(c->logits[i].data);
     }
     free(c->positions.data);
+    free(c->top_values.data);
     free(c->order.data);
     free(c->sort_scratch.data);
     free(c->weights.data);
