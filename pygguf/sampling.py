@@ -166,9 +166,7 @@ class Sampler:
         self._rng_dist = Mt19937(0)
         self._rng_xtc = Mt19937(0)
         self._rng_mirostat = Mt19937(0)
-        # the last repeat_last_n accepted tokens, a ring the C chain reads in place
-        self._window = np.zeros(max(params.repeat_last_n, 1), dtype=np.int32)
-        self._window_ptr = _ffi.from_buffer("int32_t[]", self._window)
+        self._window_limit = max(params.repeat_last_n, 1)
         self._fast = self._build_fast_chain()
         self.reset()
 
@@ -205,10 +203,9 @@ class Sampler:
         greedy = self._greedy_shortcut
         steps = plan_steps(self.params, self._order, self.n_vocab, greedy=greedy,
                            dry_enabled=self._dry_enabled())
-        if steps is None:
+        if steps is None or any(math.isnan(v) for v in self._bias.values()):
             return None
-        return FastChain(self.n_vocab, steps, greedy=greedy, bias=self._bias,
-                         max_window=self._window.shape[0])
+        return FastChain(self.n_vocab, steps, greedy=greedy, bias=self._bias)
 
     def _dry_enabled(self) -> bool:
         p = self.params
@@ -226,6 +223,10 @@ class Sampler:
         self._seed = resolve_seed(self._requested_seed)
         for rng in (self._rng_dist, self._rng_xtc, self._rng_mirostat):
             rng.seed(self._seed)
+        # the last repeat_last_n accepted tokens: a ring the C chain reads in place, grown as
+        # tokens come (up to repeat_last_n) rather than allocated at its full size
+        self._window = np.zeros(min(self._window_limit, 256), dtype=np.int32)
+        self._window_ptr = _ffi.from_buffer("int32_t[]", self._window)
         self._window_len = 0      # how many of _window are filled
         self._window_next = 0     # where the next accepted token goes
         dry_window = self._context_size if p.dry_penalty_last_n == -1 else p.dry_penalty_last_n
@@ -238,6 +239,8 @@ class Sampler:
         if not 0 <= token < self.n_vocab:
             raise SamplerError(f"accepted token {token} is outside the vocabulary (0..{self.n_vocab - 1})")
         if self.params.repeat_last_n > 0:
+            if self._window_len == self._window.shape[0] < self._window_limit:
+                self._grow_window()
             size = self._window.shape[0]
             self._window[self._window_next] = token
             self._window_next = (self._window_next + 1) % size
@@ -245,6 +248,14 @@ class Sampler:
                 self._window_len += 1
         if self._dry_enabled():
             self._dry_history.append(token)
+
+    def _grow_window(self) -> None:
+        """Double the ring (it is full and has not wrapped yet, so its order is kept)."""
+        bigger = np.zeros(min(2 * self._window.shape[0], self._window_limit), dtype=np.int32)
+        bigger[:self._window_len] = self._window
+        self._window = bigger
+        self._window_ptr = _ffi.from_buffer("int32_t[]", bigger)
+        self._window_next = self._window_len
 
     def accept_all(self, tokens: Iterable[int]) -> None:
         for token in tokens:

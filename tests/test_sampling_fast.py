@@ -118,6 +118,8 @@ def test_default_chain_on_a_real_sized_vocabulary(kind):
              rows, prompt=rng.integers(0, 49152, 80).tolist())
     run_pair(SamplerParams(seed=13, temp=0.0, repeat_penalty=1.5, presence_penalty=0.5), rows,
              prompt=rng.integers(0, 100, 80).tolist())
+    run_pair(SamplerParams(seed=14, repeat_last_n=300, repeat_penalty=1.2, frequency_penalty=0.05), rows,
+             prompt=[int(i) for i in np.argsort(-rows[0])[:400]])   # a window past its first growth
 
 
 def random_params(rng, n_vocab) -> SamplerParams:
@@ -268,23 +270,42 @@ def test_chain_refuses_bad_arguments():
     out = ffi.new("pg_chain **")
     steps = ffi.new("pg_chain_step[]", 1)
     steps[0].kind = 99
-    assert lib.pg_chain_new(100, steps, 1, 0, ffi.NULL, ffi.NULL, 0, 0, out) == lib.PG_EBADARG
+    assert lib.pg_chain_new(100, steps, 1, 0, ffi.NULL, ffi.NULL, 0, out) == lib.PG_EBADARG
     steps[0].kind = lib.PG_CHAIN_TOP_K
     ids = ffi.new("int32_t[]", [3, 3])
     values = ffi.new("float[]", [1.0, 2.0])
-    assert lib.pg_chain_new(100, steps, 1, 0, ids, values, 2, 0, out) == lib.PG_EBADARG   # repeated id
+    assert lib.pg_chain_new(100, steps, 1, 0, ids, values, 2, out) == lib.PG_EBADARG   # repeated id
     ids[1] = 100
-    assert lib.pg_chain_new(100, steps, 1, 0, ids, values, 2, 0, out) == lib.PG_EBADARG   # out of range
-    assert lib.pg_chain_new(0, steps, 1, 0, ffi.NULL, ffi.NULL, 0, 0, out) == lib.PG_EBADARG
-    assert lib.pg_chain_new(100, steps, 1, 0, ffi.NULL, ffi.NULL, 0, 4, out) == 0
+    assert lib.pg_chain_new(100, steps, 1, 0, ids, values, 2, out) == lib.PG_EBADARG   # out of range
+    assert lib.pg_chain_new(0, steps, 1, 0, ffi.NULL, ffi.NULL, 0, out) == lib.PG_EBADARG
+    assert lib.pg_chain_new(100, steps, 1, 0, ffi.NULL, ffi.NULL, 0, out) == 0
     chain = ffi.gc(out[0], lib.pg_chain_free)
     x = np.zeros(100, np.float32)
     rng = Mt19937(1)
     window = ffi.new("int32_t[]", [5, 500, 7, 1])
     logits = ffi.from_buffer("float[]", x)
     assert lib.pg_chain_sample(chain, logits, 99, window, 0, rng.state) == lib.PG_EBADARG      # wrong size
-    assert lib.pg_chain_sample(chain, logits, 100, window, 5, rng.state) == lib.PG_EBADARG     # window too long
-    assert lib.pg_chain_sample(chain, logits, 100, window, 2, rng.state) >= 0                  # (top-k only: window unused)
+    assert lib.pg_chain_sample(chain, logits, 100, window, -1, rng.state) == lib.PG_EBADARG     # negative window
+    assert lib.pg_chain_sample(chain, logits, 100, window, 4, rng.state) >= 0                  # (top-k only: window unused)
+    steps[0].kind, steps[0].value = lib.PG_CHAIN_PENALTIES, 1.5
+    assert lib.pg_chain_new(100, steps, 1, 0, ffi.NULL, ffi.NULL, 0, out) == 0
+    chain = ffi.gc(out[0], lib.pg_chain_free)
+    assert lib.pg_chain_sample(chain, logits, 100, window, 4, rng.state) == lib.PG_EBADARG      # token 500 > vocab
+    assert lib.pg_chain_sample(chain, logits, 100, window, 1, rng.state) >= 0
+
+
+@pytest.mark.parametrize("repeat_last_n", [1, 3, 256, 257, 1000])
+def test_penalty_window_keeps_exactly_the_last_tokens_as_it_grows(repeat_last_n):
+    from collections import Counter
+    rng = np.random.default_rng(repeat_last_n)
+    s = Sampler(SamplerParams(repeat_last_n=repeat_last_n, repeat_penalty=1.2), 5000)
+    accepted = []
+    for n in (0, 1, 2, 255, 256, 257, 600, 1500):
+        new = rng.integers(0, 5000, n - len(accepted)).tolist()
+        s.accept_all(new)
+        accepted += new
+        window = s._window[:s._window_len].tolist()
+        assert Counter(window) == Counter(accepted[-repeat_last_n:] if accepted else [])
 
 
 # --- boundaries: where one rounding step of difference would change the token ------------------------

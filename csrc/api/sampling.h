@@ -40,12 +40,11 @@ typedef struct {
 
 typedef struct pg_chain pg_chain;
 
-/* A chain for one sampler: the steps, greedy (1: pick the first maximum instead of drawing), the
- * logit bias (token ids unique, in [0, n_vocab)), and the longest penalty window it will be given.
- * Scratch grows on first use and is kept, so sampling allocates nothing once warm. */
+/* A chain for one sampler: the steps, greedy (1: pick the first maximum instead of drawing) and
+ * the logit bias (token ids unique, in [0, n_vocab)). Scratch grows on first use and is kept, so
+ * sampling allocates nothing once warm. */
 int pg_chain_new(int64_t n_vocab, const pg_chain_step *steps, int32_t n_steps, int32_t greedy,
-                 const int32_t *bias_ids, const float *bias_values, int64_t n_bias, int64_t max_window,
-                 pg_chain **out);
+                 const int32_t *bias_ids, const float *bias_values, int64_t n_bias, pg_chain **out);
 void pg_chain_free(pg_chain *chain);
 
 /* The chosen token for logits[0..n_vocab), the penalty window (the last accepted tokens, any

@@ -36,18 +36,18 @@ static void *reserve(buffer *b, int64_t count, size_t elem) {
 }
 
 struct pg_chain {
-    int64_t n_vocab, max_window;
+    int64_t n_vocab;
     pg_chain_step steps[PG_CHAIN_MAX_STEPS];
     int32_t n_steps, greedy, uses_window;
     int64_t n_bias;
     int32_t *bias_ids;                  /* (n_bias,) sorted, unique */
     float *bias_values;                 /* (n_bias,) */
-    /* the overlay: bias and window tokens, sorted by id, with their current logits and counts;
-     * capacity n_bias + max_window */
+    /* the overlay of one call: bias and window tokens, sorted by id, with their current logits
+     * and window counts (pointers into the buffers below) */
     int32_t *over_ids, *over_counts, *over_order;
     float *over_values;
     int64_t n_over;
-    int32_t *window_sorted;             /* (max_window,) */
+    buffer over_buffers[4], window_sorted;
     buffer ids[2], logits[2];           /* candidates, gathered from one pair into the other */
     buffer positions;                   /* int64: top-k scan output ... */
     buffer top_values;                  /* float: ... and its values */
@@ -109,7 +109,13 @@ static void sort_ids(int32_t *ids, int64_t n) {
 
 /* overlay = bias tokens and window tokens, by id, with raw + bias logits and window counts */
 static int build_overlay(pg_chain *c, const float *raw, const int32_t *window, int64_t n_window) {
-    int32_t *w = c->window_sorted;
+    const int64_t most = c->n_bias + n_window;
+    c->over_ids = reserve(&c->over_buffers[0], most, sizeof *c->over_ids);
+    c->over_counts = reserve(&c->over_buffers[1], most, sizeof *c->over_counts);
+    c->over_order = reserve(&c->over_buffers[2], most, sizeof *c->over_order);
+    c->over_values = reserve(&c->over_buffers[3], most, sizeof *c->over_values);
+    int32_t *w = reserve(&c->window_sorted, n_window, sizeof *w);
+    if (!c->over_ids || !c->over_counts || !c->over_order || !c->over_values || !w) return PG_ENOMEM;
     for (int64_t j = 0; j < n_window; j++) {
         if (window[j] < 0 || window[j] >= c->n_vocab) return PG_EBADARG;
         w[j] = window[j];
@@ -485,7 +491,7 @@ static int64_t pick_greedy(pg_chain *c, run_state *r) {
 
 int64_t pg_chain_sample(pg_chain *c, const float *logits, int64_t n_logits, const int32_t *window,
                         int64_t n_window, pg_mt19937 *rng) {
-    if (!c || !logits || !rng || n_logits != c->n_vocab || n_window < 0 || n_window > c->max_window ||
+    if (!c || !logits || !rng || n_logits != c->n_vocab || n_window < 0 || n_window > INT32_MAX ||
         (n_window > 0 && !window))
         return PG_EBADARG;
     if (!c->uses_window) n_window = 0;
@@ -504,11 +510,8 @@ void pg_chain_free(pg_chain *c) {
     if (!c) return;
     free(c->bias_ids);
     free(c->bias_values);
-    free(c->over_ids);
-    free(c->over_counts);
-    free(c->over_order);
-    free(c->over_values);
-    free(c->window_sorted);
+    for (int i = 0; i < 4; i++) free(c->over_buffers[i].data);
+    free(c->window_sorted.data);
     for (int i = 0; i < 2; i++) {
         free(c->ids[i].data);
         free(c->logits[i].data);
@@ -553,19 +556,17 @@ static int copy_bias(pg_chain *c, const int32_t *ids, const float *values, int64
 }
 
 int pg_chain_new(int64_t n_vocab, const pg_chain_step *steps, int32_t n_steps, int32_t greedy,
-                 const int32_t *bias_ids, const float *bias_values, int64_t n_bias, int64_t max_window,
-                 pg_chain **out) {
+                 const int32_t *bias_ids, const float *bias_values, int64_t n_bias, pg_chain **out) {
     if (!out) return PG_EBADARG;
     *out = NULL;
-    if (n_vocab <= 0 || n_vocab > INT32_MAX || n_bias < 0 || n_bias > n_vocab || max_window < 0 ||
-        max_window > INT32_MAX || (n_bias > 0 && (!bias_ids || !bias_values)))
+    if (n_vocab <= 0 || n_vocab > INT32_MAX || n_bias < 0 || n_bias > n_vocab ||
+        (n_bias > 0 && (!bias_ids || !bias_values)))
         return PG_EBADARG;
     int rc = check_steps(steps, n_steps);
     if (rc) return rc;
     pg_chain *c = calloc(1, sizeof *c);
     if (!c) return PG_ENOMEM;
     c->n_vocab = n_vocab;
-    c->max_window = max_window;
     c->n_steps = n_steps;
     c->greedy = greedy != 0;
     c->n_bias = n_bias;
@@ -573,16 +574,9 @@ int pg_chain_new(int64_t n_vocab, const pg_chain_step *steps, int32_t n_steps, i
         c->steps[i] = steps[i];
         if (steps[i].kind == PG_CHAIN_PENALTIES && !penalties_neutral(&steps[i])) c->uses_window = 1;
     }
-    const size_t n_over = (size_t)(n_bias + max_window) + 1;
     c->bias_ids = malloc(((size_t)n_bias + 1) * sizeof *c->bias_ids);
     c->bias_values = malloc(((size_t)n_bias + 1) * sizeof *c->bias_values);
-    c->over_ids = malloc(n_over * sizeof *c->over_ids);
-    c->over_counts = malloc(n_over * sizeof *c->over_counts);
-    c->over_order = malloc(n_over * sizeof *c->over_order);
-    c->over_values = malloc(n_over * sizeof *c->over_values);
-    c->window_sorted = malloc(((size_t)max_window + 1) * sizeof *c->window_sorted);
-    if (!c->bias_ids || !c->bias_values || !c->over_ids || !c->over_counts || !c->over_order ||
-        !c->over_values || !c->window_sorted)
+    if (!c->bias_ids || !c->bias_values)
         rc = PG_ENOMEM;
     else
         rc = copy_bias(c, bias_ids, bias_values, n_bias);

@@ -77,8 +77,7 @@ def plan_steps(params: SamplerParams, order: list[str], n_vocab: int, *, greedy:
 class FastChain:
     """One sampler's C chain: its steps, bias and scratch, built once."""
 
-    def __init__(self, n_vocab: int, steps: list[Step], *, greedy: bool, bias: dict[int, float],
-                 max_window: int):
+    def __init__(self, n_vocab: int, steps: list[Step], *, greedy: bool, bias: dict[int, float]):
         if any(math.isnan(v) for v in bias.values()):
             raise SamplerError("a logit bias is NaN")
         c_steps = _ffi.new("pg_chain_step[]", max(len(steps), 1))
@@ -89,7 +88,7 @@ class FastChain:
         values = np.fromiter(bias.values(), dtype=np.float32, count=len(bias))
         out = _ffi.new("pg_chain **")
         rc = _native.pg_chain_new(n_vocab, c_steps, len(steps), int(greedy), _ffi.from_buffer("int32_t[]", ids),
-                                  _ffi.from_buffer("float[]", values), len(bias), max_window, out)
+                                  _ffi.from_buffer("float[]", values), len(bias), out)
         if rc != 0:
             raise SamplerError(f"cannot build the C sampling chain (error {rc})")
         self._chain = _ffi.gc(out[0], _native.pg_chain_free)
