@@ -5,8 +5,8 @@
  *
  * Strategy: while the chain still spans the whole vocabulary, the few tokens whose logits the bias
  * and the penalties change are kept aside (the overlay) and the caller's logits are never copied;
- * a top-k step then scans them once for k + |overlay| winners and merges the overlay in, so the
- * usual chain touches the vocabulary in one read and works on ~40 candidates after that. Any other
+ * a top-k step then scans them once for the k best outside the overlay and merges the overlay in,
+ * so the usual chain touches the vocabulary in one read and works on ~40 candidates after that. Any other
  * step on the whole vocabulary copies it into scratch first (materialize). Anything the float
  * semantics of the two sides could disagree on (a NaN, no finite logit left) is declined, and
  * the Python chain decides; nothing has been drawn from the RNG by then. */
