@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <string.h>
 #include "api/kernels.h"
 #include "api/sampling.h"
 #include "sampling/top_k.h"
@@ -47,17 +46,13 @@ static void offer(top_list *t, int64_t i) {
         return;
     }
     if ((t->filled == t->k && !(v > t->kth)) || (t->n_skip && skipped(t, i))) return;
-    int64_t lo = 0, hi = t->filled;   /* the first kept value below v */
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (t->values[mid] >= v) lo = mid + 1;
-        else hi = mid;
+    int64_t j = t->filled < t->k ? t->filled++ : t->k - 1;   /* the k-th falls off when full */
+    for (; j > 0 && t->values[j - 1] < v; j--) {
+        t->values[j] = t->values[j - 1];
+        t->positions[j] = t->positions[j - 1];
     }
-    const int64_t last = t->filled < t->k ? t->filled++ : t->k - 1;   /* the k-th falls off when full */
-    memmove(t->positions + lo + 1, t->positions + lo, (size_t)(last - lo) * sizeof *t->positions);
-    memmove(t->values + lo + 1, t->values + lo, (size_t)(last - lo) * sizeof *t->values);
-    t->positions[lo] = i;
-    t->values[lo] = v;
+    t->positions[j] = i;
+    t->values[j] = v;
     if (t->filled == t->k) t->kth = t->values[t->k - 1];
 }
 
