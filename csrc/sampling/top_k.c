@@ -2,8 +2,8 @@
  * list of k only if it beats the current k-th, which after the first few thousand elements
  * almost none does, so the cost is about one compare per logit: sixteen at a time, as SSE
  * compares gathered into one bit mask, and only the elements whose bit is set (a possible
- * entrant, or a NaN) are looked at one by one. numpy needs several passes over the 49152 logits of a vocabulary for
- * the same answer, and they dominated a sampler step. */
+ * entrant, or a NaN) are looked at one by one. numpy needs several passes over the 49152
+ * logits of a vocabulary for the same answer, and they dominated a sampler step. */
 #include <stdint.h>
 #include <stddef.h>
 #include <stdlib.h>
