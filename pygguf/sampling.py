@@ -8,7 +8,9 @@
 The defaults (llama.cpp's common.h) and the default chain order live here and only here. The
 samplers themselves are pure functions in `pygguf.samplers`; the Sampler owns the parameters,
 the accepted-token history, mirostat's mu and the RNGs (std::mt19937, so a fixed seed replays
-llama.cpp's draws on the same logits).
+llama.cpp's draws on the same logits). Chains made only of logit bias, penalties, top-k, top-p,
+min-p, temperature and dist (the default one among them), and greedy, run as one C call
+(`pygguf.samplers.fast`) that computes what those functions compute; the rest run them in turn.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from pygguf._native import ffi as _ffi
 from pygguf.samplers import filters
 from pygguf.samplers.candidates import Candidates, SamplerError
 from pygguf.samplers.dry import dry, process_breakers
+from pygguf.samplers.fast import FastChain, plan_steps
 from pygguf.samplers.rng import Mt19937, resolve_seed
 
 # The default chain, in llama.cpp's order (common.h); `--samplers` / `--sampling-seq` reorder it.
@@ -162,6 +166,8 @@ class Sampler:
         self._rng_dist = Mt19937(0)
         self._rng_xtc = Mt19937(0)
         self._rng_mirostat = Mt19937(0)
+        self._window_limit = max(params.repeat_last_n, 1)
+        self._fast = self._build_fast_chain()
         self.reset()
 
     # --- construction -------------------------------------------------------------------
@@ -191,6 +197,16 @@ class Sampler:
                     bias[int(token)] = -math.inf
         return bias
 
+    def _build_fast_chain(self) -> FastChain | None:
+        """The C chain when it covers this configuration (read once: like the order and the bias,
+        the parameters are taken at construction)."""
+        greedy = self._greedy_shortcut
+        steps = plan_steps(self.params, self._order, self.n_vocab, greedy=greedy,
+                           dry_enabled=self._dry_enabled())
+        if steps is None or any(math.isnan(v) for v in self._bias.values()):
+            return None
+        return FastChain(self.n_vocab, steps, greedy=greedy, bias=self._bias)
+
     def _dry_enabled(self) -> bool:
         p = self.params
         return p.dry_multiplier != 0.0 and p.dry_base >= 1.0 and p.dry_penalty_last_n != 0
@@ -207,8 +223,12 @@ class Sampler:
         self._seed = resolve_seed(self._requested_seed)
         for rng in (self._rng_dist, self._rng_xtc, self._rng_mirostat):
             rng.seed(self._seed)
-        self._penalty_window: deque[int] = deque(maxlen=max(p.repeat_last_n, 1))
-        self._penalty_counts: Counter[int] = Counter()
+        # the last repeat_last_n accepted tokens: a ring the C chain reads in place, grown as
+        # tokens come (up to repeat_last_n) rather than allocated at its full size
+        self._window = np.zeros(min(self._window_limit, 256), dtype=np.int32)
+        self._window_ptr = _ffi.from_buffer("int32_t[]", self._window)
+        self._window_len = 0      # how many of _window are filled
+        self._window_next = 0     # where the next accepted token goes
         dry_window = self._context_size if p.dry_penalty_last_n == -1 else p.dry_penalty_last_n
         self._dry_history: deque[int] = deque(maxlen=max(min(dry_window, self._context_size), 1))
         self._mu = 2.0 * p.mirostat_ent
@@ -219,16 +239,23 @@ class Sampler:
         if not 0 <= token < self.n_vocab:
             raise SamplerError(f"accepted token {token} is outside the vocabulary (0..{self.n_vocab - 1})")
         if self.params.repeat_last_n > 0:
-            window = self._penalty_window
-            if len(window) == window.maxlen:
-                old = window[0]
-                self._penalty_counts[old] -= 1
-                if self._penalty_counts[old] == 0:
-                    del self._penalty_counts[old]
-            window.append(token)
-            self._penalty_counts[token] += 1
+            if self._window_len == self._window.shape[0] < self._window_limit:
+                self._grow_window()
+            size = self._window.shape[0]
+            self._window[self._window_next] = token
+            self._window_next = (self._window_next + 1) % size
+            if self._window_len < size:
+                self._window_len += 1
         if self._dry_enabled():
             self._dry_history.append(token)
+
+    def _grow_window(self) -> None:
+        """Double the ring (it is full and has not wrapped yet, so its order is kept)."""
+        bigger = np.zeros(min(2 * self._window.shape[0], self._window_limit), dtype=np.int32)
+        bigger[:self._window_len] = self._window
+        self._window = bigger
+        self._window_ptr = _ffi.from_buffer("int32_t[]", bigger)
+        self._window_next = self._window_len
 
     def accept_all(self, tokens: Iterable[int]) -> None:
         for token in tokens:
@@ -240,8 +267,12 @@ class Sampler:
         logits = np.asarray(logits)
         if logits.ndim != 1 or logits.shape[0] != self.n_vocab:
             raise SamplerError(f"expected logits of shape ({self.n_vocab},), got {logits.shape}")
-        if logits.dtype != np.float32:
-            logits = logits.astype(np.float32)
+        if logits.dtype != np.float32 or not logits.flags.c_contiguous:
+            logits = np.ascontiguousarray(logits, dtype=np.float32)
+        if self._fast is not None:
+            token = self._fast.sample(logits, self._window_ptr, self._window_len, self._rng_dist)
+            if token is not None:
+                return token
         cand = Candidates(self._all_ids, logits, identity=True)
         cand = filters.logit_bias(cand, self._bias)
         p = self.params
@@ -284,8 +315,9 @@ class Sampler:
         if name == "penalties":
             if p.repeat_last_n == 0:
                 return cand
-            return filters.penalties(cand, self._penalty_counts, p.repeat_penalty,
-                                     p.frequency_penalty, p.presence_penalty)
+            counts = Counter(self._window[:self._window_len].tolist())
+            return filters.penalties(cand, counts, p.repeat_penalty, p.frequency_penalty,
+                                     p.presence_penalty)
         if name == "dry":
             return dry(cand, self._dry_history, self._breakers, p.dry_multiplier, p.dry_base,
                        p.dry_allowed_length, p.dry_penalty_last_n, self._context_size)

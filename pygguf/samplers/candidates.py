@@ -86,12 +86,22 @@ def sort_candidates(cand: Candidates) -> Candidates:
     return cand.take(sort_order(cand.logits), sorted=True)
 
 
+def exp_f32(x: np.ndarray) -> np.ndarray:
+    """e^x of float32 values, rounded to float32 from a double-precision exp: C's (float)exp(x).
+
+    numpy's own float32 exp is a SIMD approximation whose last bit depends on the CPU it
+    dispatches to (a third of its results differ from the correctly rounded value on AVX2),
+    so neither a C port nor another machine could reproduce it; this one is (nearly always)
+    correctly rounded, like llama.cpp's expf, and the C sampling chain computes the same."""
+    return np.exp(x.astype(np.float64)).astype(np.float32)
+
+
 def softmax_probs(logits: np.ndarray, is_sorted: bool = False) -> np.ndarray:
     """llama.cpp's softmax: float32 exp(l - max), float32 running sum, float32 division."""
     max_l = logits[0] if is_sorted else logits.max()
     if not np.isfinite(max_l):
         return np.zeros(logits.shape, dtype=np.float32)   # nothing sampleable; dist will say so
-    e = np.exp(logits - max_l, dtype=np.float32)
+    e = exp_f32(logits - max_l)
     total = np.cumsum(e, dtype=np.float32)[-1]   # sequential float sum, as the C loop does
     return e / total
 

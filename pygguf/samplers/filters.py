@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from .candidates import Candidates, SamplerError, softmax, softmax_probs, sort_candidates, top_positions
+from .candidates import (Candidates, SamplerError, exp_f32, softmax, softmax_probs, sort_candidates,
+                         top_positions)
 
 
 def logit_bias(cand: Candidates, biases: dict[int, float]) -> Candidates:
@@ -221,7 +222,7 @@ def dist(cand: Candidates, rng) -> int:
         raise SamplerError(f"cannot sample: the best remaining logit is {max_l} (every token banned?)")
     if n == 1:
         return 0
-    e = np.exp(cand.logits - max_l, dtype=np.float32)
+    e = exp_f32(cand.logits - max_l)
     running = np.cumsum(e, dtype=np.float64)
     target = running[-1] * rng.uniform()
     pos = int(np.searchsorted(running, target, side="left"))

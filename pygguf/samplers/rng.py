@@ -3,6 +3,7 @@
 A fixed seed therefore replays llama.cpp's draws: `uniform()` is
 `std::uniform_real_distribution<double>(0, 1)` (two 32-bit words, generate_canonical),
 `uniform_float()` the `<float>` one (one word), `discrete(p)` `std::discrete_distribution`.
+The state lives in C (csrc/sampling/mt19937.c) so the C sampling chain draws from the same stream.
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import secrets
 
 import numpy as np
 
+from .._native import ffi as _ffi, lib as _native
+
 DEFAULT_SEED = 0xFFFFFFFF    # LLAMA_DEFAULT_SEED: -1 as uint32, means "pick a random seed"
-_TWO_32 = 4294967296.0
 
 
 def resolve_seed(seed: int) -> int:
@@ -24,23 +26,22 @@ def resolve_seed(seed: int) -> int:
 
 class Mt19937:
     def __init__(self, seed: int):
+        self.state = _ffi.new("pg_mt19937 *")   # what pg_chain_sample draws from
         self.seed(seed)
 
     def seed(self, seed: int) -> None:
-        self._bits = np.random.MT19937(0)
-        self._bits._legacy_seeding(int(seed) & 0xFFFFFFFF)   # init_genrand(seed), as std::mt19937(seed)
+        _native.pg_mt19937_seed(self.state, int(seed) & 0xFFFFFFFF)   # as std::mt19937(seed)
 
     def next_u32(self, n: int = 1) -> np.ndarray:
-        return self._bits.random_raw(n)
+        out = np.empty(int(n), dtype=np.uint32)
+        _native.pg_mt19937_fill(self.state, _ffi.from_buffer("uint32_t[]", out), out.shape[0])
+        return out
 
     def uniform(self) -> float:
-        lo, hi = (float(w) for w in self._bits.random_raw(2))
-        r = (lo + hi * _TWO_32) / (_TWO_32 * _TWO_32)
-        return r if r < 1.0 else float(np.nextafter(1.0, 0.0))
+        return _native.pg_mt19937_uniform(self.state)
 
     def uniform_float(self) -> float:
-        r = np.float32(float(self._bits.random_raw(1)[0])) / np.float32(_TWO_32)
-        return float(r) if r < 1.0 else float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+        return _native.pg_mt19937_uniform_float(self.state)
 
     def discrete(self, probs: np.ndarray) -> int:
         """std::discrete_distribution: normalized partial sums (last forced to 1), lower_bound."""
