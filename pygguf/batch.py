@@ -391,6 +391,23 @@ def build_request(llm, record: Record, defaults: BatchDefaults) -> CompletionReq
                              logprobs=defaults.logprobs)
 
 
+def records_to_run(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: set[str],
+                   summary: BatchSummary) -> Iterator[Record | BadRecord]:
+    """The records a run must answer: --resume's ids are passed to the writer as done (and
+    counted as skipped), a repeated id becomes a BadRecord."""
+    seen: set[str] = set()
+    for record in records:
+        key = id_key(record.id)
+        if key in skip:
+            writer.put(record.index, None)
+            summary.skipped += 1
+            continue
+        if key in seen and not isinstance(record, BadRecord):
+            record = BadRecord(record.index, record.id, f"duplicate id {record.id!r}")
+        seen.add(key)
+        yield record
+
+
 def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, defaults: BatchDefaults, *,
               skip: set[str] = frozenset(), parallel: int = 1,
               on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
@@ -399,7 +416,6 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
     finished, tokens generated so far) is called after every decoding step and every finished record."""
     scheduler = Scheduler(llm.batched_engine(parallel), llm.tokenizer)
     summary = BatchSummary()
-    seen: set[str] = set()
 
     def finish(f: Finished) -> None:
         writer.put(f.index, f.record)
@@ -417,15 +433,7 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
             on_progress(0, scheduler.generated_tokens)
 
     try:
-        for record in records:
-            key = id_key(record.id)
-            if key in skip:
-                writer.put(record.index, None)
-                summary.skipped += 1
-                continue
-            if key in seen and not isinstance(record, BadRecord):
-                record = BadRecord(record.index, record.id, f"duplicate id {record.id!r}")
-            seen.add(key)
+        for record in records_to_run(records, writer, skip, summary):
             if isinstance(record, BadRecord):
                 finish(Finished(record.index, record.id, error_record(record.id, record.error), ok=False))
                 continue

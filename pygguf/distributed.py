@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from pygguf.batch import BadRecord, BatchDefaults, BatchSummary, Record, ResultWriter, id_key, run_batch
+from pygguf.batch import BadRecord, BatchDefaults, BatchSummary, Record, ResultWriter, records_to_run, run_batch
 
 __all__ = ["ModelOptions", "run_on_ray", "RayUnavailable", "WorkerFailed", "CHUNK_RECORDS"]
 
@@ -79,19 +79,9 @@ def _import_ray():
 
 def chunks(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: set[str], summary: BatchSummary,
            size: int = CHUNK_RECORDS) -> Iterable[list]:
-    """Lists of records to run: --resume's ids are passed to the writer as done, a repeated id
-    becomes a BadRecord (as run_batch does on one machine)."""
-    seen: set[str] = set()
+    """Lists of the records to run, as run_batch would see them on one machine (records_to_run)."""
     chunk: list = []
-    for record in records:
-        key = id_key(record.id)
-        if key in skip:
-            writer.put(record.index, None)
-            summary.skipped += 1
-            continue
-        if key in seen and not isinstance(record, BadRecord):
-            record = BadRecord(record.index, record.id, f"duplicate id {record.id!r}")
-        seen.add(key)
+    for record in records_to_run(records, writer, skip, summary):
         chunk.append(record)
         if len(chunk) == size:
             yield chunk
