@@ -173,7 +173,7 @@ class Llama:
         if not 1 <= parallel <= n_seq:
             raise ValueError(f"parallel={parallel}: this Llama holds {n_seq} sequence(s) (raise n_seq_max)")
         self.engine.forget()
-        return BatchedEngine(self.model, self.tokenizer, slots=parallel)
+        return BatchedEngine(self.model, slots=parallel)
 
     # ---- chat ------------------------------------------------------------------------------
 

@@ -307,7 +307,7 @@ class Scheduler:
         self.engine = engine
         self.tokenizer = tokenizer
         self.queue: list[Job] = []
-        self._sequences: dict[int, tuple[Job, Sequence]] = {}    # id(Sequence) -> its job
+        self._jobs: dict[int, Job] = {}        # id(its Sequence) -> each admitted job
 
     @property
     def parallel(self) -> int:
@@ -337,7 +337,7 @@ class Scheduler:
             if self.engine.admit(job.sequence) is None:
                 return                          # waits for a prefix another slot is computing
             self.queue.pop(0)
-            self._sequences[id(job.sequence)] = (job, job.sequence)
+            self._jobs[id(job.sequence)] = job
 
     def step(self) -> list[Finished]:
         done: list[Finished] = []
@@ -346,10 +346,10 @@ class Scheduler:
             finished = self.engine.step()
         except KeyboardInterrupt:
             self.engine.abandon()
-            self._sequences.clear()
+            self._jobs.clear()
             raise
         for seq in finished:
-            job, _ = self._sequences.pop(id(seq))
+            job = self._jobs.pop(id(seq))
             done.append(Finished(job.index, job.id, result_record(job.id, seq, self.tokenizer, job.request.logprobs),
                                  ok=True))
         return done

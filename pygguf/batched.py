@@ -1,6 +1,6 @@
 """Batched decoding: several completion requests advancing together, one forward pass per step.
 
-    engine = BatchedEngine(model, tokenizer)     # model built with n_seq = the slots wanted
+    engine = BatchedEngine(model)                # model built with n_seq = the slots wanted
     slot = engine.admit(sequence)                # None while no slot is free (or worth waiting for)
     for seq in engine.step(): ...                # one forward pass; the sequences that finished
 
@@ -50,13 +50,14 @@ class Slot:
 
 
 class BatchedEngine:
-    def __init__(self, model, tokenizer=None, slots: int | None = None):
+    def __init__(self, model, slots: int | None = None):
         self.model = model
-        self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         n = model.n_seq if slots is None else min(int(slots), model.n_seq)
         self.slots = [Slot(i) for i in range(max(1, n))]
-        self.reused_tokens = 0                  # prompt tokens served from the cache
         self.generated_tokens = 0
+        # one step's batch, filled in place (a step allocates no arrays)
+        self._tokens, self._pos, self._seq = (np.zeros(model.n_batch, np.int32) for _ in range(3))
+        self._want = np.zeros(model.n_batch, np.int8)
 
     @property
     def running(self) -> int:
@@ -92,7 +93,6 @@ class BatchedEngine:
         slot.seq = seq
         seq.cached_prompt_tokens = shared
         seq.sampler.accept_all(prompt)          # the penalty window sees the whole prompt
-        self.reused_tokens += shared
         return slot
 
     def _best_source(self, prompt: list[int], limit: int, tokens_of) -> tuple[Slot | None, int]:
@@ -110,9 +110,9 @@ class BatchedEngine:
         batch = self._build_batch()
         if not batch:
             return []
-        tokens, pos, seq_ids, want, parts = batch
+        n, parts = batch
         t0 = time.perf_counter()
-        rows = self.model.decode(tokens, pos, seq_ids, want)
+        rows = self.model.decode(self._tokens[:n], self._pos[:n], self._seq[:n], self._want[:n])
         ms = (time.perf_counter() - t0) * 1e3
         finished, row = [], 0
         for slot, n, wants in parts:
@@ -130,25 +130,25 @@ class BatchedEngine:
 
     def _build_batch(self):
         """Each generating slot's next token first, then prompt chunks, within n_batch tokens."""
-        budget = self.model.n_batch
         order = sorted((s for s in self.slots if not s.free and s.pending), key=lambda s: len(s.pending) > 1)
-        tokens, pos, seq_ids, want, parts = [], [], [], [], []
+        parts, used = [], 0
         for slot in order:
-            n = min(len(slot.pending), budget)
+            n = min(len(slot.pending), self.model.n_batch - used)
             if n == 0:
                 break
-            start = len(slot.cached)
-            tokens += slot.pending[:n]
-            pos += range(start, start + n)
-            seq_ids += [slot.index] * n
+            start, end = len(slot.cached), used + n
+            if n == 1:                          # the usual decode step: scalar stores
+                self._tokens[used], self._pos[used] = slot.pending[0], start
+            else:
+                self._tokens[used:end] = slot.pending[:n]
+                self._pos[used:end] = range(start, start + n)
+            self._seq[used:end] = slot.index
             wants = n == len(slot.pending)      # logits only after a slot's last pending token
-            want += [0] * (n - 1) + [int(wants)]
+            self._want[used:end] = 0
+            self._want[end - 1] = wants
             parts.append((slot, n, wants))
-            budget -= n
-        if not tokens:
-            return None
-        return (np.array(tokens, np.int32), np.array(pos, np.int32), np.array(seq_ids, np.int32),
-                np.array(want, np.int8), parts)
+            used = end
+        return (used, parts) if used else None
 
     @staticmethod
     def _charge(timings: Timings, ms: float, n: int, prompt: bool) -> None:

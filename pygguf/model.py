@@ -288,11 +288,11 @@ class Model:
                              f"{pos.size} positions, {seq.size} sequence ids, {want.size} flags)")
         if n > self.n_batch:
             raise ModelError(f"decode of {n} tokens exceeds n_batch={self.n_batch}")
-        if ((tokens < 0) | (tokens >= self.config.n_vocab)).any():
-            self._refuse_token(int(tokens[(tokens < 0) | (tokens >= self.config.n_vocab)][0]))
-        if ((pos < 0) | (pos >= self.n_ctx)).any():
+        if tokens.min() < 0 or tokens.max() >= self.config.n_vocab:     # min/max: no temporary arrays
+            self._refuse_token(int(tokens.min() if tokens.min() < 0 else tokens.max()))
+        if pos.min() < 0 or pos.max() >= self.n_ctx:
             raise ModelError(f"decode position outside the context (0..{self.n_ctx - 1}): {pos.min()}..{pos.max()}")
-        if ((seq < 0) | (seq >= self.n_seq)).any():
+        if seq.min() < 0 or seq.max() >= self.n_seq:
             raise ModelError(f"decode sequence id outside 0..{self.n_seq - 1}: {seq.min()}..{seq.max()}")
         n_out = int(np.count_nonzero(want))
         if self._rows.shape[0] < n_out:

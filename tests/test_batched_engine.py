@@ -80,7 +80,7 @@ def test_engine_refuses_more_slots_than_the_model_holds():
     llm = fake_llm(2)
     with pytest.raises(ValueError, match="n_seq_max"):
         llm.batched_engine(3)
-    assert len(BatchedEngine(llm.model, llm.tokenizer, slots=5).slots) == 2
+    assert len(BatchedEngine(llm.model, slots=5).slots) == 2
 
 
 def test_serial_calls_after_a_batch_do_not_reuse_its_cells():
