@@ -141,13 +141,7 @@ static int build_overlay(pg_chain *c, const float *raw, const int32_t *window, i
 
 /* where token id sits in the overlay, or -1 */
 static int64_t overlay_index(const pg_chain *c, int32_t id) {
-    int64_t lo = 0, hi = c->n_over;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (c->over_ids[mid] < id) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < c->n_over && c->over_ids[lo] == id ? lo : -1;
+    return pg_sorted_find_i32(c->over_ids, c->n_over, id);
 }
 
 /* --- candidates ------------------------------------------------------------------------------- */

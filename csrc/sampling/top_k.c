@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include "api/kernels.h"
 #include "api/sampling.h"
+#include "sampling/sort.h"
 #include "sampling/top_k.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -28,13 +29,7 @@ typedef struct {
 } top_list;
 
 static int skipped(const top_list *t, int64_t i) {
-    int64_t lo = 0, hi = t->n_skip;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (t->skip[mid] < i) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < t->n_skip && t->skip[lo] == i;
+    return pg_sorted_find_i32(t->skip, t->n_skip, i) >= 0;
 }
 
 /* Insert position i if it belongs in the list; equal values keep position order (i comes after
