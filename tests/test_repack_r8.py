@@ -1,5 +1,5 @@
-"""The optional repacked 8-row layout (csrc/repack.c, api/repack.h): its x86 gemm must equal the
-GGUF-layout gemm of the same ISA bit for bit, for every row count (groups padded) and token count."""
+"""The repacked 8-row layout (csrc/repack.c, api/repack.h): its x86 gemm must equal the GGUF-layout
+gemm of the same ISA bit for bit, for every row count (groups padded) and token count."""
 import numpy as np
 import pytest
 
@@ -37,12 +37,13 @@ def test_r8_gemm_equals_gguf_layout_gemm(isa, name):
     act = by_name(qt.act_name)
     r = np.random.default_rng(5)
     for n in (32, 96, 576, 1600):   # 1600: 50 blocks, two prefill panel chunks
-        w = kernels.quantize(qt, r.standard_normal((17, n)).astype(np.float32))
-        a = kernels.quantize(act, r.standard_normal((5, n)).astype(np.float32))
-        for nrows in (1, 7, 8, 13, 17):
+        w = kernels.quantize(qt, r.standard_normal((33, n)).astype(np.float32))
+        a = kernels.quantize(act, r.standard_normal((20, n)).astype(np.float32))
+        for nrows in (1, 7, 8, 13, 17, 33):
             ws = w[:nrows * qt.row_bytes(n)]
             packed = repack(qt, ws, n, nrows)
-            for ntok in (1, 2, 5):
+            # 1: decode; 2..16: register tiles of 2 groups x 1-4 tokens; 17+: decoded panels
+            for ntok in (1, 2, 3, 4, 5, 8, 11, 16, 17, 20):
                 as_ = a[:ntok * act.row_bytes(n)]
                 want = kernels.gemm(isa, qt, n, ws, nrows, as_, ntok)
                 got = gemm_r8(isa, qt, n, packed, nrows, as_, ntok)
