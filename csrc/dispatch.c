@@ -39,7 +39,13 @@ static int detect_x86(int isa) {
 int pg_isa_supported(int isa) {
     if (isa == PG_ISA_SCALAR) return 1;
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa == PG_ISA_AVX2 || isa == PG_ISA_AVX512) return detect_x86(isa);
+    /* cpuid once per ISA: in a virtual machine each one traps to the hypervisor (measured: a
+     * per-matmul check made a decode step 1.6x slower). Racing first calls store the same value. */
+    static int detected[PG_ISA_COUNT] = {-1, -1, -1, -1};
+    if (isa == PG_ISA_AVX2 || isa == PG_ISA_AVX512) {
+        if (detected[isa] < 0) detected[isa] = detect_x86(isa);
+        return detected[isa];
+    }
 #endif
 #if defined(__aarch64__)
     if (isa == PG_ISA_NEON) {

@@ -10,6 +10,13 @@ enum pg_isa { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2, PG_ISA_NEON
  * (avx512 -> avx2 -> reference). Never NULL for a type whose reference dot exists. */
 pg_gemm_fn pg_gemm_for(int isa, int type);
 
+/* The gemm reading the repacked 8-row layout (repack.c, api/repack.h) of a type for one ISA,
+ * or NULL where that ISA has none (x86 only: Q4_0, Q4_1, Q8_0). Same contract as pg_gemm_fn,
+ * with W given as its repacked groups from the first row on. */
+typedef void (*pg_gemm_r8_fn)(int64_t n, const void *packed, int nrows, const void *a, size_t a_stride,
+                              int ntok, float *y, size_t ldy);
+pg_gemm_r8_fn pg_gemm_r8_for(int isa, int type);
+
 /* The ISA in use: detected once, overridable with PYGGUF_ISA or pg_isa_set(). */
 int pg_isa_current(void);
 

@@ -10,8 +10,6 @@
 
 #define R8_ROWS 8
 
-typedef void (*r8_gemm_fn)(int64_t n, const void *packed, int nrows, const void *a, size_t a_stride,
-                           int ntok, float *y, size_t ldy);
 
 #if defined(__x86_64__)
 #define R8_DECLARE(t, isa) void pg_gemm_##t##_r8_##isa(int64_t, const void *, int, const void *, size_t, int, float *, size_t);
@@ -71,7 +69,7 @@ int pg_repack_r8(int type, int64_t n, const void *w, size_t w_stride, int nrows,
     return PG_OK;
 }
 
-static r8_gemm_fn r8_kernel(int isa, int type) {
+pg_gemm_r8_fn pg_gemm_r8_for(int isa, int type) {
 #if defined(__x86_64__)
     if (isa == PG_ISA_AVX512 && pg_isa_supported(PG_ISA_AVX512)) {
         if (type == PG_Q4_0) return pg_gemm_q4_0_r8_avx512;
@@ -98,7 +96,7 @@ int pg_gemm_r8(int isa, int type, int64_t n, const void *packed, size_t packed_b
         return PG_EBADARG;
     const size_t act_block = type == PG_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
     if (a_stride < (size_t)(n / 32) * act_block) return PG_EBADARG;
-    r8_gemm_fn gemm = r8_kernel(isa, type);
+    pg_gemm_r8_fn gemm = pg_gemm_r8_for(isa, type);
     if (!gemm) return PG_ENOKERNEL;
     gemm(n, packed, nrows, a, a_stride, ntok, y, ldy);
     return PG_OK;

@@ -86,7 +86,8 @@ class Model:
     _model = None
 
     def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
-                 n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, _mapping=None):
+                 n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, repack: bool = True,
+                 _mapping=None):
         self.config, self.metadata = config, metadata
         self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
         self._tokenizer = None
@@ -98,6 +99,7 @@ class Model:
         if not 1 <= n_seq <= MAX_SEQUENCES:
             raise ModelError(f"n_seq must be 1..{MAX_SEQUENCES}, got {n_seq}")
         self.n_seq = int(n_seq)
+        self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0 matrices repacked once for faster kernels
         self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
         self.n_past = 0
         self.tensors = tensors
@@ -150,6 +152,7 @@ class Model:
         p.n_vocab, p.n_embd, p.n_layer, p.n_head, p.n_head_kv = c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv
         p.head_dim, p.n_ff, p.n_rot, p.n_ctx, p.n_batch = c.head_dim, c.n_ff, c.n_rot, self.n_ctx, self.n_batch
         p.n_seq = self.n_seq
+        p.gguf_layout_only = int(not self.repack)
         p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
         p.rope_yarn = int(c.rope_scaling == "yarn")
         p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
@@ -160,7 +163,7 @@ class Model:
 
     @classmethod
     def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None,
-             n_seq=1) -> "Model":
+             n_seq=1, repack=True) -> "Model":
         """Maps a GGUF file and builds the model; the tokenizer is built on first use."""
         from .gguf import GGUFError, GGUFReader   # imported here so a model can be built without it
 
@@ -182,7 +185,7 @@ class Model:
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
-                       n_seq=n_seq, _mapping=mapping)
+                       n_seq=n_seq, repack=repack, _mapping=mapping)
         except BaseException:
             mapping.close()
             raise

@@ -19,6 +19,7 @@ typedef struct {
     int32_t rope_yarn;          /* 1: YaRN ramp between interpolated and extrapolated angles */
     int32_t yarn_n_ctx_orig;    /* the context the model was trained with before scaling */
     float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    int32_t gguf_layout_only;   /* 1: multiply by the mapped GGUF rows only (0: repack where faster) */
 } pg_model_params;
 
 /* One tensor: where its bytes start in the mapping, its type, ggml shape (ne0 = row length). */

@@ -73,9 +73,8 @@ static void project(const forward_task *f, const pg_weight *w, const float *x, i
     pg_split(w->rows, align, ith, nth, &r0, &r1);
     *r0_out = r0, *r1_out = r1;
     if (r1 <= r0) return;
-    pg_gemm_fn gemm = pg_gemm_for(f->isa, w->type);
-    gemm(w->n, w->data + r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0),
-         act_for(f->m, w, x, ith), act_row_bytes(w->traits->act_type, w->n), ntok, y + r0, ldy);
+    pg_weight_gemm(w, f->isa, r0, r1, act_for(f->m, w, x, ith), act_row_bytes(w->traits->act_type, w->n), ntok,
+                   y + r0, ldy);
 }
 
 /* x (ntok, n) += W a^T on this thread's rows only, so the add needs no barrier of its own */

@@ -185,6 +185,7 @@ void pg_model_free(pg_model *m) {
         free(s->act_hidden.buf[t]);
     }
     free(s->act);
+    pg_weights_free_packed(m);
     free(m->w.layers);
     free(m);
 }
@@ -212,6 +213,7 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
         (rc = bind_weights(m, map, map_size, tensors, bad_tensor)) == PG_OK)
         rc = alloc_run_state(m);
     set_rope(m);
+    if (rc == PG_OK && !params->gguf_layout_only) pg_weights_repack(m, pg_isa_current());
     if (rc != PG_OK) {
         pg_model_free(m);
         return rc;

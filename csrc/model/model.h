@@ -11,13 +11,15 @@
 #include "quants/traits.h"
 #include "model/ops.h"
 
-/* One weight matrix: rows of n values, stored row after row in `data`. */
+/* One weight matrix: rows of n values, stored row after row in `data`; and, for the types an
+ * x86 kernel reads faster that way, the same rows repacked once at load (weights.c). */
 typedef struct {
     const char *data;              /* first row, inside the mapping */
     const pg_type_traits *traits;  /* its type */
     int type;
     int64_t n, rows;               /* ne0 (row length), ne1 */
     size_t row_bytes;
+    void *packed;                  /* the rows in the repacked 8-row layout (repack.c), or NULL */
 } pg_weight;
 
 typedef struct {
@@ -81,8 +83,15 @@ static inline pg_half *pg_kv_row(pg_half *cache, const pg_model *m, int layer, i
     return cache + ((head * m->p.n_seq + seq) * m->p.n_ctx + pos) * m->p.head_dim;
 }
 
-/* Rows r0..r1 of W times ntok activation rows (in W's activation format) into y[t*ldy + r]. */
-void pg_model_matmul_rows(const pg_weight *w, const void *a, int ntok, float *y, size_t ldy,
-                          int64_t r0, int64_t r1);
+/* Rows [r0, r1) of W (r0 a multiple of 8) times ntok activation rows in W's activation format,
+ * a_stride bytes apart, into y[t*ldy + r - r0], with isa's kernel: the repacked rows when W has
+ * them and isa a kernel for them, else the GGUF rows. Either gives the same bits. */
+void pg_weight_gemm(const pg_weight *w, int isa, int64_t r0, int64_t r1, const void *a, size_t a_stride,
+                    int ntok, float *y, size_t ldy);
+
+/* Repacks every matrix of the model whose type has a repacked kernel on `isa`; a matrix that
+ * cannot get the memory keeps its GGUF rows only. pg_weights_free_packed releases them. */
+void pg_weights_repack(pg_model *m, int isa);
+void pg_weights_free_packed(pg_model *m);
 
 #endif
