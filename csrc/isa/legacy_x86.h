@@ -854,7 +854,7 @@ PG_INLINE void r8_block(int kind, const uint8_t *blk, __m256i q[8], __m256i *wsg
 
 /* G repacked 8-row groups x T tokens, all nb blocks, accumulators in registers: acc[g*T + t]
  * (8 outputs: group g's rows, token t). Each weight column is unpacked once for the T tokens and
- * each activation dword spread once for the G groups; the dots are panel_dots' exact int32
+ * each activation dword broadcast once for the G groups; the dots are panel_dots' exact int32
  * lanes and every output sees block_step in block order, so y equals the other paths' bits. */
 PG_INLINE void r8_tile(int kind, const uint8_t *const grp[2], const int G, int64_t nb, const uint8_t *a,
                        size_t a_stride, const act_scales *pre, size_t pre_stride, const int T, __m256 acc[8]) {
@@ -867,9 +867,6 @@ PG_INLINE void r8_tile(int kind, const uint8_t *const grp[2], const int G, int64
         const uint8_t *qs[2];
         PG_UNROLL for (int g = 0; g < G; g++) qs[g] = grp[g] + ib * gblock + sb;
         PG_UNROLL for (int h = 0; h < 2; h++) {
-            __m256i half[4];
-            PG_UNROLL for (int t = 0; t < T; t++)
-                half[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a + (size_t)t * a_stride + ib * abytes + aqs + 16 * h)));
             PG_UNROLL for (int j = 0; j < 4; j++) {
                 __m256i w[2], sg[2];
                 PG_UNROLL for (int g = 0; g < G; g++) {
@@ -882,7 +879,9 @@ PG_INLINE void r8_tile(int kind, const uint8_t *const grp[2], const int G, int64
                     }
                 }
                 PG_UNROLL for (int t = 0; t < T; t++) {
-                    const __m256i x = dword_in_all_lanes(half[t], j);
+                    /* a broadcast from memory costs no ALU slot, where the in-register shuffle
+                     * of the panel paths does (measured here: 1.1-1.3x) */
+                    const __m256i x = act_dword(a + (size_t)t * a_stride + ib * abytes + aqs + 16 * h, j);
                     PG_UNROLL for (int g = 0; g < G; g++) {
                         const int i = g * T + t;
                         if (kind == KIND_Q8_0) s[i] = _mm256_add_epi32(s[i], pg_dot_u8s8(w[g], _mm256_sign_epi8(x, sg[g])));
@@ -1001,7 +1000,8 @@ PG_INLINE void r8_many_tokens(int kind, int64_t nb, const void *packed, int nrow
 }
 
 /* Up to this many tokens, r8_tile (weights unpacked in registers per 4 tokens) beats decoding
- * panels once for all tokens (measured, 1536x576 Q4_1: 4 tokens 2.0x, 8 1.2-1.4x, 64 0.8x) */
+ * panels once for all tokens (measured, 1536x576 Q4_1, over the GGUF-layout panels: 4 tokens
+ * 2.0x, 8 1.3-1.4x, 64 0.8x) */
 #define R8_FEW_TOKENS 16
 
 #define PG_R8_PARAMS int64_t n, const void *packed, int nrows, const void *a, size_t a_stride, \
