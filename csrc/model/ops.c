@@ -5,8 +5,6 @@
 #include <string.h>
 #include "model/ops.h"
 #include "quants/traits.h"
-#include "threadpool.h"   /* api/kernels.h: pg_isa_supported and the PG_E* codes */
-#include "api/ops.h"
 
 /* x (n,) -> out (n,); mean of squares summed in double, then (x * scale) * w in float */
 void pg_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
@@ -68,13 +66,6 @@ pg_swiglu_fn pg_swiglu_for(int isa) {
     return (isa == 1 || isa == 2) && pg_swiglu_avx2 != NULL ? pg_swiglu_avx2 : pg_swiglu;
 }
 
-int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n) {
-    if (!g || !u || n < 0) return PG_EBADARG;
-    if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
-    pg_swiglu_for(isa)(g, u, n);
-    return PG_OK;
-}
-
 /* eight independent partial sums, combined in one fixed order */
 float pg_dot_f32(const float *a, const float *b, int n) {
     float acc[8] = {0};
@@ -101,23 +92,42 @@ static void half_row_to_float(float *out, const pg_half *h, int n) {
 }
 
 /* portable kernels: each row converted through the table, eight fixed partial sums per dot */
-static void scores_ref(float *s, size_t s_stride, const float *q, int n_rep, const pg_half *k, int head_dim,
-                       float scale, float *row) {
-    half_row_to_float(row, k, head_dim);
-    for (int h = 0; h < n_rep; h++) s[h * s_stride] = pg_dot_f32(q + (size_t)h * head_dim, row, head_dim) * scale;
-}
-
-static void accumulate_ref(float *out, const float *p, size_t p_stride, int n_rep, const pg_half *v, int head_dim,
-                           float *row) {
-    half_row_to_float(row, v, head_dim);
-    for (int h = 0; h < n_rep; h++) {
-        const float ph = p[h * p_stride];
-        float *o = out + (size_t)h * head_dim;
-        for (int d = 0; d < head_dim; d++) o[d] += ph * row[d];
+static void scores_ref(float *s, const float *q, int n_rep, const pg_half *k, int n_kv, int head_dim, float scale,
+                       float *row) {
+    for (int j = 0; j < n_kv; j++) {
+        half_row_to_float(row, k + (size_t)j * head_dim, head_dim);
+        for (int h = 0; h < n_rep; h++)
+            s[(size_t)h * n_kv + j] = pg_dot_f32(q + (size_t)h * head_dim, row, head_dim) * scale;
     }
 }
 
-static const pg_attention_kernels ATTENTION_REF = {scores_ref, accumulate_ref};
+static void accumulate_ref(float *out, const float *p, int n_rep, const pg_half *v, int n_kv, int head_dim,
+                           float *row) {
+    memset(out, 0, sizeof(float) * (size_t)n_rep * head_dim);
+    for (int j = 0; j < n_kv; j++) {
+        half_row_to_float(row, v + (size_t)j * head_dim, head_dim);
+        for (int h = 0; h < n_rep; h++) {
+            const float ph = p[(size_t)h * n_kv + j];
+            float *o = out + (size_t)h * head_dim;
+            for (int d = 0; d < head_dim; d++) o[d] += ph * row[d];
+        }
+    }
+}
+
+/* s (n,) -> exp(s - max s) in place; returns 1 / their sum, taken in double term by term. With
+ * a NaN score every output is NaN, whichever maximum is found. */
+static float softmax_ref(float *s, int n) {
+    float max = -INFINITY;
+    for (int j = 0; j < n; j++) max = s[j] > max ? s[j] : max;
+    double sum = 0.0;
+    for (int j = 0; j < n; j++) {
+        s[j] = expf(s[j] - max);
+        sum += (double)s[j];
+    }
+    return (float)(1.0 / sum);
+}
+
+static const pg_attention_kernels ATTENTION_REF = {scores_ref, softmax_ref, accumulate_ref};
 
 /* the AVX2 + F16C + FMA kernels of isa/attention_avx2.c, NULL where not built */
 extern const pg_attention_kernels pg_attention_kernels_avx2 __attribute__((weak));
@@ -130,9 +140,9 @@ const pg_attention_kernels *pg_attention_kernels_for(int isa, int head_dim) {
 }
 
 /* out (n_rep, head_dim) = softmax(q K^T * scale) V over positions 0..pos, for n_rep query heads
- * sharing one KV head: pass 1 scores every head against each K row, pass 2 exponentiates (max
- * subtracted, sum in double), pass 3 accumulates each V row into all heads in F32 and divides by
- * the sum at the end */
+ * sharing one KV head: the kernels score every head against all K rows, each row of scores is
+ * exponentiated (max subtracted, sum in double), V is accumulated into all heads in F32, and
+ * each head is divided by its sum at the end */
 void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
                         int pos, const pg_half *kc, const pg_half *vc, float scale, float *scratch) {
     const int n_kv = pos + 1;
@@ -140,22 +150,9 @@ void pg_attention_group(const pg_attention_kernels *kern, float *out, const floa
     float *row = scratch + (size_t)n_rep * n_kv;        /* (head_dim,) one converted K or V row */
     float inv_sum[n_rep];
 
-    for (int j = 0; j < n_kv; j++)
-        kern->scores(scores + j, (size_t)n_kv, q, n_rep, kc + (size_t)j * head_dim, head_dim, scale, row);
-    for (int h = 0; h < n_rep; h++) {
-        float *s = scores + (size_t)h * n_kv;
-        float max = -INFINITY;
-        for (int j = 0; j < n_kv; j++) max = fmaxf(max, s[j]);
-        double sum = 0.0;
-        for (int j = 0; j < n_kv; j++) {
-            s[j] = expf(s[j] - max);
-            sum += (double)s[j];
-        }
-        inv_sum[h] = (float)(1.0 / sum);
-    }
-    memset(out, 0, sizeof(float) * (size_t)n_rep * head_dim);
-    for (int j = 0; j < n_kv; j++)
-        kern->accumulate(out, scores + j, (size_t)n_kv, n_rep, vc + (size_t)j * head_dim, head_dim, row);
+    kern->scores(scores, q, n_rep, kc, n_kv, head_dim, scale, row);
+    for (int h = 0; h < n_rep; h++) inv_sum[h] = kern->softmax(scores + (size_t)h * n_kv, n_kv);
+    kern->accumulate(out, scores, n_rep, vc, n_kv, head_dim, row);
     for (int h = 0; h < n_rep; h++)
         for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] *= inv_sum[h];
 }
