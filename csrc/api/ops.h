@@ -4,6 +4,13 @@
  * pass; PG_ENOKERNEL when this machine or build cannot run it. */
 int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n);
 
+/* out (n,) = x / rms(x) * w with the RMSNorm an instruction set runs in the forward pass */
+int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t n, float eps);
+
+/* n floats -> blocks of an activation format with the quantizer an instruction set runs in the
+ * forward pass (pg_quantize_activation's bytes on every ISA) */
+int pg_quantize_activation_isa(int isa, int type, const float *x, void *y, int64_t n);
+
 /* Causal attention of n_rep query heads over n_kv cached rows with the kernels an instruction
  * set runs in the forward pass: q (n_rep, head_dim), k, v (n_kv, head_dim) as binary16 bits,
  * out (n_rep, head_dim); scores (n_rep, n_kv), when not NULL, gets q K^T * scale before the

@@ -15,6 +15,13 @@ void pg_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
+void pg_rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) __attribute__((weak));
+
+pg_rmsnorm_fn pg_rmsnorm_for(int isa) {
+    /* PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 (dispatch.h): both machines run the AVX2 kernel */
+    return (isa == 1 || isa == 2) && pg_rmsnorm_avx2 != NULL ? pg_rmsnorm_avx2 : pg_rmsnorm;
+}
+
 /* YaRN's ramp: 1 for dimension pairs below `low` (pure extrapolation), 0 above `high` */
 static float yarn_ramp(float low, float high, int i0) {
     const float y = ((float)(i0 / 2) - low) / fmaxf(0.001f, high - low);
@@ -64,6 +71,22 @@ void pg_swiglu_avx2(float *g, const float *u, int64_t n) __attribute__((weak));
 pg_swiglu_fn pg_swiglu_for(int isa) {
     /* PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 (dispatch.h): both machines run the AVX2 kernel */
     return (isa == 1 || isa == 2) && pg_swiglu_avx2 != NULL ? pg_swiglu_avx2 : pg_swiglu;
+}
+
+void pg_quantize_act_q8_0_avx2(const float *x, void *y, int64_t n) __attribute__((weak));
+void pg_quantize_act_q8_1_avx2(const float *x, void *y, int64_t n) __attribute__((weak));
+void pg_quantize_act_q8_K_avx2(const float *x, void *y, int64_t n) __attribute__((weak));
+
+pg_quantize_fn pg_act_quantizer_for(int isa, int type) {
+    const pg_type_traits *t = pg_traits(type);
+    if (!t) return NULL;
+    if (isa == 1 || isa == 2) {   /* PG_ISA_AVX2, PG_ISA_AVX512 (dispatch.h) */
+        pg_quantize_fn fast = type == PG_Q8_0 ? pg_quantize_act_q8_0_avx2
+                            : type == PG_Q8_1 ? pg_quantize_act_q8_1_avx2
+                            : type == PG_Q8_K ? pg_quantize_act_q8_K_avx2 : NULL;
+        if (fast) return fast;
+    }
+    return t->quantize_act;
 }
 
 /* eight independent partial sums, combined in one fixed order */

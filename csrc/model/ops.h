@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
-#include "quants/blocks.h"
+#include "quants/traits.h"
 
 /* Builds the F16 -> F32 table the attention reads the cache through; call before any kernel here
  * (pg_model_new does). Safe to call from several threads, any number of times. */
@@ -25,6 +25,10 @@ static inline void pg_sum_bracket(double lanes, int64_t n, double *lo, double *h
 
 /* x (n,) -> out (n,) = x / rms(x) * w, the sum of squares in double as llama.cpp does */
 void pg_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+
+/* pg_rmsnorm for an instruction set (pg_isa): AVX2 machines get isa/norm_avx2.c, same floats */
+typedef void (*pg_rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
+pg_rmsnorm_fn pg_rmsnorm_for(int isa);
 
 /* RoPE angles for one position: cs (n_rot/2 pairs of cos, sin) with llama.cpp's linear/YaRN rules.
  * `pos` may be negative (a context shift rotates keys back by -discard); with_mscale 0 gives a
@@ -47,6 +51,11 @@ void pg_swiglu(float *g, const float *u, int64_t n);
 /* pg_swiglu for an instruction set (pg_isa): AVX2 machines get a vector exp (isa/swiglu_avx2.c) */
 typedef void (*pg_swiglu_fn)(float *g, const float *u, int64_t n);
 pg_swiglu_fn pg_swiglu_for(int isa);
+
+/* The activation quantizer of format `type` for an instruction set: the table's quantize_act, or
+ * on AVX2 machines its twin in isa/act_quant_avx2.c, which writes the same bytes. NULL where the
+ * table has none. */
+pg_quantize_fn pg_act_quantizer_for(int isa, int type);
 
 /* a, b (n,) -> dot in float, eight fixed partial sums (same order every call) */
 float pg_dot_f32(const float *a, const float *b, int n);

@@ -24,6 +24,25 @@ int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n) {
     return PG_OK;
 }
 
+int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t n, float eps) {
+    if (!out || !x || !w || n <= 0) return PG_EBADARG;
+    if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
+    pg_rmsnorm_for(isa)(out, x, w, n, eps);
+    return PG_OK;
+}
+
+int pg_quantize_activation_isa(int isa, int type, const float *x, void *y, int64_t n) {
+    const pg_type_traits *t = pg_traits(type);
+    if (!t) return PG_EBADTYPE;
+    if (!x || !y || n < 0) return PG_EBADARG;
+    if (n % t->blck_size) return PG_EBADSIZE;
+    if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
+    const pg_quantize_fn quantize = pg_act_quantizer_for(isa, type);
+    if (!quantize) return PG_ENOKERNEL;
+    quantize(x, y, n);
+    return PG_OK;
+}
+
 int pg_attention_isa(int isa, float *out, float *scores, const float *q, int n_rep, int head_dim, int n_kv,
                      const uint16_t *k, const uint16_t *v, float scale) {
     if (!out || !q || !k || !v || n_rep <= 0 || head_dim <= 0 || n_kv <= 0) return PG_EBADARG;
