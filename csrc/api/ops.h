@@ -11,6 +11,9 @@ int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t 
  * forward pass (pg_quantize_activation's bytes on every ISA) */
 int pg_quantize_activation_isa(int isa, int type, const float *x, void *y, int64_t n);
 
+/* x (n,) -> out (n,) binary16 bits with the conversion an instruction set uses for the KV cache */
+int pg_f16_row_isa(int isa, uint16_t *out, const float *x, int64_t n);
+
 /* Causal attention of n_rep query heads over n_kv cached rows with the kernels an instruction
  * set runs in the forward pass: q (n_rep, head_dim), k, v (n_kv, head_dim) as binary16 bits,
  * out (n_rep, head_dim); scores (n_rep, n_kv), when not NULL, gets q K^T * scale before the

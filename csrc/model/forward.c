@@ -96,27 +96,30 @@ static void project_residual(const forward_task *f, const pg_weight *w, const fl
  * 16-aligned, so it holds whole (2i, 2i+1) pairs and can rotate them right after its matmul */
 static void rope_rows(const forward_task *f, float *y, size_t ld, int64_t r0, int64_t r1) {
     const pg_model *m = f->m;
-    const int hd = m->p.head_dim, n_rot = m->p.n_rot;
+    const int64_t hd = m->p.head_dim, n_rot = m->p.n_rot;
     for (int t = 0; t < f->ntok; t++) {
         const float *cs = m->s.rope_cs + (size_t)t * n_rot;
         float *yt = y + t * ld;
-        for (int64_t r = r0; r < r1; r += 2) {
-            const int d = (int)(r % hd);
-            if (d >= n_rot) continue;
-            const float c = cs[d], s = cs[d + 1], x0 = yt[r], x1 = yt[r + 1];
-            yt[r] = x0 * c - x1 * s;
-            yt[r + 1] = x0 * s + x1 * c;
+        for (int64_t h0 = r0 - r0 % hd; h0 < r1; h0 += hd) {    /* each head the range meets */
+            const int64_t d0 = r0 > h0 ? r0 - h0 : 0, d1 = r1 - h0 < n_rot ? r1 - h0 : n_rot;
+            if (d1 > d0) pg_rope_pairs(yt + h0 + d0, cs + d0, (int)(d1 - d0));
         }
     }
 }
 
-/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions */
+/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions,
+ * a run of each KV head's row at a time */
 static void store_rows(const forward_task *f, pg_half *cache, int layer, const float *y, int64_t r0, int64_t r1) {
     const pg_model *m = f->m;
-    const int hd = m->p.head_dim;
-    for (int t = 0; t < f->ntok; t++)
-        for (int64_t r = r0; r < r1; r++)
-            pg_kv_row(cache, m, layer, (int)(r / hd), f->seq[t], f->pos[t])[r % hd] = pg_float_to_half(y[(size_t)t * m->n_kv + r]);
+    const int64_t hd = m->p.head_dim;
+    const pg_f16_row_fn to_f16 = pg_f16_row_for(f->isa);
+    for (int t = 0; t < f->ntok; t++) {
+        const float *yt = y + (size_t)t * m->n_kv;
+        for (int64_t h0 = r0 - r0 % hd; h0 < r1; h0 += hd) {
+            const int64_t d0 = r0 > h0 ? r0 - h0 : 0, d1 = r1 - h0 < hd ? r1 - h0 : hd;
+            to_f16(pg_kv_row(cache, m, layer, (int)(h0 / hd), f->seq[t], f->pos[t]) + d0, yt + h0 + d0, d1 - d0);
+        }
+    }
 }
 
 /* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */

@@ -48,17 +48,29 @@ void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_ms
     }
 }
 
+void pg_rope_pairs(float *v, const float *cs, int n) {
+    for (int i0 = 0; i0 + 1 < n; i0 += 2) {
+        const float c = cs[i0], s = cs[i0 + 1];
+        const float x0 = v[i0], x1 = v[i0 + 1];
+        v[i0] = x0 * c - x1 * s;
+        v[i0 + 1] = x0 * s + x1 * c;
+    }
+}
+
 /* v (n_heads, head_dim), rotated in place pair by pair */
 void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs) {
-    for (int h = 0; h < n_heads; h++) {
-        float *vh = v + (size_t)h * head_dim;
-        for (int i0 = 0; i0 < n_rot; i0 += 2) {
-            const float c = cs[i0], s = cs[i0 + 1];
-            const float x0 = vh[i0], x1 = vh[i0 + 1];
-            vh[i0] = x0 * c - x1 * s;
-            vh[i0 + 1] = x0 * s + x1 * c;
-        }
-    }
+    for (int h = 0; h < n_heads; h++) pg_rope_pairs(v + (size_t)h * head_dim, cs, n_rot);
+}
+
+void pg_f16_row(pg_half *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = pg_float_to_half(x[i]);
+}
+
+void pg_f16_row_avx2(pg_half *out, const float *x, int64_t n) __attribute__((weak));
+
+pg_f16_row_fn pg_f16_row_for(int isa) {
+    /* PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 (dispatch.h): both machines run the AVX2 kernel */
+    return (isa == 1 || isa == 2) && pg_f16_row_avx2 != NULL ? pg_f16_row_avx2 : pg_f16_row;
 }
 
 /* g (n,) = g / (1 + exp(-g)) * u */

@@ -45,6 +45,15 @@ void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_ms
 /* v (n_heads, head_dim): rotate the adjacent pairs (2i, 2i+1), i < n_rot/2, of every head */
 void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs);
 
+/* v (n,) holding n/2 pairs (2i, 2i+1), each rotated by its (cos, sin) pair in cs (n,) */
+void pg_rope_pairs(float *v, const float *cs, int n);
+
+/* x (n,) -> out (n,) binary16 (pg_float_to_half), and the same for an instruction set (pg_isa):
+ * AVX2 machines convert with F16C (isa/f16_avx2.c), same bits */
+void pg_f16_row(pg_half *out, const float *x, int64_t n);
+typedef void (*pg_f16_row_fn)(pg_half *out, const float *x, int64_t n);
+pg_f16_row_fn pg_f16_row_for(int isa);
+
 /* g, u (n,) -> g = silu(g) * u, with libm's expf (the reference) */
 void pg_swiglu(float *g, const float *u, int64_t n);
 

@@ -43,6 +43,13 @@ int pg_quantize_activation_isa(int isa, int type, const float *x, void *y, int64
     return PG_OK;
 }
 
+int pg_f16_row_isa(int isa, uint16_t *out, const float *x, int64_t n) {
+    if (!out || !x || n < 0) return PG_EBADARG;
+    if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
+    pg_f16_row_for(isa)(out, x, n);
+    return PG_OK;
+}
+
 int pg_attention_isa(int isa, float *out, float *scores, const float *q, int n_rep, int head_dim, int n_kv,
                      const uint16_t *k, const uint16_t *v, float scale) {
     if (!out || !q || !k || !v || n_rep <= 0 || head_dim <= 0 || n_kv <= 0) return PG_EBADARG;
