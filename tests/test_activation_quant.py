@@ -58,8 +58,9 @@ def quantize_with(isa, name, x):
     return out
 
 
-def edge_blocks(name, rng):
-    """blocks of BLOCK[name] values that probe every branch of the quantizers"""
+def edge_blocks(name, rng, nan=True):
+    """blocks of BLOCK[name] values that probe every branch of the quantizers (the NaN ones last:
+    a NaN sends the rest of a row to the one-block code)"""
     b = BLOCK[name]
     tiny = np.float32(1e-40)                            # subnormal: 127 / amax overflows to inf
     rows = [
@@ -69,10 +70,11 @@ def edge_blocks(name, rng):
         np.r_[5.0, -5.0, np.ones(b - 2)], np.r_[-5.0, 5.0, np.ones(b - 2)],      # first largest wins
         np.r_[np.ones(b - 1), -7.0], np.r_[np.ones(b // 2), 9.0, -9.0, np.ones(b // 2 - 2)],
         np.r_[np.inf, np.ones(b - 1)], np.r_[np.ones(b - 1), -np.inf], np.r_[np.inf, -np.inf, np.zeros(b - 2)],
-        np.r_[np.nan, np.ones(b - 1)], np.r_[np.ones(b - 1), np.nan], np.r_[np.ones(3), np.nan, 8.0, np.ones(b - 5)],
         np.r_[tiny, -tiny, np.zeros(b - 2)], np.full(b, tiny), np.r_[3e38, -3.4e38, rng.normal(0, 1e38, b - 2)],
         rng.normal(0, 1e-30, b), rng.normal(0, 1e-42, b), rng.standard_normal(b) * 1e30,
     ]
+    if nan:
+        rows += [np.r_[np.nan, np.ones(b - 1)], np.r_[np.ones(b - 1), np.nan], np.r_[np.ones(3), np.nan, 8.0, np.ones(b - 5)]]
     return np.concatenate(rows).astype(np.float32)
 
 
@@ -81,10 +83,14 @@ def edge_blocks(name, rng):
 def test_simd_activation_quantizer_gives_the_scalar_bytes(isa, name):
     rng = np.random.default_rng(5)
     with np.errstate(over="ignore"):
-        inputs = [edge_blocks(name, rng)]
+        edges = edge_blocks(name, rng, nan=False)
+        inputs = [edges, np.roll(edges, 3 * BLOCK[name]), edge_blocks(name, rng)]
     for scale in (1e-3, 1.0, 40.0, 1e4):
         inputs.append((rng.standard_normal(BLOCK[name] * 97) * scale).astype(np.float32))
     inputs.append(np.round(rng.standard_normal(BLOCK[name] * 31) * 8) / 2)    # many exact ties
+    mid_nan = rng.standard_normal(BLOCK[name] * 40).astype(np.float32)
+    mid_nan[BLOCK[name] * 9 + 5] = np.nan                                      # NaN early in a row
+    inputs.append(mid_nan)
     for x in inputs:
         want = quantize_with("scalar", name, x)
         assert np.array_equal(want, kernels.quantize_activation(name, x))

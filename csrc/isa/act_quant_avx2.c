@@ -1,9 +1,10 @@
 /* AVX2 activation quantizers, bit-identical to the run-time ones of quants/q8_0.c, q8_1.c and
  * the reference of q8_K.c (the formats' activation quantizers: forward.c quantizes every matmul
- * input with them). A block's scale comes from a vector max, its quants from the same float
- * multiply and the same round-by-adding-1.5*2^23 trick as pg_nearest_int, 8 at a time; the int8
- * is the low byte of that int, as the scalar cast. A block holding a NaN goes to the scalar code,
- * whose fold over the values treats NaN in an order-dependent way. */
+ * input with them). A block's scale comes from a vector max (Q8_0/Q8_1: eight blocks' scales in
+ * one vector, so their divisions and fp16 conversions run together), its quants from the same
+ * float multiply and the same round-by-adding-1.5*2^23 trick as pg_nearest_int, 8 at a time;
+ * the int8 is the low byte of that int, as the scalar cast. A block holding a NaN goes to the
+ * scalar code, whose fold over the values treats NaN in an order-dependent way. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <stdint.h>
@@ -49,50 +50,137 @@ static inline void store_low_bytes(int8_t *qs, __m256i i0, __m256i i1, __m256i i
 /* the int8 value of an int's low byte, as int32 */
 static inline __m256i as_int8(__m256i i) { return _mm256_srai_epi32(_mm256_slli_epi32(i, 24), 24); }
 
-/* One 32-value block of Q8_0 or Q8_1: quants into qs; returns 0 (block left to the scalar code)
- * when it holds a NaN, else 1 with *amax and the sum of the quants. */
-static inline int quantize_block32(const float *x, int8_t *qs, float *amax_out, int *sum_out) {
+/* the 32 quants of one block with scale id into qs; returns their sums in 8 lanes */
+static inline __m256i quantize_32(const float *x, __m256 id, int8_t *qs) {
+    const __m256i i0 = nearest_int8(_mm256_loadu_ps(x), id), i1 = nearest_int8(_mm256_loadu_ps(x + 8), id);
+    const __m256i i2 = nearest_int8(_mm256_loadu_ps(x + 16), id), i3 = nearest_int8(_mm256_loadu_ps(x + 24), id);
+    store_low_bytes(qs, i0, i1, i2, i3);
+    return _mm256_add_epi32(_mm256_add_epi32(as_int8(i0), as_int8(i1)), _mm256_add_epi32(as_int8(i2), as_int8(i3)));
+}
+
+/* the lane-wise |x| maxima of a 32-value block, and an all-ones lane where it holds a NaN */
+static inline __m256 block_max8(const float *x, __m256 *nan) {
     const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
     const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    const __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)),
-                                    _mm256_or_ps(_mm256_cmp_ps(v2, v2, _CMP_UNORD_Q), _mm256_cmp_ps(v3, v3, _CMP_UNORD_Q)));
+    *nan = _mm256_or_ps(*nan, _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)),
+                                           _mm256_or_ps(_mm256_cmp_ps(v2, v2, _CMP_UNORD_Q), _mm256_cmp_ps(v3, v3, _CMP_UNORD_Q))));
+    return _mm256_max_ps(_mm256_max_ps(abs8(v0), abs8(v1)), _mm256_max_ps(abs8(v2), abs8(v3)));
+}
+
+/* The scale the scalar quantizers take from amax: id = 127 / amax, 0 for amax 0 */
+static inline __m256 inverse_scale(__m256 amax) {
+    const __m256 zero = _mm256_cmp_ps(amax, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    return _mm256_andnot_ps(zero, _mm256_div_ps(_mm256_set1_ps(127.0f), amax));
+}
+
+/* lane b = the max of the 8 lanes of m[b] (NaN-free input: max is then order-free) */
+static inline __m256 lane_max_of_8(const __m256 m[8]) {
+    __m256 x[4];
+    for (int p = 0; p < 4; p++)      /* [4 partial maxima of m[p] | 4 of m[p + 4]] */
+        x[p] = _mm256_max_ps(_mm256_permute2f128_ps(m[p], m[p + 4], 0x20), _mm256_permute2f128_ps(m[p], m[p + 4], 0x31));
+    const __m256 y01 = _mm256_max_ps(_mm256_shuffle_ps(x[0], x[1], 0x44), _mm256_shuffle_ps(x[0], x[1], 0xEE));
+    const __m256 y23 = _mm256_max_ps(_mm256_shuffle_ps(x[2], x[3], 0x44), _mm256_shuffle_ps(x[2], x[3], 0xEE));
+    return _mm256_max_ps(_mm256_shuffle_ps(y01, y23, 0x88), _mm256_shuffle_ps(y01, y23, 0xDD));
+}
+
+/* lane b = the sum of the 8 lanes of s[b], the same moves in integers */
+static inline __m256i lane_sum_of_8(const __m256i s[8]) {
+#define F(v) _mm256_castsi256_ps(v)
+#define I(v) _mm256_castps_si256(v)
+    __m256i x[4];
+    for (int p = 0; p < 4; p++)
+        x[p] = _mm256_add_epi32(_mm256_permute2x128_si256(s[p], s[p + 4], 0x20), _mm256_permute2x128_si256(s[p], s[p + 4], 0x31));
+    const __m256i y01 = _mm256_add_epi32(I(_mm256_shuffle_ps(F(x[0]), F(x[1]), 0x44)), I(_mm256_shuffle_ps(F(x[0]), F(x[1]), 0xEE)));
+    const __m256i y23 = _mm256_add_epi32(I(_mm256_shuffle_ps(F(x[2]), F(x[3]), 0x44)), I(_mm256_shuffle_ps(F(x[2]), F(x[3]), 0xEE)));
+    return _mm256_add_epi32(I(_mm256_shuffle_ps(F(y01), F(y23), 0x88)), I(_mm256_shuffle_ps(F(y01), F(y23), 0xDD)));
+#undef F
+#undef I
+}
+
+/* Eight 32-value blocks of Q8_0 or Q8_1 (block i's quants at qs + i * stride): the scales come
+ * from one vector of eight maxima, so the divisions and the fp16 conversions of the block
+ * headers run 8 at a time. Returns 0, writing nothing, when one of the blocks holds a NaN. */
+static inline int quantize_8_blocks(const float *x, int8_t *qs, size_t stride, __m256 *amax_out, __m256i *sums_out) {
+    __m256 m[8], nan = _mm256_setzero_ps();
+    for (int b = 0; b < 8; b++) m[b] = block_max8(x + 32 * b, &nan);
     if (_mm256_movemask_ps(nan)) return 0;
-    const float amax = hmax8(_mm256_max_ps(_mm256_max_ps(abs8(v0), abs8(v1)), _mm256_max_ps(abs8(v2), abs8(v3))));
-    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-    const __m256i i0 = nearest_int8(v0, id), i1 = nearest_int8(v1, id);
-    const __m256i i2 = nearest_int8(v2, id), i3 = nearest_int8(v3, id);
-    store_low_bytes(qs, i0, i1, i2, i3);
+    const __m256 amax = lane_max_of_8(m);
+    float id[8];
+    __m256i sums[8];
+    _mm256_storeu_ps(id, inverse_scale(amax));
+    for (int b = 0; b < 8; b++) sums[b] = quantize_32(x + 32 * b, _mm256_set1_ps(id[b]), qs + b * stride);
     *amax_out = amax;
-    *sum_out = hsum8_epi32(_mm256_add_epi32(_mm256_add_epi32(as_int8(i0), as_int8(i1)),
-                                            _mm256_add_epi32(as_int8(i2), as_int8(i3))));
+    *sums_out = lane_sum_of_8(sums);
+    return 1;
+}
+
+/* fp16 of 8 floats as pg_float_to_half: F16C gives its bits for all but NaN (f16_avx2.c) */
+static inline void to_half8(pg_half out[8], __m256 v) {
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+        float f[8];
+        _mm256_storeu_ps(f, v);
+        for (int i = 0; i < 8; i++) out[i] = pg_float_to_half(f[i]);
+    } else {
+        _mm_storeu_si128((__m128i *)out, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+}
+
+/* One block without neighbours to share with: returns 0 (left to the scalar code) on a NaN */
+static inline int quantize_1_block(const float *x, int8_t *qs, float *amax_out, int *sum_out) {
+    __m256 nan = _mm256_setzero_ps();
+    const float amax = hmax8(block_max8(x, &nan));
+    if (_mm256_movemask_ps(nan)) return 0;
+    *amax_out = amax;
+    *sum_out = hsum8_epi32(quantize_32(x, _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f), qs));
     return 1;
 }
 
 void pg_quantize_act_q8_0_avx2(const float *x, void *vy, int64_t n) {
     block_q8_0 *y = vy;
-    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+    const int64_t nb = n / QK8_0;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256 amax;
+        __m256i sums;
+        if (!quantize_8_blocks(x + i * QK8_0, y[i].qs, sizeof *y, &amax, &sums)) break;
+        pg_half d[8];
+        to_half8(d, _mm256_div_ps(amax, _mm256_set1_ps(127.0f)));
+        for (int b = 0; b < 8; b++) y[i + b].d = d[b];
+    }
+    for (; i < nb; i++) {               /* the last blocks, and all from one holding a NaN on */
         float amax;
         int sum;
-        if (!quantize_block32(x, y[i].qs, &amax, &sum)) {
-            pg_quantize_act_q8_0(x, &y[i], QK8_0);
-            continue;
-        }
-        y[i].d = pg_float_to_half(amax / 127.0f);
+        if (quantize_1_block(x + i * QK8_0, y[i].qs, &amax, &sum))
+            y[i].d = pg_float_to_half(amax / 127.0f);
+        else
+            pg_quantize_act_q8_0(x + i * QK8_0, &y[i], QK8_0);
     }
 }
 
 void pg_quantize_act_q8_1_avx2(const float *x, void *vy, int64_t n) {
     block_q8_1 *y = vy;
-    for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+    const int64_t nb = n / QK8_1;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256 amax;
+        __m256i sums;
+        if (!quantize_8_blocks(x + i * QK8_1, y[i].qs, sizeof *y, &amax, &sums)) break;
+        const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+        pg_half dh[8], sh[8];
+        to_half8(dh, d);
+        to_half8(sh, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), d));
+        for (int b = 0; b < 8; b++) y[i + b].d = dh[b], y[i + b].s = sh[b];
+    }
+    for (; i < nb; i++) {
         float amax;
         int sum;
-        if (!quantize_block32(x, y[i].qs, &amax, &sum)) {
-            pg_quantize_act_q8_1(x, &y[i], QK8_1);
-            continue;
+        if (quantize_1_block(x + i * QK8_1, y[i].qs, &amax, &sum)) {
+            const float d = amax / 127.0f;
+            y[i].d = pg_float_to_half(d);
+            y[i].s = pg_float_to_half((float)sum * d);
+        } else {
+            pg_quantize_act_q8_1(x + i * QK8_1, &y[i], QK8_1);
         }
-        const float d = amax / 127.0f;
-        y[i].d = pg_float_to_half(d);
-        y[i].s = pg_float_to_half((float)sum * d);
     }
 }
 
