@@ -1,5 +1,7 @@
-/* Per-token kernels of the llama forward: rmsnorm, RoPE, SwiGLU, and GQA attention over the F16
- * cache. Plain portable C: these are a few percent of the work next to the matmuls. */
+/* Per-token kernels of the llama forward: rmsnorm, RoPE, SwiGLU, F16 rows for the cache, and GQA
+ * attention over it, in portable C, and the *_for(isa) choosers that hand AVX2 machines the
+ * twins in isa/ (the same bits as these, except attention's dot products, which keep the AVX2
+ * kernel's own fixed order). */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
