@@ -135,6 +135,7 @@ static inline int quantize_1_block(const float *x, int8_t *qs, float *amax_out, 
     return 1;
 }
 
+/* x (n,) -> n/32 Q8_0 blocks: eight at a time, then one at a time */
 void pg_quantize_act_q8_0_avx2(const float *x, void *vy, int64_t n) {
     block_q8_0 *y = vy;
     const int64_t nb = n / QK8_0;
@@ -157,6 +158,7 @@ void pg_quantize_act_q8_0_avx2(const float *x, void *vy, int64_t n) {
     }
 }
 
+/* x (n,) -> n/32 Q8_1 blocks: eight at a time, then one at a time */
 void pg_quantize_act_q8_1_avx2(const float *x, void *vy, int64_t n) {
     block_q8_1 *y = vy;
     const int64_t nb = n / QK8_1;
@@ -223,6 +225,7 @@ static void quantize_block_q8_K(const float *x, block_q8_K *y) {
     y->d = 1 / iscale;
 }
 
+/* x (n,) -> n/256 Q8_K blocks */
 void pg_quantize_act_q8_K_avx2(const float *x, void *vy, int64_t n) {
     block_q8_K *y = vy;
     for (int64_t i = 0; i < n / QK_K; i++) quantize_block_q8_K(x + i * QK_K, &y[i]);

@@ -92,6 +92,7 @@ INLINE void scores_heads(float *s, const float *q, int H, const pg_half *k, int 
     }
 }
 
+/* s (n_rep, n_kv): heads in groups of three, each group sharing every converted K row */
 static void scores_avx2(float *s, const float *q, int n_rep, const pg_half *k, int n_kv, int head_dim, float scale,
                         float *row) {
     (void)row;
@@ -215,6 +216,7 @@ INLINE void accumulate_heads(float *out, const float *p, int H, const pg_half *v
     }
 }
 
+/* out (n_rep, head_dim): heads in groups of three, each group sharing every converted V row */
 static void accumulate_avx2(float *out, const float *p, int n_rep, const pg_half *v, int n_kv, int head_dim,
                             float *row) {
     (void)row;

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include "model/ops.h"
 
+/* x (n,) -> out (n,) binary16, 8 per vcvtps2ph */
 void pg_f16_row_avx2(pg_half *out, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {

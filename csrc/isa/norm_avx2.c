@@ -34,6 +34,7 @@ static double sum_squares_lanes(const float *x, int64_t n) {
     return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
 }
 
+/* x (n,) -> out (n,) = (x * scale) * w, scale = 1 / sqrt(mean of squares + eps) */
 void pg_rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) {
     double lo, hi;
     pg_sum_bracket(sum_squares_lanes(x, n), n, &lo, &hi);
