@@ -43,25 +43,28 @@ static const void *act_for(const pg_model *m, const pg_weight *w, const float *x
 }
 
 /* Quantizes every token row of x (ntok, n) into this thread's copies for the formats in `mask`. */
-static void quantize_rows(const pg_model *m, const float *x, int64_t n, int ntok, uint32_t mask, int ith) {
+static void quantize_rows(const forward_task *f, const float *x, int64_t n, int ntok, uint32_t mask, int ith) {
     for (int a = 0; a < PG_TYPE_COUNT; a++) {
         if (!(mask & (1u << a)) || a == PG_F32) continue;
         const size_t rb = act_row_bytes(a, n);
-        char *out = acts_of(m, x, ith)[a];
-        for (int t = 0; t < ntok; t++) pg_traits(a)->quantize_act(x + (size_t)t * n, out + (size_t)t * rb, n);
+        const pg_quantize_fn quantize = pg_act_quantizer_for(f->isa, a);
+        char *out = acts_of(f->m, x, ith)[a];
+        for (int t = 0; t < ntok; t++) quantize(x + (size_t)t * n, out + (size_t)t * rb, n);
     }
 }
 
 /* This thread's own normed copy xb (nrows, n_embd) of rows `rows` of x (all ntok rows when NULL),
  * quantized for `mask`: every thread computes the same values, so the matmuls that follow need
  * no barrier before them. */
-static float *norm_quantize(const pg_model *m, const float *x, const float *w, const int32_t *rows, int nrows,
+static float *norm_quantize(const forward_task *f, const float *x, const float *w, const int32_t *rows, int nrows,
                             uint32_t mask, int ith) {
+    const pg_model *m = f->m;
     const int64_t n = m->p.n_embd;
+    const pg_rmsnorm_fn rmsnorm = pg_rmsnorm_for(f->isa);
     float *xb = m->s.xb + (size_t)ith * m->p.n_batch * n;
     for (int t = 0; t < nrows; t++)
-        pg_rmsnorm(xb + (size_t)t * n, x + (size_t)(rows ? rows[t] : t) * n, w, n, m->p.rms_eps);
-    quantize_rows(m, xb, n, nrows, mask, ith);
+        rmsnorm(xb + (size_t)t * n, x + (size_t)(rows ? rows[t] : t) * n, w, n, m->p.rms_eps);
+    quantize_rows(f, xb, n, nrows, mask, ith);
     return xb;
 }
 
@@ -92,27 +95,30 @@ static void project_residual(const forward_task *f, const pg_weight *w, const fl
  * 16-aligned, so it holds whole (2i, 2i+1) pairs and can rotate them right after its matmul */
 static void rope_rows(const forward_task *f, float *y, size_t ld, int64_t r0, int64_t r1) {
     const pg_model *m = f->m;
-    const int hd = m->p.head_dim, n_rot = m->p.n_rot;
+    const int64_t hd = m->p.head_dim, n_rot = m->p.n_rot;
     for (int t = 0; t < f->ntok; t++) {
         const float *cs = m->s.rope_cs + (size_t)t * n_rot;
         float *yt = y + t * ld;
-        for (int64_t r = r0; r < r1; r += 2) {
-            const int d = (int)(r % hd);
-            if (d >= n_rot) continue;
-            const float c = cs[d], s = cs[d + 1], x0 = yt[r], x1 = yt[r + 1];
-            yt[r] = x0 * c - x1 * s;
-            yt[r + 1] = x0 * s + x1 * c;
+        for (int64_t h0 = r0 - r0 % hd; h0 < r1; h0 += hd) {    /* each head the range meets */
+            const int64_t d0 = r0 > h0 ? r0 - h0 : 0, d1 = r1 - h0 < n_rot ? r1 - h0 : n_rot;
+            if (d1 > d0) pg_rope_pairs(yt + h0 + d0, cs + d0, (int)(d1 - d0));
         }
     }
 }
 
-/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions */
+/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions,
+ * a run of each KV head's row at a time */
 static void store_rows(const forward_task *f, pg_half *cache, int layer, const float *y, int64_t r0, int64_t r1) {
     const pg_model *m = f->m;
-    const int hd = m->p.head_dim;
-    for (int t = 0; t < f->ntok; t++)
-        for (int64_t r = r0; r < r1; r++)
-            pg_kv_row(cache, m, layer, (int)(r / hd), f->seq[t], f->pos[t])[r % hd] = pg_float_to_half(y[(size_t)t * m->n_kv + r]);
+    const int64_t hd = m->p.head_dim;
+    const pg_f16_row_fn to_f16 = pg_f16_row_for(f->isa);
+    for (int t = 0; t < f->ntok; t++) {
+        const float *yt = y + (size_t)t * m->n_kv;
+        for (int64_t h0 = r0 - r0 % hd; h0 < r1; h0 += hd) {
+            const int64_t d0 = r0 > h0 ? r0 - h0 : 0, d1 = r1 - h0 < hd ? r1 - h0 : hd;
+            to_f16(pg_kv_row(cache, m, layer, (int)(h0 / hd), f->seq[t], f->pos[t]) + d0, yt + h0 + d0, d1 - d0);
+        }
+    }
 }
 
 /* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */
@@ -157,12 +163,13 @@ static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, i
     if (r1 <= r0) return;
     const int act_type = L->w_down.traits->act_type;
     const size_t rb = pg_row_bytes(act, n_ff);
+    const pg_quantize_fn quantize = pg_act_quantizer_for(f->isa, act_type);
     for (int t = 0; t < f->ntok; t++) {
         float *h = m->s.hb + t * n_ff;
         pg_swiglu_for(f->isa)(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
         if (act_type != PG_F32)
-            act->quantize_act(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
-                              r1 - r0);
+            quantize(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
+                     r1 - r0);
     }
 }
 
@@ -189,7 +196,7 @@ static void forward_worker(void *arg, int ith, int nth) {
     for (int l = 0; l < m->p.n_layer; l++) {
         const pg_layer *L = &m->w.layers[l];
         /* attention rmsnorm, quantized once (per thread) for Q, K and V */
-        float *xb = norm_quantize(m, s->x, L->attn_norm, NULL, ntok, L->act_qkv, ith);
+        float *xb = norm_quantize(f, s->x, L->attn_norm, NULL, ntok, L->act_qkv, ith);
         /* q, k, v projections, RoPE on q and k, this batch's keys and values into the cache */
         qkv(f, L, l, xb, ith, nth);
         pg_pool_barrier(pool);
@@ -197,12 +204,12 @@ static void forward_worker(void *arg, int ith, int nth) {
         attention(f, l, scratch, ith, nth);
         pg_pool_barrier(pool);
         /* output projection (its input quantized per thread), added to the residual stream */
-        quantize_rows(m, s->att, m->n_q, ntok, L->act_o, ith);
+        quantize_rows(f, s->att, m->n_q, ntok, L->act_o, ith);
         project_residual(f, &L->wo, s->att, ntok, ith, nth);
         pg_pool_barrier(pool);
         /* ffn rmsnorm, quantized once (per thread) for gate and up; SwiGLU, thread-local because
          * gate and up use the same rows; its output quantized for down by the same thread */
-        xb = norm_quantize(m, s->x, L->ffn_norm, NULL, ntok, L->act_ffn, ith);
+        xb = norm_quantize(f, s->x, L->ffn_norm, NULL, ntok, L->act_ffn, ith);
         gate_up(f, L, xb, ith, nth);
         pg_pool_barrier(pool);
         /* down projection, added to the residual stream */
@@ -212,7 +219,7 @@ static void forward_worker(void *arg, int ith, int nth) {
     if (f->n_out == 0) return;
 
     /* final rmsnorm of the tokens whose logits are wanted, then the output matrix */
-    float *xb = norm_quantize(m, s->x, m->w.output_norm, f->out_rows, f->n_out, m->w.act_output, ith);
+    float *xb = norm_quantize(f, s->x, m->w.output_norm, f->out_rows, f->n_out, m->w.act_output, ith);
     int64_t r0, r1;
     project(f, &m->w.output, xb, f->n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
 }
