@@ -1,6 +1,8 @@
 /* The llama forward pass for a batch of tokens, each at its own position of its own sequence,
- * in one pg_pool_run: every thread walks the same stages, splits each stage's work (tokens, or
- * 16-aligned weight rows) and meets the others at a barrier, five per layer. Norms and
+ * in one pg_pool_run: every thread walks the same stages, takes each stage's work in chunks
+ * (16-aligned runs of weight rows, or query heads) through pg_pool_next_chunks, its own share
+ * first and then what the slower threads have not started, and meets the others at a barrier,
+ * five per layer. Norms and
  * activation quantization are done by every thread into its own buffers rather than split,
  * which costs O(n_embd) per token and saves a barrier each. Each value is computed by code that
  * depends only on its own inputs, never on the split or on the other tokens of the batch, so any
@@ -68,25 +70,53 @@ static float *norm_quantize(const forward_task *f, const float *x, const float *
     return xb;
 }
 
-/* y (ntok, w->rows) at row stride ldy = W a^T, for this thread's `align`-aligned range of W's
- * rows [*r0, *r1) */
-static void project(const forward_task *f, const pg_weight *w, const float *x, int ntok, float *y, size_t ldy,
-                    int64_t align, int ith, int nth, int64_t *r0_out, int64_t *r1_out) {
-    int64_t r0, r1;
-    pg_split(w->rows, align, ith, nth, &r0, &r1);
-    *r0_out = r0, *r1_out = r1;
-    if (r1 <= r0) return;
+/* Multiply-adds per chunk of a matmul stage (measured: ~2.5 us; drawing a chunk costs an atomic
+ * add and a gemm call, well under 1% of that), small enough that the last chunk of a stage
+ * leaves the other threads idle only briefly. */
+#define CHUNK_MACS (32 * 1024)
+
+/* Rows per chunk of a stage of `rows` rows that each cost `row_macs` per token: a multiple of
+ * `align`; a single thread takes every row in one chunk (one gemm call per matrix) */
+static int64_t chunk_rows(int64_t rows, int64_t row_macs, int ntok, int64_t align, int nth) {
+    if (nth == 1) return rows > 0 ? rows : 1;
+    int64_t step = CHUNK_MACS / (row_macs * ntok);
+    const int64_t fewest = rows / PG_POOL_MAX_CHUNKS + 1;   /* a matrix never has too many chunks */
+    step = step > fewest ? step : fewest;
+    return (step + align - 1) / align * align;
+}
+
+/* The number of chunks of `step` rows that cover `rows` rows */
+static int64_t chunk_count(int64_t rows, int64_t step) {
+    return step >= rows ? 1 : (rows + step - 1) / step;
+}
+
+/* Rows [*r0, *r1) of this thread's next chunks of a matrix of `rows` rows cut in chunks of
+ * `step`; 0 once every chunk of the stage is taken */
+static int next_rows(pg_pool *pool, int ith, int64_t rows, int64_t step, int64_t *r0, int64_t *r1) {
+    int64_t c0, c1;
+    if (!pg_pool_next_chunks(pool, ith, chunk_count(rows, step), &c0, &c1)) return 0;
+    *r0 = c0 * step;
+    *r1 = rows / step < c1 ? rows : c1 * step;
+    return 1;
+}
+
+/* y (ntok, w->rows) at row stride ldy = W a^T, rows [r0, r1) of W only */
+static void project_rows(const forward_task *f, const pg_weight *w, const float *x, int ntok, float *y, size_t ldy,
+                         int64_t r0, int64_t r1, int ith) {
     pg_weight_gemm(w, f->isa, r0, r1, act_for(f->m, w, x, ith), act_row_bytes(w->traits->act_type, w->n), ntok,
                    y + r0, ldy);
 }
 
-/* x (ntok, n) += W a^T on this thread's rows only, so the add needs no barrier of its own */
+/* x (ntok, n) += W a^T, chunk by chunk: each thread adds the rows it computed, so the add needs
+ * no barrier of its own */
 static void project_residual(const forward_task *f, const pg_weight *w, const float *a, int ntok, int ith, int nth) {
     pg_model *m = f->m;
-    int64_t n = m->p.n_embd, r0, r1;
-    project(f, w, a, ntok, m->s.y, (size_t)n, 16, ith, nth, &r0, &r1);
-    for (int t = 0; t < ntok; t++)
-        for (int64_t r = r0; r < r1; r++) m->s.x[t * n + r] += m->s.y[t * n + r];
+    const int64_t n = m->p.n_embd, step = chunk_rows(w->rows, w->n, ntok, 16, nth);
+    for (int64_t r0, r1; next_rows(m->pool, ith, w->rows, step, &r0, &r1);) {
+        project_rows(f, w, a, ntok, m->s.y, (size_t)n, r0, r1, ith);
+        for (int t = 0; t < ntok; t++)
+            for (int64_t r = r0; r < r1; r++) m->s.x[t * n + r] += m->s.y[t * n + r];
+    }
 }
 
 /* ---- the stages of one layer ---------------------------------------------------------------- */
@@ -121,55 +151,88 @@ static void store_rows(const forward_task *f, pg_half *cache, int layer, const f
     }
 }
 
-/* q, k, v projections; each thread rotates its rows of q and k and caches its rows of k and v */
-static void qkv(const forward_task *f, const pg_layer *L, int layer, const float *xb, int ith, int nth) {
+/* Rows [r0, r1) of q (which 0), k (1) or v (2): rotated (q, k) and cached (k, v) by the thread
+ * that computed them */
+static void qkv_rows(const forward_task *f, const pg_layer *L, int layer, const float *xb, int which,
+                     int64_t r0, int64_t r1, int ith) {
     pg_model *m = f->m;
-    int64_t r0, r1;
-    project(f, &L->wq, xb, f->ntok, m->s.q, (size_t)m->n_q, 16, ith, nth, &r0, &r1);
-    rope_rows(f, m->s.q, (size_t)m->n_q, r0, r1);
-    project(f, &L->wk, xb, f->ntok, m->s.k, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
-    rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
-    store_rows(f, m->s.k_cache, layer, m->s.k, r0, r1);
-    project(f, &L->wv, xb, f->ntok, m->s.v, (size_t)m->n_kv, 16, ith, nth, &r0, &r1);
-    store_rows(f, m->s.v_cache, layer, m->s.v, r0, r1);
-}
-
-/* Attention for every (token, KV head) pair, interleaved over threads so the long causal rows
- * of late tokens spread evenly. A token sees its own sequence's positions 0..pos only. */
-static void attention(const forward_task *f, int layer, float *scratch, int ith, int nth) {
-    pg_model *m = f->m;
-    const int hd = m->p.head_dim, n_head_kv = m->p.n_head_kv;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const pg_attention_kernels *kern = pg_attention_kernels_for(f->isa, hd);
-    for (int u = ith; u < f->ntok * n_head_kv; u += nth) {
-        int t = u / n_head_kv, g = u % n_head_kv;
-        size_t heads = (size_t)t * m->n_q + (size_t)g * m->n_rep * hd;
-        pg_attention_group(kern, m->s.att + heads, m->s.q + heads, m->n_rep, hd, f->pos[t],
-                           pg_kv_row(m->s.k_cache, m, layer, g, f->seq[t], 0),
-                           pg_kv_row(m->s.v_cache, m, layer, g, f->seq[t], 0), scale, scratch);
+    if (which == 0) {
+        project_rows(f, &L->wq, xb, f->ntok, m->s.q, (size_t)m->n_q, r0, r1, ith);
+        rope_rows(f, m->s.q, (size_t)m->n_q, r0, r1);
+    } else if (which == 1) {
+        project_rows(f, &L->wk, xb, f->ntok, m->s.k, (size_t)m->n_kv, r0, r1, ith);
+        rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
+        store_rows(f, m->s.k_cache, layer, m->s.k, r0, r1);
+    } else {
+        project_rows(f, &L->wv, xb, f->ntok, m->s.v, (size_t)m->n_kv, r0, r1, ith);
+        store_rows(f, m->s.v_cache, layer, m->s.v, r0, r1);
     }
 }
 
-/* hb = silu(gate a) * (up a) on this thread's rows of both matrices, then those values quantized
- * for ffn_down: the rows are split in whole activation blocks so no other thread is needed */
+/* q, k, v projections as one stage: q's chunks, then k's, then v's */
+static void qkv(const forward_task *f, const pg_layer *L, int layer, const float *xb, int ith, int nth) {
+    const pg_model *m = f->m;
+    const int64_t step = chunk_rows(m->n_q, L->wq.n, f->ntok, 16, nth);
+    const int64_t rows[3] = {m->n_q, m->n_kv, m->n_kv};
+    const int64_t count[3] = {chunk_count(rows[0], step), chunk_count(rows[1], step), chunk_count(rows[2], step)};
+    for (int64_t c0, c1; pg_pool_next_chunks(m->pool, ith, count[0] + count[1] + count[2], &c0, &c1);) {
+        int64_t base = 0;   /* the taken chunks, matrix by matrix */
+        for (int which = 0; which < 3 && c0 < c1; base += count[which], which++) {
+            const int64_t end = c1 < base + count[which] ? c1 : base + count[which];
+            if (c0 >= end) continue;
+            const int64_t r1 = (end - base) * step;
+            qkv_rows(f, L, layer, xb, which, (c0 - base) * step, r1 < rows[which] ? r1 : rows[which], ith);
+            c0 = end;
+        }
+    }
+}
+
+/* Attention for every (token, query head), drawn in chunks of query heads: whole KV groups (each
+ * cached row read once for the group's n_rep heads) when there are enough of them to go round,
+ * else the heads cut evenly over the threads (one token, 3 groups of 3 heads on 2 threads: 5 and
+ * 4 heads rather than 2 groups and 1). A head's output does not depend on which heads of its
+ * group share the call. A token sees its own sequence's positions 0..pos only. */
+static void attention(const forward_task *f, int layer, float *scratch, int ith, int nth) {
+    pg_model *m = f->m;
+    const int hd = m->p.head_dim, n_head = m->p.n_head, n_rep = m->n_rep;
+    const int total = f->ntok * n_head;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const pg_attention_kernels *kern = pg_attention_kernels_for(f->isa, hd);
+    const int per_chunk = total / n_rep >= 4 * nth ? n_rep : (total + nth - 1) / nth;
+    for (int64_t c0, c1; pg_pool_next_chunks(m->pool, ith, (total + per_chunk - 1) / per_chunk, &c0, &c1);) {
+        const int u1 = c1 * per_chunk < total ? (int)c1 * per_chunk : total;
+        for (int u = (int)c0 * per_chunk, next; u < u1; u = next) {
+            next = (u / n_rep + 1) * n_rep < u1 ? (u / n_rep + 1) * n_rep : u1;   /* this KV group's heads */
+            const int t = u / n_head, g = u % n_head / n_rep;
+            const size_t at = (size_t)t * m->n_q + (size_t)(u % n_head) * hd;
+            pg_attention_group(kern, m->s.att + at, m->s.q + at, next - u, hd, f->pos[t],
+                               pg_kv_row(m->s.k_cache, m, layer, g, f->seq[t], 0),
+                               pg_kv_row(m->s.v_cache, m, layer, g, f->seq[t], 0), scale, scratch);
+        }
+    }
+}
+
+/* hb = silu(gate a) * (up a) on a chunk of rows of both matrices, then those values quantized
+ * for ffn_down: chunks hold whole activation blocks so no other thread is needed */
 static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, int ith, int nth) {
     pg_model *m = f->m;
     const int64_t n_ff = m->p.n_ff;
     const pg_type_traits *act = pg_traits(L->w_down.traits->act_type);
     const int64_t align = act->blck_size > 16 ? act->blck_size : 16;   /* 1, 32 and 256 all divide or are multiples of 16 */
-    int64_t r0, r1;
-    project(f, &L->w_gate, xb, f->ntok, m->s.hb, (size_t)n_ff, align, ith, nth, &r0, &r1);
-    project(f, &L->w_up, xb, f->ntok, m->s.hb2, (size_t)n_ff, align, ith, nth, &r0, &r1);
-    if (r1 <= r0) return;
     const int act_type = L->w_down.traits->act_type;
     const size_t rb = pg_row_bytes(act, n_ff);
     const pg_quantize_fn quantize = pg_act_quantizer_for(f->isa, act_type);
-    for (int t = 0; t < f->ntok; t++) {
-        float *h = m->s.hb + t * n_ff;
-        pg_swiglu_for(f->isa)(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
-        if (act_type != PG_F32)
-            quantize(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
-                     r1 - r0);
+    const int64_t step = chunk_rows(n_ff, 2 * L->w_gate.n, f->ntok, align, nth);
+    for (int64_t r0, r1; next_rows(m->pool, ith, n_ff, step, &r0, &r1);) {
+        project_rows(f, &L->w_gate, xb, f->ntok, m->s.hb, (size_t)n_ff, r0, r1, ith);
+        project_rows(f, &L->w_up, xb, f->ntok, m->s.hb2, (size_t)n_ff, r0, r1, ith);
+        for (int t = 0; t < f->ntok; t++) {
+            float *h = m->s.hb + t * n_ff;
+            pg_swiglu_for(f->isa)(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
+            if (act_type != PG_F32)
+                quantize(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
+                         r1 - r0);
+        }
     }
 }
 
@@ -220,8 +283,10 @@ static void forward_worker(void *arg, int ith, int nth) {
 
     /* final rmsnorm of the tokens whose logits are wanted, then the output matrix */
     float *xb = norm_quantize(f, s->x, m->w.output_norm, f->out_rows, f->n_out, m->w.act_output, ith);
-    int64_t r0, r1;
-    project(f, &m->w.output, xb, f->n_out, f->logits, (size_t)m->p.n_vocab, 16, ith, nth, &r0, &r1);
+    const pg_weight *out = &m->w.output;
+    const int64_t step = chunk_rows(out->rows, out->n, f->n_out, 16, nth);
+    for (int64_t r0, r1; next_rows(pool, ith, out->rows, step, &r0, &r1);)
+        project_rows(f, out, xb, f->n_out, f->logits, (size_t)m->p.n_vocab, r0, r1, ith);
 }
 
 static int run_batch(pg_model *m, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int ntok,
