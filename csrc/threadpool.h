@@ -15,11 +15,11 @@ void pg_pool_barrier(pg_pool *pool);
 
 /* Inside a task, a stage's work as chunks 0..n-1 (every thread passing the same n, at most
  * PG_POOL_MAX_CHUNKS): the next chunks [*c0, *c1) for thread ith, or 0 once all are taken. Each
- * thread owns an even run of the chunks (pg_split) and takes it front to back, half of what is
- * left at a time, so its weight rows stream from memory in long pieces; a thread done with its
- * own run takes the others' chunks one at a time from the back, so a thread that runs slower
- * (a busy or slower core) hands over what it has not started instead of holding everyone at
- * the next barrier. Each barrier starts a new stage. */
+ * thread owns an even run of the chunks (pg_split) and takes it front to back, three quarters
+ * of what is left at a time, so its weight rows stream from memory in long pieces; a thread
+ * done with its own run takes the others' chunks one at a time from the back, so a thread that
+ * runs slower (a busy or slower core) hands over what it has not started instead of holding
+ * everyone at the next barrier. Each barrier starts a new stage. */
 #define PG_POOL_MAX_CHUNKS ((1 << 22) - 1)
 int pg_pool_next_chunks(pg_pool *pool, int ith, int64_t n, int64_t *c0, int64_t *c1);
 

@@ -72,7 +72,7 @@ static float *norm_quantize(const forward_task *f, const float *x, const float *
 
 /* Multiply-adds per chunk of a matmul stage (~1-3 us): the unit a thread done with its own run
  * takes from another's, so the last one leaves the others idle only briefly. A thread takes its
- * own run in halving pieces, a gemm call each, so small chunks cost few calls. Measured on
+ * own run in shrinking pieces, a gemm call each, so small chunks cost few calls. Measured on
  * SmolLM2 at -t 2: 16K and 32K alike, 64K and up 1-3% slower at 8 tokens. */
 #define CHUNK_MACS (32 * 1024)
 
