@@ -2,7 +2,7 @@
  * declarations only). Rows go in groups of 8 (the last group padded with copies of its first
  * row); per block, the 8 rows' fp16 scales, then their quant bytes interleaved dword by dword,
  * so one broadcast activation dword meets 8 rows. Same size per row as the GGUF layout. The
- * GGUF-layout gemm stays the default; this is an experiment the model loader may adopt. */
+ * model loader repacks these types on x86 (model/weights.c); other ISAs read the GGUF rows. */
 
 /* Bytes pg_repack_r8 writes for nrows rows of n values; 0 if the type has no repacked layout
  * or n is not a multiple of 32. */

@@ -822,7 +822,7 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
     }
 }
 
-/* ---- the optional repacked layout (csrc/repack.c) ----------------------------------------
+/* ---- the repacked layout (csrc/repack.c; the model's matrices at load, model/weights.c) ---
  * Q4_0 / Q4_1 / Q8_0 rows in groups of 8, per block: the 8 rows' fp16 d (then the 8 m of
  * Q4_1), then the quant bytes as dwords interleaved across the rows (dword j, row r at
  * 32*j + 4*r): for Q4 dword j of a row holds values 4j..4j+3 in its low nibbles and
