@@ -228,13 +228,14 @@ static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, i
     const int act_type = L->w_down.traits->act_type;
     const size_t rb = pg_row_bytes(act, n_ff);
     const pg_quantize_fn quantize = pg_act_quantizer_for(f->isa, act_type);
+    const pg_swiglu_fn swiglu = pg_swiglu_for(f->isa);
     const int64_t step = chunk_rows(n_ff, 2 * L->w_gate.n, f->ntok, align, nth);
     for (int64_t r0, r1; next_rows(m->pool, ith, n_ff, step, &r0, &r1);) {
         project_rows(f, &L->w_gate, xb, f->ntok, m->s.hb, (size_t)n_ff, r0, r1, ith);
         project_rows(f, &L->w_up, xb, f->ntok, m->s.hb2, (size_t)n_ff, r0, r1, ith);
         for (int t = 0; t < f->ntok; t++) {
             float *h = m->s.hb + t * n_ff;
-            pg_swiglu_for(f->isa)(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
+            swiglu(h + r0, m->s.hb2 + t * n_ff + r0, r1 - r0);
             if (act_type != PG_F32)
                 quantize(h + r0, (char *)m->s.act_hidden.buf[act_type] + t * rb + r0 / act->blck_size * act->type_size,
                          r1 - r0);
