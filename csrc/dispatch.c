@@ -59,6 +59,35 @@ int pg_isa_supported(int isa) {
     return 0;
 }
 
+#if defined(__x86_64__) && defined(__linux__)
+#include <unistd.h>
+#include <sys/syscall.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023   /* Linux: ask for an extended state component */
+#define XFEATURE_XTILEDATA 18
+/* AMX-TILE and AMX-INT8 in cpuid, the tile state in XCR0, and Linux's leave to use it (a
+ * process must ask before its first tile instruction, else that one faults) */
+static int detect_amx(void) {
+    unsigned a, b, c, d;
+    if (!pg_isa_supported(PG_ISA_AVX512) || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const int amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
+    if (!amx_tile || !amx_int8 || (read_xcr0() & 0x60000) != 0x60000) return 0;
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#endif
+
+int pg_amx_available(void) {
+#if defined(__x86_64__) && defined(__linux__)
+    static int available = -1;   /* racing first calls store the same value */
+    if (available < 0) {
+        const char *env = getenv("PYGGUF_AMX");
+        available = env && strcmp(env, "0") == 0 ? 0 : detect_amx();
+    }
+    return available;
+#else
+    return 0;
+#endif
+}
+
 static const char *ISA_NAMES[PG_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
 
 const char *pg_isa_name(int isa) {

@@ -20,6 +20,9 @@ int pg_isa_supported(int isa);
 int pg_isa_active(void);
 int pg_isa_set(int isa);
 const char *pg_isa_name(int isa);
+/* 1 where the avx512 ISA may use AMX-INT8 tiles for batches (the CPU has them, Linux grants
+ * them, and PYGGUF_AMX is not 0); asked once per process */
+int pg_amx_available(void);
 
 /* One ISA's gemm, single-threaded: y[t*ldy + r] = dot(W row r, A row t), A already in the
  * type's activation format (see pg_type_info). For tests and benchmarks of each variant. */

@@ -15,3 +15,9 @@ int pg_repack_r8(int type, int64_t n, const void *w, size_t w_stride, int nrows,
  * PG_ENOKERNEL elsewhere). Equal bit for bit to pg_gemm of the GGUF rows on the same ISA. */
 int pg_gemm_r8(int isa, int type, int64_t n, const void *packed, size_t packed_bytes, int nrows,
                const void *a, size_t a_stride, int ntok, float *y, size_t ldy);
+
+/* The AMX tile kernel of the repacked layout (x86: Sapphire Rapids and later), any ntok >= 1:
+ * real tiles (emulate 0; PG_EBADISA without pg_amx_available) or the same kernel with the tile
+ * product computed in C (emulate 1, any AVX2 CPU). Equal bit for bit to pg_gemm_r8. */
+int pg_gemm_r8_amx(int emulate, int type, int64_t n, const void *packed, size_t packed_bytes, int nrows,
+                   const void *a, size_t a_stride, int ntok, float *y, size_t ldy);

@@ -5,7 +5,7 @@
  * sees the same float operations in the same order, so results equal the AVX2 kernels' bit
  * for bit (which the tests check where the CPU has both). */
 #if defined(__x86_64__)
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
 #include <stdint.h>
 #include <stddef.h>
 #include <immintrin.h>
@@ -16,6 +16,7 @@ static inline __attribute__((always_inline)) __m256i pg_dot_u8s8(__m256i u, __m2
 }
 
 #define PG_ISA_SUFFIX avx512
+#define PG_AMX 1   /* the AMX tile kernels of the repacked layout (isa/r8_amx.h) */
 #define PG_TILE_TOKENS 4
 #include "isa/legacy_x86.h"
 

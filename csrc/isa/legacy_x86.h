@@ -857,11 +857,15 @@ PG_INLINE void r8_block(int kind, const uint8_t *blk, __m256i q[8], __m256i *wsg
  * each activation dword broadcast once for the G groups; the dots are panel_dots' exact int32
  * lanes and every output sees block_step in block order, so y equals the other paths' bits. */
 PG_INLINE void r8_tile(int kind, const uint8_t *const grp[2], const int G, int64_t nb, const uint8_t *a,
-                       size_t a_stride, const act_scales *pre, size_t pre_stride, const int T, __m256 acc[8]) {
+                       size_t a_stride, const act_scales *pre, size_t pre_stride, const int T, size_t ahead,
+                       __m256 acc[8]) {
     const size_t gblock = QROWS * kind_block_bytes(kind), abytes = act_block_bytes(kind);
     const size_t aqs = kind_has_min(kind) ? 4 : 2, sb = r8_scale_bytes(kind);
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t ib = 0; ib < nb; ib++) {
+        if (ahead)
+            for (int g = 0; g < G; g++)
+                for (size_t k = 0; k < gblock; k += 64) _mm_prefetch((const char *)grp[g] + ib * gblock + ahead + k, _MM_HINT_T0);
         __m256i s[8];
         PG_UNROLL for (int i = 0; i < G * T; i++) s[i] = _mm256_setzero_si256();
         const uint8_t *qs[2];
@@ -943,6 +947,7 @@ PG_INLINE void r8_one_token(int kind, int64_t nb, const void *packed, int nrows,
  * decoded once per call */
 PG_INLINE void r8_few_tokens(int kind, int64_t nb, const void *packed, int nrows, const uint8_t *a, size_t a_stride,
                              int ntok, float *y, size_t ldy) {
+    const size_t gblock = QROWS * kind_block_bytes(kind);
     act_scales table[ACT_TABLE];
     const int chunk = (int)(ACT_TABLE / nb) < ntok ? (int)(ACT_TABLE / nb) : ntok;
     for (int t0 = 0; t0 < ntok; t0 += chunk) {
@@ -961,7 +966,10 @@ PG_INLINE void r8_few_tokens(int kind, int64_t nb, const void *packed, int nrows
                 const uint8_t *att = at + (size_t)t * a_stride;
                 const act_scales *pt = table + (size_t)t * nb;
                 /* constant G and T, so each tile's loops unroll into registers */
-#define R8_TILE(GG, TTT) r8_tile(kind, grp, GG, nb, att, a_stride, pt, (size_t)nb, TTT, acc)
+                /* the first pass asks for the next groups' blocks, which the hardware
+                 * prefetcher does not see coming from these short runs */
+                const size_t ahead = t == 0 ? (size_t)G * nb * gblock : 0;
+#define R8_TILE(GG, TTT) r8_tile(kind, grp, GG, nb, att, a_stride, pt, (size_t)nb, TTT, ahead, acc)
                 if (G == 2) {
                     switch (T) { case 1: R8_TILE(2, 1); break; case 2: R8_TILE(2, 2); break; case 3: R8_TILE(2, 3); break; default: R8_TILE(2, 4); }
                 } else {
@@ -1030,6 +1038,8 @@ PG_INLINE void r8_many_tokens(int kind, int64_t nb, const void *packed, int nrow
 PG_DEFINE_GEMM_R8(q4_0, KIND_Q4_0)
 PG_DEFINE_GEMM_R8(q4_1, KIND_Q4_1)
 PG_DEFINE_GEMM_R8(q8_0, KIND_Q8_0)
+
+#include "isa/r8_amx.h"
 
 /* ---- float formats ------------------------------------------------------------------------ */
 

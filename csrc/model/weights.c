@@ -52,7 +52,11 @@ void pg_weights_free_packed(pg_model *m) {
 
 void pg_weight_gemm(const pg_weight *w, int isa, int64_t r0, int64_t r1, const void *a, size_t a_stride,
                     int ntok, float *y, size_t ldy) {
-    pg_gemm_r8_fn packed_gemm = w->packed && r0 % R8_GROUP == 0 ? pg_gemm_r8_for(isa, w->type) : NULL;
+    pg_gemm_r8_fn packed_gemm = NULL;
+    if (w->packed && r0 % R8_GROUP == 0) {
+        packed_gemm = pg_gemm_r8_amx_for(isa, w->type, ntok);
+        if (!packed_gemm) packed_gemm = pg_gemm_r8_for(isa, w->type);
+    }
     if (packed_gemm) {
         const size_t group_bytes = (size_t)R8_GROUP * w->row_bytes;
         packed_gemm(w->n, (const char *)w->packed + (size_t)(r0 / R8_GROUP) * group_bytes, (int)(r1 - r0),
