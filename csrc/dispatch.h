@@ -17,9 +17,10 @@ typedef void (*pg_gemm_r8_fn)(int64_t n, const void *packed, int nrows, const vo
                               int ntok, float *y, size_t ldy);
 pg_gemm_r8_fn pg_gemm_r8_for(int isa, int type);
 
-/* The AMX tile gemm of the repacked layout (isa/r8_amx.h) under the avx512 ISA, for a batch of
- * ntok tokens large enough for it to beat pg_gemm_r8_for's kernel; NULL otherwise, or where the
- * CPU lacks AMX-INT8 or the OS does not grant it (pg_amx_available). */
+/* The AMX tile gemm of the repacked layout (isa/r8_amx.h) under the avx512 ISA, for the types and
+ * batches of ntok tokens where it beats pg_gemm_r8_for's kernel in the model's chunked calls
+ * (Q8_0 from 8 tokens); NULL otherwise, or where the CPU lacks AMX-INT8 or the OS does not grant
+ * it (pg_amx_available). */
 pg_gemm_r8_fn pg_gemm_r8_amx_for(int isa, int type, int ntok);
 
 /* The ISA in use: detected once, overridable with PYGGUF_ISA or pg_isa_set(). */

@@ -89,23 +89,23 @@ pg_gemm_r8_fn pg_gemm_r8_for(int isa, int type) {
     return NULL;
 }
 
-/* Fewest tokens for which the AMX tiles beat the AVX-512 kernels. Measured single-threaded on
- * a Sapphire Rapids class Xeon, 1536x576, GMAC/s AMX vs AVX-512 (r8): Q8_0 4 tokens 36 vs 34,
- * 8: 67 vs 37, 16: 95 vs 32; Q4_1 8 tokens 55 vs 46, 16: 56 vs 50, 64: 65 vs 52. In the model
- * at -t 2 with AMX for every matrix, steps of 2-4 tokens were 1.3-2.2x slower and 16 the same:
- * each tile instruction has a fixed cost that 8 rows x a few tokens x one block barely repay,
- * and a Q4 block must be unpacked first. */
+/* The model gives Q8_0 batches of at least this many tokens to the AMX tiles, and no Q4 batch.
+ * Measured single-threaded on a lent Sapphire Rapids class Xeon, GMAC/s of AMX vs the AVX-512
+ * r8 kernel, rows per call in brackets (the model calls in chunks), the whole matrix elsewhere:
+ *   Q8_0 49152x576 (the LM head), 8 tokens: 104 vs 66 (64 rows), 80 vs 60 (16 rows);
+ *        1536x576, 4 tokens: 36 vs 34; 2 tokens: 20 vs 39.
+ *   Q4_1 1536x576, 34 tokens: 64 vs 73 (16 rows), 81 vs 75 (64), 90 vs 75 (whole);
+ *        192 tokens: 61 vs 77 (16 rows), 99 vs 78 (whole); 8 tokens: 36 vs 45 (16 rows).
+ * A Q4 block must be unpacked before its tile loads it, and each call decodes its tokens'
+ * activation scales and loads a tile configuration per 16 tokens, which a 16-row chunk does not
+ * repay (prefill chunks are 16 rows). pg_gemm_r8_amx still runs every type, for the tests. */
 #define AMX_MIN_TOKENS_Q8_0 8
-#define AMX_MIN_TOKENS_Q4 17
 
 pg_gemm_r8_fn pg_gemm_r8_amx_for(int isa, int type, int ntok) {
 #if defined(__x86_64__)
-    if (ntok < (type == PG_Q8_0 ? AMX_MIN_TOKENS_Q8_0 : AMX_MIN_TOKENS_Q4)) return NULL;
-    if (isa == PG_ISA_AVX512 && pg_isa_supported(PG_ISA_AVX512) && pg_amx_available()) {
-        if (type == PG_Q4_0) return pg_gemm_q4_0_r8_amx;
-        if (type == PG_Q4_1) return pg_gemm_q4_1_r8_amx;
-        if (type == PG_Q8_0) return pg_gemm_q8_0_r8_amx;
-    }
+    if (type == PG_Q8_0 && ntok >= AMX_MIN_TOKENS_Q8_0 && isa == PG_ISA_AVX512 && pg_isa_supported(PG_ISA_AVX512) &&
+        pg_amx_available())
+        return pg_gemm_q8_0_r8_amx;
 #else
     (void)isa; (void)type; (void)ntok;
 #endif

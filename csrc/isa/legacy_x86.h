@@ -1010,7 +1010,9 @@ PG_INLINE void r8_many_tokens(int kind, int64_t nb, const void *packed, int nrow
 /* Up to this many tokens, r8_tile (weights unpacked in registers per 4 tokens) beats decoding
  * panels once for all tokens (measured, 1536x576 Q4_1, over the GGUF-layout panels: 4 tokens
  * 2.0x, 8 1.3-1.4x, 64 0.8x) */
+#ifndef R8_FEW_TOKENS
 #define R8_FEW_TOKENS 16
+#endif
 
 #define PG_R8_PARAMS int64_t n, const void *packed, int nrows, const void *a, size_t a_stride, \
                      int ntok, float *y, size_t ldy
