@@ -44,6 +44,11 @@ def isa_supported(name: str) -> bool:
     return name in ISAS and bool(lib.pg_isa_supported(ISAS[name]))
 
 
+def amx_available() -> bool:
+    """AMX-INT8 tiles usable under the avx512 ISA (CPU, Linux's leave, PYGGUF_AMX not 0)."""
+    return bool(lib.pg_amx_available())
+
+
 def active_isa() -> str:
     return ffi.string(lib.pg_isa_name(lib.pg_isa_active())).decode()
 

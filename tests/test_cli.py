@@ -352,12 +352,13 @@ def test_color_flag_on_a_pipe_writes_no_escapes(model_file):
 
 
 def test_version_prints_system_info_with_active_isa():
-    from pygguf.kernels import active_isa
+    from pygguf.kernels import active_isa, amx_available
     result, _ = invoke(["--version"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("version: ")
     assert lines[1].startswith("system_info: ") and f"ISA = {active_isa()}" in lines[1]
+    assert f"AMX_INT8 = {int(amx_available())}" in lines[1]
 
 
 # ---- failures -------------------------------------------------------------------------------------
