@@ -60,8 +60,9 @@ PG_INLINE void amx_block_in_c(int kind, const uint8_t *a, size_t a_stride, const
 }
 
 #if PG_AMX
-/* GCC's tileloadd asm names no memory operand: the empty asm makes the stores into b (and a)
- * happen before it */
+/* One block on tiles C, A, B (immediates, hence a macro; it reads amx_block's kind, a, a_stride,
+ * b and c). GCC's tileloadd asm names no memory operand: the empty asm makes the stores into b
+ * (and a) happen before it. */
 #define AMX_BLOCK(C, A, B)                                                       \
     do {                                                                         \
         __asm__ volatile("" : : "r"(a), "r"(b) : "memory");                      \
