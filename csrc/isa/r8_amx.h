@@ -1,6 +1,6 @@
 /* AMX-INT8 tiles over the repacked 8-row layout (Sapphire Rapids and later), included by
- * legacy_x86.h. Shape: W (nrows, n) repacked @ A (ntok, n)^T, ntok >= 2, 8 rows x up to 16
- * tokens per tile.
+ * legacy_x86.h. Shape: W (nrows, n) repacked @ A (ntok, n)^T, any ntok, 8 rows x up to 16
+ * tokens per tile (the model gives it Q8_0 batches of 8 or more tokens: repack.c).
  *
  * Strategy: the weights are the B operand, because a repacked block already is B's layout (row
  * kk of B = dword kk of the 8 rows, values 4kk..4kk+3): Q8_0 as stored, Q4 once its nibbles are
@@ -100,9 +100,10 @@ PG_INLINE void amx_block_floats(int kind, const uint8_t *blk, const int32_t *c, 
 }
 
 /* Where a tile reads what was just stored, it waits for the stores to reach the cache (tile
- * loads take nothing from the store buffer; measured on Q4_1, 8 tokens: 42 GMAC/s against 73
- * for the AVX-512 tiles). So Q4 blocks are unpacked AMX_AHEAD blocks before their tiles load
- * them, and a block's C is read AMX_LAG blocks after its tile store. */
+ * loads take nothing from the store buffer; measured on Q4_1 1536x576, 8 tokens: 42 GMAC/s
+ * against 73 for the AVX-512 tiles, and 55 against 46 in a later run with what follows). So Q4
+ * blocks are unpacked AMX_AHEAD blocks before their tiles load them, and a block's C is read
+ * AMX_LAG blocks after its tile store. */
 #define AMX_AHEAD 4
 #define AMX_RING 8   /* unpacked Q4 blocks in flight: more than AMX_AHEAD, a power of 2 */
 #define AMX_LAG 2
