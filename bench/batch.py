@@ -5,8 +5,9 @@
 The issue's measurement: 64 prompts of about 30 tokens, 64 generated tokens each, SmolLM2 Q4_1 at
 -t 2, through the same path pygguf-batch takes (run_batch, records, a JSONL writer to nowhere).
 The rate counts every generated token over the whole run's wall time, prompts included. The
-prompts are all different (no shared prefix to profit from); the seeds are fixed, so every
---parallel must produce the same texts, and the script says so or fails.
+prompts differ after their opening words (4 openings, at most 10 tokens in common, which a slot's
+cache reuses at every --parallel alike); the seeds are fixed, so every --parallel must produce the
+same texts, and the script says so or fails.
 """
 from __future__ import annotations
 
