@@ -135,56 +135,49 @@ static inline int quantize_1_block(const float *x, int8_t *qs, float *amax_out, 
     return 1;
 }
 
-/* x (n,) -> n/32 Q8_0 blocks: eight at a time, then one at a time */
-void pg_quantize_act_q8_0_avx2(const float *x, void *vy, int64_t n) {
-    block_q8_0 *y = vy;
+_Static_assert(QK8_0 == QK8_1, "Q8_0 and Q8_1 blocks hold the same values");
+
+/* x (n,) -> n/32 blocks of Q8_0 (into y0) or Q8_1 (into y1, the other NULL; Q8_1 also keeps
+ * s = d * sum of its quants): eight at a time, then one at a time, and from a block holding a
+ * NaN on, the scalar quantizer */
+static void quantize_act_8bit(const float *x, block_q8_0 *y0, block_q8_1 *y1, int64_t n) {
     const int64_t nb = n / QK8_0;
+    const size_t stride = y0 ? sizeof *y0 : sizeof *y1;
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8) {
         __m256 amax;
         __m256i sums;
-        if (!quantize_8_blocks(x + i * QK8_0, y[i].qs, sizeof *y, &amax, &sums)) break;
-        pg_half d[8];
-        to_half8(d, _mm256_div_ps(amax, _mm256_set1_ps(127.0f)));
-        for (int b = 0; b < 8; b++) y[i + b].d = d[b];
+        if (!quantize_8_blocks(x + i * QK8_0, y0 ? y0[i].qs : y1[i].qs, stride, &amax, &sums)) break;
+        const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+        pg_half dh[8], sh[8];
+        to_half8(dh, d);
+        if (y0) {
+            for (int b = 0; b < 8; b++) y0[i + b].d = dh[b];
+            continue;
+        }
+        to_half8(sh, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), d));
+        for (int b = 0; b < 8; b++) y1[i + b].d = dh[b], y1[i + b].s = sh[b];
     }
     for (; i < nb; i++) {               /* the last blocks, and all from one holding a NaN on */
         float amax;
         int sum;
-        if (quantize_1_block(x + i * QK8_0, y[i].qs, &amax, &sum))
-            y[i].d = pg_float_to_half(amax / 127.0f);
-        else
-            pg_quantize_act_q8_0(x + i * QK8_0, &y[i], QK8_0);
-    }
-}
-
-/* x (n,) -> n/32 Q8_1 blocks: eight at a time, then one at a time */
-void pg_quantize_act_q8_1_avx2(const float *x, void *vy, int64_t n) {
-    block_q8_1 *y = vy;
-    const int64_t nb = n / QK8_1;
-    int64_t i = 0;
-    for (; i + 8 <= nb; i += 8) {
-        __m256 amax;
-        __m256i sums;
-        if (!quantize_8_blocks(x + i * QK8_1, y[i].qs, sizeof *y, &amax, &sums)) break;
-        const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
-        pg_half dh[8], sh[8];
-        to_half8(dh, d);
-        to_half8(sh, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), d));
-        for (int b = 0; b < 8; b++) y[i + b].d = dh[b], y[i + b].s = sh[b];
-    }
-    for (; i < nb; i++) {
-        float amax;
-        int sum;
-        if (quantize_1_block(x + i * QK8_1, y[i].qs, &amax, &sum)) {
-            const float d = amax / 127.0f;
-            y[i].d = pg_float_to_half(d);
-            y[i].s = pg_float_to_half((float)sum * d);
+        if (!quantize_1_block(x + i * QK8_0, y0 ? y0[i].qs : y1[i].qs, &amax, &sum)) {
+            if (y0) pg_quantize_act_q8_0(x + i * QK8_0, &y0[i], QK8_0);
+            else pg_quantize_act_q8_1(x + i * QK8_0, &y1[i], QK8_0);
+            continue;
+        }
+        const float d = amax / 127.0f;
+        if (y0) {
+            y0[i].d = pg_float_to_half(d);
         } else {
-            pg_quantize_act_q8_1(x + i * QK8_1, &y[i], QK8_1);
+            y1[i].d = pg_float_to_half(d);
+            y1[i].s = pg_float_to_half((float)sum * d);
         }
     }
 }
+
+void pg_quantize_act_q8_0_avx2(const float *x, void *y, int64_t n) { quantize_act_8bit(x, y, NULL, n); }
+void pg_quantize_act_q8_1_avx2(const float *x, void *y, int64_t n) { quantize_act_8bit(x, NULL, y, n); }
 
 /* One 256-value Q8_K block: scale from the signed value of largest magnitude (the first one on a
  * tie), quants clamped to 127 above, the sums of each 16 */

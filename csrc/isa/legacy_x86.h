@@ -832,10 +832,15 @@ PG_INLINE void quant_gemm_tokens(int kind, int64_t n, const void *w, size_t w_st
 
 PG_INLINE size_t r8_scale_bytes(int kind) { return kind_has_min(kind) ? 32 : 16; }
 
-/* one repacked 8-row block -> 8 interleaved value vectors (as in quant_panel) and D, M */
-PG_INLINE void r8_block(int kind, const uint8_t *blk, __m256i q[8], __m256i *wsgn, __m256 *D, __m256 *M) {
+/* a repacked block's 8 rows' scales: D = their d, M = their m (formats with a min; else 0) */
+PG_INLINE void r8_scales(int kind, const uint8_t *blk, __m256 *D, __m256 *M) {
     *D = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
     *M = kind_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : _mm256_setzero_ps();
+}
+
+/* one repacked 8-row block -> 8 interleaved value vectors (as in quant_panel) and D, M */
+PG_INLINE void r8_block(int kind, const uint8_t *blk, __m256i q[8], __m256i *wsgn, __m256 *D, __m256 *M) {
+    r8_scales(kind, blk, D, M);
     const uint8_t *qs = blk + r8_scale_bytes(kind);
     if (kind == KIND_Q8_0) {
         for (int k = 0; k < 8; k++) {
@@ -896,9 +901,8 @@ PG_INLINE void r8_tile(int kind, const uint8_t *const grp[2], const int G, int64
             }
         }
         PG_UNROLL for (int g = 0; g < G; g++) {
-            const uint8_t *blk = grp[g] + ib * gblock;
-            const __m256 D = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-            const __m256 M = kind_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : _mm256_setzero_ps();
+            __m256 D, M;
+            r8_scales(kind, grp[g] + ib * gblock, &D, &M);
             PG_UNROLL for (int t = 0; t < T; t++) {
                 const int i = g * T + t;
                 const __m256i dot = kind == KIND_Q8_0 ? s[i] : _mm256_madd_epi16(s[i], ones);
@@ -965,9 +969,9 @@ PG_INLINE void r8_few_tokens(int kind, int64_t nb, const void *packed, int nrows
                 for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
                 const uint8_t *att = at + (size_t)t * a_stride;
                 const act_scales *pt = table + (size_t)t * nb;
-                /* constant G and T, so each tile's loops unroll into registers */
-                /* the first pass asks for the next groups' blocks, which the hardware
-                 * prefetcher does not see coming from these short runs */
+                /* constant G and T, so each tile's loops unroll into registers; the first
+                 * pass asks for the next groups' blocks, which the hardware prefetcher does not
+                 * see coming from these short runs */
                 const size_t ahead = t == 0 ? (size_t)G * nb * gblock : 0;
 #define R8_TILE(GG, TTT) r8_tile(kind, grp, GG, nb, att, a_stride, pt, (size_t)nb, TTT, ahead, acc)
                 if (G == 2) {

@@ -89,8 +89,8 @@ PG_INLINE void amx_block(int kind, int odd, const uint8_t *a, size_t a_stride, c
 /* block ib's float step for the M tokens: acc[m] advanced by token_step with c's dots */
 PG_INLINE void amx_block_floats(int kind, const uint8_t *blk, const int32_t *c, int M, const uint8_t *a, size_t a_stride,
                                 int64_t ib, const act_scales *pre, int64_t nb, __m256 acc[AMX_TOKENS]) {
-    const __m256 D = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-    const __m256 Mv = kind_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : _mm256_setzero_ps();
+    __m256 D, Mv;
+    r8_scales(kind, blk, &D, &Mv);
     const size_t abytes = act_block_bytes(kind);
     for (int m = 0; m < M; m++) {
         const __m256i dot = _mm256_load_si256((const __m256i *)(c + m * QROWS));
