@@ -125,8 +125,10 @@ class Model:
         self.n_threads = n_threads
         self._logits = np.zeros(config.n_vocab, dtype=np.float32)
         # the decode step's buffers and their C pointers, made once: eval of one token allocates nothing
-        self._one = np.zeros(1, dtype=np.int32)
-        self._one_ptr, self._logits_ptr = ffi.from_buffer("int32_t[]", self._one), ffi.from_buffer("float[]", self._logits)
+        self._one = np.zeros(4, dtype=np.int32)         # token, position, sequence, want (int8 view below)
+        self._one_ptrs = tuple(ffi.from_buffer("int32_t[]", self._one[i:i + 1]) for i in range(3))
+        self._one_want = ffi.new("int8_t[1]", [1])
+        self._logits_ptr = ffi.from_buffer("float[]", self._logits)
         self._rows = np.zeros((0, config.n_vocab), dtype=np.float32)   # decode's logits, grown on demand
         base = np.frombuffer(buffer, dtype=np.uint8)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
@@ -239,10 +241,17 @@ class Model:
             raise ModelError(f"context full: {self.n_past} + {n} tokens exceed n_ctx={self.n_ctx}")
 
     def _forward(self, ids: np.ndarray, out: np.ndarray | None, mode: int) -> None:
-        rc = lib.pg_model_forward(self._model, ffi.from_buffer("int32_t[]", ids), ids.size, self.n_past,
-                                  ffi.NULL if out is None else ffi.from_buffer("float[]", out), mode)
+        """ids at n_past.. of sequence 0; mode 0: no logits, 1: the last token's, 2: every token's"""
+        n = ids.size
+        pos = np.arange(self.n_past, self.n_past + n, dtype=np.int32)
+        want = np.zeros(n, dtype=np.int8)
+        want[n - 1:] = mode == 1
+        want[:] |= mode == 2
+        rc = lib.pg_model_decode(self._model, n, ffi.from_buffer("int32_t[]", ids), ffi.from_buffer("int32_t[]", pos),
+                                 ffi.from_buffer("int32_t[]", np.zeros(n, dtype=np.int32)),
+                                 ffi.from_buffer("int8_t[]", want), ffi.NULL if out is None else ffi.from_buffer("float[]", out))
         kernels.check(rc, "forward")
-        self.n_past += ids.size
+        self.n_past += n
 
     def _decode_one(self, token) -> np.ndarray:
         """The generation step: one token through preallocated buffers, no numpy temporaries."""
@@ -251,8 +260,9 @@ class Model:
         if not 0 <= token < self.config.n_vocab:
             self._refuse_token(token)
         self._check_room(1)
-        self._one[0] = token
-        kernels.check(lib.pg_model_forward(self._model, self._one_ptr, 1, self.n_past, self._logits_ptr, 1), "forward")
+        self._one[0], self._one[1], self._one[2] = token, self.n_past, 0
+        tok, pos, seq = self._one_ptrs
+        kernels.check(lib.pg_model_decode(self._model, 1, tok, pos, seq, self._one_want, self._logits_ptr), "forward")
         self.n_past += 1
         return self._logits
 

@@ -11,7 +11,7 @@ typedef struct pg_model pg_model;
 typedef struct {
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_rot;
     int32_t n_ctx;              /* KV cache positions of each sequence */
-    int32_t n_batch;            /* most tokens per pg_model_forward / pg_model_decode call */
+    int32_t n_batch;            /* most tokens per pg_model_decode call */
     int32_t n_seq;              /* sequences the KV cache holds (1..256) */
     float rms_eps;
     float rope_base;            /* theta_i = pos * freq_scale * rope_base^(-2i/n_rot) */
@@ -38,13 +38,7 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
                  pg_model **out, int64_t *bad_tensor);
 void pg_model_free(pg_model *m);
 
-/* Runs n_tokens (1..n_batch) tokens of sequence 0 at positions pos0.. through the model, filling
- * the KV cache. logits_mode 0: no logits; 1: logits (n_vocab) of the last token; 2: logits
- * (n_tokens, n_vocab). */
-int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,
-                     float *logits, int32_t logits_mode);
-
-/* The batched form: token i goes to sequence seq[i] (0..n_seq-1) at position pos[i] (0..n_ctx-1)
+/* One forward pass over a batch: token i goes to sequence seq[i] (0..n_seq-1) at position pos[i] (0..n_ctx-1)
  * and attends to that sequence's positions 0..pos[i], which this batch or an earlier one must
  * have filled. Rows of logits (n_vocab each) are written, in batch order, for the tokens with
  * want[i] != 0. */

@@ -310,18 +310,6 @@ static int tokens_ok(const pg_model *m, const int32_t *tokens, int32_t n_tokens)
     return 1;
 }
 
-int pg_model_forward(pg_model *m, const int32_t *tokens, int32_t n_tokens, int32_t pos0,
-                     float *logits, int32_t logits_mode) {
-    if (!m || !tokens_ok(m, tokens, n_tokens)) return PG_EBADARG;
-    if (pos0 < 0 || pos0 > m->p.n_ctx - n_tokens) return PG_EBADARG;
-    if (logits_mode < 0 || logits_mode > 2 || (logits_mode && !logits)) return PG_EBADARG;
-    pg_run_state *s = &m->s;
-    for (int t = 0; t < n_tokens; t++) s->pos[t] = pos0 + t, s->seq[t] = 0, s->out_rows[t] = t;
-    const int n_out = logits_mode == 0 ? 0 : logits_mode == 1 ? 1 : n_tokens;
-    const int32_t *rows = logits_mode == 1 ? s->out_rows + n_tokens - 1 : s->out_rows;
-    return run_batch(m, tokens, s->pos, s->seq, n_tokens, rows, n_out, logits);
-}
-
 int pg_model_decode(pg_model *m, int32_t n_tokens, const int32_t *tokens, const int32_t *pos,
                     const int32_t *seq, const int8_t *want, float *logits) {
     if (!m || !tokens_ok(m, tokens, n_tokens) || !pos || !seq || !want) return PG_EBADARG;

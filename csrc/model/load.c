@@ -138,11 +138,9 @@ static int alloc_run_state(pg_model *m) {
     s->hb = alloc_floats(B * p->n_ff);
     s->hb2 = alloc_floats(B * p->n_ff);
     s->rope_cs = alloc_floats(B * p->n_rot);
-    s->pos = malloc(B * sizeof(int32_t));
-    s->seq = malloc(B * sizeof(int32_t));
     s->out_rows = malloc(B * sizeof(int32_t));
     if (!s->x || !s->xb || !s->y || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 || !s->rope_cs ||
-        !s->pos || !s->seq || !s->out_rows)
+        !s->out_rows)
         return PG_ENOMEM;
 
     uint32_t used = m->w.act_output, used_hidden = 0;
@@ -179,7 +177,7 @@ void pg_model_free(pg_model *m) {
     pg_run_state *s = &m->s;
     free(s->x); free(s->xb); free(s->y); free(s->q); free(s->att); free(s->k); free(s->v);
     free(s->hb); free(s->hb2); free(s->rope_cs); free(s->per_thread); free(s->k_cache); free(s->v_cache);
-    free(s->pos); free(s->seq); free(s->out_rows);
+    free(s->out_rows);
     for (int t = 0; t < PG_TYPE_COUNT; t++) {
         for (int i = 0; s->act && i < m->n_threads; i++) free(s->act[i].buf[t]);
         free(s->act_hidden.buf[t]);

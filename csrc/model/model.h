@@ -62,7 +62,7 @@ typedef struct {
     float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
     size_t per_thread_floats;
     size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
-    int32_t *pos, *seq, *out_rows; /* (n_batch,) pg_model_forward's batch described as pg_model_decode's */
+    int32_t *out_rows;          /* (n_batch,) the batch rows whose logits are wanted */
     pg_half *k_cache, *v_cache;    /* (n_layer, n_head_kv, n_seq, n_ctx, head_dim) */
 } pg_run_state;
 
