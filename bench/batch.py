@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from pygguf.api import Llama
-from pygguf.batch import BatchDefaults, Record, ResultWriter, run_batch
-from pygguf.paths import default_model_path
+from pygguf.tools.batch import BatchDefaults, Record, ResultWriter, run_batch
+from pygguf_cli.paths import default_model_path
 
 SUBJECTS = ["the sea", "a lighthouse keeper", "prime numbers", "an old bicycle", "the first snow", "a robot chef",
             "mountain goats", "a library at night", "the moon landing", "a jazz trio", "desert rain", "a lost key",

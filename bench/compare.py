@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pygguf.model import Model
-from pygguf.paths import cache_dir, default_model_path, vocab_dir
+from pygguf_cli.paths import cache_dir, default_model_path, vocab_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,8 +77,7 @@ def compare_tokenizers(python: str, path: Path) -> None:
 
 def compare_perplexity(python: str, path: Path, n_ctx: int = 128, threads: int = 2) -> None:
     """Perplexity on Debian's GPL-3 text, llama-perplexity's method, both implementations."""
-    from pygguf import perplexity as P
-
+    from pygguf.tools import perplexity as P
     text_file = "/usr/share/common-licenses/GPL-3"
     if not Path(text_file).exists():
         print(f"perplexity: {text_file} not found, skipped")

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import lib
-from pygguf.quants import WEIGHT_TYPES, QuantType, by_name
+from pygguf.gguf.types import WEIGHT_TYPES, QuantType, by_name
 
 SHAPES = [(576, 576), (1536, 576), (49152, 576), (4096, 4096), (11008, 4096)]   # (rows, cols)
 

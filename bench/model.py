@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import pygguf_side  # noqa: E402
 
-from pygguf.paths import default_model_path  # noqa: E402
+from pygguf_cli.paths import default_model_path  # noqa: E402
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import re
 import sys
 import time
 
-from pygguf import perplexity as P
+from pygguf.tools import perplexity as P
 from pygguf.model import Model
-from pygguf.paths import default_model_path, shared_dir
+from pygguf_cli.paths import default_model_path, shared_dir
 
 TEXT = "/usr/share/common-licenses/GPL-3"
 

@@ -6,7 +6,7 @@ Budget: < 5% of a decode step. Prints the median and mean per call for the defau
 few heavier configurations on synthetic logits, then the cost inside a real decode loop (where
 the forward pass has just written the logits from both threads, so reading them costs more) on
 the default model when it is present (`make model`), or on --model. Every configuration is first
-checked token for token against the Python chain (the functions of pygguf.samplers.filters in
+checked token for token against the Python chain (the functions of pygguf.sampling.filters in
 turn), so a fast but wrong path cannot pass unseen; the greedy one also against argmax.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from pygguf.paths import default_model_path
+from pygguf_cli.paths import default_model_path
 from pygguf.sampling import Sampler, SamplerParams
 
 N_VOCAB = 49152

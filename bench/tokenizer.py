@@ -15,7 +15,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.gguf import GGUFReader
 from pygguf.tokenizer import Tokenizer
 

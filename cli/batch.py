@@ -43,8 +43,8 @@ class Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-            TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
         self.bar = RichProgress(TextColumn("records"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                                 console=Console(stderr=True), transient=False)
@@ -68,17 +68,11 @@ def _load_llm(model_path: str, n_ctx: int | None, n_threads: int, n_batch: int, 
 
 
 def _run_on_ray(address, workers, records, writer, defaults, skip, progress, options):
-    from pygguf.distributed import run_on_ray
+    from pygguf.tools.distributed import run_on_ray
     return run_on_ray(address, records, writer, defaults, options, workers=workers, skip=skip,
                       on_progress=progress.advance, ray_init=dict(log_to_driver=False, include_dashboard=False))
 
 
-def _model_errors() -> tuple[type[BaseException], ...]:
-    from pygguf.gguf import GGUFError
-    from pygguf.kernels import KernelError
-    from pygguf.model import ModelError
-    from pygguf.tokenizer import TokenizerError
-    return (GGUFError, ModelError, KernelError, TokenizerError, OSError, ValueError)
 
 
 @click.command("pygguf-batch", context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,9 +113,18 @@ def _model_errors() -> tuple[type[BaseException], ...]:
 @click.pass_context
 def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, n_predict,
          temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered, ray_address, ray_workers):
-    from pygguf.batch import (BatchDefaults, ResultWriter, completed_ids, count_records, fd_writer, read_records,
-                              run_batch, stream_writer)
-    from pygguf.distributed import ModelOptions, RayUnavailable, WorkerFailed
+    from pygguf.errors import PyggufError
+    from pygguf.tools.batch import (
+        BatchDefaults,
+        ResultWriter,
+        completed_ids,
+        count_records,
+        fd_writer,
+        read_records,
+        run_batch,
+        stream_writer,
+    )
+    from pygguf.tools.distributed import ModelOptions, RayUnavailable, WorkerFailed
 
     to_stdout = output_path == "-"
     if resume and to_stdout:
@@ -136,7 +139,7 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         load = (ctx.obj or {}).get("load_llm", _load_llm)
         try:
             llm = load(model_path, n_ctx, n_threads, n_batch, parallel)
-        except _model_errors() as e:
+        except (PyggufError, OSError) as e:
             log(f"error: cannot load {model_path}: {e}")
             ctx.exit(EXIT_FAILED)
 

@@ -11,7 +11,8 @@ import sys
 import click
 import numpy as np
 
-from pygguf.gguf import GGUFError, GGUFReader, GGUFValueType, type_name
+from pygguf.errors import PyggufError
+from pygguf.gguf import GGUFReader, GGUFValueType, type_name
 
 ARRAY_PREVIEW = 8        # array elements shown before "..." (gguf-dump abbreviates the same way)
 STRING_PREVIEW = 60      # characters of a long string shown in the tables
@@ -125,7 +126,7 @@ def main(file: str, as_json_flag: bool, no_tensors: bool) -> None:
             else:
                 for line in plain_lines(r, not no_tensors):
                     click.echo(line)
-    except GGUFError as e:
+    except (PyggufError, OSError) as e:
         click.echo(f"pygguf-dump: error: {e}", err=True)
         sys.exit(1)
     except BrokenPipeError:

@@ -1,5 +1,5 @@
 """Click options of the interactive modes (llama.cpp spellings, `_` aliases included), and the glue
-from parsed options to `pygguf.interactive`.
+from parsed options to `pygguf_cli.interactive`.
 
 Wiring in the main command (tested that way against the real model):
 
@@ -22,7 +22,7 @@ Wiring in the main command (tested that way against the real model):
                 return run_interactive(model, sampler, plan.params, console, plan=plan, timings=timings,
                                        report_timings=print_perf_block)
         ...plain completion as before...
-    (catch pygguf.interactive.InteractiveError and pygguf.chat.ChatTemplateError as one-line errors)
+    (catch pygguf_cli.interactive.InteractiveError and pygguf.chat.ChatTemplateError as one-line errors)
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from typing import Callable, Mapping
 
 import click
 
-from pygguf.console import TerminalConsole, color_enabled
-from pygguf.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
+from pygguf_cli.console import TerminalConsole, color_enabled
+from pygguf_cli.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
 
 INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
                     "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",

@@ -16,16 +16,23 @@ from pathlib import Path
 import click
 
 import pygguf
-from pygguf import paths
-from pygguf.generate import Generator, GenerationParams, GenerationResult, PromptTooLong, StopReason
-from pygguf.interactive import run_interactive
-from pygguf.interactive_params import prompt_from_stdin
-from pygguf.timings import Timings, format_perf_block
+from pygguf.generation.generate import GenerationParams, GenerationResult, Generator, PromptTooLong, StopReason
+from pygguf.generation.timings import Timings, format_perf_block
+from pygguf_cli import paths
+from pygguf_cli.escapes import process_escapes
+from pygguf_cli.interactive import run_interactive
+from pygguf_cli.interactive_params import prompt_from_stdin
 
-from pygguf.escapes import process_escapes
 from .interactive_options import interactive_options, make_console, params_from_options, plan_from_options
-from .options import (DisplayParams, ModelParams, PromptInput, display_options, generation_options, model_options,
-                      sampling_options)
+from .options import (
+    DisplayParams,
+    ModelParams,
+    PromptInput,
+    display_options,
+    generation_options,
+    model_options,
+    sampling_options,
+)
 from .output import TextOut, log, warn
 from .report import log_run_setup, log_verbose_prompt, report, token_piece
 from .runtime import Runtime
@@ -161,7 +168,7 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
     return EXIT_INTERRUPTED if result.stop_reason is StopReason.INTERRUPTED else 0
 
 
-# ---- interactive modes (pygguf.interactive) -------------------------------------------------------
+# ---- interactive modes (pygguf_cli.interactive) -------------------------------------------------------
 
 def prompt_or_piped_stdin(prompt: PromptInput, interactive: dict) -> PromptInput:
     """Without -p/-f and without a terminal on stdin, the prompt is what was piped in."""

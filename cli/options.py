@@ -13,15 +13,14 @@ from pathlib import Path
 
 import click
 
-from pygguf.generate import GenerationParams
+from pygguf.generation.generate import GenerationParams
 from pygguf.sampling import SamplerParams
-
-from pygguf.escapes import process_escapes
+from pygguf_cli.escapes import process_escapes
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    path: Path | None = None            # None: the default model (pygguf.paths)
+    path: Path | None = None            # None: the default model (pygguf_cli.paths)
     n_ctx: int = 0                      # context size in tokens; 0 = the model's training context
     n_threads: int = -1                 # <= 0: one per physical core
     n_threads_batch: int = -1           # <= 0: same as n_threads
@@ -180,7 +179,7 @@ def _build_sampling(values: dict) -> dict:
 
 
 def _parse_bias(spec: str) -> tuple[int, float]:
-    from pygguf.sampling import parse_logit_bias     # only when -l is given: keeps --help light
+    from pygguf.sampling import parse_logit_bias  # only when -l is given: keeps --help light
     try:
         return parse_logit_bias(spec)
     except ValueError as e:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from pygguf import perplexity as ppl_mod
-from pygguf.perplexity import PerplexityError
+from pygguf.errors import PyggufError
+from pygguf.tools import perplexity as ppl_mod
 
 
 def log(msg: str) -> None:
@@ -50,10 +50,10 @@ def read_text(path: str) -> str:
 
 
 def load_model(path: str, n_ctx: int, n_batch: int, n_threads: int):
-    from pygguf.model import Model, ModelError
+    from pygguf.model import Model
     try:
         return Model.load(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=min(n_batch, n_ctx))
-    except ModelError as e:
+    except PyggufError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"cannot open {path}: {e.strerror or e}") from None
@@ -86,7 +86,7 @@ def main(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path, 
             run_kld(model_path, base_path, n_batch, n_chunks, n_threads)
         else:
             run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path)
-    except PerplexityError as e:
+    except PyggufError as e:
         raise click.ClickException(str(e)) from None
 
 

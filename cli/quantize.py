@@ -13,10 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pygguf.gguf import GGUFError
-from pygguf.kernels import KernelError
-from pygguf.quant_mix import FILE_TYPES, FileType, QuantMixError, file_type
-from pygguf.quantize import QuantizeError, QuantizeReport, quantize_file
+from pygguf.errors import PyggufError
+from pygguf.tools.quant_mix import FILE_TYPES, FileType, file_type
+from pygguf.tools.quantize import QuantizeReport, quantize_file
 
 MIB = 1024 * 1024
 
@@ -82,7 +81,7 @@ def main(src: str, dst: str, ftype: str, allow_requantize: bool, pure: bool) -> 
     console = Console(stderr=True)
     try:
         report = run_with_progress(console, src, dst, file_type(ftype), allow_requantize, pure)
-    except (GGUFError, QuantizeError, QuantMixError, KernelError, OSError, ValueError) as e:
+    except (PyggufError, OSError) as e:
         click.echo(f"pygguf-quantize: error: {e}", err=True)
         sys.exit(1)
     print_summary(console, report)

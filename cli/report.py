@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from pygguf.generate import GenerationParams, GenerationResult, StopReason, keep_count
-from pygguf.timings import format_perf_block
+from pygguf.generation.generate import GenerationParams, GenerationResult, StopReason, keep_count
+from pygguf.generation.timings import format_perf_block
 
 from .options import DisplayParams, ModelParams
 from .output import log, write_stdout

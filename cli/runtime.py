@@ -17,17 +17,12 @@ class Runtime:
     @classmethod
     def default(cls) -> Runtime:
         # Imported here, not at module level, so `pygguf --help` and `--version` stay light.
-        from pygguf.gguf import GGUFError
-        from pygguf.kernels import KernelError
-        from pygguf.model import Model, ModelError
-        from pygguf.sampling import Sampler, SamplerError, SamplerParams
-        from pygguf.tokenizer import TokenizerError
-        from pygguf.chat_errors import ChatTemplateError
-        from pygguf.interactive_params import InteractiveError
+        from pygguf.errors import PyggufError
+        from pygguf.model import Model
+        from pygguf.sampling import Sampler, SamplerParams
         return cls(
             load_model=Model.load,
             make_sampler=Sampler,
             sampler_params=SamplerParams,
-            errors=(GGUFError, ModelError, KernelError, SamplerError, TokenizerError, ChatTemplateError,
-                    InteractiveError, OSError),
+            errors=(PyggufError, OSError),
         )

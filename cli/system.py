@@ -38,7 +38,7 @@ def resolve_threads(requested: int, n_cpus: int, n_default: int | None = None) -
 
 
 def system_info(n_threads: int, n_threads_batch: int, n_cpus: int) -> str:
-    from pygguf import kernels
+    from pygguf.model import kernels
     features = " | ".join(f"{isa.upper()} = {int(kernels.isa_supported(isa))}" for isa in ("avx2", "avx512", "neon"))
     features += f" | AMX_INT8 = {int(kernels.amx_available())}"
     return (f"system_info: n_threads = {n_threads} (n_threads_batch = {n_threads_batch}) / {n_cpus} | "

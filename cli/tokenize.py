@@ -13,9 +13,11 @@ import sys
 
 import click
 
-from pygguf.gguf import GGUFError, GGUFReader
-from pygguf.tokenizer import Tokenizer, TokenizerError
-from pygguf.escapes import process_escapes
+from pygguf.errors import PyggufError
+from pygguf.gguf import GGUFReader
+from pygguf.tokenizer import Tokenizer
+from pygguf_cli.escapes import process_escapes
+
 
 def format_pieces(tok: Tokenizer, ids: list[int]) -> str:
     # pieces with special=True, like llama-tokenize; bytes that are not whole UTF-8 show as U+FFFD
@@ -68,7 +70,7 @@ def main(model_path, prompt, prompt_file, from_stdin, ids, show_count, no_bos, n
         logging.getLogger("pygguf.tokenizer").setLevel(logging.ERROR)
     try:
         tok = load_tokenizer(model_path)   # load-time warnings go to stderr through logging
-    except (GGUFError, TokenizerError, OSError) as exc:
+    except (PyggufError, OSError) as exc:
         click.echo(f"pygguf-tokenize: {exc}", err=True)
         sys.exit(1)
 

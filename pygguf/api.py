@@ -8,7 +8,7 @@
         print(chunk["choices"][0]["text"], end="")
     llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}])
 
-Decoding goes through pygguf.completion (the same token loop as pygguf-batch). A fixed seed (per
+Decoding goes through pygguf.generation.completion (the same token loop as pygguf-batch). A fixed seed (per
 call, or the Llama's) gives the same text every time, whatever was run before: each call starts a
 fresh sampler, and a prompt prefix reused from the KV cache gives the same logits as recomputing it.
 With seed=-1 (the default) every call draws a new random seed.
@@ -20,9 +20,9 @@ import time
 import uuid
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from pygguf.batched import BatchedEngine
-from pygguf.completion import CompletionRequest, SerialEngine, Sequence as DecodeSequence, new_sequence
-from pygguf.completion import FINISH_EOS, FINISH_STOP
+from pygguf.generation.batched import BatchedEngine
+from pygguf.generation.completion import FINISH_EOS, FINISH_STOP, CompletionRequest, SerialEngine, new_sequence
+from pygguf.generation.completion import Sequence as DecodeSequence
 from pygguf.sampling import SamplerParams
 
 __all__ = ["Llama"]
@@ -53,7 +53,7 @@ class Llama:
         self.verbose = verbose
         self.seed = int(seed)
         if model is None:
-            from pygguf.model import Model      # the C extension loads only when a model does
+            from pygguf.model import Model  # the C extension loads only when a model does
             if verbose:
                 import sys
                 print(f"pygguf: loading {self.model_path}", file=sys.stderr)

@@ -22,7 +22,7 @@ import jinja2.nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pygguf.chat_errors import ChatTemplateError, TemplateRewritesHistory  # noqa: F401  (re-exported)
+from pygguf.errors import ChatTemplateError, TemplateRewritesHistory  # noqa: F401  (re-exported)
 
 Message = Mapping[str, str]
 

@@ -14,8 +14,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from interactive_fakes import FakeModel, FakeTokenizer  # noqa: E402
-from pygguf.console import TerminalConsole, color_enabled  # noqa: E402
-from pygguf.interactive import InteractiveParams, run_interactive  # noqa: E402
+from pygguf_cli.console import TerminalConsole, color_enabled  # noqa: E402
+from pygguf_cli.interactive import InteractiveParams, run_interactive  # noqa: E402
 
 TEMPLATE = ("{% for message in messages %}"
             "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"

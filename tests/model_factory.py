@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
-from pygguf.llama import Config, tensor_names
-from pygguf.quants import QuantType, by_id, by_name
+from pygguf.model.config import Config, tensor_names
+from pygguf.gguf.types import QuantType, by_id, by_name
 
 F32 = by_name("F32")
 

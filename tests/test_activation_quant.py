@@ -3,9 +3,7 @@ Q8_0/Q8_1, where the weight quantizers keep the reference's half-away-from-zero 
 import numpy as np
 import pytest
 
-from pygguf import kernels
-
-
+from pygguf.model import kernels
 def blocks(raw, name):
     d = raw.reshape(-1, 34 if name == "Q8_0" else 36)
     return d[:, -32:].view(np.int8)
@@ -46,7 +44,7 @@ BLOCK = {"Q8_0": 32, "Q8_1": 32, "Q8_K": 256}
 
 
 def quantize_with(isa, name, x):
-    from pygguf.quants import by_name
+    from pygguf.gguf.types import by_name
     qtype = by_name(name)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.zeros(qtype.row_bytes(x.size), dtype=np.uint8)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from batch_fakes import FakeContextModel
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.api import Llama
-from pygguf.generate import PromptTooLong
+from pygguf.generation.generate import PromptTooLong
 
 REPLIES = {"Greet:": "Hello world STOP! more", "Accent:": "caf\u00e9 na\u00efve done"}
 

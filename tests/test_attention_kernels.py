@@ -8,7 +8,7 @@ import platform
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
 
 SIMD = [name for name in kernels.ISAS if name != "scalar"]

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from batch_fakes import FakeContextModel
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.api import Llama
-from pygguf.batch import BadRecord, Record, ResultWriter, completed_ids, parse_record, read_records
+from pygguf.tools.batch import BadRecord, Record, ResultWriter, completed_ids, parse_record, read_records
 from pygguf_cli.batch import main as batch_cli
 
 REPLIES = {"Greet:": "Hello world STOP! more", "Accent:": "caf\u00e9 na\u00efve done"}

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from pygguf.llama import ModelError
+from pygguf.model.config import ModelError
 from pygguf.model import Model
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 
 PROMPTS = [[5, 17, 250, 3, 99, 42, 7], [1, 2, 3], [299, 0, 8, 8, 8, 140, 77, 31, 64], [11, 12]]
 # types with different gemm paths: float, a 32-value format with and without a min, a K-quant

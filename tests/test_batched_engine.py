@@ -1,4 +1,4 @@
-"""The batched engine (pygguf.batched) and the batch paths built on it: several sequences per
+"""The batched engine (pygguf.generation.batched) and the batch paths built on it: several sequences per
 forward pass must give every record exactly the text it gets alone, whatever --parallel and -t;
 slots are refilled as soon as a sequence ends; shared prompt prefixes are computed once.
 
@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from batch_fakes import FakeContextModel
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.api import Llama
-from pygguf.batched import MIN_SHARED_PREFIX, BatchedEngine
-from pygguf.completion import CompletionRequest, new_sequence
+from pygguf.generation.batched import MIN_SHARED_PREFIX, BatchedEngine
+from pygguf.generation.completion import CompletionRequest, new_sequence
 from pygguf.sampling import SamplerParams
 from pygguf_cli.batch import main as batch_cli
 

@@ -8,7 +8,7 @@ import pytest
 
 from pygguf.chat import (BUILTIN_FORMATS, ChatFormatter, ChatTemplateError, detect_builtin)
 from pygguf.gguf import GGUFReader
-from pygguf.paths import default_model_path
+from pygguf_cli.paths import default_model_path
 
 SYS = {"role": "system", "content": "You are terse."}
 U1 = {"role": "user", "content": "Hello"}

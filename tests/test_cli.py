@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli_fakes import BOS, EOS, FakeModel, FakeSampler, FakeSamplerParams, FakeTokenizer, tokens_of
-from pygguf.escapes import process_escapes
+from pygguf_cli.escapes import process_escapes
 from pygguf_cli.main import CommandError, cli, main, tokenize_prompt
 from pygguf_cli.system import physical_cores, resolve_threads
 from pygguf_cli.output import ANSI_PROMPT, ANSI_RESET, TextOut
@@ -352,7 +352,7 @@ def test_color_flag_on_a_pipe_writes_no_escapes(model_file):
 
 
 def test_version_prints_system_info_with_active_isa():
-    from pygguf.kernels import active_isa, amx_available
+    from pygguf.model.kernels import active_isa, amx_available
     result, _ = invoke(["--version"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -491,7 +491,7 @@ def test_n_minus_two_and_keep_minus_one_parse_as_numbers(model_file):
     assert "n_predict = -2, n_keep = 2" in result.stderr
 
 
-# ---- the interactive modes (pygguf.interactive, wired into this command) ---------------------------
+# ---- the interactive modes (pygguf_cli.interactive, wired into this command) ---------------------------
 
 def test_piped_stdin_is_the_prompt_without_p(model_file):
     h = Harness(script=tokens_of("ab") + [EOS])

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.gguf import GGUFReader, GGUFWriter
 from pygguf_cli.dump import main, print_rich
 

@@ -8,8 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from pygguf import paths
-
+from pygguf_cli import paths
 MODEL = paths.default_model_path()
 PROMPT = "The capital of France is"
 

@@ -17,9 +17,9 @@ import pytest
 
 import reference_forward as ref
 from model_factory import encode, random_weights, tiny_config
-from pygguf.generate import GenerationParams, Generator, StopReason
+from pygguf.generation.generate import GenerationParams, Generator, StopReason
 from pygguf.model import Model
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 from pygguf.sampling import Sampler, SamplerParams
 
 N_CTX, N_PREDICT, N_KEEP = 64, 300, 4

@@ -10,9 +10,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from pygguf import paths
-from pygguf.batch import BadRecord, BatchSummary, Record, ResultWriter
-from pygguf.distributed import chunks
+from pygguf_cli import paths
+from pygguf.tools.batch import BadRecord, BatchSummary, Record, ResultWriter
+from pygguf.tools.distributed import chunks
 from pygguf_cli.batch import main as batch_cli
 
 

@@ -3,7 +3,7 @@ the scalar pg_float_to_half's bits, which round to nearest even like numpy's flo
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
 
 SIMD = [name for name in kernels.ISAS if name != "scalar"]

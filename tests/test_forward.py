@@ -8,9 +8,9 @@ import pytest
 
 import reference_forward as ref
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from pygguf.llama import Config, ModelError
+from pygguf.model.config import Config, ModelError
 from pygguf.model import Model, TensorRef
-from pygguf.quants import WEIGHT_TYPES, by_name
+from pygguf.gguf.types import WEIGHT_TYPES, by_name
 
 TOKENS = [5, 17, 250, 3, 99, 42, 7, 7, 180, 0, 299]
 
@@ -266,7 +266,7 @@ def test_load_refuses_bad_files(tiny, f32_tensors, tmp_path):
 
 
 def test_default_n_ctx_is_capped_to_free_memory(monkeypatch, caplog):
-    from pygguf import model as model_module
+    from pygguf.model import model as model_module
     config = tiny_config(n_ctx_train=1 << 20)
     per_pos = model_module.kv_cache_bytes(config, 1)
     monkeypatch.setattr(model_module, "_available_memory", lambda: 2 * 4096 * per_pos)
@@ -279,7 +279,7 @@ def test_default_n_ctx_is_capped_to_free_memory(monkeypatch, caplog):
 
 def test_every_instruction_set_gives_the_same_model(tiny):
     """the forward picks the gemm of the active ISA on every call; each must agree with the others"""
-    from pygguf import kernels
+    from pygguf.model import kernels
     config, weights = tiny
     qtype = next((by_name(n) for n in ("Q4_K", "Q4_0", "F16") if not missing_kernels(by_name(n))))
     tensors, _ = encode(weights, qtype, config)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from model_factory import missing_kernels
-from pygguf import kernels
-from pygguf.paths import default_model_path, shared_dir
-from pygguf.quants import by_name
+from pygguf.model import kernels
+from pygguf_cli.paths import default_model_path, shared_dir
+from pygguf.gguf.types import by_name
 
 gguf = pytest.importorskip("pygguf.gguf", reason="needs the GGUF reader (pygguf/gguf.py)")
 from pygguf.model import Model  # noqa: E402

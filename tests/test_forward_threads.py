@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.model import Model
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 
 THREADS = (1, 2, 3)
 

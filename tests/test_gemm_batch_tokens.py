@@ -8,10 +8,10 @@ contract: y[t, r] depends only on W row r and A row t).
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
-from pygguf.kernels import ISAS
-from pygguf.quants import by_name
+from pygguf.model.kernels import ISAS
+from pygguf.gguf.types import by_name
 
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 K_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]

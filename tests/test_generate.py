@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from cli_fakes import BOS, EOS, EOT, WORD_IDS, FakeModel, FakeSampler, FakeTokenizer, tokens_of
-from pygguf.generate import (GenerationParams, Generator, PromptTooLong, StopReason, StopStrings,
+from pygguf.generation.generate import (GenerationParams, Generator, PromptTooLong, StopReason, StopStrings,
                              keep_count)
-from pygguf.timings import Timings, format_perf_block
+from pygguf.generation.timings import Timings, format_perf_block
 
 
 def make(script, n_ctx=64, interrupt_at=None, **params):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.gguf import (GGUFError, GGUFReader, GGUFTruncatedError, GGUFUnsupportedError,
                          GGUFValueType as VT, GGUFWriter, type_name)
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 
 from gguf_oracle import assert_same_as_oracle
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pygguf import paths
-
+from pygguf_cli import paths
 from gguf_oracle import assert_same_as_oracle
 
 pytest.importorskip("gguf", reason="the gguf PyPI package is the test oracle")

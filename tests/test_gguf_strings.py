@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from pygguf import gguf_strings
+from pygguf.gguf import strings as gguf_strings
 from pygguf.gguf import GGUFReader, GGUFTruncatedError, GGUFValueType
 
 pytestmark = pytest.mark.skipif(not gguf_strings.HAVE_NATIVE, reason="the C extension is not built")
@@ -111,7 +111,7 @@ def test_reader_gives_the_same_strings_either_way(tmp_path, monkeypatch):
     path.write_bytes(gguf_with_strings(valid))
     with GGUFReader(path) as r:
         fast = r.metadata["tokenizer.ggml.tokens"]
-    monkeypatch.setattr("pygguf.gguf.read_strings", lambda *a: None)
+    monkeypatch.setattr("pygguf.gguf.reader.read_strings", lambda *a: None)
     with GGUFReader(path) as r:
         assert r.metadata["tokenizer.ggml.tokens"] == fast == reference(valid)
 

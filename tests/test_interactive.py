@@ -9,7 +9,7 @@ import pytest
 
 from interactive_fakes import FakeModel, FakeSampler, FakeTokenizer, ScriptedConsole
 from pygguf.chat import ChatFormatter
-from pygguf.interactive import (InteractiveError, InteractiveParams, plan_session, process_escapes,
+from pygguf_cli.interactive import (InteractiveError, InteractiveParams, plan_session, process_escapes,
                                 prompt_from_stdin, run_interactive, split_line_controls)
 
 SMOL_TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"

@@ -126,7 +126,7 @@ def test_ctrl_d_typed_during_a_reply_is_not_lost():
 def test_canonical_mode_left_and_restored():
     import pty
     import termios
-    from pygguf.console import leave_canonical_mode, restore_terminal
+    from pygguf_cli.console import leave_canonical_mode, restore_terminal
     master, slave = pty.openpty()
     try:
         before = termios.tcgetattr(slave)

@@ -16,8 +16,8 @@ import pytest
 
 from interactive_fakes import ScriptedConsole
 from pygguf.chat import ChatFormatter
-from pygguf.interactive import InteractiveParams, run_interactive
-from pygguf.paths import default_model_path
+from pygguf_cli.interactive import InteractiveParams, run_interactive
+from pygguf_cli.paths import default_model_path
 
 MODEL = default_model_path()
 COMMON = ["-m", str(MODEL), "-c", "512", "-t", "2", "--temp", "0"]

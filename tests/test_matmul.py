@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pygguf import kernels
-from pygguf.quants import by_name
+from pygguf.model import kernels
+from pygguf.gguf.types import by_name
 
 
 @pytest.mark.parametrize("name", ["F32", "F16", "BF16"])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pygguf import perplexity as P
-from pygguf.perplexity import PerplexityError
+from pygguf.tools import perplexity as P
+from pygguf.tools.perplexity import PerplexityError
 
 
 class FakeTokenizer:
@@ -183,7 +183,7 @@ SHORT_TEXT = ("The quick brown fox jumps over the lazy dog. " * 3 +
 
 
 def test_end_to_end_smollm2_short_text(tmp_path):
-    from pygguf.paths import default_model_path
+    from pygguf_cli.paths import default_model_path
     model_mod = pytest.importorskip("pygguf.model", reason="pygguf.model not merged yet")
     path = default_model_path()
     if not path.exists():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pygguf._native import ffi, lib
-from pygguf.kernels import ThreadPool
+from pygguf.model.kernels import ThreadPool
 
 
 def check(pool, n, stages=20, slow=-1, slow_us=0):

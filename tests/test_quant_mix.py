@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from pygguf import paths
-from pygguf.quant_mix import (FILE_TYPES, ModelInfo, QuantMixError, allows_quantization, choose_types,
+from pygguf_cli import paths
+from pygguf.tools.quant_mix import (FILE_TYPES, ModelInfo, QuantMixError, allows_quantization, choose_types,
                               effective_n_dims, file_type, llama_tensor_order)
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 
 F16, F32 = by_name("F16"), by_name("F32")
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf.gguf import GGUFReader, GGUFValueType, GGUFWriter
-from pygguf.kernels import KernelError
-from pygguf.quant_mix import file_type
-from pygguf.quantize import QuantizeError, has_quantizer, quantize_file
-from pygguf.quants import WEIGHT_TYPES
+from pygguf.model.kernels import KernelError
+from pygguf.tools.quant_mix import file_type
+from pygguf.tools.quantize import QuantizeError, has_quantizer, quantize_file
+from pygguf.gguf.types import WEIGHT_TYPES
 from pygguf_cli.quantize import main as quantize_main
 
 from gguf_oracle import assert_same_as_oracle

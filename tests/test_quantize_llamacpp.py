@@ -11,12 +11,14 @@ import json
 import numpy as np
 import pytest
 
-from pygguf import kernels, paths
+from pygguf.model import kernels
+
+from pygguf_cli import paths
 from pygguf.gguf import GGUFReader
-from pygguf.kernels import KernelError
-from pygguf.quant_mix import FILE_TYPES
-from pygguf.quantize import has_quantizer, plan, quantize_file
-from pygguf.quants import by_name
+from pygguf.model.kernels import KernelError
+from pygguf.tools.quant_mix import FILE_TYPES
+from pygguf.tools.quantize import has_quantizer, plan, quantize_file
+from pygguf.gguf.types import by_name
 
 gguf = pytest.importorskip("gguf", reason="the gguf PyPI package is the test oracle")
 

@@ -10,8 +10,8 @@ import pytest
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize as gguf_dequantize
 
-from pygguf import kernels
-from pygguf.quants import by_name
+from pygguf.model import kernels
+from pygguf.gguf.types import by_name
 
 K_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 SIMD_ISAS = ["avx2", "avx512", "neon"]

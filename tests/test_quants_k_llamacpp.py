@@ -12,8 +12,10 @@ import json
 import numpy as np
 import pytest
 
-from pygguf import kernels, paths
-from pygguf.quants import by_name
+from pygguf.model import kernels
+
+from pygguf_cli import paths
+from pygguf.gguf.types import by_name
 
 CHECKED_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 

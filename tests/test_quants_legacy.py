@@ -6,9 +6,9 @@ float64 numpy for dot products, the scalar reference gemm for every ISA's kernel
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
-from pygguf.quants import TYPES, by_name
+from pygguf.gguf.types import TYPES, by_name
 
 gguf_quants = pytest.importorskip("gguf.quants", reason="the gguf package is the test oracle")
 from gguf.constants import GGMLQuantizationType  # noqa: E402

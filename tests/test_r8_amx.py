@@ -4,9 +4,9 @@ instructions themselves only where the CPU has AMX-INT8 (Sapphire Rapids and lat
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import lib
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 from test_repack_r8 import R8_TYPES, gemm_r8, repack
 
 pytestmark = pytest.mark.skipif(not kernels.isa_supported("avx2"), reason="the x86 kernels need AVX2")

@@ -3,9 +3,9 @@ gemm of the same ISA bit for bit, for every row count (groups padded) and token 
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
-from pygguf.quants import by_name
+from pygguf.gguf.types import by_name
 
 R8_TYPES = ["Q4_0", "Q4_1", "Q8_0"]
 

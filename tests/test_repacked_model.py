@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf.model import Model
-from pygguf.paths import default_model_path
-from pygguf.quants import by_name
+from pygguf_cli.paths import default_model_path
+from pygguf.gguf.types import by_name
 
 R8_TYPES = ["Q4_0", "Q4_1", "Q8_0"]
 

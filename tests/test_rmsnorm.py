@@ -4,7 +4,7 @@ rows it cannot decide to a term-by-term sum; some rows here are built to land th
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
 
 SIMD = [name for name in kernels.ISAS if name != "scalar"]

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from pygguf.samplers import filters
-from pygguf.samplers.candidates import Candidates, top_positions
-from pygguf.samplers.dry import dry, process_breakers
-from pygguf.samplers.rng import Mt19937
+from pygguf.sampling import filters
+from pygguf.sampling.candidates import Candidates, top_positions
+from pygguf.sampling.dry import dry, process_breakers
+from pygguf.sampling.rng import Mt19937
 from pygguf.sampling import (DEFAULT_SAMPLERS, Sampler, SamplerError, SamplerParams, parse_logit_bias,
                              parse_sampler_names, parse_samplers, parse_sampling_seq)
 
@@ -413,7 +413,7 @@ def test_distribution_default_chain():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_c_top_k_equals_the_numpy_reference(seed):
-    from pygguf.samplers.candidates import top_positions, top_positions_numpy
+    from pygguf.sampling.candidates import top_positions, top_positions_numpy
     rng = np.random.default_rng(seed)
     logits = (rng.standard_normal(49152) * 3).astype(np.float32)
     if seed % 2:                                   # many exact ties

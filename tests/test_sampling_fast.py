@@ -1,7 +1,7 @@
-"""The C sampling chain (pygguf.samplers.fast) against the Python chain it replaces, token for token.
+"""The C sampling chain (pygguf.sampling.fast) against the Python chain it replaces, token for token.
 
 Each case runs two Samplers with the same parameters and seed over the same logits, one with the
-C chain and one without (the reference: the functions of pygguf.samplers.filters in turn), and
+C chain and one without (the reference: the functions of pygguf.sampling.filters in turn), and
 accepts each chosen token so the penalty windows move. They must choose the same tokens, the C
 chain must have answered itself (not handed the call back to Python), and afterwards the two RNGs
 must be in the same state (the same number of draws). Logits include exact ties, -0.0 beside
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from pygguf._native import ffi, lib
-from pygguf.samplers.fast import plan_steps
-from pygguf.samplers.rng import Mt19937
+from pygguf.sampling.fast import plan_steps
+from pygguf.sampling.rng import Mt19937
 from pygguf.sampling import DEFAULT_SAMPLERS, Sampler, SamplerError, SamplerParams, parse_samplers
 
 COVERED = ["penalties", "top_k", "top_p", "min_p", "temperature"]
@@ -326,7 +326,7 @@ def test_penalties_after_top_k_unsort_the_candidates():
 def test_top_p_exactly_at_a_cumulative_probability():
     # p set to the reference's own float32 running sum at some rank: cum >= p keeps exactly that
     # rank, so the C chain must produce the same float32 probabilities, sum and division
-    from pygguf.samplers.candidates import softmax_probs
+    from pygguf.sampling.candidates import softmax_probs
     rng = np.random.default_rng(8)
     for _ in range(60):
         n = int(rng.integers(2, 60))

@@ -3,7 +3,7 @@ path), over the whole float range the forward pass meets, ragged lengths include
 import numpy as np
 import pytest
 
-from pygguf import kernels
+from pygguf.model import kernels
 from pygguf._native import ffi, lib
 
 SIMD = [name for name in kernels.ISAS if name != "scalar"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tokenizer_vectors import load_metadata, vocab_path
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.tokenizer import Tokenizer
 from pygguf.tokenizer.native import HAVE_NATIVE, NativeMerger
 from pygguf.tokenizer.vocab import build_vocab

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.gguf import GGUFReader
 from pygguf.tokenizer import Tokenizer
 from pygguf_cli.tokenize import main as tokenize_main

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pygguf import paths
+from pygguf_cli import paths
 from pygguf.gguf import GGUFReader
 from pygguf.tokenizer import Tokenizer
 

@@ -1,5 +1,8 @@
 """Tokenizers built from GGUF tokenizer.ggml.* metadata (llama.cpp's behaviour)."""
+from pygguf.errors import TokenizerError
+from pygguf.tokenizer.special import TokenAttr
+from pygguf.tokenizer.vocab import Vocab
+
 from .tokenizer import Tokenizer
-from .vocab import TokenAttr, TokenizerError, Vocab
 
 __all__ = ["Tokenizer", "TokenAttr", "TokenizerError", "Vocab"]

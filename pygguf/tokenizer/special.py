@@ -5,10 +5,64 @@ below are those texts (facts about model vocabularies, kept in one place).
 """
 from __future__ import annotations
 
+import enum
 from itertools import compress
 from typing import Mapping, MutableSequence, Sequence
 
-from .vocab import DEFAULT_SPECIAL_IDS, SPECIAL_ID_KEYS, TokenAttr
+
+class TokenAttr(enum.IntFlag):
+    """Per-token attributes, llama.cpp's llama_token_attr bit values."""
+    UNDEFINED = 0
+    UNKNOWN = 1 << 0
+    UNUSED = 1 << 1
+    NORMAL = 1 << 2
+    CONTROL = 1 << 3
+    USER_DEFINED = 1 << 4
+    BYTE = 1 << 5
+    NORMALIZED = 1 << 6
+    LSTRIP = 1 << 7
+    RSTRIP = 1 << 8
+    SINGLE_WORD = 1 << 9
+
+
+# GGUF tokenizer.ggml.token_type values -> attribute.
+TOKEN_TYPE_TO_ATTR = {
+    0: TokenAttr.UNDEFINED,
+    1: TokenAttr.NORMAL,
+    2: TokenAttr.UNKNOWN,
+    3: TokenAttr.CONTROL,
+    4: TokenAttr.USER_DEFINED,
+    5: TokenAttr.UNUSED,
+    6: TokenAttr.BYTE,
+}
+
+# Special-token metadata keys, in the order llama.cpp reads them (later keys win for FIM).
+SPECIAL_ID_KEYS = (
+    ("bos", "tokenizer.ggml.bos_token_id"),
+    ("eos", "tokenizer.ggml.eos_token_id"),
+    ("eot", "tokenizer.ggml.eot_token_id"),
+    ("eom", "tokenizer.ggml.eom_token_id"),
+    ("unk", "tokenizer.ggml.unknown_token_id"),
+    ("sep", "tokenizer.ggml.seperator_token_id"),
+    ("pad", "tokenizer.ggml.padding_token_id"),
+    ("mask", "tokenizer.ggml.mask_token_id"),
+    ("fim_pre", "tokenizer.ggml.fim_pre_token_id"),
+    ("fim_suf", "tokenizer.ggml.fim_suf_token_id"),
+    ("fim_mid", "tokenizer.ggml.fim_mid_token_id"),
+    ("fim_pad", "tokenizer.ggml.fim_pad_token_id"),
+    ("fim_rep", "tokenizer.ggml.fim_rep_token_id"),
+    ("fim_sep", "tokenizer.ggml.fim_sep_token_id"),
+    # deprecated spellings
+    ("fim_pre", "tokenizer.ggml.prefix_token_id"),
+    ("fim_suf", "tokenizer.ggml.suffix_token_id"),
+    ("fim_mid", "tokenizer.ggml.middle_token_id"),
+)
+
+# Default special ids per tokenizer model (llama.cpp's), before metadata overrides them.
+DEFAULT_SPECIAL_IDS = {
+    "llama": {"bos": 1, "eos": 2, "unk": 0},
+    "gpt2": {"bos": 11, "eos": 11},
+}
 
 EOT_TEXTS = frozenset({
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",

@@ -5,7 +5,6 @@ the merged text is a vocab token; what never forms a token falls back to <0xNN> 
 """
 from __future__ import annotations
 
-
 import regex
 
 from . import native

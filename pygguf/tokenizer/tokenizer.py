@@ -5,11 +5,14 @@ import logging
 from functools import partial
 from typing import Mapping
 
+from pygguf.errors import TokenizerError
+from pygguf.tokenizer.special import TokenAttr
+from pygguf.tokenizer.vocab import Vocab, build_vocab
+
 from . import special
-from .bpe import BPETokenizer, UNICODE_TO_BYTE
+from .bpe import UNICODE_TO_BYTE, BPETokenizer
 from .spm import SPACE, SPMTokenizer
 from .stream import StreamDecoder
-from .vocab import TokenAttr, TokenizerError, Vocab, build_vocab
 
 log = logging.getLogger("pygguf.tokenizer")
 

@@ -5,70 +5,14 @@ end-of-generation set, the add_bos/add_eos defaults); the tokenizers only read i
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import repeat
 from typing import Mapping
 
-
-class TokenizerError(ValueError):
-    """Tokenizer metadata that cannot be used (missing, mis-typed or inconsistent)."""
-
-
-class TokenAttr(enum.IntFlag):
-    """Per-token attributes, llama.cpp's llama_token_attr bit values."""
-    UNDEFINED = 0
-    UNKNOWN = 1 << 0
-    UNUSED = 1 << 1
-    NORMAL = 1 << 2
-    CONTROL = 1 << 3
-    USER_DEFINED = 1 << 4
-    BYTE = 1 << 5
-    NORMALIZED = 1 << 6
-    LSTRIP = 1 << 7
-    RSTRIP = 1 << 8
-    SINGLE_WORD = 1 << 9
-
-
-# GGUF tokenizer.ggml.token_type values -> attribute.
-TOKEN_TYPE_TO_ATTR = {
-    0: TokenAttr.UNDEFINED,
-    1: TokenAttr.NORMAL,
-    2: TokenAttr.UNKNOWN,
-    3: TokenAttr.CONTROL,
-    4: TokenAttr.USER_DEFINED,
-    5: TokenAttr.UNUSED,
-    6: TokenAttr.BYTE,
-}
-
-# Special-token metadata keys, in the order llama.cpp reads them (later keys win for FIM).
-SPECIAL_ID_KEYS = (
-    ("bos", "tokenizer.ggml.bos_token_id"),
-    ("eos", "tokenizer.ggml.eos_token_id"),
-    ("eot", "tokenizer.ggml.eot_token_id"),
-    ("eom", "tokenizer.ggml.eom_token_id"),
-    ("unk", "tokenizer.ggml.unknown_token_id"),
-    ("sep", "tokenizer.ggml.seperator_token_id"),
-    ("pad", "tokenizer.ggml.padding_token_id"),
-    ("mask", "tokenizer.ggml.mask_token_id"),
-    ("fim_pre", "tokenizer.ggml.fim_pre_token_id"),
-    ("fim_suf", "tokenizer.ggml.fim_suf_token_id"),
-    ("fim_mid", "tokenizer.ggml.fim_mid_token_id"),
-    ("fim_pad", "tokenizer.ggml.fim_pad_token_id"),
-    ("fim_rep", "tokenizer.ggml.fim_rep_token_id"),
-    ("fim_sep", "tokenizer.ggml.fim_sep_token_id"),
-    # deprecated spellings
-    ("fim_pre", "tokenizer.ggml.prefix_token_id"),
-    ("fim_suf", "tokenizer.ggml.suffix_token_id"),
-    ("fim_mid", "tokenizer.ggml.middle_token_id"),
-)
-
-# Default special ids per tokenizer model (llama.cpp's), before metadata overrides them.
-DEFAULT_SPECIAL_IDS = {
-    "llama": {"bos": 1, "eos": 2, "unk": 0},
-    "gpt2": {"bos": 11, "eos": 11},
-}
+from pygguf.errors import TokenizerError
+from pygguf.tokenizer import pretokenize, special
+from pygguf.tokenizer.special import TOKEN_TYPE_TO_ATTR, TokenAttr
 
 
 @dataclass(frozen=True)
@@ -186,7 +130,6 @@ def _get_bool(metadata: Mapping[str, object], key: str, default: bool) -> bool:
 
 def build_vocab(metadata: Mapping[str, object]) -> Vocab:
     """Read the vocabulary and derive everything llama.cpp derives from it."""
-    from . import pretokenize, special   # local: these modules import Vocab
 
     model = metadata.get("tokenizer.ggml.model")
     if model not in ("llama", "gpt2"):

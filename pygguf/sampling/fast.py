@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._native import ffi as _ffi, lib as _native
-from .candidates import SamplerError
-from .rng import Mt19937
+from pygguf._native import ffi as _ffi
+from pygguf._native import lib as _native
+from pygguf.errors import SamplerError
+from pygguf.sampling.rng import Mt19937
 
 if TYPE_CHECKING:
-    from ..sampling import SamplerParams
+    from pygguf.sampling.params import SamplerParams
 
 PENALTIES, TOP_K, TOP_P, MIN_P, TEMPERATURE = (_native.PG_CHAIN_PENALTIES, _native.PG_CHAIN_TOP_K,
                                                _native.PG_CHAIN_TOP_P, _native.PG_CHAIN_MIN_P,

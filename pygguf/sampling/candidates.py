@@ -10,11 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._native import ffi as _ffi, lib as _native
-
-
-class SamplerError(ValueError):
-    """Bad sampler parameters or input (the message says which and why)."""
+from pygguf._native import ffi as _ffi
+from pygguf._native import lib as _native
 
 
 @dataclass

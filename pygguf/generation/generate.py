@@ -17,7 +17,8 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-from pygguf.timings import Timings
+from pygguf.errors import GenerationError, PromptTooLong  # noqa: F401
+from pygguf.generation.timings import Timings
 
 # llama.cpp refuses a prompt that leaves fewer than 4 free cells in the context.
 PROMPT_MARGIN = 4
@@ -32,17 +33,6 @@ class StopReason(str, Enum):
     STOP = "stop"                   # a reverse prompt appeared in the output
     CONTEXT_FULL = "context_full"   # the context is full and may not be shifted
     INTERRUPTED = "interrupted"     # Ctrl+C
-
-
-class GenerationError(Exception):
-    pass
-
-
-class PromptTooLong(GenerationError):
-    def __init__(self, n_tokens: int, max_tokens: int):
-        super().__init__(f"prompt is too long ({n_tokens} tokens, max {max_tokens})")
-        self.n_tokens = n_tokens
-        self.max_tokens = max_tokens
 
 
 class ModelLike(Protocol):

@@ -76,7 +76,7 @@ class TerminalConsole:
         self._saved_tty = None
         if self.is_tty and self.stdin is sys.stdin:
             try:
-                import readline          # noqa: F401  (importing it gives input() editing + history)
+                import readline  # noqa: F401  (importing it gives input() editing + history)
                 self._readline = readline
             except ImportError:
                 self._readline = None

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from .candidates import (Candidates, SamplerError, exp_f32, softmax, softmax_probs, sort_candidates,
-                         top_positions)
+from pygguf.errors import SamplerError
+from pygguf.sampling.candidates import Candidates, exp_f32, softmax, softmax_probs, sort_candidates, top_positions
 
 
 def logit_bias(cand: Candidates, biases: dict[int, float]) -> Candidates:

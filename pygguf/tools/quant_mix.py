@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .quants import QuantType, by_name
+from pygguf.errors import PyggufError
+from pygguf.gguf.types import QuantType, by_name
 
 
-class QuantMixError(ValueError):
+class QuantMixError(PyggufError, ValueError):
     """A file type or a tensor the mixes cannot handle."""
 
 

@@ -3,29 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._native import ffi, lib
-from .quants import QuantType, by_name
+from pygguf._native import ffi, lib
+from pygguf.errors import KernelError, c_status_message
+from pygguf.gguf.types import QuantType, by_name
 
 ISAS = {"scalar": 0, "avx2": 1, "avx512": 2, "neon": 3}
 
 
-class KernelError(RuntimeError):
-    """A C kernel refused its arguments."""
-
-
-_MESSAGES = {
-    lib.PG_EBADTYPE: "unknown tensor type",
-    lib.PG_EBADSIZE: "length is not a multiple of the block size",
-    lib.PG_ENOKERNEL: "no kernel for this type",
-    lib.PG_EBADISA: "instruction set not supported by this CPU",
-    lib.PG_ENOMEM: "out of memory",
-    lib.PG_EBADARG: "bad argument",
-}
-
-
 def check(rc: int, what: str) -> None:
     if rc != lib.PG_OK:
-        raise KernelError(f"{what}: {_MESSAGES.get(rc, f'error {rc}')}")
+        raise KernelError(f"{what}: {c_status_message(rc)}")
 
 
 def _ptr(a: np.ndarray, ctype: str = "void *"):

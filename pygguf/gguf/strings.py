@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from ._native import ffi, lib
+    from pygguf._native import ffi, lib
     HAVE_NATIVE = hasattr(lib, "pg_gguf_scan_strings")
 except ImportError:       # extension not built
     ffi = lib = None

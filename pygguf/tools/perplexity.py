@@ -30,12 +30,14 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
+from pygguf.errors import PyggufError
+
 MAGIC = b"PGKLD\x00\x01\x00"
 LOGPROB_RANGE = 16.0     # nats below the top log-prob kept by the base file (as llama.cpp)
 _HEADER = struct.Struct("<III")
 
 
-class PerplexityError(ValueError):
+class PerplexityError(PyggufError, ValueError):
     """The text, the parameters or a base file cannot be used (the message says why)."""
 
 

@@ -3,7 +3,7 @@
     summary = run_on_ray("auto", records, writer, defaults, ModelOptions(path, ...), workers=4)
 
 One Ray actor per worker loads the model once (the GGUF file must be at the same path on every
-machine) and runs chunks of records through pygguf.batch.run_batch, batched decoding included.
+machine) and runs chunks of records through pygguf.tools.batch.run_batch, batched decoding included.
 This process reads the input, drops what --resume skips, turns duplicate ids into error records,
 and hands out chunks as workers free up (a slow machine simply takes fewer chunks). Each chunk's
 results are written, in input order, as soon as it comes back, so an interrupted or failed run
@@ -16,18 +16,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from pygguf.batch import BadRecord, BatchDefaults, BatchSummary, Record, ResultWriter, records_to_run, run_batch
+from pygguf.errors import PyggufError
+from pygguf.tools.batch import BadRecord, BatchDefaults, BatchSummary, Record, ResultWriter, records_to_run, run_batch
 
 __all__ = ["ModelOptions", "run_on_ray", "RayUnavailable", "WorkerFailed", "CHUNK_RECORDS"]
 
 CHUNK_RECORDS = 16          # records per task: small enough that little is redone after a failure
 
 
-class RayUnavailable(RuntimeError):
+class RayUnavailable(PyggufError, RuntimeError):
     pass
 
 
-class WorkerFailed(RuntimeError):
+class WorkerFailed(PyggufError, RuntimeError):
     """A chunk's task failed (its machine died, the model would not load there, ...)."""
 
 

@@ -11,7 +11,8 @@ import secrets
 
 import numpy as np
 
-from .._native import ffi as _ffi, lib as _native
+from pygguf._native import ffi as _ffi
+from pygguf._native import lib as _native
 
 DEFAULT_SEED = 0xFFFFFFFF    # LLAMA_DEFAULT_SEED: -1 as uint32, means "pick a random seed"
 

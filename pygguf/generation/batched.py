@@ -23,8 +23,8 @@ from typing import Iterator
 
 import numpy as np
 
-from pygguf.completion import Sequence, common_prefix
-from pygguf.timings import Timings
+from pygguf.generation.completion import Sequence, common_prefix
+from pygguf.generation.timings import Timings
 
 __all__ = ["BatchedEngine", "MIN_SHARED_PREFIX"]
 

@@ -17,9 +17,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from pygguf.chat_errors import ChatTemplateError, TemplateRewritesHistory
-from pygguf.interactive_params import (InteractiveError, InteractiveParams, SessionPlan, plan_session,
-                                       process_escapes, prompt_from_stdin)
+from pygguf.errors import ChatTemplateError, TemplateRewritesHistory
+from pygguf_cli.interactive_params import (
+    InteractiveError,
+    InteractiveParams,
+    SessionPlan,
+    plan_session,
+    process_escapes,
+    prompt_from_stdin,
+)
 
 if TYPE_CHECKING:
     from pygguf.chat import ChatFormatter
@@ -97,7 +103,7 @@ class InteractiveSession:
         if self.p.chatml:
             self.reverse_prompts.append(CHATML_REVERSE_PROMPT)
         if self.plan.conversation:
-            from pygguf.chat import ChatFormatter   # here: jinja2 is only needed for conversations
+            from pygguf.chat import ChatFormatter  # here: jinja2 is only needed for conversations
             self.formatter = ChatFormatter.from_metadata(self.model.metadata, self.p.chat_template)
         for note in self.plan.notes:
             self.console.info(note)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from pygguf.errors import ModelError
+
 ARCHITECTURES = ("llama",)
 
 
-class ModelError(ValueError):
-    """A model file pygguf cannot run: the message names the key, tensor or architecture."""
 
 
 @dataclass

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
-from .escapes import process_escapes  # noqa: F401  (re-exported for the interactive session)
+
+from pygguf.errors import PyggufError
+from pygguf_cli.escapes import process_escapes  # noqa: F401  (re-exported for the interactive session)
 
 
-class InteractiveError(Exception):
+class InteractiveError(PyggufError):
     """A bad combination of interactive options, or a prompt that cannot fit the context."""
 
 

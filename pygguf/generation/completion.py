@@ -1,5 +1,5 @@
 """One completion request decoded token by token: the per-sequence state shared by the Python API
-(`pygguf.api`) and batch runs (`pygguf.batch`).
+(`pygguf.api`) and batch runs (`pygguf.tools.batch`).
 
     request = CompletionRequest(prompt_tokens, n_predict=32, sampling=SamplerParams(seed=1), stop=("\\n",))
     engine = SerialEngine(model, tokenizer)
@@ -10,10 +10,10 @@ The split: a `Sequence` owns everything per request that is not the forward pass
 strings, UTF-8 stream decoder, logprobs, timings); it turns one row of logits into the next token
 or a finish reason. An engine owns the model and its KV cache and decides when each sequence's
 logits are computed. `SerialEngine` runs one sequence at a time in the model's first cache
-sequence, reusing the prompt prefix the previous sequence left there; `pygguf.batched.BatchedEngine`
+sequence, reusing the prompt prefix the previous sequence left there; `pygguf.generation.batched.BatchedEngine`
 drives the same `Sequence` objects several per forward pass.
 
-The token loop reuses pygguf.generate: Generator.check_prompt/prefill/decode_one/sample (prompt
+The token loop reuses pygguf.generation.generate: Generator.check_prompt/prefill/decode_one/sample (prompt
 length limit, repeat-penalty history, timings) and StopStrings (stop strings across token
 boundaries, single-token stops matched by id); the tokenizer's stream decoder holds split UTF-8.
 What is added here: the stop string is cut from the returned text (OpenAI/llama-cpp-python
@@ -23,13 +23,15 @@ become a stop string (so the chunks always add up to the final text), and log-pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence as Seq
+from typing import Iterator
+from typing import Sequence as Seq
 
 import numpy as np
 
-from pygguf.generate import GenerationError, GenerationParams, Generator, PromptTooLong, StopStrings
+from pygguf.errors import EmptyPrompt
+from pygguf.generation.generate import GenerationParams, Generator, PromptTooLong, StopStrings
+from pygguf.generation.timings import Timings
 from pygguf.sampling import Sampler, SamplerParams
-from pygguf.timings import Timings
 
 __all__ = ["CompletionRequest", "Sequence", "SerialEngine", "new_sequence", "PromptTooLong", "EmptyPrompt", "FINISH_REASONS",
            "common_prefix"]
@@ -37,10 +39,6 @@ __all__ = ["CompletionRequest", "Sequence", "SerialEngine", "new_sequence", "Pro
 # finish reasons, as batch records write them
 FINISH_EOS, FINISH_LENGTH, FINISH_STOP, FINISH_CONTEXT = "eos", "length", "stop", "context"
 FINISH_REASONS = (FINISH_EOS, FINISH_LENGTH, FINISH_STOP, FINISH_CONTEXT)
-
-
-class EmptyPrompt(GenerationError):
-    pass
 
 
 @dataclass

@@ -8,7 +8,7 @@ The pieces, one concern each:
 - read_records / parse_record: JSONL (`{"id", "prompt" | "messages", per-record parameters}`) or a
   plain text file (one prompt per line, id = line number). A bad record is not an exception: it
   becomes a BadRecord and, in the output, `{"id": ..., "error": "..."}`.
-- Scheduler: admits records into the slots of a pygguf.batched.BatchedEngine (up to `--parallel`
+- Scheduler: admits records into the slots of a pygguf.generation.batched.BatchedEngine (up to `--parallel`
   sequences of the model's KV cache) and advances them together, one forward pass per `step()`,
   which returns the records that finished; a finished slot takes the next record at once
   (continuous batching), and a prompt prefix another slot holds is copied, not recomputed. Each
@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from pygguf.chat import ChatTemplateError
-from pygguf.batched import BatchedEngine
-from pygguf.completion import CompletionRequest, EmptyPrompt, Sequence, new_sequence
-from pygguf.generate import PromptTooLong
+from pygguf.errors import PyggufError, SamplerError
+from pygguf.generation.batched import BatchedEngine
+from pygguf.generation.completion import CompletionRequest, EmptyPrompt, Sequence, new_sequence
+from pygguf.generation.generate import PromptTooLong
 from pygguf.sampling import SamplerParams
-from pygguf.samplers.candidates import SamplerError
 
 __all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record",
            "Scheduler", "ResultWriter", "completed_ids", "run_batch", "BatchSummary", "result_record"]
 
 
-class RecordError(ValueError):
+class RecordError(PyggufError, ValueError):
     """A record that cannot be run (bad JSON, missing prompt, bad parameter, prompt too long)."""
 
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
-from ._native import ffi, lib
-from .llama import F32_ONLY, Config, ModelError, ggml_shape, tensor_names
-from .quants import QuantType
+from pygguf._native import ffi, lib
+from pygguf.errors import ModelError
+from pygguf.gguf.types import QuantType
+from pygguf.model import kernels
+from pygguf.model.config import F32_ONLY, Config, ggml_shape, tensor_names
 
-__all__ = ["Model", "ModelError", "Config", "TensorRef"]
+__all__ = ["Model", "TensorRef"]
 
 log = logging.getLogger("pygguf")
 
@@ -167,7 +168,7 @@ class Model:
     def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None,
              n_seq=1, repack=True) -> "Model":
         """Maps a GGUF file and builds the model; the tokenizer is built on first use."""
-        from .gguf import GGUFError, GGUFReader   # imported here so a model can be built without it
+        from pygguf.gguf import GGUFError, GGUFReader  # imported here so a model can be built without it
 
         path = os.fspath(path)
         try:
@@ -212,7 +213,7 @@ class Model:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from .tokenizer import Tokenizer
+            from pygguf.tokenizer import Tokenizer
             self._tokenizer = Tokenizer.from_metadata(self.metadata)
         return self._tokenizer
 

@@ -1,7 +1,7 @@
 """Quantize a GGUF model file the way llama-quantize does.
 
 Per tensor type choices come from `quant_mix`; the bytes from the reference quantizers
-(`pygguf.kernels.quantize`). The output file matches llama-quantize's: tensors in llama.cpp's
+(`pygguf.model.kernels.quantize`). The output file matches llama-quantize's: tensors in llama.cpp's
 loader order, the input metadata with `general.quantization_version = 2` and `general.file_type`
 moved to the end, alignment 32.
 """
@@ -13,11 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import kernels
-from .gguf import GGUFReader, GGUFValueType, GGUFWriter, TensorInfo
-from .kernels import KernelError
-from .quant_mix import FileType, ModelInfo, TypeChoice, choose_types, file_type, llama_tensor_order
-from .quants import QuantType, by_name
+from pygguf.errors import KernelError, PyggufError
+from pygguf.gguf import GGUFReader, GGUFValueType, GGUFWriter, TensorInfo
+from pygguf.gguf.types import QuantType, by_name
+from pygguf.model import kernels
+from pygguf.tools.quant_mix import FileType, ModelInfo, TypeChoice, choose_types, file_type, llama_tensor_order
 
 QUANTIZATION_VERSION = 2          # GGML_QNT_VERSION
 CHUNK_VALUES = 1 << 22            # values converted at a time: bounds the float32 scratch
@@ -29,7 +29,7 @@ Quantizer = Callable[[QuantType, np.ndarray], np.ndarray]        # floats -> raw
 Dequantizer = Callable[[QuantType, np.ndarray, int], np.ndarray]  # raw blocks, n -> floats
 
 
-class QuantizeError(RuntimeError):
+class QuantizeError(PyggufError, RuntimeError):
     """The input cannot be quantized as asked (requantizing without permission, same file...)."""
 
 

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .candidates import Candidates
+from pygguf.sampling.candidates import Candidates
 
 MAX_BREAKER_CHARS = 40   # longer breakers are truncated, as llama.cpp does
 MAX_TAIL_TOKENS = 20     # the tokenized tail of a breaker is clamped to this many tokens

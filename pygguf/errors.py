@@ -1,0 +1,96 @@
+"""Every error pygguf raises on purpose is a `PyggufError`, so a front end catches
+`(PyggufError, OSError)` and prints one line. The library's own errors live here, at the bottom
+of the package, so that any layer can raise or catch them without importing another layer (and
+catching a chat-template error does not import jinja2). Tools define theirs beside them, as
+subclasses of PyggufError too.
+
+The C status codes are named once, in csrc/api (PG_EBADTYPE ...); their messages are here, once.
+"""
+from __future__ import annotations
+
+
+class PyggufError(Exception):
+    """Base of every error pygguf reports: its message is one line meant for the user."""
+
+
+# ---- files and models ------------------------------------------------------------------------
+
+class GGUFError(PyggufError, ValueError):
+    """A GGUF file is malformed, hostile or unsupported; the message names the file."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class GGUFTruncatedError(GGUFError):
+    """The file ends before something it declares."""
+
+
+class GGUFUnsupportedError(GGUFError):
+    """A well-formed file that pygguf does not handle (version, byte order, tensor type)."""
+
+
+class ModelError(PyggufError, ValueError):
+    """A model file pygguf cannot run, or a bad request to a loaded model: the message names the
+    key, tensor, architecture or argument."""
+
+
+class KernelError(PyggufError, RuntimeError):
+    """A C kernel refused its arguments."""
+
+
+class TokenizerError(PyggufError, ValueError):
+    """Tokenizer metadata that cannot be used (missing, mis-typed or inconsistent)."""
+
+
+# ---- requests --------------------------------------------------------------------------------
+
+class SamplerError(PyggufError, ValueError):
+    """Bad sampler parameters or input (the message says which and why)."""
+
+
+class ChatTemplateError(PyggufError):
+    """A chat template that cannot be compiled or rendered, or that tried to escape the sandbox."""
+
+
+class TemplateRewritesHistory(ChatTemplateError):
+    """Adding a message changed the rendering of earlier ones: no suffix can be appended."""
+
+
+class GenerationError(PyggufError):
+    """A request the engine cannot start (empty prompt, prompt longer than the context)."""
+
+
+class PromptTooLong(GenerationError):
+    def __init__(self, n_tokens: int, max_tokens: int):
+        super().__init__(f"prompt is too long ({n_tokens} tokens, max {max_tokens})")
+        self.n_tokens = n_tokens
+        self.max_tokens = max_tokens
+
+
+class EmptyPrompt(GenerationError):
+    pass
+
+
+# ---- C status codes --------------------------------------------------------------------------
+
+# by the names of csrc/api's enum: the numbers are read from the extension, never written here
+_C_STATUS_MESSAGES = {
+    "PG_EBADTYPE": "unsupported tensor type",
+    "PG_EBADSIZE": "shape or extent out of range (not whole blocks, or past the end of the data)",
+    "PG_ENOKERNEL": "no kernel for this type in this build",
+    "PG_EBADISA": "instruction set not supported by this CPU",
+    "PG_ENOMEM": "out of memory",
+    "PG_EBADARG": "bad argument",
+}
+
+
+def c_status_message(rc: int) -> str:
+    """The message of a C status code (the C extension is imported only when one is reported)."""
+    from pygguf._native import lib
+    for name, message in _C_STATUS_MESSAGES.items():
+        if getattr(lib, name) == rc:
+            return message
+    return f"error {rc}"

@@ -1,0 +1,1 @@
+"""Generation: turning logits into text, one token loop for every front end."""

@@ -1,0 +1,309 @@
+"""GGUF files: a memory-mapped reader that trusts nothing it reads (the layout: format.py).
+
+Every count, length, dimension, offset and type id is checked against the bytes really present
+before it is used, so a hostile or truncated file raises `GGUFError` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+import numpy as np
+
+from pygguf.errors import GGUFError, GGUFTruncatedError, GGUFUnsupportedError
+from pygguf.gguf.format import (
+    DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    INT64_MAX,
+    MAX_ARRAY_NESTING,
+    MAX_DIMS,
+    NUMPY_DTYPES,
+    SCALAR_FORMATS,
+    UNSUPPORTED_GGML_TYPES,
+    GGUFValueType,
+    TensorInfo,
+    ValueTypeSpec,
+    align,
+    min_encoded_size,
+    tensor_nbytes,
+)
+from pygguf.gguf.strings import read_strings
+from pygguf.gguf.types import BY_ID, QuantType
+
+# ---- reader ---------------------------------------------------------------------------------
+
+class _Cursor:
+    """Bounds-checked little-endian reads from a buffer; every failure names what was being read."""
+
+    def __init__(self, buf, size: int, fail):
+        self.buf, self.size, self.pos, self.fail = buf, size, 0, fail
+
+    @property
+    def left(self) -> int:
+        return self.size - self.pos
+
+    def need(self, n: int, what: str) -> None:
+        if n > self.left:
+            self.fail(GGUFTruncatedError, f"truncated: {what} needs {n} bytes at offset {self.pos}, "
+                                          f"only {self.left} left")
+
+    def scalar(self, fmt: str, what: str):
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return value
+
+    def u32(self, what: str) -> int:
+        return self.scalar("<I", what)
+
+    def u64(self, what: str) -> int:
+        return self.scalar("<Q", what)
+
+    def raw(self, n: int, what: str) -> bytes:
+        self.need(n, what)
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def string(self, what: str) -> str:
+        length = self.u64(f"{what} length")
+        if length > self.left:
+            self.fail(GGUFTruncatedError, f"truncated: {what} declares {length} bytes at offset "
+                                          f"{self.pos}, only {self.left} left")
+        return self.raw(length, what).decode("utf-8", errors="surrogateescape")
+
+
+class GGUFReader:
+    """A GGUF v2/v3 file, memory-mapped read-only; tensors are zero-copy numpy views."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.metadata: dict[str, object] = {}
+        self.metadata_types: dict[str, ValueTypeSpec] = {}
+        self.tensors: dict[str, TensorInfo] = {}
+        self._mmap = None
+        self._bytes = None
+        try:
+            self._map()
+            self._parse()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- errors --
+    def _fail(self, cls, problem: str):
+        raise cls(self.path, problem)
+
+    # -- mapping --
+    def _map(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < 4 + 4 + 8 + 8:
+                    self._fail(GGUFTruncatedError, f"truncated header: {size} bytes, a GGUF header needs 24")
+                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            self._fail(GGUFError, f"cannot open: {e.strerror or e}")
+        self.file_size = size
+        self._bytes = np.frombuffer(self._mmap, dtype=np.uint8)
+
+    # -- parsing --
+    def _parse(self) -> None:
+        cur = _Cursor(self._mmap, self.file_size, self._fail)
+        n_tensors, n_kv = self._read_header(cur)
+        self._read_metadata(cur, n_kv)
+        self.alignment = self._alignment()
+        infos = self._read_tensor_infos(cur, n_tensors)
+        self.data_offset = align(cur.pos, self.alignment)
+        self._place_tensors(infos)
+
+    def _read_header(self, cur: _Cursor) -> tuple[int, int]:
+        magic = cur.raw(4, "magic")
+        if magic not in (GGUF_MAGIC, GGUF_MAGIC[::-1]):
+            self._fail(GGUFError, f"not a GGUF file (magic {magic!r}, expected b'GGUF')")
+        version = cur.u32("version")
+        swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
+        if magic == GGUF_MAGIC[::-1] or (version & 0xFFFF == 0 and swapped & 0xFFFF != 0):
+            self._fail(GGUFUnsupportedError, f"big-endian GGUF is not supported (version field reads "
+                                             f"{swapped} byte-swapped)")
+        if version == 1:
+            self._fail(GGUFUnsupportedError, "GGUF v1 is not supported (it used 32-bit counts); "
+                                             "convert the file to v3")
+        if version not in (2, 3):
+            self._fail(GGUFUnsupportedError, f"GGUF version {version} is not supported (only 2 and 3)")
+        self.version = version
+        n_tensors = cur.u64("tensor count")
+        n_kv = cur.u64("metadata count")
+        # every key/value pair takes at least 8+4+1 bytes, every tensor info at least 8+4+8+4+8
+        if n_kv > cur.left // 13:
+            self._fail(GGUFError, f"absurd metadata count n_kv={n_kv} for {cur.left} bytes left in the file")
+        if n_tensors > cur.left // 32:
+            self._fail(GGUFError, f"absurd tensor count n_tensors={n_tensors} for {cur.left} bytes left")
+        return n_tensors, n_kv
+
+    def _read_metadata(self, cur: _Cursor, n_kv: int) -> None:
+        for i in range(n_kv):
+            key = cur.string(f"metadata key #{i}")
+            if key in self.metadata:
+                self._fail(GGUFError, f"duplicate metadata key {key!r}")
+            vtype_id = cur.u32(f"value type of {key!r}")
+            value, vtype = self._read_value(cur, vtype_id, key, depth=0)
+            self.metadata[key] = value
+            self.metadata_types[key] = vtype
+
+    def _value_type(self, vtype_id: int, key: str) -> GGUFValueType:
+        if vtype_id not in GGUFValueType._value2member_map_:
+            self._fail(GGUFError, f"unknown metadata value type {vtype_id} for key {key!r}")
+        return GGUFValueType(vtype_id)
+
+    def _read_value(self, cur: _Cursor, vtype_id: int, key: str, depth: int):
+        vtype = self._value_type(vtype_id, key)
+        if vtype == GGUFValueType.STRING:
+            return cur.string(f"string value of {key!r}"), vtype
+        if vtype == GGUFValueType.ARRAY:
+            return self._read_array(cur, key, depth)
+        value = cur.scalar(SCALAR_FORMATS[vtype], f"{vtype.name.lower()} value of {key!r}")
+        return value, vtype
+
+    def _read_array(self, cur: _Cursor, key: str, depth: int):
+        if depth >= MAX_ARRAY_NESTING:
+            self._fail(GGUFError, f"arrays nested deeper than {MAX_ARRAY_NESTING} in {key!r}")
+        elem = self._value_type(cur.u32(f"array element type of {key!r}"), key)
+        count = cur.u64(f"array length of {key!r}")
+        if count > cur.left // min_encoded_size(elem):
+            self._fail(GGUFTruncatedError, f"array {key!r} declares {count} {elem.name.lower()} values "
+                                           f"but only {cur.left} bytes are left")
+        if elem == GGUFValueType.STRING:
+            return self._read_string_array(cur, count, key), (GGUFValueType.ARRAY, elem)
+        if elem == GGUFValueType.ARRAY:
+            items, sub_types = [], []
+            for _ in range(count):
+                item, sub = self._read_array(cur, key, depth + 1)
+                items.append(item)
+                sub_types.append(sub)
+            # the outer declaration says only ARRAY; keep the first inner type (all alike in practice)
+            inner = sub_types[0] if sub_types else (GGUFValueType.ARRAY, GGUFValueType.UINT8)
+            return items, (GGUFValueType.ARRAY, inner)
+        dtype = np.dtype(NUMPY_DTYPES[elem])
+        nbytes = count * dtype.itemsize
+        cur.need(nbytes, f"array {key!r}")
+        values = np.frombuffer(self._mmap, dtype=dtype, count=count, offset=cur.pos)
+        cur.pos += nbytes
+        items = values.astype(bool).tolist() if elem == GGUFValueType.BOOL else values.tolist()
+        return items, (GGUFValueType.ARRAY, elem)
+
+    def _read_string_array(self, cur: _Cursor, count: int, key: str) -> list:
+        """The vocabulary path (tens of thousands of strings), which dominated opening a model:
+        the C scan (gguf_strings) checks every length and decodes in bulk; anything it declines
+        (a short, truncated or non-UTF-8 array, no extension) goes through the loop below."""
+        fast = read_strings(self._bytes, cur.pos, count)
+        if fast is not None:
+            items, cur.pos = fast
+            return items
+        return self._read_string_array_slowly(cur, count, key)
+
+    def _read_string_array_slowly(self, cur: _Cursor, count: int, key: str) -> list:
+        """The reference: _Cursor.string's checks inlined, one string at a time; it names the
+        string that fails."""
+        buf, pos, size = self._mmap, cur.pos, cur.size
+        read_length = struct.Struct("<Q").unpack_from
+        items = []
+        for j in range(count):
+            if size - pos < 8:
+                cur.pos = pos
+                cur.need(8, f"length of string #{j} of array {key!r}")
+            (length,) = read_length(buf, pos)
+            pos += 8
+            if length > size - pos:
+                self._fail(GGUFTruncatedError, f"truncated: string #{j} of array {key!r} declares {length} "
+                                               f"bytes at offset {pos}, only {size - pos} left")
+            items.append(buf[pos:pos + length].decode("utf-8", errors="surrogateescape"))
+            pos += length
+        cur.pos = pos
+        return items
+
+    def _alignment(self) -> int:
+        value = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
+            self._fail(GGUFError, f"general.alignment must be a nonzero power of two, got {value!r}")
+        return value
+
+    def _read_tensor_infos(self, cur: _Cursor, n_tensors: int) -> list:
+        infos = []
+        seen = set()
+        for i in range(n_tensors):
+            name = cur.string(f"name of tensor #{i}")
+            if name in seen:
+                self._fail(GGUFError, f"duplicate tensor name {name!r}")
+            seen.add(name)
+            n_dims = cur.u32(f"n_dims of tensor {name!r}")
+            if not 1 <= n_dims <= MAX_DIMS:
+                self._fail(GGUFError, f"tensor {name!r} has n_dims={n_dims}, expected 1..{MAX_DIMS}")
+            shape = tuple(cur.u64(f"dimension {d} of tensor {name!r}") for d in range(n_dims))
+            type_id = cur.u32(f"type of tensor {name!r}")
+            rel_offset = cur.u64(f"offset of tensor {name!r}")
+            qtype = self._check_tensor_shape(name, shape, type_id)
+            infos.append((name, shape, qtype, rel_offset))
+        return infos
+
+    def _check_tensor_shape(self, name: str, shape: tuple, type_id: int) -> QuantType:
+        n_elements = 1
+        for d in shape:
+            if d <= 0 or d > INT64_MAX:
+                self._fail(GGUFError, f"tensor {name!r} has a bad dimension {d} in shape {list(shape)}")
+            n_elements *= d
+            if n_elements > INT64_MAX:
+                self._fail(GGUFError, f"tensor {name!r}: shape {list(shape)} overflows int64")
+        if type_id not in BY_ID:
+            known = UNSUPPORTED_GGML_TYPES.get(type_id)
+            what = f"type {known} (id {type_id}) is not supported" if known else f"unknown type id {type_id}"
+            self._fail(GGUFUnsupportedError, f"tensor {name!r}: {what}")
+        qtype = BY_ID[type_id]
+        if shape[0] % qtype.block_size:
+            self._fail(GGUFError, f"tensor {name!r}: row length {shape[0]} is not a multiple of "
+                                  f"the {qtype.name} block size {qtype.block_size}")
+        return qtype
+
+    def _place_tensors(self, infos: list) -> None:
+        placed = []
+        for name, shape, qtype, rel_offset in infos:
+            nbytes = tensor_nbytes(shape, qtype)
+            if rel_offset % self.alignment:
+                self._fail(GGUFError, f"tensor {name!r}: offset {rel_offset} is not a multiple of the "
+                                      f"alignment {self.alignment}")
+            start = self.data_offset + rel_offset
+            if start + nbytes > self.file_size:
+                self._fail(GGUFTruncatedError, f"tensor {name!r}: data [{start}, {start + nbytes}) runs past "
+                                               f"the end of the file ({self.file_size} bytes)")
+            placed.append((start, nbytes, name))
+            n_elements = nbytes // qtype.type_size * qtype.block_size
+            self.tensors[name] = TensorInfo(name, shape, qtype, start, nbytes, n_elements,
+                                            self._bytes[start:start + nbytes])
+        placed.sort()
+        for (a_start, a_bytes, a_name), (b_start, _, b_name) in zip(placed, placed[1:]):
+            if b_start < a_start + a_bytes:
+                self._fail(GGUFError, f"tensors {a_name!r} and {b_name!r} overlap")
+
+    # -- lifetime --
+    def close(self) -> None:
+        """Drop our references to the map; it is unmapped once no tensor view is alive."""
+        for t in self.tensors.values():
+            t.data = None
+        self._bytes = None
+        if self._mmap is not None:
+            try:
+                self._mmap.close()
+            except BufferError:
+                pass    # a caller still holds a view: the map is released with it
+            self._mmap = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()

@@ -1,0 +1,1 @@
+"""The tools built on the library: batch runs (and over Ray), perplexity, quantization."""
