@@ -18,28 +18,33 @@ import time
 from pathlib import Path
 
 from pygguf.model import Model
+from pygguf.model.batch import Batch
 from pygguf_cli.paths import cache_dir, default_model_path, vocab_dir
 
 HERE = Path(__file__).resolve().parent
 
 
 def pygguf_side(path: Path, threads: int, n_prompt: int, n_gen: int, reps: int) -> dict:
+    """llama-bench's pp and tg through Model.decode: one batch of the prompt from an empty cache,
+    then tokens one at a time from an empty cache (no sampling)."""
     t0 = time.perf_counter()
     model = Model.load(str(path), n_ctx=512, n_threads=threads, n_batch=512)
     model.tokenizer  # built lazily; llama.cpp's load includes its vocab, so ours must too
     load_s = time.perf_counter() - t0
     prompt = [(i * 7919) % 1000 + 100 for i in range(n_prompt)]
-    model.eval(prompt[:8])  # warm-up
+    model.decode(Batch.of(prompt[:8]))  # warm-up
+    one = Batch(1)
     pp, tg = [], []
     for _ in range(reps):
-        model.reset()
+        batch = Batch.of(prompt)
         t = time.perf_counter()
-        model.eval(prompt)
+        model.decode(batch)
         pp.append(n_prompt / (time.perf_counter() - t))
-        model.reset()
         t = time.perf_counter()
         for i in range(n_gen):
-            model.eval([prompt[i % n_prompt]])
+            one.clear()
+            one.add(prompt[i % n_prompt], i, 0, want=True)
+            model.decode(one)
         tg.append(n_gen / (time.perf_counter() - t))
     model.close()
     return {"load_s": load_s, "pp": max(pp), "tg": max(tg)}

@@ -69,7 +69,7 @@ def time_config(params: SamplerParams, rows: list[np.ndarray], n: int) -> tuple[
     s = Sampler(params, N_VOCAB)
     s.accept_all(range(64))
     wall, cpu = [], []
-    logits = np.empty(N_VOCAB, dtype=np.float32)   # like Model.eval's reused output buffer
+    logits = np.empty(N_VOCAB, dtype=np.float32)   # like Model.decode's reused output buffer
     for i in range(n):
         np.copyto(logits, rows[i % len(rows)])      # untimed: the model just wrote its logits
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -81,22 +81,26 @@ def time_config(params: SamplerParams, rows: list[np.ndarray], n: int) -> tuple[
 
 
 def in_decode_loop(path: str, steps: int = 128) -> None:
-    """sample() right after each Model.eval, as a generation loop runs it: each step times one of
+    """sample() right after each Model.decode, as a generation loop runs it: each step times one of
     the loop configurations in turn, or (as a floor) one plain read of the logits, logits.max()."""
     from pygguf.model import Model
+    from pygguf.model.batch import Batch
     m = Model.load(path, n_ctx=steps + 16, n_threads=2)
     samplers = {name: Sampler(p, m.config.n_vocab) for name, p in LOOP_CONFIGS.items()}
     prompt = m.tokenizer.encode("The three primary colors are", add_special=True)
     for s in samplers.values():
         s.accept_all(prompt)
     driver = samplers["default"]
-    token = driver.sample(m.eval(prompt))
+    token = driver.sample(m.decode(Batch.of(prompt))[0])
+    one = Batch(1)
     timed = {name: [] for name in [*samplers, "read once (logits.max())"]}
     names = list(timed)
     step = []
     for i in range(steps):
         t0 = time.perf_counter()
-        logits = m.eval([token])
+        one.clear()
+        one.add(token, len(prompt) + i, 0, want=True)
+        logits = m.decode(one)[0]
         t1 = time.perf_counter()
         name = names[i % len(names)]
         chosen = samplers[name].sample(logits) if name in samplers else logits.max()

@@ -2,8 +2,9 @@
 
 One `InteractiveSession` owns the conversation state; `run_interactive` is the entry point the CLI
 calls. The turn logic follows llama.cpp's main loop (2023 `main`, today's `llama-completion`):
-- every token printed is also fed to the model, so the KV cache always holds exactly the text seen
-  (the sampled token is evaluated just before the next user input, end-of-generation tokens too);
+- the session is one Sequence of the one engine (pygguf.generation), run a turn at a time: every
+  token printed is also fed to the model, so the KV cache always holds exactly the text seen (the
+  sampled token is evaluated just before the next user input, end-of-generation tokens too);
 - the user gets control back on an end-of-generation token, on a reverse prompt at the end of the
   recent text, when the per-turn token budget (-n) is spent, or on Ctrl+C;
 - on an end-of-generation token the first reverse prompt is injected as input (PR #333 behaviour);
@@ -13,11 +14,12 @@ calls. The turn logic follows llama.cpp's main loop (2023 `main`, today's `llama
 from __future__ import annotations
 
 import signal
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from pygguf.errors import ChatTemplateError, TemplateRewritesHistory
+from pygguf.errors import ChatTemplateError, PromptTooLong, TemplateRewritesHistory
+from pygguf.generation.engine import Engine
+from pygguf.generation.sequence import FinishReason, Request
+from pygguf.generation.timings import Timings
 from pygguf_cli.interactive_params import (
     InteractiveError,
     InteractiveParams,
@@ -30,7 +32,7 @@ from pygguf_cli.interactive_params import (
 if TYPE_CHECKING:
     from pygguf.chat import ChatFormatter
 
-__all__ = ["InteractiveError", "InteractiveParams", "InteractiveSession", "SessionPlan", "SessionTimings",
+__all__ = ["InteractiveError", "InteractiveParams", "InteractiveSession", "SessionPlan",
            "plan_session", "process_escapes", "prompt_from_stdin", "run_interactive", "split_line_controls"]
 
 INSTRUCT_PREFIX = "\n\n### Instruction:\n\n"     # tokenized WITH a BOS in front (2023 main)
@@ -39,19 +41,7 @@ INSTRUCT_REVERSE_PROMPT = "### Instruction:\n\n"
 CHATML_PREFIX = "\n<|im_start|>user\n"            # tokenized WITH a BOS in front, like -ins
 CHATML_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
 CHATML_REVERSE_PROMPT = "<|im_start|>user\n"
-REVERSE_PROMPT_WINDOW = 32                         # tokens of recent text searched for a reverse prompt
 EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class SessionTimings:
-    """Counters with the same names as the CLI's Timings, so either can be passed in."""
-    prompt_eval_ms: float = 0.0
-    n_prompt_eval: int = 0
-    eval_ms: float = 0.0
-    n_eval: int = 0
-    sample_ms: float = 0.0
-    n_sample: int = 0
 
 
 def default_timings_report(timings, write_err: Callable[[str], None]) -> None:
@@ -76,23 +66,18 @@ class InteractiveSession:
         self.plan = plan
         self.p = plan.params
         self.console = console
-        self.timings = timings if timings is not None else SessionTimings()
+        self.timings = timings if timings is not None else Timings.start()
         self.report_timings = report_timings or (lambda t: default_timings_report(t, console.error))
         self.handle_signals = handle_signals
         self.formatter: ChatFormatter | None = None
         self.use_template = plan.conversation and not (self.p.in_prefix or self.p.in_suffix)
         self.chat: list[dict[str, str]] = []
         self.reverse_prompts = list(self.p.reverse_prompts)
-        self.fed: list[int] = []              # tokens in the KV cache, in order
-        self.pending: list[int] = []          # tokens to evaluate before the next sample
-        self.n_keep = 0
+        self.engine = Engine(model, self.tok, slots=1)
+        self.seq = None                       # the session's Sequence, made by start()
         self.after_reverse_prompt = False     # the last hand-over came from a reverse prompt
         self.need_end_of_turn = False         # conversation reply cut by Ctrl+C: close it first
         self.reply_end_text = ""              # text of the token that closed the last reply
-        self.last_logits = None               # logits of the last token fed (reused after an empty line)
-        self._single_token_ids: set[int] | None = None
-        self.stop_requested = False
-        self.reply_text: list[str] = []
         self.context_shift = self.p.context_shift if self.p.context_shift is not None \
             else (self.p.instruct or self.p.chatml)
 
@@ -108,16 +93,13 @@ class InteractiveSession:
         for note in self.plan.notes:
             self.console.info(note)
         prompt_tokens = self.initial_prompt_tokens()
-        limit = self.model.n_ctx - 4
-        if len(prompt_tokens) > limit:
-            raise InteractiveError(f"prompt is too long ({len(prompt_tokens)} tokens, max {limit})")
-        self.n_keep = self.keep_count(prompt_tokens)
+        self.seq = self.new_sequence(prompt_tokens)
+        self.engine.admit(self.seq)
         if self.p.verbose_prompt:
             self.print_verbose_prompt(prompt_tokens)
         if self.p.display_prompt and prompt_tokens:
             self.console.write(self.tok.decode(prompt_tokens, special=self.p.special or not self.plan.conversation),
                                "prompt")
-        self.pending = list(prompt_tokens)
         self.print_interactive_banner()
 
     def initial_prompt_tokens(self) -> list[int]:
@@ -139,12 +121,18 @@ class InteractiveSession:
             tokens = [self.tok.bos_id]
         return tokens
 
-    def keep_count(self, prompt_tokens: list[int]) -> int:
-        n = self.p.n_keep
-        if self.p.instruct or self.p.chatml or n < 0 or n > len(prompt_tokens):
-            return len(prompt_tokens)
-        bos_added = bool(prompt_tokens) and prompt_tokens[0] == self.tok.bos_id and self.tok.add_bos
-        return n + (1 if bos_added else 0)     # BOS is always kept on top, as in llama.cpp
+    def new_sequence(self, prompt_tokens: list[int]):
+        """The session's one Sequence: turns of at most -n tokens (a budget of 0 or less never ends a
+        turn: the 2023 loop counted it down and stopped at exactly zero), the reverse prompts matched
+        at the end of the recent text, the whole prompt kept by a shift in -ins/-cml."""
+        budget = self.p.n_predict if self.p.n_predict > 0 else -1
+        keep = -1 if self.p.instruct or self.p.chatml else self.p.n_keep
+        request = Request(prompt_tokens, n_predict=budget, stop=tuple(self.reverse_prompts), cut_stop=False,
+                          context_shift=self.context_shift, n_keep=keep, interactive=True, special=self.p.special)
+        try:
+            return self.engine.new_sequence(request, sampler=self.sampler, timings=self.timings, allow_empty=True)
+        except PromptTooLong as e:
+            raise InteractiveError(str(e)) from None
 
     def print_interactive_banner(self) -> None:
         self.console.info("== Running in interactive mode. ==")
@@ -166,10 +154,7 @@ class InteractiveSession:
                                                 generated_end=self.reply_end_text)
         except TemplateRewritesHistory:
             self.chat.append(message)
-            self.model.reset()
-            self.fed = []
-            self.pending = []
-            self.n_keep = 0
+            self.engine.forget(self.seq)
             return self.formatter.render(self.chat, add_generation_prompt), True
         self.chat.append(message)
         return text, False
@@ -209,8 +194,9 @@ class InteractiveSession:
                       + (f" (detected as built-in {detected})" if detected else ""))
         con.error(f"prompt: {self.tok.decode(prompt_tokens, special=True)!r}")
         self.print_tokens("number of tokens in prompt", prompt_tokens)
-        if self.n_keep > 0:
-            con.error(f"static prompt based on n_keep: {self.tok.decode(prompt_tokens[:self.n_keep], special=True)!r}")
+        n_keep = self.seq.n_keep
+        if n_keep > 0:
+            con.error(f"static prompt based on n_keep: {self.tok.decode(prompt_tokens[:n_keep], special=True)!r}")
         for text in self.reverse_prompts:
             self.print_tokens(f"reverse prompt {text!r}", self.tok.encode(text, add_special=False, parse_special=True))
         if self.p.in_prefix:
@@ -220,120 +206,44 @@ class InteractiveSession:
             self.print_tokens(f"input suffix {self.p.in_suffix!r}",
                               self.tok.encode(self.p.in_suffix, add_special=False, parse_special=True))
 
-    # -- model feeding -----------------------------------------------------------------------------
-    def feed_pending(self):
-        """Evaluate the pending tokens (shifting the context if needed); logits, or None when the
-        context is full and cannot shift."""
-        tokens, self.pending = self.pending, []
-        if not tokens:
-            return self.last_logits
-        if self.model.n_past + len(tokens) >= self.model.n_ctx:
-            if not self.context_shift:
-                self.console.error("\ncontext full and context shift is disabled => stopping")
-                return None
-            self.shift_context(len(tokens))
-        t0 = time.perf_counter()
-        logits = self.model.eval(tokens)
-        ms = (time.perf_counter() - t0) * 1e3
-        if len(tokens) > 1:
-            self.timings.prompt_eval_ms += ms
-            self.timings.n_prompt_eval += len(tokens)
-        else:
-            self.timings.eval_ms += ms
-            self.timings.n_eval += 1
-        self.fed.extend(tokens)
-        self.last_logits = logits
-        return logits
-
-    def shift_context(self, n_new: int) -> None:
-        n_left = self.model.n_past - self.n_keep
-        n_discard = n_left // 2
-        if n_discard <= 0 or self.model.n_past - n_discard + n_new >= self.model.n_ctx:
-            raise InteractiveError(f"input of {n_new} tokens does not fit the context of {self.model.n_ctx}")
-        self.model.shift(self.n_keep, n_discard)
-        del self.fed[self.n_keep:self.n_keep + n_discard]
-
-    def recent_text(self) -> str:
-        tail = (self.fed + self.pending)[-REVERSE_PROMPT_WINDOW:]
-        return self.tok.decode(tail, special=True)
-
-    def reverse_prompt_hit(self, last_token: int | None) -> bool:
-        if not self.reverse_prompts:
-            return False
-        if last_token is not None and last_token in self.single_token_reverse_prompts():
-            return True
-        text = self.recent_text()
-        return any(prompt and text.endswith(prompt) for prompt in self.reverse_prompts)
-
-    def single_token_reverse_prompts(self) -> set[int]:
-        """Reverse prompts that are one token are also matched by id (llama.cpp does too)."""
-        if self._single_token_ids is None:
-            encoded = [self.tok.encode(p, add_special=False, parse_special=True) for p in self.reverse_prompts]
-            self._single_token_ids = {ids[0] for ids in encoded if len(ids) == 1}
-        return self._single_token_ids
-
-
     # -- one reply ---------------------------------------------------------------------------------
-    def generate_reply(self, input_was_fed: bool) -> str:
-        """Feed the pending input and sample until control goes back to the user. Returns why:
-        'eog', 'reverse-prompt', 'budget', 'interrupted' or 'context-full'."""
-        budget = self.p.n_predict
-        decoder = self.tok.stream_decoder(special=self.p.special)
-        self.reply_text = []
-        check_input = input_was_fed
+    def generate_reply(self, input_was_fed: bool) -> FinishReason:
+        """Feed the pending input and sample until control goes back to the user; returns why."""
+        seq = self.seq
+        seq.start_turn(check_input=input_was_fed)
         try:
-            while True:
-                logits = self.feed_pending()
-                if logits is None:
-                    return "context-full"
-                if self.stop_requested:
-                    return "interrupted"
-                if check_input and self.reverse_prompt_hit(None):
-                    self.after_reverse_prompt = True
-                    return "reverse-prompt"
-                check_input = False
-                token = self.sample(logits)
-                self.pending = [token]
-                self.show(decoder.push(token))
-                if self.tok.is_eog(token):
-                    self.reply_end_text = self.piece(token)
-                    self.on_end_of_generation()
-                    return "eog"
-                if self.reverse_prompt_hit(token):
-                    self.after_reverse_prompt = True
-                    return "reverse-prompt"
-                budget -= 1
-                if budget == 0:
-                    return "budget"
-                if self.stop_requested:
-                    return "interrupted"
+            for delta in self.engine.generate(seq):
+                self.show(delta)
         finally:
-            self.show(decoder.flush())
-
-    def sample(self, logits) -> int:
-        t0 = time.perf_counter()
-        token = self.sampler.sample(logits)
-        self.sampler.accept(token)
-        self.timings.sample_ms += (time.perf_counter() - t0) * 1e3
-        self.timings.n_sample += 1
-        return token
+            self.show(seq.take_delta())
+        reason = seq.finish_reason
+        if reason is FinishReason.CONTEXT:
+            if self.context_shift:
+                raise InteractiveError(f"input of {len(seq.pending)} tokens does not fit the context of "
+                                       f"{self.model.n_ctx}")
+            self.console.error("\n" + seq.detail)
+        elif reason is FinishReason.EOS:
+            self.reply_end_text = self.piece(seq.tokens[-1])
+            self.on_end_of_generation()
+        elif reason is FinishReason.STOP:
+            self.after_reverse_prompt = True
+        return reason
 
     def show(self, text: str) -> None:
         if text:
-            self.reply_text.append(text)
             self.console.write(text, "output")
 
     def on_end_of_generation(self) -> None:
         if self.reverse_prompts:
             first = self.reverse_prompts[0]
-            self.pending.extend(self.tok.encode(first, add_special=False, parse_special=True))
+            self.seq.feed(self.tok.encode(first, add_special=False, parse_special=True), accept=False)
             self.after_reverse_prompt = True
         self.console.write("\n", "output")
 
-    def close_reply(self, reason: str) -> None:
+    def close_reply(self, reason: FinishReason) -> None:
         if self.use_template and self.chat and self.chat[-1]["role"] == "user":
-            self.chat.append({"role": "assistant", "content": "".join(self.reply_text)})
-        if reason != "eog" and self.use_template:
+            self.chat.append({"role": "assistant", "content": self.seq.text})
+        if reason is not FinishReason.EOS and self.use_template:
             # The reply was cut (Ctrl+C, budget, reverse prompt): close the assistant turn with
             # the end-of-turn token before the next user message, as llama.cpp does on Ctrl+C.
             self.need_end_of_turn = True
@@ -390,20 +300,21 @@ class InteractiveSession:
             chat_text, restarted = self.add_chat_message("user", text, add_generation_prompt=True)
             if restarted:
                 tokens = []         # nothing before the re-rendered conversation
-            tokens += self.encode_chat_text(chat_text, first=not self.fed and not self.pending)
+            tokens += self.encode_chat_text(chat_text, first=self.context_is_empty())
         else:
             tokens += self.tok.encode(text, add_special=False, parse_special=False)
         tokens += self.tok.encode(self.p.in_suffix, add_special=False, parse_special=True) if self.p.in_suffix else []
         if self.p.instruct or self.p.chatml:
             suffix = INSTRUCT_SUFFIX if self.p.instruct else CHATML_SUFFIX
             tokens += self.tok.encode(suffix, add_special=False, parse_special=True)
-        for token in tokens:
-            self.sampler.accept(token)
         if self.p.verbose_prompt:
             self.print_tokens("input", tokens)
-        self.pending.extend(tokens)
+        self.seq.feed(tokens)
         self.after_reverse_prompt = False
         return True
+
+    def context_is_empty(self) -> bool:
+        return not self.seq.slot.cached and not self.seq.pending
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -416,20 +327,17 @@ class InteractiveSession:
 
     def loop(self) -> int:
         self.start()
-        for token in self.pending:
-            self.sampler.accept(token)
-        waiting = self.p.interactive_first or not self.pending
-        input_fed = bool(self.pending)
-        if waiting and self.pending and self.feed_pending() is None:
-            return self.finish(0)      # the prompt is evaluated now, so the first reply starts at once
+        waiting = self.p.interactive_first or not self.seq.pending
+        input_fed = bool(self.seq.pending)
+        if waiting and self.seq.pending:
+            self.engine.evaluate(self.seq)  # the prompt is evaluated now, so the first reply starts at once
         while True:
             if not waiting:
                 with self.sigint_stops_generation():
                     reason = self.generate_reply(input_fed)
                 self.close_reply(reason)
-                if reason == "context-full":
+                if reason is FinishReason.CONTEXT:
                     return self.finish(0)
-                self.stop_requested = False
             text = self.read_user_text()
             if text is None:
                 self.console.write("EOF by user\n", "output")
@@ -440,7 +348,7 @@ class InteractiveSession:
                 self.console.error(f"error: {exc}")
                 return self.finish(1)
             # An empty line gives control back to the model, if it has anything to go on.
-            waiting = not input_fed and not self.fed and not self.pending
+            waiting = not input_fed and self.context_is_empty()
 
     def finish(self, code: int, message: str | None = None) -> int:
         self.report_timings(self.timings)
@@ -472,7 +380,7 @@ class _SigintFlag:
 
     def __enter__(self):
         def on_sigint(signum, frame):
-            self.session.stop_requested = True
+            self.session.seq.request_stop()
         try:
             self.previous = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:          # not the main thread: leave signals alone

@@ -12,11 +12,14 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import click
 
 import pygguf
-from pygguf.generation.generate import GenerationParams, GenerationResult, Generator, PromptTooLong, StopReason
+from pygguf.errors import PromptTooLong
+from pygguf.generation.engine import Engine
+from pygguf.generation.sequence import FinishReason, Request, Sequence
 from pygguf.generation.timings import Timings, format_perf_block
 from pygguf_cli import paths
 from pygguf_cli.escapes import process_escapes
@@ -26,6 +29,7 @@ from pygguf_cli.interactive_params import prompt_from_stdin
 from .interactive_options import interactive_options, make_console, params_from_options, plan_from_options
 from .options import (
     DisplayParams,
+    GenerationParams,
     ModelParams,
     PromptInput,
     display_options,
@@ -156,16 +160,23 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
         if plan.interactive:
             return run_session(model, sampler, plan, gp, mp, display, timings)
         prompt_tokens = tokenize_prompt(tokenizer, prompt.text)
-        generator = Generator(model, sampler, gp, tokenizer=tokenizer, timings=timings)
-        generator.check_prompt(prompt_tokens)
+        engine = Engine(model, tokenizer, slots=1, clock=runtime.clock)
+        seq = engine.new_sequence(completion_request(prompt_tokens, gp), sampler=sampler, timings=timings)
         if display.verbose_prompt:
             log_verbose_prompt(tokenizer, prompt.text, prompt_tokens, gp)
         log_run_setup(model, sampler, gp, mp, prompt_tokens)
-        result = run_generation(generator, prompt_tokens, display)
+        run_generation(engine, seq, display)
     finally:
         model.close()
-    report(result, sampler, display)
-    return EXIT_INTERRUPTED if result.stop_reason is StopReason.INTERRUPTED else 0
+    report(seq, display)
+    return EXIT_INTERRUPTED if seq.finish_reason is FinishReason.INTERRUPTED else 0
+
+
+def completion_request(prompt_tokens: list[int], gp: GenerationParams) -> Request:
+    """llama.cpp main's one-shot completion: the prompt echoed through the same decoder, reverse
+    prompts printed (not cut), a full context shifted unless --no-context-shift."""
+    return Request(prompt_tokens, n_predict=gp.n_predict, stop=gp.reverse_prompts, cut_stop=False, echo_prompt=True,
+                   context_shift=gp.context_shift, n_keep=gp.n_keep, ignore_eos=gp.ignore_eos)
 
 
 # ---- interactive modes (pygguf_cli.interactive) -------------------------------------------------------
@@ -274,15 +285,33 @@ def make_sampler(runtime: Runtime, model, sampling: dict, gp: GenerationParams):
     )
 
 
-def run_generation(generator: Generator, prompt_tokens: list[int], display: DisplayParams) -> GenerationResult:
+def run_generation(engine: Engine, seq: Sequence, display: DisplayParams) -> None:
+    """Print the prompt, then each piece of text as soon as it is final (nothing with --json)."""
     if display.json:
-        return generator.generate(prompt_tokens)
+        generate_text(engine, seq, lambda text: None)
+        return
     out = TextOut(color=display.color)
     try:
-        return generator.generate(prompt_tokens, on_prompt=out.prompt if display.display_prompt else None,
-                                  on_text=out.generated)
+        if display.display_prompt:
+            out.prompt(seq.prompt_text)
+        generate_text(engine, seq, out.generated)
     finally:
         out.end()
+
+
+def generate_text(engine: Engine, seq: Sequence, on_text: Callable[[str], None]) -> None:
+    """Run the sequence to its end, handing each non-empty piece of text to on_text; Ctrl+C ends
+    it as INTERRUPTED (the decoder's held bytes come out too)."""
+    try:
+        engine.admit(seq)
+        for delta in engine.generate(seq):
+            if delta:
+                on_text(delta)
+    except KeyboardInterrupt:
+        seq.finish(FinishReason.INTERRUPTED)
+        rest = seq.take_delta()
+        if rest:
+            on_text(rest)
 
 
 def main(argv: list[str] | None = None) -> None:

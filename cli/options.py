@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from pygguf.generation.generate import GenerationParams
 from pygguf.sampling import SamplerParams
 from pygguf_cli.escapes import process_escapes
 
@@ -25,10 +24,19 @@ class ModelParams:
     n_threads: int = -1                 # <= 0: one per physical core
     n_threads_batch: int = -1           # <= 0: same as n_threads
     n_batch: int = 2048                 # logical batch (llama.cpp -b)
-    n_ubatch: int = 512                 # physical batch: tokens per model.eval chunk (-ub)
+    n_ubatch: int = 512                 # physical batch: most tokens per model.decode (-ub)
     n_gpu_layers: int | None = None     # accepted for compatibility; there is no GPU backend
     rope_freq_base: float | None = None     # None: from the GGUF
     rope_freq_scale: float | None = None    # None: from the GGUF
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    n_predict: int = -1             # tokens to generate; -1 until end of generation, -2 until the context is full
+    n_keep: int = 0                 # prompt tokens kept by a context shift (BOS kept on top); -1 = whole prompt
+    ignore_eos: bool = False        # never sample an end-of-generation token
+    reverse_prompts: tuple[str, ...] = ()   # stop strings (-r), matched on the generated text
+    context_shift: bool = True      # when the context fills: shift it (True) or stop (False)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 
-from pygguf.generation.generate import GenerationParams, GenerationResult, StopReason, keep_count
+from pygguf.generation.sequence import FinishReason, Sequence, keep_count
 from pygguf.generation.timings import format_perf_block
 
-from .options import DisplayParams, ModelParams
+from .options import DisplayParams, GenerationParams, ModelParams
 from .output import log, write_stdout
 
 
@@ -19,7 +19,7 @@ def token_piece(tokenizer, token: int, special: bool = True) -> str:
 
 
 def log_run_setup(model, sampler, gp: GenerationParams, mp: ModelParams, prompt_tokens: list[int]) -> None:
-    n_keep = keep_count(gp.n_keep, prompt_tokens, model.tokenizer.add_bos)
+    n_keep = keep_count(gp.n_keep, prompt_tokens, model.tokenizer)
     log(f"sampler seed: {sampler.seed}")
     log(sampler.params_description())
     log(sampler.chain_description())
@@ -33,7 +33,7 @@ def log_verbose_prompt(tokenizer, prompt: str, prompt_tokens: list[int], gp: Gen
     log(f"main: number of tokens in prompt = {len(prompt_tokens)}")
     for token in prompt_tokens:
         log(f"{token:6d} -> '{token_piece(tokenizer, token)}'")
-    n_keep = keep_count(gp.n_keep, prompt_tokens, tokenizer.add_bos)
+    n_keep = keep_count(gp.n_keep, prompt_tokens, tokenizer)
     if n_keep > int(tokenizer.add_bos):
         static = "".join(token_piece(tokenizer, t) for t in prompt_tokens[:n_keep])
         log(f"main: static prompt based on n_keep: '{static}'")
@@ -44,28 +44,32 @@ def log_verbose_prompt(tokenizer, prompt: str, prompt_tokens: list[int], gp: Gen
     log()
 
 
-def report(result: GenerationResult, sampler, display: DisplayParams) -> None:
+# --json's names for the finish reasons (a full context was "context_full" there before the engine)
+JSON_STOP_REASON = {FinishReason.CONTEXT: "context_full"}
+
+
+def report(seq: Sequence, display: DisplayParams) -> None:
     """Why it stopped, then the perf block (stderr); with --json the result object (stdout)."""
-    if result.stop_reason is StopReason.EOS:
+    if seq.finish_reason is FinishReason.EOS:
         log("[end of text]")
-    elif result.stop_reason is StopReason.CONTEXT_FULL:
-        log(f"main: {result.detail}")
+    elif seq.finish_reason is FinishReason.CONTEXT:
+        log(f"main: {seq.detail}")
     log()
-    for line in format_perf_block(result.timings):
+    for line in format_perf_block(seq.timings):
         log(line)
-    if result.stop_reason is StopReason.INTERRUPTED:
+    if seq.finish_reason is FinishReason.INTERRUPTED:
         log("Interrupted by user")
     if display.json:
-        write_stdout(json.dumps(result_json(result, sampler), ensure_ascii=False) + "\n")
+        write_stdout(json.dumps(result_json(seq), ensure_ascii=False) + "\n")
 
 
-def result_json(result: GenerationResult, sampler) -> dict:
+def result_json(seq: Sequence) -> dict:
     return {
-        "text": result.text,
-        "tokens": result.tokens,
-        "prompt_tokens": result.prompt_tokens,
-        "stop_reason": result.stop_reason.value,
-        "stop_string": result.stop_string,
-        "seed": sampler.seed,
-        "timings": result.timings.as_dict(),
+        "text": seq.text,
+        "tokens": seq.tokens,
+        "prompt_tokens": seq.request.prompt_tokens,
+        "stop_reason": JSON_STOP_REASON.get(seq.finish_reason, seq.finish_reason.value),
+        "stop_string": seq.stop_string,
+        "seed": seq.seed,
+        "timings": seq.timings.as_dict(),
     }

@@ -8,10 +8,11 @@
         print(chunk["choices"][0]["text"], end="")
     llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}])
 
-Decoding goes through pygguf.generation.completion (the same token loop as pygguf-batch). A fixed seed (per
-call, or the Llama's) gives the same text every time, whatever was run before: each call starts a
-fresh sampler, and a prompt prefix reused from the KV cache gives the same logits as recomputing it.
-With seed=-1 (the default) every call draws a new random seed.
+Decoding goes through the one engine (pygguf.generation), the same token loop as the CLI and
+pygguf-batch. A fixed seed (per call, or the Llama's) gives the same text every time, whatever
+was run before: each call starts a fresh sampler, and a prompt prefix reused from the KV cache
+gives the same logits as recomputing it. With seed=-1 (the default) every call draws a new random
+seed. Sampling defaults are SamplerParams' (llama.cpp's), but for chat's temperature.
 """
 from __future__ import annotations
 
@@ -20,19 +21,26 @@ import time
 import uuid
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from pygguf.generation.batched import BatchedEngine
-from pygguf.generation.completion import FINISH_EOS, FINISH_STOP, CompletionRequest, SerialEngine, new_sequence
-from pygguf.generation.completion import Sequence as DecodeSequence
+from pygguf.errors import PyggufError
+from pygguf.generation.engine import Engine
+from pygguf.generation.sequence import FinishReason, Request, Sequence as DecodeSequence
 from pygguf.sampling import SamplerParams
+from pygguf.sampling.params import default
 
 __all__ = ["Llama"]
+
+CHAT_TEMPERATURE = 0.2      # llama-cpp-python's create_chat_completion default (completions use SamplerParams')
+
+
+class ParallelError(PyggufError, ValueError):
+    """More parallel sequences asked for than the Llama's KV cache holds."""
 
 
 def api_finish_reason(reason: str | None) -> str | None:
     """OpenAI's two words: "stop" (end of generation or a stop string) or "length" (budget or context)."""
     if reason is None:
         return None
-    return "stop" if reason in (FINISH_EOS, FINISH_STOP) else "length"
+    return "stop" if reason in (FinishReason.EOS, FinishReason.STOP) else "length"
 
 
 def _stop_tuple(stop) -> tuple[str, ...]:
@@ -61,7 +69,7 @@ class Llama:
                                n_seq=n_seq_max)
         self.model = model
         self.tokenizer = model.tokenizer
-        self.engine = SerialEngine(model, self.tokenizer)
+        self.engine = Engine(model, self.tokenizer)        # one slot per sequence of the KV cache
         self._chat = None
 
     # ---- tokens ----------------------------------------------------------------------------
@@ -81,13 +89,13 @@ class Llama:
     # ---- requests --------------------------------------------------------------------------
 
     def _request(self, prompt_tokens: list[int], *, max_tokens, temperature, top_k, top_p, min_p,
-                 repeat_penalty, stop, seed, logprobs) -> CompletionRequest:
+                 repeat_penalty, stop, seed, logprobs) -> Request:
         seed = self.seed if seed is None else int(seed)
         sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p),
                                  min_p=float(min_p), repeat_penalty=float(repeat_penalty), seed=seed)
         n_predict = -1 if max_tokens is None or max_tokens <= 0 else int(max_tokens)
-        return CompletionRequest(list(prompt_tokens), n_predict=n_predict, sampling=sampling,
-                                 stop=_stop_tuple(stop), logprobs=None if logprobs is None else int(logprobs))
+        return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling,
+                       stop=_stop_tuple(stop), logprobs=None if logprobs is None else int(logprobs))
 
     def _prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
@@ -115,8 +123,8 @@ class Llama:
 
     # ---- completion ------------------------------------------------------------------------
 
-    def create_completion(self, prompt: str | Sequence[int], max_tokens: int | None = 16, temperature: float = 0.8,
-                          top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+    def create_completion(self, prompt: str | Sequence[int], max_tokens: int | None = 16, temperature: float = default("temp"),
+                          top_k: int = default("top_k"), top_p: float = default("top_p"), min_p: float = default("min_p"), repeat_penalty: float = default("repeat_penalty"),
                           stop: str | Sequence[str] | None = None, seed: int | None = None, stream: bool = False,
                           logprobs: int | None = None):
         request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
@@ -125,9 +133,12 @@ class Llama:
         seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
         if stream:
             return self._stream_completion(seq, self._completion_head())
+        self._run(seq)
+        return self._completion(seq)
+
+    def _run(self, seq: DecodeSequence) -> None:
         for _ in self.engine.stream(seq):
             pass
-        return self._completion(seq)
 
     def _completion_head(self) -> dict:
         return {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
@@ -149,8 +160,8 @@ class Llama:
                    usage=self._usage(seq))
 
     def batch(self, prompts: Iterable[str | Sequence[int]], *, parallel: int | None = None, max_tokens: int | None = 16,
-              temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
-              repeat_penalty: float = 1.0, stop: str | Sequence[str] | None = None, seed: int | None = None,
+              temperature: float = default("temp"), top_k: int = default("top_k"), top_p: float = default("top_p"), min_p: float = default("min_p"),
+              repeat_penalty: float = default("repeat_penalty"), stop: str | Sequence[str] | None = None, seed: int | None = None,
               logprobs: int | None = None) -> list[dict]:
         """One completion dict per prompt, in order, decoded `parallel` at a time (default: n_seq_max)
         through one forward pass per token; a prompt prefix shared with another is computed once.
@@ -159,21 +170,18 @@ class Llama:
         requests = [self._request(self._prompt_tokens(p), max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
                                   logprobs=logprobs) for p in prompts]
-        sequences = [new_sequence(r, self.model, self.tokenizer) for r in requests]
-        engine = self.batched_engine(parallel)
-        for _ in engine.run(sequences):
+        sequences = [self.engine.new_sequence(r) for r in requests]
+        for _ in self.engine.run(sequences, self.parallel(parallel)):
             pass
         return [self._completion(seq) for seq in sequences]
 
-    def batched_engine(self, parallel: int | None = None) -> BatchedEngine:
-        """An engine decoding up to `parallel` sequences together in this model's KV cache. The
-        cache is shared with the one-at-a-time calls: use the engine before the next such call."""
-        n_seq = getattr(self.model, "n_seq", 1)
+    def parallel(self, parallel: int | None = None) -> int:
+        """How many sequences batch() decodes together: at most the Llama's n_seq_max."""
+        n_seq = len(self.engine.slots)
         parallel = n_seq if parallel is None else int(parallel)
         if not 1 <= parallel <= n_seq:
-            raise ValueError(f"parallel={parallel}: this Llama holds {n_seq} sequence(s) (raise n_seq_max)")
-        self.engine.forget()
-        return BatchedEngine(self.model, slots=parallel)
+            raise ParallelError(f"parallel={parallel}: this Llama holds {n_seq} sequence(s) (raise n_seq_max)")
+        return parallel
 
     # ---- chat ------------------------------------------------------------------------------
 
@@ -194,8 +202,8 @@ class Llama:
         return ids
 
     def create_chat_completion(self, messages: Sequence[Mapping[str, str]], max_tokens: int | None = None,
-                               temperature: float = 0.2, top_k: int = 40, top_p: float = 0.95,
-                               min_p: float = 0.05, repeat_penalty: float = 1.0,
+                               temperature: float = CHAT_TEMPERATURE, top_k: int = default("top_k"), top_p: float = default("top_p"),
+                               min_p: float = default("min_p"), repeat_penalty: float = default("repeat_penalty"),
                                stop: str | Sequence[str] | None = None, seed: int | None = None,
                                stream: bool = False, logprobs: int | None = None):
         request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
@@ -205,8 +213,7 @@ class Llama:
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
         if stream:
             return self._stream_chat(seq, head)
-        for _ in self.engine.stream(seq):
-            pass
+        self._run(seq)
         return dict(head, object="chat.completion",
                     choices=[{"index": 0, "message": {"role": "assistant", "content": seq.text},
                               "logprobs": self._logprobs_dict(seq),

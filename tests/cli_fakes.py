@@ -1,14 +1,15 @@
 """Small deterministic stand-ins for Model, Tokenizer and Sampler, to test the generator and CLI.
 
 FakeTokenizer: ids 0..255 are single bytes (so a UTF-8 character can split across tokens), then
-three specials (<s>, </s>, <|eot|>), then a few multi-byte words. FakeModel returns logits whose
-argmax is the next entry of a script, one entry per eval() call. FakeSampler is greedy.
+three specials (<s>, </s>, <|eot|>), then a few multi-byte words. FakeModel (the one fake model of
+tests/fake_model.py) returns logits whose argmax is the next entry of a script, one entry per
+decode call. FakeSampler is greedy.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
+
+from fake_model import FakeModel as BaseFakeModel
 
 BOS, EOS, EOT = 256, 257, 258
 SPECIALS = {BOS: "<s>", EOS: "</s>", EOT: "<|eot|>"}
@@ -86,44 +87,22 @@ class FakeTokenizer:
         return FakeStreamDecoder(self, special)
 
 
-class FakeModel:
-    """eval() call k returns logits peaking at script[k] (the last entry repeats)."""
+class FakeModel(BaseFakeModel):
+    """Decode call k returns logits peaking at script[k] (the last entry repeats)."""
 
     def __init__(self, script: list[int], n_ctx: int = 64, n_ctx_train: int = 64, interrupt_at: int | None = None):
+        super().__init__(FakeTokenizer(), N_VOCAB, n_ctx=n_ctx, n_ctx_train=n_ctx_train)
         self.script = list(script)
-        self.n_ctx = n_ctx
-        self.n_past = 0
-        self.tokenizer = FakeTokenizer()
-        self.config = SimpleNamespace(n_vocab=N_VOCAB, n_ctx_train=n_ctx_train)
-        self.metadata = {}
         self.interrupt_at = interrupt_at
-        self.calls: list[list[int]] = []
-        self.shifts: list[tuple[int, int]] = []
-        self.closed = False
-        self._logits = np.zeros(N_VOCAB, dtype=np.float32)
 
-    def eval(self, tokens: list[int]) -> np.ndarray:
-        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+    def before_decode(self, call: int) -> None:
+        if self.interrupt_at is not None and call == self.interrupt_at:
             raise KeyboardInterrupt
-        if self.n_past + len(tokens) > self.n_ctx:
-            raise AssertionError(f"context overflow: n_past {self.n_past} + {len(tokens)} > {self.n_ctx}")
-        step = min(len(self.calls), len(self.script) - 1)
-        self.calls.append(list(tokens))
-        self.n_past += len(tokens)
-        self._logits[:] = 0.0
-        self._logits[self.script[step]] = 10.0
-        return self._logits                 # reused buffer, like the real model
 
-    def reset(self) -> None:
-        self.n_past = 0
-
-    def shift(self, keep: int, discard: int) -> None:
-        assert 0 < discard and keep + discard <= self.n_past
-        self.shifts.append((keep, discard))
-        self.n_past -= discard
-
-    def close(self) -> None:
-        self.closed = True
+    def logits_for(self, context, call):
+        logits = np.zeros(N_VOCAB, dtype=np.float32)
+        logits[self.script[min(call, len(self.script) - 1)]] = 10.0
+        return logits
 
 
 class FakeSamplerParams(dict):
@@ -151,6 +130,10 @@ class FakeSampler:
 
     def accept(self, token: int) -> None:
         self.accepted.append(token)
+
+    def accept_all(self, tokens) -> None:
+        for token in tokens:
+            self.accept(token)
 
     def reset(self) -> None:
         self.accepted.clear()

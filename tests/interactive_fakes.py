@@ -2,7 +2,7 @@
 was fed (its 'KV cache'), a sampler that plays a script, and a console fed scripted lines."""
 from __future__ import annotations
 
-import numpy as np
+from fake_model import FakeModel as BaseFakeModel
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 N_SPECIAL = len(SPECIALS)
@@ -62,34 +62,23 @@ class FakeTokenizer:
         return self.encode(text, add_special=False, parse_special=True)
 
 
-class FakeModel:
-    def __init__(self, tokenizer, n_ctx=4096, metadata=None, on_eval=None):
-        self.tokenizer = tokenizer
-        self.n_ctx = n_ctx
-        self.metadata = metadata or {}
-        self.cache: list[int] = []      # what the KV cache holds, position by position
-        self.eval_calls: list[list[int]] = []
-        self.shifts: list[tuple[int, int]] = []
+class FakeModel(BaseFakeModel):
+    """The one fake model (tests/fake_model.py) with zero logits; `cache` is what sequence 0 holds,
+    `eval_calls` each decode call's tokens; on_eval(model) runs after each decode."""
+
+    def __init__(self, tokenizer, n_ctx=4096, metadata=None, on_eval=None, n_batch=512):
+        super().__init__(tokenizer, 8, n_ctx=n_ctx, metadata=metadata, n_batch=n_batch)
         self.on_eval = on_eval
 
     @property
-    def n_past(self):
-        return len(self.cache)
+    def eval_calls(self):
+        return self.calls
 
-    def eval(self, tokens):
-        assert len(self.cache) + len(tokens) <= self.n_ctx, "fed past the context"
-        self.cache.extend(tokens)
-        self.eval_calls.append(list(tokens))
+    def decode(self, batch):
+        rows = super().decode(batch)
         if self.on_eval:
             self.on_eval(self)
-        return np.zeros(8, dtype=np.float32)
-
-    def reset(self):
-        self.cache = []
-
-    def shift(self, keep, discard):
-        self.shifts.append((keep, discard))
-        del self.cache[keep:keep + discard]
+        return rows
 
     def text(self, special=True):
         return self.tokenizer.decode(self.cache, special=special)
@@ -115,6 +104,10 @@ class FakeSampler:
 
     def accept(self, token):
         self.accepted.append(token)
+
+    def accept_all(self, tokens) -> None:
+        for token in tokens:
+            self.accept(token)
 
 
 class ScriptedConsole:

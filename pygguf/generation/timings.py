@@ -1,9 +1,10 @@
-"""Run timings, collected by the generator and printed in llama.cpp's perf-block format.
+"""Run timings, collected by the engine and the sequences, printed in llama.cpp's perf-block format.
 
 The counting follows llama.cpp's `llama_perf_*` (2024): `sample` runs are sampled tokens,
-`prompt eval` tokens are prompt tokens computed in `prefill`, `eval` runs are single-token decodes
-(one fewer than the generated tokens: the first token's logits come from the prompt), and the total
-runs from the start of model loading to the end of generation.
+`prompt eval` tokens are input tokens computed (prompt, user input), `eval` runs are single-token
+decodes of sampled tokens (one fewer than the generated tokens: the first token's logits come from
+the prompt), and the total runs from the start of model loading to the end of generation. In a
+batched step every sequence is charged the step's whole time: per-sequence speeds are batch speeds.
 """
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ class Timings:
     @staticmethod
     def ms_between(t0: float, t1: float) -> float:
         return (t1 - t0) * 1e3
+
+    def charge(self, ms: float, n: int, prompt: bool) -> None:
+        """A decode of n of this run's tokens that took ms: input (prompt eval) or a sampled token (eval)."""
+        if prompt:
+            self.prompt_eval_ms += ms
+            self.n_prompt_eval += n
+        else:
+            self.eval_ms += ms
+            self.n_eval += n
 
     def finish(self) -> None:
         """Stamp the total: from the start of the run to now."""

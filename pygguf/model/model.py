@@ -1,12 +1,12 @@
 """A llama model ready to run: weights mapped from a GGUF file, the forward pass and KV cache in C.
 
-Python calls C once per batch of up to n_batch tokens (prefill) or once per token (generation);
-the whole forward runs inside the C thread pool. The same tokens give bit-identical logits with
-any thread count and any n_batch.
+One primitive runs it: `decode(batch)` (llama.cpp's llama_decode), one C call per batch of up to
+n_batch tokens; the whole forward runs inside the C thread pool. A batch may mix tokens of
+several sequences (batched decoding: one weight read serves them all). The same tokens give
+bit-identical logits with any thread count, any n_batch and any batch company.
 
-The KV cache holds n_seq sequences of n_ctx positions each. eval/eval_all/truncate/shift work on
-sequence 0 and keep its length in n_past; `decode` runs one batch mixing tokens of several
-sequences (batched decoding: one weight read serves them all), whose positions the caller tracks.
+The KV cache holds n_seq sequences of n_ctx positions each. The model does not track what each
+sequence holds: its caller (pygguf.generation.Engine) does, and asks for kv_shift / kv_copy.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pygguf._native import ffi, lib
 from pygguf.errors import ModelError
 from pygguf.gguf.types import QuantType
 from pygguf.model import kernels
+from pygguf.model.batch import Batch
 from pygguf.model.config import F32_ONLY, Config, ggml_shape, tensor_names
 
 __all__ = ["Model", "TensorRef"]
@@ -102,7 +103,6 @@ class Model:
         self.n_seq = int(n_seq)
         self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0 matrices repacked once for faster kernels
         self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
-        self.n_past = 0
         self.tensors = tensors
         names = tensor_names(config)
         descs = ffi.new("pg_tensor_desc[]", len(names))
@@ -124,13 +124,8 @@ class Model:
 
         self._pool = kernels.ThreadPool(n_threads)
         self.n_threads = n_threads
-        self._logits = np.zeros(config.n_vocab, dtype=np.float32)
-        # the decode step's buffers and their C pointers, made once: eval of one token allocates nothing
-        self._one = np.zeros(4, dtype=np.int32)         # token, position, sequence, want (int8 view below)
-        self._one_ptrs = tuple(ffi.from_buffer("int32_t[]", self._one[i:i + 1]) for i in range(3))
-        self._one_want = ffi.new("int8_t[1]", [1])
-        self._logits_ptr = ffi.from_buffer("float[]", self._logits)
-        self._rows = np.zeros((0, config.n_vocab), dtype=np.float32)   # decode's logits, grown on demand
+        self._rows = np.zeros((1, config.n_vocab), dtype=np.float32)   # decode's logits, grown on demand
+        self._rows_ptr = ffi.from_buffer("float[]", self._rows)
         base = np.frombuffer(buffer, dtype=np.uint8)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
         rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(names),
@@ -223,126 +218,49 @@ class Model:
         if self._model is None:
             raise ModelError("model is closed")
 
-    def _tokens(self, tokens) -> np.ndarray:
-        self._check_open()
-        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        if ids.size == 0:
-            raise ModelError("no tokens to evaluate")
-        bad = (ids < 0) | (ids >= self.config.n_vocab)
-        if bad.any():
-            self._refuse_token(int(ids[bad][0]))
-        self._check_room(ids.size)
-        return ids.astype(np.int32)
-
     def _refuse_token(self, token: int):
         raise ModelError(f"token id {token} is outside the vocabulary (0..{self.config.n_vocab - 1})")
 
-    def _check_room(self, n: int) -> None:
-        if self.n_past + n > self.n_ctx:
-            raise ModelError(f"context full: {self.n_past} + {n} tokens exceed n_ctx={self.n_ctx}")
-
-    def _forward(self, ids: np.ndarray, out: np.ndarray | None, mode: int) -> None:
-        """ids at n_past.. of sequence 0; mode 0: no logits, 1: the last token's, 2: every token's"""
-        n = ids.size
-        pos = np.arange(self.n_past, self.n_past + n, dtype=np.int32)
-        want = np.zeros(n, dtype=np.int8)
-        want[n - 1:] = mode == 1
-        want[:] |= mode == 2
-        rc = lib.pg_model_decode(self._model, n, ffi.from_buffer("int32_t[]", ids), ffi.from_buffer("int32_t[]", pos),
-                                 ffi.from_buffer("int32_t[]", np.zeros(n, dtype=np.int32)),
-                                 ffi.from_buffer("int8_t[]", want), ffi.NULL if out is None else ffi.from_buffer("float[]", out))
-        kernels.check(rc, "forward")
-        self.n_past += n
-
-    def _decode_one(self, token) -> np.ndarray:
-        """The generation step: one token through preallocated buffers, no numpy temporaries."""
+    def decode(self, batch: Batch) -> np.ndarray:
+        """One forward pass over batch (see pygguf.model.batch): fills the KV cache at each
+        token's position and returns (n wanted, n_vocab) logits, one row per token whose logits
+        were wanted, in batch order: a view reused by the next call."""
         self._check_open()
-        token = int(token)
-        if not 0 <= token < self.config.n_vocab:
-            self._refuse_token(token)
-        self._check_room(1)
-        self._one[0], self._one[1], self._one[2] = token, self.n_past, 0
-        tok, pos, seq = self._one_ptrs
-        kernels.check(lib.pg_model_decode(self._model, 1, tok, pos, seq, self._one_want, self._logits_ptr), "forward")
-        self.n_past += 1
-        return self._logits
-
-    def eval(self, tokens) -> np.ndarray:
-        """Appends tokens at n_past; returns the last token's logits (a view reused by the next call)."""
-        if isinstance(tokens, (int, np.integer)):
-            return self._decode_one(tokens)
-        if len(tokens) == 1:
-            return self._decode_one(tokens[0])
-        ids = self._tokens(tokens)
-        for i in range(0, ids.size, self.n_batch):
-            chunk = ids[i:i + self.n_batch]
-            last = i + self.n_batch >= ids.size
-            self._forward(chunk, self._logits if last else None, 1 if last else 0)
-        return self._logits
-
-    def eval_all(self, tokens) -> np.ndarray:
-        """Appends tokens at n_past; returns logits (len(tokens), n_vocab) for every one."""
-        ids = self._tokens(tokens)
-        out = np.empty((ids.size, self.config.n_vocab), dtype=np.float32)
-        for i in range(0, ids.size, self.n_batch):
-            self._forward(ids[i:i + self.n_batch], out[i:i + self.n_batch], 2)
-        return out
-
-    def decode(self, tokens, pos, seq, want) -> np.ndarray:
-        """One batch mixing sequences: token i at position pos[i] of sequence seq[i], attending to
-        that sequence's positions 0..pos[i] (filled by this batch or earlier ones). Returns the
-        logits of the tokens with want[i] set, one row each in batch order (a view reused by the
-        next call). The caller keeps each sequence's length; n_past is not touched."""
-        self._check_open()
-        tokens, pos, seq = (np.ascontiguousarray(a, dtype=np.int32).reshape(-1) for a in (tokens, pos, seq))
-        want = np.ascontiguousarray(want, dtype=np.int8).reshape(-1)
-        n = tokens.size
-        if n == 0 or not pos.size == seq.size == want.size == n:
-            raise ModelError(f"decode needs one position, sequence and want flag per token (got {n} tokens, "
-                             f"{pos.size} positions, {seq.size} sequence ids, {want.size} flags)")
-        if n > self.n_batch:
-            raise ModelError(f"decode of {n} tokens exceeds n_batch={self.n_batch}")
-        if tokens.min() < 0 or tokens.max() >= self.config.n_vocab:     # min/max: no temporary arrays
-            self._refuse_token(int(tokens.min() if tokens.min() < 0 else tokens.max()))
-        if pos.min() < 0 or pos.max() >= self.n_ctx:
-            raise ModelError(f"decode position outside the context (0..{self.n_ctx - 1}): {pos.min()}..{pos.max()}")
-        if seq.min() < 0 or seq.max() >= self.n_seq:
-            raise ModelError(f"decode sequence id outside 0..{self.n_seq - 1}: {seq.min()}..{seq.max()}")
-        n_out = int(np.count_nonzero(want))
+        n = batch.n
+        if not 0 < n <= self.n_batch:
+            raise ModelError(f"decode of {n} tokens: a batch holds 1..n_batch={self.n_batch}")
+        self._check_batch(batch.tokens[:n], batch.pos[:n], batch.seq[:n])
+        n_out = batch.n_wanted if n > 1 else int(batch.want[0])
         if self._rows.shape[0] < n_out:
             self._rows = np.empty((max(n_out, 2 * self._rows.shape[0]), self.config.n_vocab), dtype=np.float32)
-        i32 = lambda a: ffi.from_buffer("int32_t[]", a)   # noqa: E731
-        rc = lib.pg_model_decode(self._model, n, i32(tokens), i32(pos), i32(seq), ffi.from_buffer("int8_t[]", want),
-                                 ffi.from_buffer("float[]", self._rows) if n_out else ffi.NULL)
+            self._rows_ptr = ffi.from_buffer("float[]", self._rows)
+        rc = lib.pg_model_decode(self._model, n, batch.c_tokens, batch.c_pos, batch.c_seq, batch.c_want,
+                                 self._rows_ptr if n_out else ffi.NULL)
         kernels.check(rc, "decode")
         return self._rows[:n_out]
 
     # ---- the KV cache ------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Empties the KV cache."""
-        self.n_past = 0
+    def _check_batch(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray) -> None:
+        """min/max over each (n,) column: no temporary arrays"""
+        if tokens.min() < 0 or tokens.max() >= self.config.n_vocab:
+            self._refuse_token(int(tokens.min() if tokens.min() < 0 else tokens.max()))
+        if pos.min() < 0 or pos.max() >= self.n_ctx:
+            raise ModelError(f"decode position outside the context (0..{self.n_ctx - 1}): {pos.min()}..{pos.max()}")
+        if seq.min() < 0 or seq.max() >= self.n_seq:
+            raise ModelError(f"decode sequence id outside 0..{self.n_seq - 1}: {seq.min()}..{seq.max()}")
 
-    def truncate(self, n: int) -> None:
-        """Forgets cache positions >= n."""
-        if not 0 <= n <= self.n_past:
-            raise ModelError(f"cannot truncate to {n}: the cache holds {self.n_past} positions")
-        self.n_past = int(n)
-
-    def shift(self, keep: int, discard: int, *, seq: int = 0, n_past: int | None = None) -> None:
-        """Context shift: drops cache positions [keep, keep + discard), moves the later ones down
-        and re-rotates their keys by -discard positions (nothing is recomputed). Sequence 0 uses
-        and updates self.n_past; another sequence needs its length n_past."""
+    def kv_shift(self, seq: int, n_past: int, keep: int, discard: int) -> None:
+        """Context shift of sequence seq, which holds n_past positions: drops positions
+        [keep, keep + discard), moves the later ones down and re-rotates their keys by -discard
+        positions (nothing is recomputed)."""
         self._check_open()
         self._check_seq(seq)
-        length = self.n_past if seq == 0 and n_past is None else n_past
-        if length is None or not 0 <= length <= self.n_ctx:
-            raise ModelError(f"shift of sequence {seq} needs its length (0..{self.n_ctx}), got {length}")
-        if keep < 0 or discard <= 0 or keep + discard > length:
-            raise ModelError(f"cannot shift keep={keep} discard={discard}: the cache holds {length} positions")
-        kernels.check(lib.pg_model_kv_shift(self._model, seq, length, keep, discard), "context shift")
-        if seq == 0 and n_past is None:
-            self.n_past -= discard
+        if not 0 <= n_past <= self.n_ctx:
+            raise ModelError(f"shift of sequence {seq} needs its length (0..{self.n_ctx}), got {n_past}")
+        if keep < 0 or discard <= 0 or keep + discard > n_past:
+            raise ModelError(f"cannot shift keep={keep} discard={discard}: the cache holds {n_past} positions")
+        kernels.check(lib.pg_model_kv_shift(self._model, seq, n_past, keep, discard), "context shift")
 
     def kv_copy(self, src: int, dst: int, n: int) -> None:
         """Positions [0, n) of sequence src copied to sequence dst: a prompt prefix they share,
@@ -358,12 +276,11 @@ class Model:
         if not 0 <= seq < self.n_seq:
             raise ModelError(f"sequence id {seq} outside 0..{self.n_seq - 1}")
 
-    def kv_cache(self, layer: int, pos0: int = 0, n: int | None = None, seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def kv_cache(self, layer: int, pos0: int, n: int, seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Copies of cached K and V (n_head_kv, n, head_dim) of one layer of one sequence, as
         float32 (for tests)."""
         self._check_open()
         self._check_seq(seq)
-        n = self.n_past - pos0 if n is None else n
         c = self.config
         k = np.empty((c.n_head_kv, n, c.head_dim), dtype=np.float32)
         v = np.empty_like(k)

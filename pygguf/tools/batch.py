@@ -8,7 +8,7 @@ The pieces, one concern each:
 - read_records / parse_record: JSONL (`{"id", "prompt" | "messages", per-record parameters}`) or a
   plain text file (one prompt per line, id = line number). A bad record is not an exception: it
   becomes a BadRecord and, in the output, `{"id": ..., "error": "..."}`.
-- Scheduler: admits records into the slots of a pygguf.generation.batched.BatchedEngine (up to `--parallel`
+- Scheduler: admits records into the slots of the Llama's pygguf.generation.Engine (up to `--parallel`
   sequences of the model's KV cache) and advances them together, one forward pass per `step()`,
   which returns the records that finished; a finished slot takes the next record at once
   (continuous batching), and a prompt prefix another slot holds is copied, not recomputed. Each
@@ -29,10 +29,11 @@ from typing import Callable, Iterable, Iterator
 
 from pygguf.chat import ChatTemplateError
 from pygguf.errors import PyggufError, SamplerError
-from pygguf.generation.batched import BatchedEngine
-from pygguf.generation.completion import CompletionRequest, EmptyPrompt, Sequence, new_sequence
-from pygguf.generation.generate import PromptTooLong
+from pygguf.errors import GenerationError
+from pygguf.generation.engine import Engine
+from pygguf.generation.sequence import Request, Sequence
 from pygguf.sampling import SamplerParams
+from pygguf.sampling.params import default
 
 __all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record",
            "Scheduler", "ResultWriter", "completed_ids", "run_batch", "BatchSummary", "result_record"]
@@ -46,12 +47,12 @@ class RecordError(PyggufError, ValueError):
 class BatchDefaults:
     """Parameters for records that do not set their own."""
     n_predict: int = 256
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int = -1                  # -1: a random seed per record (written in its result, to replay it)
+    temperature: float = default("temp")
+    top_k: int = default("top_k")
+    top_p: float = default("top_p")
+    min_p: float = default("min_p")
+    repeat_penalty: float = default("repeat_penalty")
+    seed: int = default("seed")     # -1: a random seed per record (written in its result, to replay it)
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
 
@@ -255,7 +256,7 @@ def result_record(rid, seq: Sequence, tokenizer, logprobs: int | None) -> dict:
         "id": rid,
         "text": seq.text,
         "tokens": list(seq.tokens),
-        "finish_reason": seq.finish_reason,
+        "finish_reason": seq.finish_reason.value,
         "prompt_tokens": len(seq.request.prompt_tokens),
         "completion_tokens": len(seq.tokens),
         "cached_prompt_tokens": seq.cached_prompt_tokens,
@@ -285,7 +286,7 @@ def error_record(rid, error: str) -> dict:
 class Job:
     index: int
     id: object
-    request: CompletionRequest
+    request: Request
     sequence: Sequence | None = None        # made on the first try to admit it
 
 
@@ -303,19 +304,20 @@ class Scheduler:
     takes the next queued job on the following step). A job refused before decoding (empty or too
     long prompt, bad sampler parameters) finishes at once with an error record."""
 
-    def __init__(self, engine: BatchedEngine, tokenizer):
+    def __init__(self, engine: Engine, parallel: int):
         self.engine = engine
-        self.tokenizer = tokenizer
+        self.slots = engine.slots[:parallel]
         self.queue: list[Job] = []
         self._jobs: dict[int, Job] = {}        # id(its Sequence) -> each admitted job
+        self._generated_before = engine.generated_tokens
 
     @property
     def parallel(self) -> int:
-        return len(self.engine.slots)
+        return len(self.slots)
 
     @property
     def generated_tokens(self) -> int:
-        return self.engine.generated_tokens
+        return self.engine.generated_tokens - self._generated_before
 
     def submit(self, job: Job) -> None:
         self.queue.append(job)
@@ -325,16 +327,16 @@ class Scheduler:
         return self.engine.running > 0 or bool(self.queue)
 
     def _admit(self, done: list[Finished]) -> None:
-        while self.queue and self.engine.has_free_slot:
+        while self.queue and any(s.free for s in self.slots):
             job = self.queue[0]
             if job.sequence is None:
                 try:
-                    job.sequence = new_sequence(job.request, self.engine.model, self.tokenizer)
-                except (PromptTooLong, EmptyPrompt, SamplerError) as e:
+                    job.sequence = self.engine.new_sequence(job.request)
+                except (GenerationError, SamplerError) as e:
                     self.queue.pop(0)
                     done.append(Finished(job.index, job.id, error_record(job.id, str(e)), ok=False))
                     continue
-            if self.engine.admit(job.sequence) is None:
+            if self.engine.admit(job.sequence, self.slots) is None:
                 return                          # waits for a prefix another slot is computing
             self.queue.pop(0)
             self._jobs[id(job.sequence)] = job
@@ -350,7 +352,7 @@ class Scheduler:
             raise
         for seq in finished:
             job = self._jobs.pop(id(seq))
-            done.append(Finished(job.index, job.id, result_record(job.id, seq, self.tokenizer, job.request.logprobs),
+            done.append(Finished(job.index, job.id, result_record(job.id, seq, self.engine.tokenizer, job.request.logprobs),
                                  ok=True))
         return done
 
@@ -369,7 +371,7 @@ class BatchSummary:
         return self.interruption is not None
 
 
-def build_request(llm, record: Record, defaults: BatchDefaults) -> CompletionRequest:
+def build_request(llm, record: Record, defaults: BatchDefaults) -> Request:
     """A record's prompt tokens and parameters (its own, else the defaults)."""
     p = record.params
     try:
@@ -386,7 +388,7 @@ def build_request(llm, record: Record, defaults: BatchDefaults) -> CompletionReq
                              min_p=float(p.get("min_p", defaults.min_p)),
                              repeat_penalty=float(p.get("repeat_penalty", defaults.repeat_penalty)),
                              seed=int(p.get("seed", defaults.seed)))
-    return CompletionRequest(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)), sampling=sampling,
+    return Request(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)), sampling=sampling,
                              stop=(stop,) if isinstance(stop, str) else tuple(s for s in stop if s),
                              logprobs=defaults.logprobs)
 
@@ -414,7 +416,7 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
     """Run every record; results go to the writer as soon as they may. KeyboardInterrupt stops the
     run after writing every finished record (summary.interrupted). on_progress(records just
     finished, tokens generated so far) is called after every decoding step and every finished record."""
-    scheduler = Scheduler(llm.batched_engine(parallel), llm.tokenizer)
+    scheduler = Scheduler(llm.engine, llm.parallel(parallel))
     summary = BatchSummary()
 
     def finish(f: Finished) -> None:

@@ -31,6 +31,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from pygguf.errors import PyggufError
+from pygguf.model.batch import Batch
 
 MAGIC = b"PGKLD\x00\x01\x00"
 LOGPROB_RANGE = 16.0     # nats below the top log-prob kept by the base file (as llama.cpp)
@@ -108,8 +109,8 @@ def chunk_logits(model, tokens: np.ndarray, bos_id: int | None) -> np.ndarray:
     feed = [int(t) for t in tokens]
     if bos_id is not None:
         feed[0] = bos_id
-    model.reset()
-    logits = np.asarray(model.eval_all(feed))
+    logits = np.concatenate([model.decode(Batch.of(feed[i:i + model.n_batch], pos0=i, logits="all")).copy()
+                             for i in range(0, len(feed), model.n_batch)])
     if logits.ndim != 2 or logits.shape[0] != len(feed):
         raise PerplexityError(f"model returned logits of shape {logits.shape} for {len(feed)} tokens")
     first, last = scored_range(len(feed))

@@ -1,21 +1,46 @@
-"""The generation loop on fakes: stop conditions, -n modes, context shift, UTF-8 streaming, timings."""
+"""The one-shot completion (llama.cpp main's -p run) through the engine, on the fake model: stop
+conditions, -n modes, context shift, UTF-8 streaming, timings. The sequences are built and run
+exactly as the `pygguf` command builds and runs them (pygguf_cli.main)."""
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cli_fakes import BOS, EOS, EOT, WORD_IDS, FakeModel, FakeSampler, FakeTokenizer, tokens_of
-from pygguf.generation.generate import (GenerationParams, Generator, PromptTooLong, StopReason, StopStrings,
-                             keep_count)
+from pygguf.errors import PromptTooLong
+from pygguf.generation.engine import Engine
+from pygguf.generation.sequence import FinishReason, keep_count
+from pygguf.generation.stops import StopStrings
 from pygguf.generation.timings import Timings, format_perf_block
+from pygguf_cli.main import completion_request, generate_text
+from pygguf_cli.options import GenerationParams
+
+
+class Gen:
+    """One engine over the fake model; generate() runs a sequence as the CLI does."""
+
+    def __init__(self, model, sampler, params, timings=None, clock=None):
+        self.model, self.sampler, self.params = model, sampler, params
+        self.timings = timings
+        self.engine = Engine(model, model.tokenizer, slots=1, **({"clock": clock} if clock else {}))
+
+    def sequence(self, prompt):
+        return self.engine.new_sequence(completion_request(prompt, self.params), sampler=self.sampler,
+                                        timings=self.timings or Timings.start())
+
+    def generate(self, prompt, on_text=None):
+        seq = self.sequence(prompt)
+        generate_text(self.engine, seq, on_text or (lambda text: None))
+        return seq
 
 
 def make(script, n_ctx=64, interrupt_at=None, **params):
     model = FakeModel(script, n_ctx=n_ctx, interrupt_at=interrupt_at)
     sampler = FakeSampler()
-    gen = Generator(model, sampler, GenerationParams(**params))
+    gen = Gen(model, sampler, GenerationParams(**params))
     return gen, model, sampler
 
 
@@ -26,7 +51,7 @@ def test_stops_at_eos_without_emitting_it():
     gen, model, sampler = make(tokens_of("abc") + [EOS])
     seen = []
     result = gen.generate(PROMPT, on_text=seen.append)
-    assert result.stop_reason is StopReason.EOS
+    assert result.finish_reason is FinishReason.EOS
     assert result.text == "abc" == "".join(seen)
     assert result.tokens == tokens_of("abc")
     assert model.calls[0] == PROMPT                          # prefill: the whole prompt at once
@@ -36,13 +61,13 @@ def test_stops_at_eos_without_emitting_it():
 
 def test_eot_is_end_of_generation_too():
     gen, _, _ = make(tokens_of("x") + [EOT])
-    assert gen.generate(PROMPT).stop_reason is StopReason.EOS
+    assert gen.generate(PROMPT).finish_reason is FinishReason.EOS
 
 
 def test_ignore_eos_masks_every_eog_token_and_runs_to_the_budget():
     gen, _, sampler = make([EOS], ignore_eos=True, n_predict=5)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.LENGTH
+    assert result.finish_reason is FinishReason.LENGTH
     assert len(result.tokens) == 5
     assert EOS not in result.tokens and EOT not in result.tokens
 
@@ -50,14 +75,14 @@ def test_ignore_eos_masks_every_eog_token_and_runs_to_the_budget():
 def test_ignore_eos_does_not_write_into_the_models_logits():
     gen, model, _ = make([EOS], ignore_eos=True, n_predict=1)
     gen.generate(PROMPT)
-    assert model._logits[EOS] == 10.0
+    assert model.rows[0][EOS] == 10.0
 
 
 @pytest.mark.parametrize("n_predict", [0, 1, 7])
 def test_n_predict_budget(n_predict):
     gen, model, _ = make(tokens_of("abcdefghij"), n_predict=n_predict)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.LENGTH
+    assert result.finish_reason is FinishReason.LENGTH
     assert result.text == "abcdefghij"[:n_predict]
     # llama.cpp never evaluates the last sampled token: eval runs = generated - 1
     assert result.timings.n_eval == max(0, n_predict - 1)
@@ -68,7 +93,7 @@ def test_n_predict_budget(n_predict):
 def test_n_minus_two_stops_when_the_context_is_full():
     gen, model, _ = make(tokens_of("a"), n_ctx=16, n_predict=-2)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.CONTEXT_FULL
+    assert result.finish_reason is FinishReason.CONTEXT
     assert result.detail == "context full and n_predict == -2 => stopping"
     assert model.shifts == []
     assert model.n_past == 15                   # llama.cpp stops at n_past + 1 >= n_ctx
@@ -77,7 +102,7 @@ def test_n_minus_two_stops_when_the_context_is_full():
 def test_no_context_shift_stops_with_llama_cpp_message():
     gen, model, _ = make(tokens_of("a"), n_ctx=16, n_predict=-1, context_shift=False)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.CONTEXT_FULL
+    assert result.finish_reason is FinishReason.CONTEXT
     assert result.detail == "context full and context shift is disabled => stopping"
     assert model.shifts == []
 
@@ -86,7 +111,7 @@ def test_context_shift_keeps_bos_and_discards_half_of_the_rest():
     script = tokens_of("abcdefghijklmnopqrstuvwxyz") + [EOS]
     gen, model, _ = make(script, n_ctx=16, n_predict=-1)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.EOS
+    assert result.finish_reason is FinishReason.EOS
     assert result.text == "abcdefghijklmnopqrstuvwxyz"
     # first shift at n_past = 15: keep BOS (1), discard (15 - 1) // 2 = 7
     assert model.shifts[0] == (1, 7)
@@ -102,26 +127,30 @@ def test_context_shift_with_keep_counts_bos_on_top():
 
 def test_keep_minus_one_keeps_the_whole_prompt():
     prompt = [BOS] + tokens_of("Hi!")
-    assert keep_count(-1, prompt, add_bos=True) == len(prompt)
-    assert keep_count(99, prompt, add_bos=True) == len(prompt)
-    assert keep_count(0, prompt, add_bos=True) == 1
-    assert keep_count(2, prompt, add_bos=True) == 3
-    assert keep_count(0, tokens_of("Hi"), add_bos=False) == 0   # the model adds no BOS: nothing extra
+    tok = FakeTokenizer()
+    assert keep_count(-1, prompt, tok) == len(prompt)
+    assert keep_count(99, prompt, tok) == len(prompt)
+    assert keep_count(0, prompt, tok) == 1
+    assert keep_count(2, prompt, tok) == 3
+    no_bos = SimpleNamespace(add_bos=False, bos_id=BOS)
+    assert keep_count(0, tokens_of("Hi"), no_bos) == 0   # the model adds no BOS: nothing extra
 
 
 def test_context_full_with_nothing_to_discard_stops_instead_of_looping():
     gen, model, _ = make(tokens_of("a"), n_ctx=8)
-    run = gen._start(PROMPT, print)
-    model.n_past, run.n_keep = 7, 6                      # (7 - 6) // 2 == 0: a shift would free nothing
-    assert gen.make_room(run) is StopReason.CONTEXT_FULL
-    assert "nothing to discard" in run.detail and model.shifts == []
+    seq = gen.sequence(PROMPT)
+    slot = gen.engine.admit(seq)
+    slot.cached, seq.n_keep, seq.pending = PROMPT + tokens_of("abcd"), 6, tokens_of("e")
+    assert gen.engine._make_room(slot) is False          # (7 - 6) // 2 == 0: a shift would free nothing
+    assert seq.finish_reason is FinishReason.CONTEXT
+    assert "nothing to discard" in seq.detail and model.shifts == []
 
 
 def test_keep_whole_prompt_shifts_forever_in_minus_one_mode():
     prompt = [BOS] + tokens_of("Hello!")                # 3 tokens, all kept
     gen, model, _ = make(tokens_of("a"), n_ctx=8, n_predict=20, n_keep=-1)
     result = gen.generate(prompt)
-    assert result.stop_reason is StopReason.LENGTH and len(result.tokens) == 20
+    assert result.finish_reason is FinishReason.LENGTH and len(result.tokens) == 20
     assert set(model.shifts) == {(3, 2)}
 
 
@@ -138,7 +167,7 @@ def test_stop_string_split_across_tokens():
     assert len(script) == 8
     gen, _, _ = make(script, reverse_prompts=("xyz", "STOP"))
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.STOP
+    assert result.finish_reason is FinishReason.STOP
     assert result.stop_string == "STOP"
     assert result.text == "abSTOP"                        # the stop string stays in the output
 
@@ -146,20 +175,20 @@ def test_stop_string_split_across_tokens():
 def test_stop_string_inside_one_token_with_text_after_it():
     gen, _, _ = make([WORD_IDS["Hello"], WORD_IDS[" STOP"]] + tokens_of("zz"), reverse_prompts=("TO",))
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.STOP
+    assert result.finish_reason is FinishReason.STOP
     assert result.text == "Hello STOP"
 
 
 def test_stop_string_in_the_prompt_does_not_stop():
     gen, _, _ = make(tokens_of("xyz") + [EOS], reverse_prompts=("Hi",))
-    assert gen.generate(PROMPT).stop_reason is StopReason.EOS
+    assert gen.generate(PROMPT).finish_reason is FinishReason.EOS
 
 
 def test_single_token_reverse_prompt_matches_by_id_even_when_it_renders_empty():
     stops = StopStrings.for_tokenizer(["<|eot|>"], FakeTokenizer())
     assert stops.feed(EOT, "") == "<|eot|>"
     gen, _, _ = make(tokens_of("ab") + [EOT], reverse_prompts=("<|eot|>",), ignore_eos=False)
-    assert gen.generate(PROMPT).stop_reason is StopReason.EOS   # EOG first, as llama.cpp checks it
+    assert gen.generate(PROMPT).finish_reason is FinishReason.EOS   # EOG first, as llama.cpp checks it
 
 
 def test_stop_strings_carry_only_what_they_need():
@@ -187,15 +216,14 @@ def test_incomplete_utf8_at_the_end_is_flushed_as_replacement():
 
 def test_prompt_is_echoed_through_the_same_decoder_before_prefill():
     gen, model, _ = make([EOS])
-    echoed = []
-    gen.generate([BOS] + tokens_of("Hé"), on_prompt=lambda t: echoed.append((t, len(model.calls))))
-    assert echoed == [("Hé", 0)]
+    seq = gen.sequence([BOS] + tokens_of("Hé"))
+    assert (seq.prompt_text, len(model.calls)) == ("Hé", 0)
 
 
 def test_keyboard_interrupt_stops_cleanly_with_timings():
     gen, model, _ = make(tokens_of("abcdef"), interrupt_at=3)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.INTERRUPTED
+    assert result.finish_reason is FinishReason.INTERRUPTED
     assert result.text == "abc"
     assert result.timings.n_eval == 2
     assert result.timings.total_ms > 0
@@ -204,26 +232,27 @@ def test_keyboard_interrupt_stops_cleanly_with_timings():
 def test_interrupt_during_prefill():
     gen, _, _ = make(tokens_of("abc"), interrupt_at=0)
     result = gen.generate(PROMPT)
-    assert result.stop_reason is StopReason.INTERRUPTED
+    assert result.finish_reason is FinishReason.INTERRUPTED
     assert result.tokens == [] and result.timings.n_prompt_eval == 0
 
 
-def test_generate_twice_starts_from_an_empty_context():
+def test_a_second_sequence_reuses_the_cached_prompt_and_gets_the_same_text():
     gen, model, sampler = make(tokens_of("ab") + [EOS])
-    gen.generate(PROMPT)
+    first = gen.generate(PROMPT)
     model.calls.clear()
-    model.script = tokens_of("ab") + [EOS]
-    result = gen.generate(PROMPT)
-    assert model.calls[0] == PROMPT and result.text == "ab"
-    assert sampler.resets == 1                            # not before the first run: its seed was reported
+    sampler.accepted.clear()
+    second = gen.generate(PROMPT)
+    assert model.calls[0] == PROMPT[-1:]                 # the prompt's K/V were reused: only its last token runs
+    assert second.cached_prompt_tokens == len(PROMPT) - 1
     assert sampler.accepted == PROMPT + tokens_of("ab") + [EOS]
+    assert first.text == second.text == "ab"
 
 
 def test_timings_are_measured_with_the_given_clock():
     ticks = itertools.count()
     timings = Timings.start(clock=lambda: next(ticks) * 0.001)    # each reading advances 1 ms
     model = FakeModel(tokens_of("ab") + [EOS])
-    gen = Generator(model, FakeSampler(), GenerationParams(), timings=timings)
+    gen = Gen(model, FakeSampler(), GenerationParams(), timings=timings, clock=timings.clock)
     result = gen.generate(PROMPT)
     t = result.timings
     assert (t.n_prompt_eval, t.n_eval, t.n_sample) == (len(PROMPT), 2, 3)
@@ -253,4 +282,4 @@ def test_perf_block_with_nothing_measured_has_no_nan():
 def test_logits_reaching_the_sampler_have_the_vocab_shape():
     gen, _, _ = make(tokens_of("a"), n_predict=3)
     assert gen.generate(PROMPT).text == "aaa"
-    assert isinstance(gen.sample(np.zeros(FakeTokenizer.n_vocab, dtype=np.float32)), int)
+    assert isinstance(gen.sequence(PROMPT).sample(np.zeros(FakeTokenizer.n_vocab, dtype=np.float32)), int)
