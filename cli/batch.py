@@ -16,6 +16,8 @@ import time
 
 import click
 
+from pygguf.sampling.params import BATCH_N_PREDICT, default
+
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
@@ -91,15 +93,18 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
               help="Context size of each sequence (0: the model's default).")
 @click.option("-b", "--batch-size", "n_batch", type=click.IntRange(min=1), default=512, show_default=True,
               help="Prompt tokens per forward pass.")
-@click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=256, show_default=True,
-              help="Tokens to generate per record (-1: until end of generation or a full context).")
-@click.option("--temp", type=float, default=0.8, show_default=True)
-@click.option("--top-k", type=int, default=40, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True)
-@click.option("--min-p", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True)
-@click.option("--repeat-penalty", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True)
-@click.option("-s", "--seed", type=click.IntRange(-1, 2**32 - 1), default=-1, show_default=True,
-              help="Seed for every record without its own (-1: random per record; each result says its seed).")
+@click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=None,
+              help=f"Tokens to generate per record (-1: until end of generation or a full context) [default: "
+                   f"{BATCH_N_PREDICT}].")
+@click.option("--temp", type=float, default=None, help=f"[default: {default('temp')}]")
+@click.option("--top-k", type=int, default=None, help=f"[default: {default('top_k')}]")
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=None, help=f"[default: {default('top_p')}]")
+@click.option("--min-p", type=click.FloatRange(0.0, 1.0), default=None, help=f"[default: {default('min_p')}]")
+@click.option("--repeat-penalty", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help=f"[default: {default('repeat_penalty')}]")
+@click.option("-s", "--seed", type=click.IntRange(-1, 2**32 - 1), default=None,
+              help="Seed for every record without its own (-1: random per record; each result says its seed) "
+                   f"[default: {default('seed')}].")
 @click.option("--stop", "stop", multiple=True, help="Stop string (repeatable); records may set their own.")
 @click.option("--logprobs", type=click.IntRange(min=0), default=None,
               help="Write each generated token's log-probability and the top N alternatives.")
@@ -159,8 +164,9 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
 
     progress = Progress(count_records(input_path) - len(skip), enabled=sys.stderr.isatty())
     writer = ResultWriter(write, ordered=not unordered)
-    defaults = BatchDefaults(n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                             repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop), logprobs=logprobs)
+    given = dict(n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                 repeat_penalty=repeat_penalty, seed=seed)
+    defaults = BatchDefaults(**{k: v for k, v in given.items() if v is not None}, stop=tuple(stop), logprobs=logprobs)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         records = read_records(input_path, input_format)

@@ -11,6 +11,9 @@ from typing import Sequence
 
 from pygguf.errors import SamplerError
 
+# Tokens a batch record generates unless it says otherwise (the API's max_tokens default is 16).
+BATCH_N_PREDICT = 256
+
 # The default chain, in llama.cpp's order (common.h); `--samplers` / `--sampling-seq` reorder it.
 DEFAULT_SAMPLERS = "penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature"
 

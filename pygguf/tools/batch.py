@@ -33,7 +33,7 @@ from pygguf.errors import GenerationError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import Request, Sequence
 from pygguf.sampling import SamplerParams
-from pygguf.sampling.params import default
+from pygguf.sampling.params import BATCH_N_PREDICT, default
 
 __all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record",
            "Scheduler", "ResultWriter", "completed_ids", "run_batch", "BatchSummary", "result_record"]
@@ -46,7 +46,7 @@ class RecordError(PyggufError, ValueError):
 @dataclass(frozen=True)
 class BatchDefaults:
     """Parameters for records that do not set their own."""
-    n_predict: int = 256
+    n_predict: int = BATCH_N_PREDICT
     temperature: float = default("temp")
     top_k: int = default("top_k")
     top_p: float = default("top_p")

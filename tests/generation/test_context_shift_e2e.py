@@ -1,4 +1,4 @@
-"""Context shift end to end: the real C model (tiny, random, F32 weights) behind the real Generator
+"""Context shift end to end: the real C model (tiny, random, F32 weights) behind the real engine
 and a greedy Sampler, -c 64 -n 300 --keep 4, as `pygguf -c 64 -n 300 --keep 4 --temp 0` runs it.
 
 What a shift should produce: the kept cells untouched, the surviving tail moved down with its keys
@@ -17,10 +17,14 @@ import pytest
 
 import reference_forward as ref
 from model_factory import encode, random_weights, tiny_config
-from pygguf.generation.generate import GenerationParams, Generator, StopReason
-from pygguf.model import Model
+from model_runner import Runner
+from pygguf.generation.engine import Engine
+from pygguf.generation.sequence import FinishReason
 from pygguf.gguf.types import by_name
+from pygguf.model import Model
 from pygguf.sampling import Sampler, SamplerParams
+from pygguf_cli.main import completion_request, generate_text
+from pygguf_cli.options import GenerationParams
 
 N_CTX, N_PREDICT, N_KEEP = 64, 300, 4
 PROMPT_TEXT = "ab ba cab ca b ab a cab"
@@ -66,39 +70,39 @@ class Shift:
 
 
 class RecordingModel:
-    """The real Model behind the Generator's interface, logging what reaches its KV cache: every
-    eval (tokens and a copy of the logits), every shift (with K/V snapshots around it), and the
-    tokens each cache position should hold."""
+    """The real Model behind the engine's interface, logging what reaches its KV cache: every
+    decode (tokens and a copy of the logits, None for a prompt chunk that wants none), every
+    shift (with K/V snapshots around it), and the tokens each cache position should hold."""
 
     def __init__(self, model: Model):
         self.model = model
-        self.n_ctx = model.n_ctx
+        self.n_ctx, self.n_seq, self.n_batch = model.n_ctx, 1, model.n_batch
+        self.config = model.config
         self.tokenizer = model.tokenizer
         self.cached: list[int] = []
-        self.events: list[tuple] = []          # ("eval", tokens, logits) | ("shift", Shift)
+        self.events: list[tuple] = []          # ("eval", tokens, logits | None) | ("shift", Shift)
         self.max_n_past = 0
 
     @property
     def n_past(self) -> int:
-        return self.model.n_past
+        return len(self.cached)
 
     def _kv(self) -> list:
-        return [self.model.kv_cache(layer) for layer in range(self.model.config.n_layer)]
+        return [self.model.kv_cache(layer, 0, self.n_past) for layer in range(self.model.config.n_layer)]
 
-    def eval(self, tokens):
-        logits = self.model.eval(tokens)
-        self.cached += list(tokens)
-        self.max_n_past = max(self.max_n_past, self.model.n_past)
-        self.events.append(("eval", list(tokens), logits.copy()))
-        return logits
+    def decode(self, batch):
+        tokens = batch.tokens[:batch.n].tolist()
+        assert int(batch.pos[0]) == self.n_past and set(batch.seq[:batch.n].tolist()) == {0}
+        rows = self.model.decode(batch)
+        self.cached += tokens
+        self.max_n_past = max(self.max_n_past, self.n_past)
+        self.events.append(("eval", tokens, rows[-1].copy() if rows.shape[0] else None))
+        return rows
 
-    def reset(self):
-        self.model.reset()
-        self.cached, self.events = [], []
-
-    def shift(self, keep, discard):
-        n_past, before = self.model.n_past, self._kv()
-        self.model.shift(keep, discard)
+    def kv_shift(self, seq, n_past, keep, discard):
+        assert seq == 0 and n_past == self.n_past
+        before = self._kv()
+        self.model.kv_shift(seq, n_past, keep, discard)
         del self.cached[keep:keep + discard]
         self.events.append(("shift", Shift(keep, discard, n_past, before, self._kv(), list(self.cached))))
 
@@ -131,8 +135,10 @@ def run(setup, **params):
     sampler = Sampler(SamplerParams(temp=0), config.n_vocab, tok.eog_ids)
     params = dict(dict(n_predict=N_PREDICT, n_keep=N_KEEP, ignore_eos=True), **params)
     prompt = tok.encode(PROMPT_TEXT)
-    result = Generator(recorder, sampler, GenerationParams(**params)).generate(prompt)
-    return result, recorder, prompt
+    engine = Engine(recorder, tok, slots=1)
+    seq = engine.new_sequence(completion_request(prompt, GenerationParams(**params)), sampler=sampler)
+    generate_text(engine, seq, lambda text: None)
+    return seq, recorder, prompt
 
 
 def expected_shifts(n_prompt: int, n_keep: int) -> list[tuple[int, int]]:
@@ -180,7 +186,7 @@ def test_generates_past_the_context_with_shifts_that_keep_the_prompt_head(two_la
     result, rec, prompt = shifted_run
     assert rec.tokenizer.add_bos and prompt[0] == rec.tokenizer.bos_id
     n_keep = N_KEEP + 1                                      # --keep 4 plus the BOS
-    assert result.stop_reason is StopReason.LENGTH
+    assert result.finish_reason is FinishReason.LENGTH
     assert len(result.tokens) == N_PREDICT
     assert rec.max_n_past <= N_CTX - 1                       # llama.cpp shifts at n_past + 1 >= n_ctx
     want = expected_shifts(len(prompt), n_keep)
@@ -189,8 +195,9 @@ def test_generates_past_the_context_with_shifts_that_keep_the_prompt_head(two_la
     # what the prompt's first n_keep tokens put in the cache, alone (bit-identical whatever the
     # batch size: the forward's contract, tested in test_forward)
     with Model.from_tensors(config, tensors, metadata, n_ctx=N_CTX, n_threads=2, n_batch=16) as alone:
-        alone.eval(prompt[:n_keep])
-        prompt_head = [alone.kv_cache(layer) for layer in range(config.n_layer)]
+        runner = Runner(alone)
+        runner.eval(prompt[:n_keep])
+        prompt_head = [runner.kv_cache(layer) for layer in range(config.n_layer)]
     for s in rec.shifts:
         n_left = s.n_past_before - s.discard
         assert s.cached_after[:n_keep] == prompt[:n_keep] and len(s.cached_after) == n_left
@@ -222,6 +229,8 @@ def test_every_logit_of_the_run_matches_a_float64_replay(two_layers, shifted_run
         _, tokens, got = event
         want = ref.forward(exact, config, np.array(tokens), cache, n_cached)[-1]
         n_cached += len(tokens)
+        if got is None:                                      # a prompt chunk: no logits asked for
+            continue
         err = max_error_in_std(got, want)
         worst = max(worst, err)
         assert err < TOLERANCE, f"after {n_cached} cells: max |diff| {err:.2e} std"
@@ -236,9 +245,10 @@ def test_one_layer_shift_equals_a_fresh_evaluation_of_the_cached_tokens():
     checked = rec.evals_after_shifts()
     assert len(checked) == len(rec.shifts) >= 5
     with Model.from_tensors(config, tensors, metadata, n_ctx=N_CTX, n_threads=2, n_batch=16) as fresh:
+        runner = Runner(fresh)
         for s, tokens, got in checked:
-            fresh.reset()
-            want = fresh.eval(s.cached_after + tokens).astype(np.float64)
+            runner.reset()
+            want = runner.eval(s.cached_after + tokens).astype(np.float64)
             err = max_error_in_std(got, want)
             assert err < TOLERANCE, f"shift at n_past={s.n_past_before}: max |diff| {err:.2e} std"
             assert_same_greedy_token(got, want, f"shift at n_past={s.n_past_before}")
@@ -252,9 +262,9 @@ def test_one_layer_shift_equals_a_fresh_evaluation_of_the_cached_tokens():
 ], ids=["no-context-shift", "n-minus-2"])
 def test_without_shift_the_run_stops_at_the_boundary(two_layers, shifted_run, params, detail):
     result, rec, prompt = run(two_layers, **params)
-    assert result.stop_reason is StopReason.CONTEXT_FULL
+    assert result.finish_reason is FinishReason.CONTEXT
     assert result.detail == detail
     assert rec.shifts == []
-    assert rec.model.n_past == N_CTX - 1                  # stops when n_past + 1 >= n_ctx
+    assert rec.n_past == N_CTX - 1                  # stops when n_past + 1 >= n_ctx
     n_generated = N_CTX - len(prompt)                     # the last sampled token is never evaluated
     assert result.tokens == shifted_run[0].tokens[:n_generated]

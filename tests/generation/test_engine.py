@@ -1,6 +1,6 @@
-"""The batched engine (pygguf.generation.batched) and the batch paths built on it: several sequences per
-forward pass must give every record exactly the text it gets alone, whatever --parallel and -t;
-slots are refilled as soon as a sequence ends; shared prompt prefixes are computed once.
+"""The engine (pygguf.generation.engine) running several sequences per forward pass, and the batch
+paths built on it: every record must get exactly the text it gets alone, whatever --parallel and
+-t; slots are refilled as soon as a sequence ends; shared prompt prefixes are computed once.
 
 Most tests use the fake model of tests/batch_fakes.py, whose logits depend on each sequence's whole
 cached context (so a wrong position, a mixed-up sequence or a bad prefix copy changes the text);
@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from batch_fakes import FakeContextModel
 from pygguf_cli import paths
 from pygguf.api import Llama
-from pygguf.generation.batched import MIN_SHARED_PREFIX, BatchedEngine
-from pygguf.generation.completion import CompletionRequest, new_sequence
+from pygguf.generation.engine import MIN_SHARED_PREFIX, Engine
+from pygguf.generation.sequence import Request
 from pygguf.sampling import SamplerParams
 from pygguf_cli.batch import main as batch_cli
 
@@ -46,11 +46,11 @@ def test_batched_texts_equal_one_at_a_time(parallel, n_batch):
 
 def test_slots_are_refilled_as_sequences_finish():
     llm = fake_llm(3)
-    engine = llm.batched_engine()
+    engine = llm.engine
     tok = llm.tokenizer
     lengths = [2, 9, 4, 6, 3]
-    seqs = [new_sequence(CompletionRequest(tok.encode(f"prompt {i}"), n_predict=n, sampling=SamplerParams(seed=i)),
-                        llm.model, tok) for i, n in enumerate(lengths)]
+    seqs = [engine.new_sequence(Request(tok.encode(f"prompt {i}"), n_predict=n, sampling=SamplerParams(seed=i)))
+            for i, n in enumerate(lengths)]
     order = [s for s in engine.run(seqs)]
     assert {id(s) for s in order} == {id(s) for s in seqs}
     assert all(s.finish_reason == "length" and len(s.tokens) == n or s.finish_reason == "eos" and len(s.tokens) < n
@@ -79,11 +79,11 @@ def test_shared_system_prompt_is_computed_once():
 def test_engine_refuses_more_slots_than_the_model_holds():
     llm = fake_llm(2)
     with pytest.raises(ValueError, match="n_seq_max"):
-        llm.batched_engine(3)
-    assert len(BatchedEngine(llm.model, slots=5).slots) == 2
+        llm.parallel(3)
+    assert len(Engine(llm.model, slots=5).slots) == 2
 
 
-def test_serial_calls_after_a_batch_do_not_reuse_its_cells():
+def test_a_call_after_a_batch_gets_the_text_it_gets_alone():
     llm = fake_llm(2)
     kwargs = dict(max_tokens=6, seed=4)
     first = texts([llm("free text one", **kwargs)])[0]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from testpaths import TESTS
+
 SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
@@ -33,7 +35,7 @@ def test_sigint_while_generating(tmp_path):
     model = tmp_path / "fake.gguf"
     model.write_bytes(b"GGUF")
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(SCRIPT.format(tests=str(TESTS)))
     proc = subprocess.Popen([sys.executable, str(script), "-m", str(model), "-p", "Q", "-n", "-1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -56,7 +58,7 @@ def test_color_on_a_real_terminal(tmp_path):
     model = tmp_path / "fake.gguf"
     model.write_bytes(b"GGUF")
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(SCRIPT.format(tests=str(TESTS)))
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, str(script), "-m", str(model), "-p", "Q", "-n", "3", "--color"],
                             stdout=slave, stderr=subprocess.PIPE)

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # tests/: the fakes
 
 from interactive_fakes import FakeModel, FakeTokenizer  # noqa: E402
 from pygguf_cli.console import TerminalConsole, color_enabled  # noqa: E402
@@ -43,6 +43,9 @@ class EchoSampler:
         return self.queue.pop(0)
 
     def accept(self, token):
+        pass
+
+    def accept_all(self, tokens):
         pass
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from model_factory import missing_kernels
+from model_runner import Runner
 from pygguf.model import kernels
 from pygguf_cli.paths import default_model_path, shared_dir
 from pygguf.gguf.types import by_name
@@ -113,7 +114,7 @@ def test_tiny_codellama_matches_llama_cpp(fname, tmp_path):
     is_f16 = "F16" in fname
     max_tol, rms_tol, small_margin = (0.03, 0.01, 0.05) if is_f16 else (0.6, 0.12, 0.5)
     ids = REFS["sequence"]["ids"]
-    with Model.load(path, n_ctx=64, n_threads=2) as m:
+    with Runner(Model.load(path, n_ctx=64, n_threads=2)) as m:
         logits = m.eval_all(ids)
         last = np.load(TINY / ref["last_logits_npy"])
         diff = logits[-1] - last
@@ -147,7 +148,7 @@ def test_smollm2_q4_1_greedy_and_top10():
     data = json.loads((SHARED / "ref" / "greedy_smollm2.json").read_text())
     run = next(r for r in data["runs"] if r["model_file"] == path.name)
     compared = 0
-    with Model.load(path, n_ctx=256, n_threads=2) as m:
+    with Runner(Model.load(path, n_ctx=256, n_threads=2)) as m:
         for case in run["results"]:
             m.reset()
             logits = m.eval(case["prompt_ids"])

@@ -79,12 +79,12 @@ def test_conversation_cache_holds_the_template_rendering():
     Model, Sampler, SamplerParams = require_stack()
     model = Model.load(MODEL, n_ctx=512, n_threads=2)
     fed: list[int] = []
-    real_eval = model.eval
+    real_decode = model.decode
 
-    def recording_eval(tokens):
-        fed.extend(tokens)
-        return real_eval(tokens)
-    model.eval = recording_eval
+    def recording_decode(batch):
+        fed.extend(batch.tokens[:batch.n].tolist())
+        return real_decode(batch)
+    model.decode = recording_decode
     tok = model.tokenizer
     sampler = Sampler(SamplerParams(temp=0), model.config.n_vocab, eog_ids=set(tok.eog_ids))
     console = ScriptedConsole(["What is 2+2?", "And 3+3?", None])

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from batch_fakes import FakeContextModel
+from testpaths import REPO
 from pygguf_cli import paths
 from pygguf.api import Llama
-from pygguf.generation.generate import PromptTooLong
+from pygguf.errors import PromptTooLong
 
 REPLIES = {"Greet:": "Hello world STOP! more", "Accent:": "caf\u00e9 na\u00efve done"}
 
@@ -193,7 +193,7 @@ def test_readme_python_example_runs(capsys):
     path = paths.default_model_path()
     if not path.exists():
         pytest.skip(f"SmolLM2 not found at {path} (`{paths.FETCH_MODEL_COMMAND}` fetches it)")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     code = readme.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code.replace("/root/.cache/pygguf/models/SmolLM2-135M-Instruct.Q4_1.gguf", str(path)),
                  "README.md", "exec"), {})

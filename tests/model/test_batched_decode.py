@@ -1,14 +1,16 @@
 """Batched decoding in the C forward pass: one batch mixing several sequences of the KV cache gives
 each token the same logits, bit for bit, as its sequence run alone; a prefix copied from another
 sequence serves as well as one computed in place; a shift touches only its own sequence; and bad
-batches are refused with a clear error."""
+batches are refused with a clear error. Batches are pygguf.model.batch.Batch, like llama_batch."""
 import numpy as np
 import pytest
 
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from pygguf.model.config import ModelError
-from pygguf.model import Model
+from model_runner import Runner
+from pygguf.errors import ModelError
 from pygguf.gguf.types import by_name
+from pygguf.model import Model
+from pygguf.model.batch import Batch
 
 PROMPTS = [[5, 17, 250, 3, 99, 42, 7], [1, 2, 3], [299, 0, 8, 8, 8, 140, 77, 31, 64], [11, 12]]
 # types with different gemm paths: float, a 32-value format with and without a min, a K-quant
@@ -28,7 +30,15 @@ def model(tensors, config, **kwargs):
 
 def alone(tensors, config, tokens) -> np.ndarray:
     with model(tensors, config, n_threads=1, n_batch=4) as m:
-        return m.eval_all(tokens)
+        return Runner(m).eval_all(tokens)
+
+
+def decode(m, tokens, pos, seq, want) -> np.ndarray:
+    """One batch: token i at position pos[i] of sequence seq[i], logits where want[i]."""
+    batch = Batch(max(len(tokens), 1))
+    for t, p, s, w in zip(tokens, pos, seq, want):
+        batch.add(t, p, s, bool(w))
+    return m.decode(batch)
 
 
 def encoded(tiny, name):
@@ -54,7 +64,7 @@ def test_mixed_batches_match_each_sequence_alone(tiny, name):
                 for i in range(done[s], done[s] + k):
                     toks.append(PROMPTS[s][i]), pos.append(i), seq.append(s), who.append((s, i))
                 done[s] += k
-            rows = m.decode(toks, pos, seq, np.ones(len(toks)))
+            rows = decode(m, toks, pos, seq, np.ones(len(toks)))
             for row, (s, i) in zip(rows, who):
                 assert np.array_equal(row, want[s][i]), f"{name}: sequence {s} position {i} differs from alone"
     assert done == [len(p) for p in PROMPTS]
@@ -70,10 +80,10 @@ def test_only_wanted_rows_come_back_in_batch_order(tiny):
         seq = [0] * len(a) + [1] * len(b)
         flags = [0] * len(toks)
         flags[len(a) - 1] = flags[-1] = 1
-        rows = m.decode(toks, pos, seq, flags)
+        rows = decode(m, toks, pos, seq, flags)
         assert rows.shape == (2, config.n_vocab)
         assert np.array_equal(rows[0], want[0][-1]) and np.array_equal(rows[1], want[1][-1])
-        assert m.decode([a[0]], [0], [0], [0]).shape == (0, config.n_vocab)
+        assert decode(m, [a[0]], [0], [0], [0]).shape == (0, config.n_vocab)
 
 
 def test_copied_prefix_serves_like_one_computed_in_place(tiny):
@@ -81,9 +91,9 @@ def test_copied_prefix_serves_like_one_computed_in_place(tiny):
     shared, tail = [5, 17, 250, 3, 99], [42, 7, 9]
     want = alone(tensors, config, shared + tail)
     with model(tensors, config, n_seq=3) as m:
-        m.decode(shared, range(5), [2] * 5, [0] * 5)
+        decode(m, shared, range(5), [2] * 5, [0] * 5)
         m.kv_copy(2, 0, len(shared))
-        rows = m.decode(tail, range(5, 8), [0] * 3, [1] * 3)
+        rows = decode(m, tail, range(5, 8), [0] * 3, [1] * 3)
         assert np.array_equal(rows, want[5:])
         k0, v0 = m.kv_cache(1, 0, 5, seq=0)
         k2, v2 = m.kv_cache(1, 0, 5, seq=2)
@@ -94,13 +104,14 @@ def test_shift_moves_only_its_own_sequence(tiny):
     tensors, config = encoded(tiny, "F32")
     tokens = list(range(20, 32))
     with model(tensors, config, n_seq=2) as single:
-        single.eval(tokens)
-        single.shift(2, 4)
-        want_k, want_v = single.kv_cache(0)
+        runner = Runner(single)
+        runner.eval(tokens)
+        runner.shift(2, 4)
+        want_k, want_v = runner.kv_cache(0)
     with model(tensors, config, n_seq=2) as m:
-        m.decode(tokens + tokens, list(range(12)) * 2, [0] * 12 + [1] * 12, [0] * 24)
+        decode(m, tokens + tokens, list(range(12)) * 2, [0] * 12 + [1] * 12, [0] * 24)
         before_k, before_v = m.kv_cache(0, 0, 12, seq=0)
-        m.shift(2, 4, seq=1, n_past=12)
+        m.kv_shift(1, 12, 2, 4)
         k1, v1 = m.kv_cache(0, 0, 8, seq=1)
         assert np.array_equal(k1, want_k) and np.array_equal(v1, want_v)
         k0, v0 = m.kv_cache(0, 0, 12, seq=0)
@@ -111,20 +122,21 @@ def test_bad_batches_are_refused(tiny):
     tensors, config = encoded(tiny, "F32")
     with model(tensors, config, n_seq=2, n_batch=4) as m:
         cases = [
-            (([1, 2], [0], [0, 0], [1, 1]), "one position"),
             (([1, 2], [0, 1], [0, 2], [1, 1]), "sequence id"),
             (([1, 2], [0, 32], [0, 0], [1, 1]), "position outside"),
             (([1, 2], [0, -1], [0, 0], [1, 1]), "position outside"),
             (([1, config.n_vocab], [0, 1], [0, 0], [1, 1]), "outside the vocabulary"),
             (([1] * 5, range(5), [0] * 5, [1] * 5), "n_batch"),
-            (([], [], [], []), "one position"),
+            (([], [], [], []), "n_batch"),
         ]
         for args, message in cases:
             with pytest.raises(ModelError, match=message):
-                m.decode(*args)
+                decode(m, *args)
         with pytest.raises(ModelError, match="sequence id"):
             m.kv_copy(0, 2, 4)
         with pytest.raises(ModelError, match="needs its length"):
-            m.shift(1, 2, seq=1)
+            m.kv_shift(1, 33, 1, 2)
+    with pytest.raises(ValueError, match="do not fit the batch"):     # a batch holds what it was made for
+        Batch(2).add_run([1, 2, 3], 0, 0)
     with pytest.raises(ModelError, match="n_seq"):
         model(tensors, config, n_seq=0)

@@ -19,21 +19,22 @@ class FakeTokenizer:
 
 
 class BigramModel:
-    """Logits at a position depend only on the token there: table[token]."""
+    """Logits at a position depend only on the token there: table[token]. Model's decode(batch);
+    each chunk must start at position 0 (an empty cache) and continue where it left off."""
 
-    def __init__(self, table, tokenizer=None):
+    def __init__(self, table, tokenizer=None, n_batch=4096):
         self.table = np.asarray(table, dtype=np.float32)
         self.tokenizer = tokenizer
+        self.n_batch = n_batch
         self.fed = []
-        self.cache_len = 0
 
-    def reset(self):
-        self.cache_len = 0
-
-    def eval_all(self, tokens):
-        assert self.cache_len == 0, "chunk evaluated on a non-empty cache"
-        self.cache_len += len(tokens)
-        self.fed.append(list(tokens))
+    def decode(self, batch):
+        tokens, pos0 = batch.tokens[:batch.n].tolist(), int(batch.pos[0])
+        if pos0 == 0:
+            self.fed.append([])
+        assert pos0 == len(self.fed[-1]), "chunk evaluated on a non-empty cache"
+        assert batch.want[:batch.n].all(), "every position's logits are scored"
+        self.fed[-1] += tokens
         return self.table[np.asarray(tokens)]
 
 
@@ -70,6 +71,8 @@ def test_chunks_start_from_empty_cache_and_chunk_limit():
     assert r.n_chunk == 3 and [len(f) for f in model.fed] == [10, 10, 10]
     assert model.fed[1] == [int(t) for t in tokens[10:20]]
     assert P.perplexity(BigramModel(sticky_table(0.7)), tokens, 10).n_chunk == 5
+    split = P.perplexity(BigramModel(sticky_table(0.7), n_batch=3), tokens, 10)   # chunks over several decodes
+    assert split.ppl == P.perplexity(BigramModel(sticky_table(0.7)), tokens, 10).ppl
 
 
 def test_bos_replaces_the_first_token_of_each_chunk_but_not_the_scored_ones():

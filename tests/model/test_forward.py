@@ -8,9 +8,12 @@ import pytest
 
 import reference_forward as ref
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from pygguf.model.config import Config, ModelError
-from pygguf.model import Model, TensorRef
+from model_runner import Runner
+from pygguf.errors import ModelError
 from pygguf.gguf.types import WEIGHT_TYPES, by_name
+from pygguf.model import Model, TensorRef
+from pygguf.model.batch import Batch
+from pygguf.model.config import Config
 
 TOKENS = [5, 17, 250, 3, 99, 42, 7, 7, 180, 0, 299]
 
@@ -30,8 +33,9 @@ def tolerance(qtype) -> float:
 
 
 def build(tensors, config, **kwargs):
+    """A model run one sequence at a time (tests/model_runner.py)"""
     kwargs.setdefault("n_ctx", 64)
-    return Model.from_tensors(config, tensors, **kwargs)
+    return Runner(Model.from_tensors(config, tensors, **kwargs))
 
 
 def reference_logits(exact, config, tokens):
@@ -153,27 +157,27 @@ def test_truncate_and_reset_replay_bit_for_bit(tiny):
         assert np.array_equal(m.eval(TOKENS[:3]), full[2])
 
 
-def test_context_full_and_bad_tokens(tiny):
+def test_bad_positions_and_tokens_are_refused(tiny):
     config, weights = tiny
     tensors, _ = encode(weights, by_name("F32"), config)
     with build(tensors, config, n_ctx=8) as m:
-        with pytest.raises(ModelError, match="context full"):
-            m.eval(TOKENS)
+        with pytest.raises(ModelError, match="position outside the context"):
+            m.decode(Batch.of(TOKENS[:4], pos0=6))              # positions 6..9 of 8 cells
         with pytest.raises(ModelError, match="vocabulary"):
-            m.eval([config.n_vocab])
-        with pytest.raises(ModelError, match="no tokens"):
-            m.eval([])
+            m.decode(Batch.of([config.n_vocab]))
+        with pytest.raises(ModelError, match="decode of 0 tokens"):
+            m.decode(Batch(1))
         with pytest.raises(ModelError, match="vocabulary"):      # the one-token decode path
-            m.eval(-1)
+            m.decode(Batch.of([-1]))
         m.eval(TOKENS[:8])
-        with pytest.raises(ModelError, match="context full"):   # one token, cache full
-            m.eval([TOKENS[0]])
+        with pytest.raises(ModelError, match="position outside the context"):   # one token, cache full
+            m.decode(Batch.of([TOKENS[0]], pos0=8))
         with pytest.raises(ModelError):
-            m.shift(4, 5)
+            m.kv_shift(0, 8, 4, 5)
         with pytest.raises(ModelError):
-            m.truncate(9)
+            m.kv_shift(0, 9, 4, 1)
     with pytest.raises(ModelError, match="closed"):
-        m.eval([1])
+        m.decode(Batch.of([1]))
 
 
 # ---- bad models -------------------------------------------------------------------------------
@@ -237,7 +241,7 @@ def test_load_gguf_gives_the_same_bits(tiny, tmp_path):
     tensors, _ = encode(weights, qtype, config)
     write_gguf(tmp_path / "tiny.gguf", config, tensors)
     with build(tensors, config, n_batch=8) as direct, \
-            Model.load(tmp_path / "tiny.gguf", n_ctx=64, n_batch=8) as loaded:
+            Runner(Model.load(tmp_path / "tiny.gguf", n_ctx=64, n_batch=8)) as loaded:
         assert loaded.config == dataclasses.replace(config, rms_eps=float(np.float32(config.rms_eps)))
         assert loaded.metadata["general.architecture"] == "llama"
         assert np.array_equal(loaded.eval_all(TOKENS), direct.eval_all(TOKENS))
