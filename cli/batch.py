@@ -119,27 +119,14 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
 def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, n_predict,
          temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered, ray_address, ray_workers):
     from pygguf.errors import PyggufError
-    from pygguf.tools.batch import (
-        BatchDefaults,
-        ResultWriter,
-        completed_ids,
-        count_records,
-        fd_writer,
-        read_records,
-        run_batch,
-        stream_writer,
-    )
+    from pygguf.tools.batch import BatchDefaults, ResultWriter, count_records, read_records, run_batch
     from pygguf.tools.distributed import ModelOptions, RayUnavailable, WorkerFailed
 
-    to_stdout = output_path == "-"
-    if resume and to_stdout:
+    if resume and output_path == "-":
         raise click.UsageError("--resume needs an output file (-o FILE)")
-    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if n_threads > n_cpus and not ray_address:   # the pool's barriers spin: more threads than CPUs only waits
-        log(f"warning: -t {n_threads} is more than the {n_cpus} CPUs available; using {n_cpus} threads")
-        n_threads = n_cpus
-
-    llm = None                      # with --ray, each worker loads the model on its machine
+    if not ray_address:                  # with --ray, each worker loads the model on its machine
+        n_threads = _usable_threads(n_threads)
+    llm = None
     if not ray_address:
         load = (ctx.obj or {}).get("load_llm", _load_llm)
         try:
@@ -147,17 +134,8 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         except (PyggufError, OSError) as e:
             log(f"error: cannot load {model_path}: {e}")
             ctx.exit(EXIT_FAILED)
-
-    fd = None
     try:
-        skip = completed_ids(output_path) if resume else set()
-        if to_stdout:
-            sys.stdout.flush()
-            write = stream_writer(getattr(sys.stdout, "buffer", sys.stdout))
-        else:
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
-            fd = os.open(output_path, flags, 0o644)
-            write = fd_writer(fd)
+        write, fd, skip = _open_output(output_path, resume)
     except OSError as e:
         log(f"error: cannot open {output_path}: {e}")
         ctx.exit(EXIT_FAILED)
@@ -185,13 +163,39 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         progress.close()
         if fd is not None:
             os.close(fd)
+    ctx.exit(_report(summary, terminated))
+
+
+def _usable_threads(n_threads: int) -> int:
+    """The pool's barriers spin: more threads than CPUs only waits."""
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n_threads > n_cpus:
+        log(f"warning: -t {n_threads} is more than the {n_cpus} CPUs available; using {n_cpus} threads")
+        return n_cpus
+    return n_threads
+
+
+def _open_output(output_path: str, resume: bool):
+    """(write one line, the fd to close or None, the ids --resume skips)"""
+    from pygguf.tools.batch import completed_ids, fd_writer, stream_writer
+    skip = completed_ids(output_path) if resume else set()
+    if output_path == "-":
+        sys.stdout.flush()
+        return stream_writer(getattr(sys.stdout, "buffer", sys.stdout)), None, skip
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
+    fd = os.open(output_path, flags, 0o644)
+    return fd_writer(fd), fd, skip
+
+
+def _report(summary, terminated: bool) -> int:
+    """The closing line on stderr and the exit status."""
     if summary.interrupted:
         log(f"interrupted: {summary.ok + summary.failed} records written; rerun with --resume to go on")
-        ctx.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     if summary.failed:
         log(f"{summary.failed} of {summary.ok + summary.failed} records failed (see their \"error\" field)")
-        ctx.exit(EXIT_FAILED)
-    ctx.exit(EXIT_OK)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

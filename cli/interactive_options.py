@@ -1,28 +1,7 @@
 """Click options of the interactive modes (llama.cpp spellings, `_` aliases included), and the glue
-from parsed options to `pygguf_cli.interactive`.
-
-Wiring in the main command (tested that way against the real model):
-
-    @display_options
-    @interactive_options               # + reverse_prompt_option / verbose_prompt_option / color_option
-    @click.pass_context                #   only if the command lacks -r / --verbose-prompt / --color
-    def cli(ctx, model, sampling, generation, display, **interactive):
-        ...
-        prompt_given = "pygguf.prompt" in ctx.meta            # -p or -f was on the command line
-        piped = prompt_from_stdin(params_from_options(interactive, prompt_given=prompt_given), sys.stdin)
-        if piped is not None:
-            prompt, prompt_given = piped, True
-        ...load the model, build the sampler...
-        plan = plan_from_options(interactive, model.metadata, prompt=prompt, prompt_given=prompt_given,
-                                 n_predict=gp.n_predict, n_keep=gp.n_keep, context_shift=gp.context_shift,
-                                 escape=escape, display_prompt=display.display_prompt,
-                                 reverse_prompts=gp.reverse_prompts, verbose_prompt=bool(display.verbose_prompt))
-        if plan.interactive:
-            with make_console(color) as console:
-                return run_interactive(model, sampler, plan.params, console, plan=plan, timings=timings,
-                                       report_timings=print_perf_block)
-        ...plain completion as before...
-    (catch pygguf_cli.interactive.InteractiveError and pygguf.chat.ChatTemplateError as one-line errors)
+from parsed options to `pygguf_cli.interactive`: the main command takes them as **interactive,
+resolves the session with `plan_from_options` (its own -r, --verbose-prompt and --color go in as
+keywords) and runs `run_interactive` when `plan.interactive` is set.
 """
 from __future__ import annotations
 
@@ -34,10 +13,6 @@ import click
 
 from pygguf_cli.console import TerminalConsole, color_enabled
 from pygguf_cli.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
-
-INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
-                    "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",
-                    "chat_template_file", "verbose_prompt", "print_prompt", "multiline_input")
 
 _OPTIONS = [
     click.option("-i", "--interactive", is_flag=True, help="Run in interactive mode."),
@@ -67,29 +42,10 @@ _OPTIONS = [
                  help="Return continues a line; end a line with '\\' to submit."),
 ]
 
-# For a command that does not already declare them (the main CLI has its own -r and --verbose-prompt:
-# pass their values to params_from_options instead).
-reverse_prompt_option = click.option(
-    "-r", "--reverse-prompt", "--reverse_prompt", "reverse_prompt", multiple=True, metavar="PROMPT",
-    help="Hand control back to the user when the output ends with PROMPT (repeatable).")
-verbose_prompt_option = click.option(
-    "--verbose-prompt", "--verbose_prompt", "verbose_prompt", is_flag=True,
-    help="Print the rendered prompt and each turn's tokens with their ids, and the template source.")
-
-color_option = click.option("-co", "--color", "color", type=click.Choice(["on", "off", "auto"]),
-                            default="auto", is_flag=False, flag_value="on", show_default=True,
-                            help="Colourise output (only ever on a terminal).")
-
-
 def interactive_options(command: Callable) -> Callable:
     for option in reversed(_OPTIONS):
         command = option(command)
     return command
-
-
-def pop_interactive_kwargs(kwargs: dict) -> dict:
-    """Remove this bundle's values from a command's kwargs (so the rest can go elsewhere)."""
-    return {key: kwargs.pop(key) for key in INTERACTIVE_KEYS if key in kwargs}
 
 
 def params_from_options(options: Mapping[str, object], *, prompt: str = "", prompt_given: bool = False,

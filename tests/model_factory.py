@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pygguf.errors import KernelError
 from pygguf.model import kernels
 from pygguf._native import ffi, lib
 from pygguf.model.config import Config, tensor_names
@@ -24,6 +25,16 @@ def missing_kernels(qtype: QuantType) -> str | None:
     if lib.pg_type_info(act.ggml_id, *info) != lib.PG_OK:
         return f"{qtype.name}: activation format {act.name} has no reference quantizer in this build"
     return None
+
+
+def has_quantizer(qtype: QuantType | str) -> bool:
+    """Whether this build has a reference quantizer for the type."""
+    qtype = by_name(qtype) if isinstance(qtype, str) else qtype
+    try:
+        kernels.quantize(qtype, np.zeros(qtype.block_size, dtype=np.float32))
+        return True
+    except KernelError:
+        return False
 
 
 def random_weights(config: Config, seed: int, tied: bool = False, rope_freqs: bool = False) -> dict[str, np.ndarray]:

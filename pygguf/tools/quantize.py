@@ -15,7 +15,7 @@ import numpy as np
 
 from pygguf.errors import KernelError, PyggufError
 from pygguf.gguf import GGUFReader, GGUFValueType, GGUFWriter, TensorInfo
-from pygguf.gguf.types import QuantType, by_name
+from pygguf.gguf.types import QuantType
 from pygguf.model import kernels
 from pygguf.tools.quant_mix import FileType, ModelInfo, TypeChoice, choose_types, file_type, llama_tensor_order
 
@@ -154,13 +154,3 @@ def quantize_file(src, dst, ftype, allow_requantize: bool = False, pure: bool = 
         w.write(progress=(lambda name, _: on_tensor(reports[name])) if on_tensor else None)
         n_elements = sum(t.n_elements for t in r.tensors.values())
     return QuantizeReport(ft, [reports[c.name] for c in choices], n_elements)
-
-
-def has_quantizer(qtype: QuantType | str) -> bool:
-    """Whether this build has a reference quantizer for the type."""
-    qtype = by_name(qtype) if isinstance(qtype, str) else qtype
-    try:
-        kernels.quantize(qtype, np.zeros(qtype.block_size, dtype=np.float32))
-        return True
-    except KernelError:
-        return False

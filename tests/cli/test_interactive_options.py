@@ -6,9 +6,29 @@ import json
 import click
 from click.testing import CliRunner
 
-from pygguf_cli.interactive_options import (color_option, interactive_options, params_from_options,
-                                            plan_from_options, pop_interactive_kwargs, reverse_prompt_option,
-                                            verbose_prompt_option)
+from pygguf_cli.interactive_options import interactive_options, params_from_options, plan_from_options
+
+# the keys the bundle declares
+INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
+                    "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",
+                    "chat_template_file", "verbose_prompt", "print_prompt", "multiline_input")
+
+# A stand-in command: the main CLI declares -r, --verbose-prompt and --color itself (options.py).
+reverse_prompt_option = click.option(
+    "-r", "--reverse-prompt", "--reverse_prompt", "reverse_prompt", multiple=True, metavar="PROMPT",
+    help="Hand control back to the user when the output ends with PROMPT (repeatable).")
+verbose_prompt_option = click.option(
+    "--verbose-prompt", "--verbose_prompt", "verbose_prompt", is_flag=True,
+    help="Print the rendered prompt and each turn's tokens with their ids, and the template source.")
+
+color_option = click.option("-co", "--color", "color", type=click.Choice(["on", "off", "auto"]),
+                            default="auto", is_flag=False, flag_value="on", show_default=True,
+                            help="Colourise output (only ever on a terminal).")
+
+
+def pop_interactive_kwargs(kwargs: dict) -> dict:
+    """Remove this bundle's values from a command's kwargs (so the rest can go elsewhere)."""
+    return {key: kwargs.pop(key) for key in INTERACTIVE_KEYS if key in kwargs}
 
 
 @click.command()

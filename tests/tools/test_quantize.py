@@ -11,7 +11,8 @@ from pygguf.model import kernels
 from pygguf.gguf import GGUFReader, GGUFValueType, GGUFWriter
 from pygguf.model.kernels import KernelError
 from pygguf.tools.quant_mix import file_type
-from pygguf.tools.quantize import QuantizeError, has_quantizer, quantize_file
+from model_factory import has_quantizer
+from pygguf.tools.quantize import QuantizeError, quantize_file
 from pygguf.gguf.types import WEIGHT_TYPES
 from pygguf_cli.quantize import main as quantize_main
 

@@ -17,7 +17,8 @@ from pygguf_cli import paths
 from pygguf.gguf import GGUFReader
 from pygguf.model.kernels import KernelError
 from pygguf.tools.quant_mix import FILE_TYPES
-from pygguf.tools.quantize import has_quantizer, plan, quantize_file
+from model_factory import has_quantizer
+from pygguf.tools.quantize import plan, quantize_file
 from pygguf.gguf.types import by_name
 
 gguf = pytest.importorskip("gguf", reason="the gguf PyPI package is the test oracle")
