@@ -229,8 +229,12 @@ class Model:
         n = batch.n
         if not 0 < n <= self.n_batch:
             raise ModelError(f"decode of {n} tokens: a batch holds 1..n_batch={self.n_batch}")
-        self._check_batch(batch.tokens[:n], batch.pos[:n], batch.seq[:n])
-        n_out = batch.n_wanted if n > 1 else int(batch.want[0])
+        if n == 1:                              # the generation step: scalar checks, no numpy reductions
+            self._check_token(int(batch.tokens[0]), int(batch.pos[0]), int(batch.seq[0]))
+            n_out = int(batch.want[0])
+        else:
+            self._check_batch(batch.tokens[:n], batch.pos[:n], batch.seq[:n])
+            n_out = batch.n_wanted
         if self._rows.shape[0] < n_out:
             self._rows = np.empty((max(n_out, 2 * self._rows.shape[0]), self.config.n_vocab), dtype=np.float32)
             self._rows_ptr = ffi.from_buffer("float[]", self._rows)
@@ -240,6 +244,14 @@ class Model:
         return self._rows[:n_out]
 
     # ---- the KV cache ------------------------------------------------------------------------
+
+    def _check_token(self, token: int, pos: int, seq: int) -> None:
+        if not 0 <= token < self.config.n_vocab:
+            self._refuse_token(token)
+        if not 0 <= pos < self.n_ctx:
+            raise ModelError(f"decode position outside the context (0..{self.n_ctx - 1}): {pos}")
+        if not 0 <= seq < self.n_seq:
+            raise ModelError(f"decode sequence id outside 0..{self.n_seq - 1}: {seq}")
 
     def _check_batch(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray) -> None:
         """min/max over each (n,) column: no temporary arrays"""
