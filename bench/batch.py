@@ -51,6 +51,7 @@ def run(llm: Llama, texts: list[str], parallel: int, n_predict: int) -> tuple[fl
 
     def progress(_records: int, tokens: int) -> None:
         generated[0] = tokens
+    llm.reset()                     # each --parallel starts from an empty cache
     t0 = time.perf_counter()
     summary = run_batch(llm, records, ResultWriter(collect), BatchDefaults(n_predict=n_predict), parallel=parallel,
                         on_progress=progress)

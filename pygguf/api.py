@@ -230,6 +230,10 @@ class Llama:
         yield dict(chunk, choices=[{"index": 0, "delta": {}, "logprobs": None,
                                     "finish_reason": api_finish_reason(seq.finish_reason)}])
 
+    def reset(self) -> None:
+        """Forget the KV cache's contents: no prompt prefix is reused by the next call."""
+        self.engine.reset()
+
     # ---- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:

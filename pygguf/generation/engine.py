@@ -135,6 +135,11 @@ class Engine:
         seq.pending = []
         seq.n_keep = 0
 
+    def reset(self) -> None:
+        """Forget what every slot's cells hold (nothing is reused afterwards)."""
+        for s in self.slots:
+            s.cached = []
+
     def abandon(self) -> None:
         """Forget every running sequence (after an interrupt): their cells keep what was computed."""
         for s in self.slots:

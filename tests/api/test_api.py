@@ -91,6 +91,16 @@ def test_shared_prefix_is_evaluated_once():
     assert llm.model.evaluated - before == len(llm.tokenize("free text two")) - len(llm.tokenize("free text "))
 
 
+def test_reset_forgets_the_cached_prefix():
+    llm = fake_llm()
+    first = llm("free text one", max_tokens=4, seed=3)["choices"][0]["text"]
+    llm.reset()
+    before = llm.model.evaluated
+    again = llm("free text one", max_tokens=4, seed=3)["choices"][0]["text"]
+    assert llm.model.evaluated - before >= len(llm.tokenize("free text one"))   # the whole prompt again
+    assert again == first
+
+
 def test_batch_is_one_completion_per_prompt_in_order():
     llm = fake_llm()
     outs = llm.batch(["Greet:", "Accent:", "free text"], max_tokens=50, seed=3)
