@@ -130,11 +130,16 @@ class Llama:
         request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs)
-        seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
+        seq = self._new_sequence(request)               # a too-long prompt raises here, before streaming
         if stream:
             return self._stream_completion(seq, self._completion_head())
         self._run(seq)
         return self._completion(seq)
+
+    def _new_sequence(self, request: Request) -> DecodeSequence:
+        """Calls run one at a time: a stream the caller stopped reading gives its slot back."""
+        self.engine.abandon()
+        return self.engine.new_sequence(request)
 
     def _run(self, seq: DecodeSequence) -> None:
         for _ in self.engine.stream(seq):
@@ -170,7 +175,7 @@ class Llama:
         requests = [self._request(self._prompt_tokens(p), max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
                                   logprobs=logprobs) for p in prompts]
-        sequences = [self.engine.new_sequence(r) for r in requests]
+        sequences = [self._new_sequence(r) for r in requests]
         for _ in self.engine.run(sequences, self.parallel(parallel)):
             pass
         return [self._completion(seq) for seq in sequences]
@@ -209,7 +214,7 @@ class Llama:
         request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs)
-        seq = self.engine.new_sequence(request)
+        seq = self._new_sequence(request)
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
         if stream:
             return self._stream_chat(seq, head)

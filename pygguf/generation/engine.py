@@ -244,6 +244,9 @@ class Engine:
                 self._make_room(slot)
             while not seq.finished:
                 yield seq.take_delta()
+                if slot.seq is not seq:         # abandoned while the caller was away
+                    seq.finish(FinishReason.INTERRUPTED)
+                    break
                 self.step()
             yield seq.take_delta()
         finally:

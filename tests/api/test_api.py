@@ -91,6 +91,16 @@ def test_shared_prefix_is_evaluated_once():
     assert llm.model.evaluated - before == len(llm.tokenize("free text two")) - len(llm.tokenize("free text "))
 
 
+def test_a_stream_left_unfinished_does_not_block_the_next_call():
+    llm = fake_llm()
+    stream = llm("free text one", max_tokens=20, seed=2, stream=True)
+    next(stream)
+    whole = llm("free text one", max_tokens=20, seed=2)["choices"][0]["text"]
+    assert whole == fake_llm()("free text one", max_tokens=20, seed=2)["choices"][0]["text"]
+    last = list(stream)[-1]["choices"][0]                # the old stream, read on, just ends
+    assert last["finish_reason"] == "length"
+
+
 def test_reset_forgets_the_cached_prefix():
     llm = fake_llm()
     first = llm("free text one", max_tokens=4, seed=3)["choices"][0]["text"]
