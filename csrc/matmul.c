@@ -2,8 +2,8 @@
  * Stage 1: each thread quantizes some rows of X into the weight type's activation format.
  * Stage 2: each thread takes a contiguous, 16-aligned range of W's rows and runs the ISA's gemm
  * over all tokens, so every weight row is read once per call however many tokens there are. */
-#include "threadpool.h"
-#include "dispatch.h"
+#include "core/threadpool.h"
+#include "kernels/dispatch.h"
 
 size_t pg_matmul_scratch_bytes(int wtype, int64_t n, int64_t ntok) {
     const pg_type_traits *t = pg_traits(wtype);

@@ -10,8 +10,8 @@
 #include <math.h>
 #include <string.h>
 #include "model/model.h"
-#include "threadpool.h"
-#include "dispatch.h"
+#include "core/threadpool.h"
+#include "kernels/dispatch.h"
 
 /* One batch: token t is at position pos[t] of sequence seq[t]; logits rows are wanted for the
  * n_out tokens out_rows[0..n_out) (in that order). */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model/model.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 
 enum { DIM_MAX = 1 << 20, LAYER_MAX = 1 << 12, CTX_MAX = 1 << 24, VOCAB_MAX = 1 << 24, SEQ_MAX = 256 };
 

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
-#include "threadpool.h"        /* api/kernels.h: the pool and the PG_E* codes */
+#include "core/threadpool.h"        /* api/kernels.h: the pool and the PG_E* codes */
 #include "api/model.h"
 #include "quants/traits.h"
 #include "model/ops.h"

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include "model/model.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 #include "api/repack.h"
 
 #define R8_GROUP 8   /* rows per repacked group */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <math.h>
 #include "api/kernels.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 

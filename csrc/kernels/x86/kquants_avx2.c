@@ -13,8 +13,8 @@
 #include <immintrin.h>
 #include "quants/kquant_unpack.h"
 
-#include "isa/kquant_gemm_driver.h"
-#include "isa/kquant_x86.h"
+#include "kernels/kquant_driver.h"
+#include "kernels/x86/kquant_x86.h"
 
 /* 16 int16: groups 2c (low 128 bits) and 2c+1 (high) of a row's scales, each repeated 8 times,
  * to line up with maddubs' pair sums of a 32-value chunk. */

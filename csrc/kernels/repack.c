@@ -5,7 +5,7 @@
 #include <string.h>
 #include "api/kernels.h"
 #include "api/repack.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 #include "quants/blocks.h"
 
 #define R8_ROWS 8

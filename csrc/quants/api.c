@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "api/kernels.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 
 static const pg_type_traits *checked(int type, int64_t n, int *err) {
     const pg_type_traits *t = pg_traits(type);

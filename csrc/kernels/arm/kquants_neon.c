@@ -8,7 +8,7 @@
  * pg_ksb_accumulate, so results are the reference's bits. */
 #if defined(__aarch64__)
 #include "quants/kquant_unpack.h"
-#include "isa/kquant_gemm_driver.h"
+#include "kernels/kquant_driver.h"
 /* GCC 12 needs the full arch string here ("+dotprod" alone does not enable vdotq_s32) */
 #pragma GCC target("arch=armv8.2-a+dotprod")
 #include <arm_neon.h>

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <time.h>
-#include "threadpool.h"   /* includes api/kernels.h */
+#include "core/threadpool.h"   /* includes api/kernels.h */
 #include "api/pool_check.h"
 
 typedef struct {

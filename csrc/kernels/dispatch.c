@@ -3,7 +3,7 @@
  * a weak NULL and the table falls back to a lower ISA, then to the reference. */
 #include <stdlib.h>
 #include <string.h>
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include "model/ops.h"
-#include "threadpool.h"   /* api/kernels.h: pg_isa_supported and the PG_E* codes */
+#include "core/threadpool.h"   /* api/kernels.h: pg_isa_supported and the PG_E* codes */
 #include "api/ops.h"
 
 /* x86 kernels the tests call beside the reference; NULL where not built */

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <immintrin.h>
 #include "model/ops.h"
-#include "isa/expf_avx2.h"
+#include "kernels/x86/expf_avx2.h"
 
 #define INLINE static inline __attribute__((always_inline))
 

@@ -2,9 +2,9 @@
  * memory-bound matvec could reach at best) and whether a (ISA, type) gemm is a SIMD kernel. */
 #include <stdint.h>
 #include <stddef.h>
-#include "threadpool.h"   /* includes api/kernels.h */
+#include "core/threadpool.h"   /* includes api/kernels.h */
 #include "api/bench.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 
 typedef struct { const uint64_t *words; int64_t nwords; uint64_t sums[64]; } read_task;
 

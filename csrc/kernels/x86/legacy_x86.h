@@ -1045,7 +1045,7 @@ PG_DEFINE_GEMM_R8(q4_0, KIND_Q4_0)
 PG_DEFINE_GEMM_R8(q4_1, KIND_Q4_1)
 PG_DEFINE_GEMM_R8(q8_0, KIND_Q8_0)
 
-#include "isa/r8_amx.h"
+#include "kernels/x86/r8_amx.h"
 
 /* ---- float formats ------------------------------------------------------------------------ */
 

@@ -16,6 +16,6 @@ static inline __attribute__((always_inline)) __m256i pg_dot_u8s8(__m256i u, __m2
 #define PG_ISA_SUFFIX avx2
 #define PG_AMX 0   /* r8_amx.h's kernel with the tile product in C, for the tests */
 #define PG_TILE_TOKENS 4
-#include "isa/legacy_x86.h"
+#include "kernels/x86/legacy_x86.h"
 
 #endif

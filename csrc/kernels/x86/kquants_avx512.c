@@ -11,8 +11,8 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 #include <immintrin.h>
 #include "quants/kquant_unpack.h"
-#include "isa/kquant_gemm_driver.h"
-#include "isa/kquant_x86.h"
+#include "kernels/kquant_driver.h"
+#include "kernels/x86/kquant_x86.h"
 
 /* Lane l of chunk ch (values 64ch + 4l .. +3) belongs to group 4ch + l/4. */
 KQ_INLINE __m512i chunk_group_index(int ch) {
