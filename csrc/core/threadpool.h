@@ -6,9 +6,12 @@
 
 #include <stdint.h>
 #include <stddef.h>
-#include "api/kernels.h"
+#include "api/pool.h"
+#include "api/status.h"
 
 typedef void (*pg_task_fn)(void *arg, int ith, int nth);
+
+int pg_pool_size(pg_pool *pool);   /* its threads, the caller included */
 
 void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg);
 void pg_pool_barrier(pg_pool *pool);

@@ -1,172 +1,183 @@
-/* Instruction-set detection (cpuid + XGETBV on x86-64, HWCAP on aarch64) and the table of
- * gemm kernels per (ISA, type). ISA files export pg_gemm_<type>_<isa>; one not written yet is
- * a weak NULL and the table falls back to a lower ISA, then to the reference. */
-#include <stdlib.h>
+/* The dispatch table (kernels/dispatch.h): one row per ISA, written out below with only the
+ * kernels that ISA has, then completed once from the rows along its fallback chain. */
+#include <pthread.h>
 #include <string.h>
 #include "kernels/dispatch.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-static uint64_t read_xcr0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-static int detect_x86(int isa) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1, avx = (c >> 28) & 1;
-    if (!osxsave || !avx) return 0;
-    uint64_t xcr0 = read_xcr0();
-    if ((xcr0 & 0x6) != 0x6) return 0;                     /* OS saves XMM and YMM state */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    int avx2 = (b >> 5) & 1;
-    if (isa == PG_ISA_AVX2) return avx2 && fma && f16c;
-    int avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
-    int vnni = (c >> 11) & 1;
-    int os_zmm = (xcr0 & 0xe6) == 0xe6;                    /* opmask, ZMM_Hi256, Hi16_ZMM */
-    return isa == PG_ISA_AVX512 && avx2 && fma && f16c && avx512f && avx512bw && avx512vl && vnni && os_zmm;
-}
-#endif
-
-#if defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1 << 20)
-#endif
-#endif
-
-int pg_isa_supported(int isa) {
-    if (isa == PG_ISA_SCALAR) return 1;
-#if defined(__x86_64__) || defined(__i386__)
-    /* cpuid once per ISA: in a virtual machine each one traps to the hypervisor (measured: a
-     * per-matmul check made a decode step 1.6x slower). Racing first calls store the same value. */
-    static int detected[PG_ISA_COUNT] = {-1, -1, -1, -1};
-    if (isa == PG_ISA_AVX2 || isa == PG_ISA_AVX512) {
-        if (detected[isa] < 0) detected[isa] = detect_x86(isa);
-        return detected[isa];
-    }
+#include "kernels/ref.h"
+#if defined(__x86_64__)
+#include "kernels/x86/x86.h"
 #endif
 #if defined(__aarch64__)
-    if (isa == PG_ISA_NEON) {
-#if defined(__linux__)
-        return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#else
-        return 1;
-#endif
-    }
-#endif
-    return 0;
-}
-
-#if defined(__x86_64__) && defined(__linux__)
-#include <unistd.h>
-#include <sys/syscall.h>
-#define ARCH_REQ_XCOMP_PERM 0x1023   /* Linux: ask for an extended state component */
-#define XFEATURE_XTILEDATA 18
-/* AMX-TILE and AMX-INT8 in cpuid, the tile state in XCR0, and Linux's leave to use it (a
- * process must ask before its first tile instruction, else that one faults) */
-static int detect_amx(void) {
-    unsigned a, b, c, d;
-    if (!pg_isa_supported(PG_ISA_AVX512) || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    const int amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
-    if (!amx_tile || !amx_int8 || (read_xcr0() & 0x60000) != 0x60000) return 0;
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-}
+#include "kernels/arm/arm.h"
 #endif
 
-int pg_amx_available(void) {
-#if defined(__x86_64__) && defined(__linux__)
-    static int available = -1;   /* racing first calls store the same value */
-    if (available < 0) {
-        const char *env = getenv("PYGGUF_AMX");
-        available = env && strcmp(env, "0") == 0 ? 0 : detect_amx();
-    }
-    return available;
-#else
-    return 0;
-#endif
-}
+/* a CPU that runs an ISA runs every ISA after it in its chain (AVX-512 detection requires AVX2) */
+static const int FALLBACK[PG_ISA_COUNT] = {
+    [PG_ISA_SCALAR] = -1, [PG_ISA_AVX2] = PG_ISA_SCALAR, [PG_ISA_AVX512] = PG_ISA_AVX2, [PG_ISA_NEON] = PG_ISA_SCALAR};
 
-static const char *ISA_NAMES[PG_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+#define K(fn) {fn, #fn}
+#define GEMM(t, isa) .gemm = K(pg_gemm_##t##_##isa)
+#define R8(t, isa) .gemm_r8 = K(pg_gemm_##t##_r8_##isa)
+#define ACT(fn) .quantize_act = K(fn)
 
-const char *pg_isa_name(int isa) {
-    return (isa >= 0 && isa < PG_ISA_COUNT) ? ISA_NAMES[isa] : "unknown";
-}
-
-static int best_isa(void) {
-    const char *forced = getenv("PYGGUF_ISA");
-    if (forced && *forced) {
-        for (int i = 0; i < PG_ISA_COUNT; i++)
-            if (strcmp(forced, ISA_NAMES[i]) == 0 && pg_isa_supported(i)) return i;
-        /* an unknown or unsupported name falls through to detection; Python reports it */
-    }
-    if (pg_isa_supported(PG_ISA_AVX512)) return PG_ISA_AVX512;
-    if (pg_isa_supported(PG_ISA_AVX2)) return PG_ISA_AVX2;
-    if (pg_isa_supported(PG_ISA_NEON)) return PG_ISA_NEON;
-    return PG_ISA_SCALAR;
-}
-
-static int current_isa = -1;
-
-int pg_isa_current(void) {
-    if (current_isa < 0) current_isa = best_isa();
-    return current_isa;
-}
-int pg_isa_active(void) { return pg_isa_current(); }
-
-int pg_isa_set(int isa) {
-    if (isa < 0 || isa >= PG_ISA_COUNT || !pg_isa_supported(isa)) return -4;
-    current_isa = isa;
-    return 0;
-}
-
-/* ---- the gemm table ---------------------------------------------------------------------- */
-
-#define GEMM_ARGS int64_t n, const void *w, size_t w_stride, int nrows, \
-                  const void *a, size_t a_stride, int ntok, float *y, size_t ldy
-
-/* Reference gemm: one vec_dot per (row, token), so it meets the tiling contract trivially. */
-static void gemm_by_vec_dot(pg_vec_dot_fn dot, GEMM_ARGS) {
-    for (int t = 0; t < ntok; t++)
-        for (int r = 0; r < nrows; r++)
-            dot(n, &y[(size_t)t * ldy + r], (const char *)w + (size_t)r * w_stride,
-                (const char *)a + (size_t)t * a_stride);
-}
-
-#define WEAK __attribute__((weak))
-#define DECLARE_GEMMS(t)                                                        \
-    extern void pg_vec_dot_ref_##t(int64_t, float *, const void *, const void *) WEAK; \
-    static void pg_gemm_##t##_ref(GEMM_ARGS) {                                   \
-        gemm_by_vec_dot(pg_vec_dot_ref_##t, n, w, w_stride, nrows, a, a_stride, ntok, y, ldy); \
-    }                                                                            \
-    extern void pg_gemm_##t##_avx2(GEMM_ARGS) WEAK;                              \
-    extern void pg_gemm_##t##_avx512(GEMM_ARGS) WEAK;                            \
-    extern void pg_gemm_##t##_neon(GEMM_ARGS) WEAK;
-
-DECLARE_GEMMS(f32) DECLARE_GEMMS(f16) DECLARE_GEMMS(bf16)
-DECLARE_GEMMS(q4_0) DECLARE_GEMMS(q4_1) DECLARE_GEMMS(q5_0) DECLARE_GEMMS(q5_1) DECLARE_GEMMS(q8_0)
-DECLARE_GEMMS(q2_K) DECLARE_GEMMS(q3_K) DECLARE_GEMMS(q4_K) DECLARE_GEMMS(q5_K) DECLARE_GEMMS(q6_K)
-
-typedef struct { pg_gemm_fn by_isa[PG_ISA_COUNT]; } gemm_row;
-
-#define GEMMS(id, t) [id] = {{ [PG_ISA_SCALAR] = pg_gemm_##t##_ref, [PG_ISA_AVX2] = pg_gemm_##t##_avx2, \
-                               [PG_ISA_AVX512] = pg_gemm_##t##_avx512, [PG_ISA_NEON] = pg_gemm_##t##_neon }}
-
-static const gemm_row GEMM_TABLE[PG_TYPE_COUNT] = {
-    GEMMS(PG_F32, f32), GEMMS(PG_F16, f16), GEMMS(PG_BF16, bf16),
-    GEMMS(PG_Q4_0, q4_0), GEMMS(PG_Q4_1, q4_1), GEMMS(PG_Q5_0, q5_0), GEMMS(PG_Q5_1, q5_1),
-    GEMMS(PG_Q8_0, q8_0),
-    GEMMS(PG_Q2_K, q2_K), GEMMS(PG_Q3_K, q3_K), GEMMS(PG_Q4_K, q4_K), GEMMS(PG_Q5_K, q5_K),
-    GEMMS(PG_Q6_K, q6_K),
+/* The references: every type's activation quantizer is its reference one, but for llama.cpp's
+ * run-time rounding of Q8_0/Q8_1 (kernels/ref.h) */
+static const pg_isa_kernels SCALAR = {
+    .type = {
+        [PG_F32] = {GEMM(f32, ref), ACT(pg_quantize_ref_f32)},
+        [PG_F16] = {GEMM(f16, ref), ACT(pg_quantize_ref_f16)},
+        [PG_BF16] = {GEMM(bf16, ref), ACT(pg_quantize_ref_bf16)},
+        [PG_Q4_0] = {GEMM(q4_0, ref), ACT(pg_quantize_ref_q4_0)},
+        [PG_Q4_1] = {GEMM(q4_1, ref), ACT(pg_quantize_ref_q4_1)},
+        [PG_Q5_0] = {GEMM(q5_0, ref), ACT(pg_quantize_ref_q5_0)},
+        [PG_Q5_1] = {GEMM(q5_1, ref), ACT(pg_quantize_ref_q5_1)},
+        [PG_Q8_0] = {GEMM(q8_0, ref), ACT(pg_quantize_act_q8_0)},
+        [PG_Q8_1] = {ACT(pg_quantize_act_q8_1)},
+        [PG_Q2_K] = {GEMM(q2_K, ref), ACT(pg_quantize_ref_q2_K)},
+        [PG_Q3_K] = {GEMM(q3_K, ref), ACT(pg_quantize_ref_q3_K)},
+        [PG_Q4_K] = {GEMM(q4_K, ref), ACT(pg_quantize_ref_q4_K)},
+        [PG_Q5_K] = {GEMM(q5_K, ref), ACT(pg_quantize_ref_q5_K)},
+        [PG_Q6_K] = {GEMM(q6_K, ref), ACT(pg_quantize_ref_q6_K)},
+        [PG_Q8_K] = {ACT(pg_quantize_ref_q8_K)},
+    },
+    .rmsnorm = K(pg_rmsnorm_ref),
+    .swiglu = K(pg_swiglu_ref),
+    .f16_row = K(pg_f16_row_ref),
+    .attention = &pg_attention_kernels_ref,
 };
 
-pg_gemm_fn pg_gemm_for(int isa, int type) {
-    if (type < 0 || type >= PG_TYPE_COUNT || isa < 0 || isa >= PG_ISA_COUNT) return NULL;
-    const pg_type_traits *t = pg_traits(type);
-    if (!t || !t->vec_dot_ref) return NULL;
-    const gemm_row *row = &GEMM_TABLE[type];
-    if (row->by_isa[isa]) return row->by_isa[isa];
-    if (isa == PG_ISA_AVX512 && row->by_isa[PG_ISA_AVX2]) return row->by_isa[PG_ISA_AVX2];
-    return row->by_isa[PG_ISA_SCALAR];
+#if defined(__x86_64__)
+/* AVX2 + FMA + F16C: a gemm for every type, the repacked layout for the 32-value formats the
+ * model repacks (Q4_0, Q4_1, Q8_0), and the forward pass's other kernels */
+static const pg_isa_kernels AVX2 = {
+    .type = {
+        [PG_F32] = {GEMM(f32, avx2)},
+        [PG_F16] = {GEMM(f16, avx2)},
+        [PG_BF16] = {GEMM(bf16, avx2)},
+        [PG_Q4_0] = {GEMM(q4_0, avx2), R8(q4_0, avx2)},
+        [PG_Q4_1] = {GEMM(q4_1, avx2), R8(q4_1, avx2)},
+        [PG_Q5_0] = {GEMM(q5_0, avx2)},
+        [PG_Q5_1] = {GEMM(q5_1, avx2)},
+        [PG_Q8_0] = {GEMM(q8_0, avx2), R8(q8_0, avx2), ACT(pg_quantize_act_q8_0_avx2)},
+        [PG_Q8_1] = {ACT(pg_quantize_act_q8_1_avx2)},
+        [PG_Q2_K] = {GEMM(q2_K, avx2)},
+        [PG_Q3_K] = {GEMM(q3_K, avx2)},
+        [PG_Q4_K] = {GEMM(q4_K, avx2)},
+        [PG_Q5_K] = {GEMM(q5_K, avx2)},
+        [PG_Q6_K] = {GEMM(q6_K, avx2)},
+        [PG_Q8_K] = {ACT(pg_quantize_act_q8_K_avx2)},
+    },
+    .rmsnorm = K(pg_rmsnorm_avx2),
+    .swiglu = K(pg_swiglu_avx2),
+    .f16_row = K(pg_f16_row_avx2),
+    .attention = &pg_attention_kernels_avx2,
+};
+
+/* The model gives Q8_0 batches of at least this many tokens to the AMX tiles, and no Q4 batch.
+ * Measured single-threaded on a lent Sapphire Rapids class Xeon, GMAC/s of AMX vs the AVX-512
+ * r8 kernel, rows per call in brackets (the model calls in chunks), the whole matrix elsewhere:
+ *   Q8_0 49152x576 (the LM head), 8 tokens: 104 vs 66 (64 rows), 80 vs 60 (16 rows);
+ *        1536x576, 4 tokens: 36 vs 34; 2 tokens: 20 vs 39.
+ *   Q4_1 1536x576, 34 tokens: 64 vs 73 (16 rows), 81 vs 75 (64), 90 vs 75 (whole);
+ *        192 tokens: 61 vs 77 (16 rows), 99 vs 78 (whole); 8 tokens: 36 vs 45 (16 rows).
+ * A Q4 block must be unpacked before its tile loads it, and each call decodes its tokens'
+ * activation scales and loads a tile configuration per 16 tokens, which a 16-row chunk does not
+ * repay (prefill chunks are 16 rows). The tests run the Q4 tile kernels too (testing/). */
+#define AMX(t, min_tokens) .gemm_r8_amx = K(pg_gemm_##t##_r8_amx), .amx_min_tokens = (min_tokens)
+
+/* AVX-512 F/BW/VL/VNNI: the gemms and the repacked gemms (the same bits as AVX2's); the rest is
+ * AVX2's */
+static const pg_isa_kernels AVX512 = {
+    .type = {
+        [PG_F32] = {GEMM(f32, avx512)},
+        [PG_F16] = {GEMM(f16, avx512)},
+        [PG_BF16] = {GEMM(bf16, avx512)},
+        [PG_Q4_0] = {GEMM(q4_0, avx512), R8(q4_0, avx512)},
+        [PG_Q4_1] = {GEMM(q4_1, avx512), R8(q4_1, avx512)},
+        [PG_Q5_0] = {GEMM(q5_0, avx512)},
+        [PG_Q5_1] = {GEMM(q5_1, avx512)},
+        [PG_Q8_0] = {GEMM(q8_0, avx512), R8(q8_0, avx512), AMX(q8_0, 8)},
+        [PG_Q2_K] = {GEMM(q2_K, avx512)},
+        [PG_Q3_K] = {GEMM(q3_K, avx512)},
+        [PG_Q4_K] = {GEMM(q4_K, avx512)},
+        [PG_Q5_K] = {GEMM(q5_K, avx512)},
+        [PG_Q6_K] = {GEMM(q6_K, avx512)},
+    },
+};
+#else
+static const pg_isa_kernels AVX2, AVX512;   /* not built: everything falls back to scalar */
+#endif
+
+#if defined(__aarch64__)
+/* NEON with the dot-product extension: the gemms */
+static const pg_isa_kernels NEON = {
+    .type = {
+        [PG_F32] = {GEMM(f32, neon)},
+        [PG_F16] = {GEMM(f16, neon)},
+        [PG_BF16] = {GEMM(bf16, neon)},
+        [PG_Q4_0] = {GEMM(q4_0, neon)},
+        [PG_Q4_1] = {GEMM(q4_1, neon)},
+        [PG_Q5_0] = {GEMM(q5_0, neon)},
+        [PG_Q5_1] = {GEMM(q5_1, neon)},
+        [PG_Q8_0] = {GEMM(q8_0, neon)},
+        [PG_Q2_K] = {GEMM(q2_K, neon)},
+        [PG_Q3_K] = {GEMM(q3_K, neon)},
+        [PG_Q4_K] = {GEMM(q4_K, neon)},
+        [PG_Q5_K] = {GEMM(q5_K, neon)},
+        [PG_Q6_K] = {GEMM(q6_K, neon)},
+    },
+};
+#else
+static const pg_isa_kernels NEON;   /* not built: everything falls back to scalar */
+#endif
+
+static const pg_isa_kernels *const WRITTEN[PG_ISA_COUNT] = {
+    [PG_ISA_SCALAR] = &SCALAR, [PG_ISA_AVX2] = &AVX2, [PG_ISA_AVX512] = &AVX512, [PG_ISA_NEON] = &NEON};
+
+static pg_isa_kernels resolved[PG_ISA_COUNT];
+static pthread_once_t resolved_once = PTHREAD_ONCE_INIT;
+
+#define FILL(slot) \
+    if (!dst->slot.run) dst->slot = src->slot
+
+/* the empty entries of dst taken from src */
+static void fill_from(pg_isa_kernels *dst, const pg_isa_kernels *src) {
+    for (int t = 0; t < PG_TYPE_COUNT; t++) {
+        FILL(type[t].gemm);
+        FILL(type[t].gemm_r8);
+        FILL(type[t].quantize_act);
+        if (!dst->type[t].gemm_r8_amx.run) {
+            dst->type[t].gemm_r8_amx = src->type[t].gemm_r8_amx;
+            dst->type[t].amx_min_tokens = src->type[t].amx_min_tokens;
+        }
+    }
+    FILL(rmsnorm);
+    FILL(swiglu);
+    FILL(f16_row);
+    if (!dst->attention) dst->attention = src->attention;
+}
+
+static void resolve(void) {
+    pg_ref_init();
+    for (int isa = 0; isa < PG_ISA_COUNT; isa++) {
+        resolved[isa] = *WRITTEN[isa];
+        for (int next = FALLBACK[isa]; next >= 0; next = FALLBACK[next]) fill_from(&resolved[isa], WRITTEN[next]);
+    }
+}
+
+const pg_isa_kernels *pg_kernels(int isa) {
+    if (isa < 0 || isa >= PG_ISA_COUNT) return NULL;
+    pthread_once(&resolved_once, resolve);
+    return &resolved[isa];
+}
+
+int pg_isa_fallback(int isa) { return isa >= 0 && isa < PG_ISA_COUNT ? FALLBACK[isa] : -1; }
+
+const pg_attention_kernels *pg_attention_for(int isa, int head_dim) {
+    pthread_once(&resolved_once, resolve);
+    for (; isa >= 0 && isa < PG_ISA_COUNT; isa = FALLBACK[isa]) {
+        const pg_attention_kernels *k = WRITTEN[isa]->attention;
+        if (k && head_dim % k->head_dim_multiple == 0) return k;
+    }
+    return &pg_attention_kernels_ref;
 }

@@ -1,29 +1,51 @@
-/* Run-time choice of instruction set, and the kernel table for the chosen one. */
-#ifndef PYGGUF_DISPATCH_H
-#define PYGGUF_DISPATCH_H
+/* The one kernel dispatch table, keyed by ISA x type (llama.cpp's type_traits_cpu with its
+ * `_generic` rule). Each ISA's row names the kernels written for it; an entry a row leaves empty
+ * is taken from the next ISA in its fallback chain that the CPU also runs (avx512 -> avx2 ->
+ * scalar, neon -> scalar), so the scalar row, the portable references, serves whatever no SIMD
+ * kernel covers. The forward pass, the repacking at load, and the test and benchmark entry points
+ * all read it; nothing else chooses a kernel. */
+#ifndef PYGGUF_KERNELS_DISPATCH_H
+#define PYGGUF_KERNELS_DISPATCH_H
 
-#include "quants/traits.h"
+#include "core/cpu.h"
+#include "kernels/kernels.h"
 
-enum pg_isa { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2, PG_ISA_NEON = 3, PG_ISA_COUNT = 4 };
+/* A kernel and its function's name (what the tests check and the benchmark prints) */
+#define PG_KERNEL(fn_type) struct { fn_type run; const char *name; }
 
-/* The gemm of a type for one ISA, falling back to the next ISA this CPU also runs
- * (avx512 -> avx2 -> reference). Never NULL for a type whose reference dot exists. */
-pg_gemm_fn pg_gemm_for(int isa, int type);
+/* The kernels of one type on one ISA; .run is NULL where there is none */
+typedef struct {
+    PG_KERNEL(pg_gemm_fn) gemm;               /* W's GGUF rows @ A^T (types with a dot product) */
+    PG_KERNEL(pg_gemm_r8_fn) gemm_r8;         /* the same from the repacked rows (kernels/repack.h) */
+    PG_KERNEL(pg_gemm_r8_fn) gemm_r8_amx;     /* AMX tiles over the repacked rows, taken instead of */
+    int amx_min_tokens;                       /* gemm_r8 for batches of at least this many tokens */
+    PG_KERNEL(pg_quantize_fn) quantize_act;   /* floats -> this type as an activation format */
+} pg_type_kernels;
 
-/* The gemm reading the repacked 8-row layout (repack.c, api/repack.h) of a type for one ISA,
- * or NULL where that ISA has none (x86 only: Q4_0, Q4_1, Q8_0). Same contract as pg_gemm_fn,
- * with W given as its repacked groups from the first row on. */
-typedef void (*pg_gemm_r8_fn)(int64_t n, const void *packed, int nrows, const void *a, size_t a_stride,
-                              int ntok, float *y, size_t ldy);
-pg_gemm_r8_fn pg_gemm_r8_for(int isa, int type);
+typedef struct {
+    pg_type_kernels type[PG_TYPE_COUNT];
+    PG_KERNEL(pg_rmsnorm_fn) rmsnorm;
+    PG_KERNEL(pg_swiglu_fn) swiglu;
+    PG_KERNEL(pg_f16_row_fn) f16_row;
+    const pg_attention_kernels *attention;    /* see pg_attention_for */
+} pg_isa_kernels;
 
-/* The AMX tile gemm of the repacked layout (isa/r8_amx.h) under the avx512 ISA, for the types and
- * batches of ntok tokens where it beats pg_gemm_r8_for's kernel in the model's chunked calls
- * (Q8_0 from 8 tokens); NULL otherwise, or where the CPU lacks AMX-INT8 or the OS does not grant
- * it (pg_amx_available). */
-pg_gemm_r8_fn pg_gemm_r8_amx_for(int isa, int type, int ntok);
+/* The row of an ISA with every fallback filled in; NULL outside the enum. */
+const pg_isa_kernels *pg_kernels(int isa);
 
-/* The ISA in use: detected once, overridable with PYGGUF_ISA or pg_isa_set(). */
-int pg_isa_current(void);
+/* The next ISA a row falls back to; -1 after scalar */
+int pg_isa_fallback(int isa);
+
+/* The kernel a repacked matrix runs for a batch of ntok tokens: the AMX tiles where the row has
+ * them for that many tokens and `amx` says the process may use them (pg_amx_available), else
+ * gemm_r8 (NULL: none, the GGUF rows serve). */
+static inline pg_gemm_r8_fn pg_r8_kernel(const pg_type_kernels *k, int ntok, int amx) {
+    if (amx && k->gemm_r8_amx.run && ntok >= k->amx_min_tokens) return k->gemm_r8_amx.run;
+    return k->gemm_r8.run;
+}
+
+/* The attention kernels of an ISA for heads of head_dim: the first along its fallback chain whose
+ * loops take that size (the scalar ones take any) */
+const pg_attention_kernels *pg_attention_for(int isa, int head_dim);
 
 #endif

@@ -1,10 +1,9 @@
-/* Measuring sticks for the kernel benchmark: the machine's streaming-read bandwidth (what a
- * memory-bound matvec could reach at best) and whether a (ISA, type) gemm is a SIMD kernel. */
+/* The kernel benchmark's measuring stick (testing/bench.h): the machine's streaming-read
+ * bandwidth, what a memory-bound matvec could reach at best. */
 #include <stdint.h>
 #include <stddef.h>
-#include "core/threadpool.h"   /* includes api/kernels.h */
-#include "api/bench.h"
-#include "kernels/dispatch.h"
+#include "core/threadpool.h"
+#include "testing/bench.h"
 
 typedef struct { const uint64_t *words; int64_t nwords; uint64_t sums[64]; } read_task;
 
@@ -21,24 +20,11 @@ static void read_share(void *arg, int ith, int nth) {
     if (ith < 64) rt->sums[ith] = s;
 }
 
-uint64_t pg_bench_read(struct pg_pool *pool, const void *buf, size_t bytes) {
+uint64_t pg_bench_read(pg_pool *pool, const void *buf, size_t bytes) {
     if (!pool || !buf) return 0;
     read_task rt = {buf, (int64_t)(bytes / 8), {0}};
     pg_pool_run(pool, read_share, &rt);
     uint64_t s = 0;
     for (int i = 0; i < 64; i++) s ^= rt.sums[i];
     return s;
-}
-
-int pg_bench_gemm_is_simd(int isa, int type) {
-    pg_gemm_fn g = pg_gemm_for(isa, type), ref = pg_gemm_for(PG_ISA_SCALAR, type);
-    return g != NULL && g != ref;
-}
-
-int pg_bench_matmul(struct pg_pool *pool, int wtype, const void *w, size_t w_stride, int64_t nrows, int64_t n,
-                    const float *x, float *y, void *scratch, size_t scratch_bytes, int reps) {
-    int rc = PG_OK;
-    for (int r = 0; r < reps && rc == PG_OK; r++)
-        rc = pg_matmul(pool, wtype, w, w_stride, nrows, n, x, 1, y, scratch, scratch_bytes);
-    return rc;
 }

@@ -9,6 +9,7 @@
 #if defined(__aarch64__)
 #include "quants/kquant_unpack.h"
 #include "kernels/kquant_driver.h"
+#include "kernels/arm/arm.h"
 /* GCC 12 needs the full arch string here ("+dotprod" alone does not enable vdotq_s32) */
 #pragma GCC target("arch=armv8.2-a+dotprod")
 #include <arm_neon.h>

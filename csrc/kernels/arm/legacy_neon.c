@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <arm_neon.h>
-#include "quants/traits.h"
+#include "kernels/arm/arm.h"
 
 #define PG_INLINE static inline __attribute__((always_inline))
 #define TILE_ROWS 4

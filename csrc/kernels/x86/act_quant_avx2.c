@@ -11,11 +11,8 @@
 #include <stddef.h>
 #include <string.h>
 #include <immintrin.h>
-#include "quants/traits.h"
-
-void pg_quantize_act_q8_0(const float *x, void *y, int64_t n);
-void pg_quantize_act_q8_1(const float *x, void *y, int64_t n);
-void pg_quantize_ref_q8_K(const float *x, void *y, int64_t n);
+#include "kernels/ref.h"
+#include "kernels/x86/x86.h"
 
 static inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 

@@ -1,18 +1,18 @@
-/* AVX2 + F16C + FMA inner loops of attention over the F16 KV cache (see model/ops.h). Each cached
+/* AVX2 + F16C + FMA inner loops of attention over the F16 KV cache (kernels/kernels.h). Each cached
  * row is converted 8 halves at a time with vcvtph2ps straight into registers and used there by
  * up to three query heads at once. Every score and every output value is computed in one fixed
  * order of operations whatever n_kv is (positions past the end of a block repeat the last row
  * and are dropped), so results depend only on the inputs. The order of a score, which
  * pg_attention_score_lane_order writes out in scalar code for the tests, and of an output value
  * are those of the earlier one-row-per-call kernels, so logits did not move when these replaced
- * them; the softmax's exp gives libm's values (isa/expf_avx2.h). */
+ * them; the softmax's exp gives libm's values (kernels/x86/expf_avx2.h). */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <stdint.h>
 #include <stddef.h>
 #include <math.h>
 #include <immintrin.h>
-#include "model/ops.h"
+#include "kernels/x86/x86.h"
 #include "kernels/x86/expf_avx2.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -243,6 +243,8 @@ void pg_attention_accumulate_lane_order(float *out, const float *p, int n_rep, c
         }
 }
 
-const pg_attention_kernels pg_attention_kernels_avx2 = {scores_avx2, softmax_avx2, accumulate_avx2};
+/* head sizes in multiples of 8 (one vector of a cached row); others take the reference loops */
+const pg_attention_kernels pg_attention_kernels_avx2 = {"pg_attention_kernels_avx2", 8, scores_avx2, softmax_avx2,
+                                                        accumulate_avx2};
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <immintrin.h>
-#include "model/ops.h"
+#include "kernels/x86/x86.h"
 
 /* x (n,) -> out (n,) binary16, 8 per vcvtps2ph */
 void pg_f16_row_avx2(pg_half *out, const float *x, int64_t n) {

@@ -15,6 +15,7 @@
 
 #include "kernels/kquant_driver.h"
 #include "kernels/x86/kquant_x86.h"
+#include "kernels/x86/x86.h"
 
 /* 16 int16: groups 2c (low 128 bits) and 2c+1 (high) of a row's scales, each repeated 8 times,
  * to line up with maddubs' pair sums of a 32-value chunk. */

@@ -13,6 +13,7 @@
 #include "quants/kquant_unpack.h"
 #include "kernels/kquant_driver.h"
 #include "kernels/x86/kquant_x86.h"
+#include "kernels/x86/x86.h"
 
 /* Lane l of chunk ch (values 64ch + 4l .. +3) belongs to group 4ch + l/4. */
 KQ_INLINE __m512i chunk_group_index(int ch) {

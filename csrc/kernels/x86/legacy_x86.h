@@ -26,6 +26,7 @@
 #include <immintrin.h>
 #include <string.h>
 #include "quants/traits.h"
+#include "kernels/x86/x86.h"
 
 #define PG_INLINE static inline __attribute__((always_inline))
 #define PG_CAT3(a, b, c) a##b##c

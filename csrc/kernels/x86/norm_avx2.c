@@ -1,4 +1,4 @@
-/* AVX2 RMSNorm giving pg_rmsnorm's floats (model/ops.c): the squares are the same float products,
+/* AVX2 RMSNorm giving pg_rmsnorm_ref's floats (kernels/ref.c): the squares are the same float products,
  * summed in double in 16 lanes instead of one chain; pg_sum_bracket shows when that sum's
  * rounding cannot change the float mean, and the rare row where it could is summed term by
  * term as the reference. The scaling is the same two float products per value. */
@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <math.h>
 #include <immintrin.h>
-#include "model/ops.h"
+#include "kernels/x86/x86.h"
 
 static inline __m256i tail_mask(int64_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

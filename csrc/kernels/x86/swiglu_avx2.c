@@ -1,4 +1,4 @@
-/* AVX2 + FMA SwiGLU, g = silu(g) * u = g / (1 + exp(-g)) * u, 8 values per step (see model/ops.h).
+/* AVX2 + FMA SwiGLU, g = silu(g) * u = g / (1 + exp(-g)) * u, 8 values per step (kernels/kernels.h).
  * glibc's scalar expf was ~9% of a batched decode step. exp is range-reduced, x = k ln2 + r with
  * |r| <= ln2/2, and r's exp is a degree-6 polynomial (within 2 ulp of expf over the range used);
  * the ragged tail goes through the same vector code, masked, so every value is computed the same
@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <immintrin.h>
-#include "model/ops.h"
+#include "kernels/x86/x86.h"
 
 /* exp(x) for x clamped to [-87.3, 88.3] (the results outside are 0 or inf to silu anyway) */
 static inline __m256 exp8(__m256 x) {

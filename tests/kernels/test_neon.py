@@ -1,11 +1,12 @@
-"""The NEON kernels, cross-compiled for aarch64 and run under qemu-user (tests/neon/)."""
+"""The NEON kernels and the dispatch table's aarch64 choices, cross-compiled for aarch64 and run
+under qemu-user (tests/neon/, `make neon-test`)."""
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-NEON_DIR = Path(__file__).parent / "neon"
+NEON_DIR = Path(__file__).resolve().parent.parent / "neon"
 
 
 def test_neon_kernels_match_reference_under_qemu():

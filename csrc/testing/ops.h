@@ -1,4 +1,7 @@
-/* The forward pass's small kernels, exposed for tests (cdef'd by cffi: plain declarations only). */
+/* Test entry points of the forward pass's small kernels (cdef'd by cffi; see testing/kernels.h
+ * for why they share the product's extension): each ISA's kernel beside the reference. */
+#ifndef PYGGUF_TESTING_OPS_H
+#define PYGGUF_TESTING_OPS_H
 
 /* g = silu(g) * u over n values with the kernel an instruction set (pg_isa) uses in the forward
  * pass; PG_ENOKERNEL when this machine or build cannot run it. */
@@ -6,10 +9,6 @@ int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n);
 
 /* out (n,) = x / rms(x) * w with the RMSNorm an instruction set runs in the forward pass */
 int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t n, float eps);
-
-/* n floats -> blocks of an activation format with the quantizer an instruction set runs in the
- * forward pass (pg_quantize_activation's bytes on every ISA) */
-int pg_quantize_activation_isa(int isa, int type, const float *x, void *y, int64_t n);
 
 /* x (n,) -> out (n,) binary16 bits with the conversion an instruction set uses for the KV cache */
 int pg_f16_row_isa(int isa, uint16_t *out, const float *x, int64_t n);
@@ -36,3 +35,5 @@ int pg_attention_accumulate_order_avx2(float *out, const float *p, int n_rep, co
 
 /* y = exp(x) with the exp of an instruction set's softmax (libm's expf for scalar) */
 int pg_attention_expf_isa(int isa, float *y, const float *x, int64_t n);
+
+#endif

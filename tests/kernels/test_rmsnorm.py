@@ -4,22 +4,8 @@ rows it cannot decide to a term-by-term sum; some rows here are built to land th
 import numpy as np
 import pytest
 
-from pygguf import kernels
-from pygguf._native import ffi, lib
-
-SIMD = [name for name in kernels.ISAS if name != "scalar"]
-
-
-def rmsnorm(isa, x, w, eps=1e-5):
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    out = np.empty_like(x)
-    rc = lib.pg_rmsnorm_isa(kernels.ISAS[isa], ffi.from_buffer("float[]", out), ffi.from_buffer("float[]", x),
-                            ffi.from_buffer("float[]", w), x.size, eps)
-    if rc == lib.PG_ENOKERNEL:
-        pytest.skip(f"{isa}: this CPU lacks it")
-    kernels.check(rc, "rmsnorm")
-    return out
+from harness import SIMD_ISAS as SIMD
+from harness import rmsnorm
 
 
 def test_scalar_is_the_double_sum_reference():
@@ -30,23 +16,7 @@ def test_scalar_is_the_double_sum_reference():
     np.testing.assert_allclose(rmsnorm("scalar", x, w), (x * scale) * w, rtol=1e-6)
 
 
-@pytest.mark.parametrize("isa", SIMD)
-@pytest.mark.parametrize("n", [576, 2048, 13, 8, 1])
-def test_simd_gives_the_scalar_floats_on_many_rows(isa, n):
-    rng = np.random.default_rng(n)
-    w = rng.normal(1, 0.2, n).astype(np.float32)
-    rows = 3000 if n < 1000 else 600
-    for kind in range(3):
-        for _ in range(rows // 3):
-            if kind == 0:
-                x = rng.standard_normal(n)
-            elif kind == 1:                       # residual-stream-like: a few huge outliers
-                x = rng.standard_normal(n) * np.where(rng.random(n) < 0.01, 300.0, 1.0)
-            else:                                 # magnitudes over 60 binades: the sum rounds often
-                x = rng.standard_normal(n) * np.exp2(rng.uniform(-30, 30, n))
-            x = x.astype(np.float32)
-            assert np.array_equal(rmsnorm(isa, x, w), rmsnorm("scalar", x, w))
-
+# each ISA's kernel on many rows of each kind against the scalar one: test_kernels_vs_reference.py
 
 @pytest.mark.parametrize("isa", SIMD)
 @pytest.mark.parametrize("n", [4, 16, 64, 1024])

@@ -8,9 +8,8 @@ contract: y[t, r] depends only on W row r and A row t).
 import numpy as np
 import pytest
 
+from harness import gemm, gemm_strided as raw_gemm, require_isa
 from pygguf import kernels
-from pygguf._native import ffi, lib
-from pygguf.kernels import ISAS
 from pygguf.quants import by_name
 
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
@@ -18,11 +17,6 @@ K_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 X86 = ["avx2", "avx512"]
 NROWS = [5, 8, 13, 24]   # a short group alone, one full group, a full one and a tail, three groups
 STRIDE_PAD = 96          # bytes between strided rows: not a multiple of any block size
-
-
-def require_isa(isa):
-    if not kernels.isa_supported(isa):
-        pytest.skip(f"{isa}: this CPU lacks it")
 
 
 def operands(name, n, nrows, ntok, seed):
@@ -40,19 +34,9 @@ def strided(w, nrows, row_bytes, pad):
     return out.reshape(-1), row_bytes + pad
 
 
-def raw_gemm(isa, qt, n, w, w_stride, nrows, a, ntok):
-    """pg_gemm with an explicit weight row stride (kernels.gemm always packs rows)."""
-    act = by_name(qt.act_name)
-    y = np.full((ntok, nrows), np.nan, dtype=np.float32)
-    rc = lib.pg_gemm(ISAS[isa], qt.ggml_id, n, ffi.from_buffer(w), w_stride, nrows,
-                     ffi.from_buffer(a), act.row_bytes(n), ntok, ffi.cast("float *", ffi.from_buffer(y)), nrows)
-    assert rc == lib.PG_OK
-    return y
-
-
 def one_token_at_a_time(isa, qt, n, w, nrows, a, ntok):
     arow = by_name(qt.act_name).row_bytes(n)
-    return np.stack([kernels.gemm(isa, qt, n, w, nrows, a[t * arow:(t + 1) * arow], 1)[0] for t in range(ntok)])
+    return np.stack([gemm(isa, qt, n, w, nrows, a[t * arow:(t + 1) * arow], 1)[0] for t in range(ntok)])
 
 
 def check_every_token_count(isa, name, n, seed):
@@ -63,7 +47,7 @@ def check_every_token_count(isa, name, n, seed):
     w_strided, stride = strided(w, nrows_max, wrow, STRIDE_PAD)
     for nrows in NROWS:
         for ntok in range(2, ntok_max + 1):
-            packed = kernels.gemm(isa, qt, n, w[:nrows * wrow], nrows, a, ntok).view(np.uint32)
+            packed = gemm(isa, qt, n, w[:nrows * wrow], nrows, a, ntok).view(np.uint32)
             assert np.array_equal(packed, decode[:ntok, :nrows]), (nrows, ntok, "packed rows")
             spread = raw_gemm(isa, qt, n, w_strided, stride, nrows, a, ntok).view(np.uint32)
             assert np.array_equal(spread, decode[:ntok, :nrows]), (nrows, ntok, "strided rows")
@@ -93,5 +77,5 @@ def test_strided_rows_are_really_read_with_the_stride():
     w_strided, stride = strided(w, 8, qt.row_bytes(576), STRIDE_PAD)
     good = raw_gemm("avx2", qt, 576, w_strided, stride, 8, a, 3)
     wrong = raw_gemm("avx2", qt, 576, w_strided, qt.row_bytes(576), 8, a, 3)
-    assert np.array_equal(good, kernels.gemm("avx2", qt, 576, w, 8, a, 3))
+    assert np.array_equal(good, gemm("avx2", qt, 576, w, 8, a, 3))
     assert not np.array_equal(good[:, 1:], wrong[:, 1:])

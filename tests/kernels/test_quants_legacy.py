@@ -1,11 +1,14 @@
 """The 32-value ("legacy") formats and the float formats' gemm kernels.
 
 Oracles: gguf-py (llama.cpp's own numpy quantizers/dequantizers) for bytes and floats,
-float64 numpy for dot products, the scalar reference gemm for every ISA's kernel.
+float64 numpy for dot products, the scalar reference gemm for every ISA's kernel (its plain
+comparison is test_kernels_vs_reference.py's; here the shapes and values that stress it).
 """
 import numpy as np
 import pytest
 
+import harness
+from harness import GEMM_ATOL, GEMM_RTOL, dequant_rows, gemm, gemm_operands
 from pygguf import kernels
 from pygguf._native import ffi, lib
 from pygguf.quants import TYPES, by_name
@@ -18,17 +21,9 @@ FLOATS = ["F32", "F16", "BF16"]
 GEMM_TYPES = LEGACY + FLOATS
 FAST_ISAS = ["avx2", "avx512", "neon"]
 
-# gemm tolerance: the integer block dots are exact, so an ISA kernel differs from the reference
-# only in the order of float additions: |y - ref| <= GEMM_RTOL * sum|w*a| + GEMM_ATOL
-GEMM_RTOL, GEMM_ATOL = 2e-5, 1e-6
-
 
 def rng(seed=0):
     return np.random.default_rng(seed)
-
-
-def dequant_rows(qt, raw, rows, n):
-    return kernels.dequantize(qt, raw, rows * n).reshape(rows, n).astype(np.float64)
 
 
 # ---- the type table ------------------------------------------------------------------------
@@ -153,7 +148,7 @@ def test_round_trip_error_within_llama_cpp_bound(name):
 def test_vec_dot_error_within_llama_cpp_bound(name):
     qt, act = by_name(name), by_name(by_name(name).act_name)
     x, y = synthetic(0.0), synthetic(1.0)
-    s = kernels.vec_dot(qt, x.size, kernels.quantize(qt, x), kernels.quantize(act, y))
+    s = harness.vec_dot(qt, x.size, kernels.quantize(qt, x), kernels.quantize(act, y))
     assert abs(s - float(x.astype(np.float64) @ y)) / x.size < 0.02   # MAX_DOT_PRODUCT_ERROR
     # and against the float64 dot of the values the blocks actually hold: only float rounding.
     # Q4_1/Q5_1 add their offset as m * s per block, s = fp16(d * sum q) stored in the Q8_1 block.
@@ -169,43 +164,9 @@ def test_vec_dot_error_within_llama_cpp_bound(name):
     assert abs(s - want) <= 1e-5 * (np.abs(wq) @ np.abs(aq))
 
 
-# ---- every ISA's gemm vs the reference gemm --------------------------------------------------
+# ---- every ISA's gemm vs the reference gemm, on the values and shapes that stress it ----------
 
-def require_isa(isa):
-    if not kernels.isa_supported(isa):
-        reason = "checked under qemu by tests/test_neon.py" if isa == "neon" else "this CPU lacks it"
-        pytest.skip(f"{isa}: not runnable here ({reason})")
-
-
-def gemm_operands(name, n, rows=33, ntok=5, seed=0):
-    qt = by_name(name)
-    act = by_name(qt.act_name)
-    r = rng(seed + n)
-    w = kernels.quantize(qt, r.standard_normal((rows, n)).astype(np.float32))
-    a = kernels.quantize(act, r.standard_normal((ntok, n)).astype(np.float32))
-    bound = np.abs(dequant_rows(act, a, ntok, n)) @ np.abs(dequant_rows(qt, w, rows, n)).T
-    return qt, act, w, a, bound
-
-
-SIZES = [32, 64, 96, 576, 1536]
-
-
-@pytest.mark.parametrize("isa", FAST_ISAS)
-@pytest.mark.parametrize("name", GEMM_TYPES)
-def test_gemm_matches_reference(isa, name):
-    require_isa(isa)
-    sizes = SIZES + ([1, 7, 33, 100] if name in FLOATS else [])
-    for n in sizes:
-        qt, act, w, a, bound = gemm_operands(name, n)
-        wrow, arow = qt.row_bytes(n), act.row_bytes(n)
-        for nrows in (1, 3, 4, 5, 17, 33):
-            for ntok in (1, 2, 3, 5):
-                ws, as_ = w[:nrows * wrow], a[:ntok * arow]
-                ref = kernels.gemm("scalar", qt, n, ws, nrows, as_, ntok)
-                got = kernels.gemm(isa, qt, n, ws, nrows, as_, ntok)
-                tol = GEMM_RTOL * bound[:ntok, :nrows] + GEMM_ATOL
-                bad = np.abs(got.astype(np.float64) - ref) > tol
-                assert not bad.any(), f"n={n} nrows={nrows} ntok={ntok}: {got[bad][:3]} vs {ref[bad][:3]}"
+require_isa = harness.require_isa
 
 
 def extreme_rows(name, rows, n, seed):
@@ -242,8 +203,8 @@ def test_gemm_extreme_values_do_not_saturate(isa, name):
     require_isa(isa)
     n, rows, ntok = 96, 6, 3
     w, a = extreme_rows(name, rows, n, 1), extreme_activations(name, ntok, n, 2)
-    ref = kernels.gemm("scalar", name, n, w, rows, a, ntok)
-    got = kernels.gemm(isa, name, n, w, rows, a, ntok)
+    ref = gemm("scalar", name, n, w, rows, a, ntok)
+    got = gemm(isa, name, n, w, rows, a, ntok)
     # every block sum is an integer below 2^24 with unit scales: the result is exact
     assert np.array_equal(got, ref)
 
@@ -256,13 +217,13 @@ def test_gemm_is_tile_invariant(isa, name, n):
     require_isa(isa)
     qt, act, w, a, _ = gemm_operands(name, n, rows=17, ntok=5, seed=7)
     wrow, arow = qt.row_bytes(n), act.row_bytes(n)
-    full = kernels.gemm(isa, qt, n, w, 17, a, 5)
+    full = gemm(isa, qt, n, w, 17, a, 5)
     for r in range(17):
         for t in range(5):
-            alone = kernels.gemm(isa, qt, n, w[r * wrow:(r + 1) * wrow], 1, a[t * arow:(t + 1) * arow], 1)
+            alone = gemm(isa, qt, n, w[r * wrow:(r + 1) * wrow], 1, a[t * arow:(t + 1) * arow], 1)
             assert alone.view(np.uint32)[0, 0] == full.view(np.uint32)[t, r], (r, t)
     for r0, nr, t0, nt in [(1, 5, 1, 3), (3, 9, 2, 3), (13, 4, 4, 1), (2, 15, 0, 5)]:
-        part = kernels.gemm(isa, qt, n, w[r0 * wrow:(r0 + nr) * wrow], nr, a[t0 * arow:(t0 + nt) * arow], nt)
+        part = gemm(isa, qt, n, w[r0 * wrow:(r0 + nr) * wrow], nr, a[t0 * arow:(t0 + nt) * arow], nt)
         assert np.array_equal(part.view(np.uint32), full[t0:t0 + nt, r0:r0 + nr].view(np.uint32))
 
 
@@ -275,9 +236,9 @@ def test_gemm_many_tokens_equal_one_at_a_time(isa, name):
     n, rows, ntok = 1600, 9, 40
     qt, act, w, a, _ = gemm_operands(name, n, rows=rows, ntok=ntok, seed=9)
     arow = act.row_bytes(n)
-    full = kernels.gemm(isa, qt, n, w, rows, a, ntok)
+    full = gemm(isa, qt, n, w, rows, a, ntok)
     for t in range(ntok):
-        alone = kernels.gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
+        alone = gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
         assert np.array_equal(alone.view(np.uint32)[0], full.view(np.uint32)[t]), t
 
 
@@ -287,11 +248,11 @@ def test_avx512_equals_avx2_bit_for_bit(name):
     require_isa("avx2")
     require_isa("avx512")
     qt, act, w, a, _ = gemm_operands(name, 576, rows=17, ntok=5, seed=3)
-    assert np.array_equal(kernels.gemm("avx2", qt, 576, w, 17, a, 5).view(np.uint32),
-                          kernels.gemm("avx512", qt, 576, w, 17, a, 5).view(np.uint32))
+    assert np.array_equal(gemm("avx2", qt, 576, w, 17, a, 5).view(np.uint32),
+                          gemm("avx512", qt, 576, w, 17, a, 5).view(np.uint32))
 
 
-# ---- the threaded matmul vs float64 numpy ------------------------------------------------------
+# ---- the forward pass's matrix stage on the pool vs float64 numpy -------------------------------
 
 # |Y - W X^T| / (|W| |X|^T): what quantizing the activations (Q8_0/Q8_1: <= half a step of
 # amax/127 per value) and the weights' storage format add on top of float rounding
@@ -299,8 +260,9 @@ MATMUL_BOUND = {"Q4_0": 5e-3, "Q4_1": 5e-3, "Q5_0": 5e-3, "Q5_1": 5e-3, "Q8_0": 
                 "F32": 1e-6, "F16": 2e-3, "BF16": 1e-2}
 
 
+@pytest.mark.parametrize("repack", [True, False], ids=["repacked", "gguf-rows"])
 @pytest.mark.parametrize("name", GEMM_TYPES)
-def test_matmul_threads_vs_float64(name):
+def test_matrix_stage_threads_vs_float64(name, repack):
     qt = by_name(name)
     n, rows, ntok = 576, 37, 3
     r = rng(11)
@@ -311,8 +273,7 @@ def test_matmul_threads_vs_float64(name):
     scale = np.abs(x.astype(np.float64)) @ np.abs(wq).T
     results = []
     for threads in (1, 2):
-        mm = kernels.MatMul(kernels.ThreadPool(threads), qt, w, rows, n, max_tokens=ntok)
-        y = mm(x)
+        y = harness.matrix_stage(kernels.ThreadPool(threads), qt, w, rows, n, x, repack=repack)
         assert np.all(np.abs(y - want) <= MATMUL_BOUND[name] * scale), f"{threads} threads"
         results.append(y)
     assert np.array_equal(results[0].view(np.uint32), results[1].view(np.uint32))
@@ -327,11 +288,11 @@ def test_decode_past_the_decoded_activation_cap(isa, name):
     n, rows, ntok = 32 * 520, 11, 2
     qt, act, w, a, bound = gemm_operands(name, n, rows=rows, ntok=ntok, seed=11)
     arow = act.row_bytes(n)
-    full = kernels.gemm(isa, qt, n, w, rows, a, ntok)
-    ref = kernels.gemm("scalar", qt, n, w, rows, a, ntok)
+    full = gemm(isa, qt, n, w, rows, a, ntok)
+    ref = gemm("scalar", qt, n, w, rows, a, ntok)
     assert (np.abs(full - ref) <= GEMM_RTOL * bound + GEMM_ATOL).all()
     for t in range(ntok):
-        alone = kernels.gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
+        alone = gemm(isa, qt, n, w, rows, a[t * arow:(t + 1) * arow], 1)
         assert np.array_equal(alone.view(np.uint32)[0], full.view(np.uint32)[t]), t
 
 
@@ -354,5 +315,5 @@ def test_q5_extreme_quants_do_not_overflow(isa, name):
         a = np.tile(ablock, n // 32)
         want = (31 - (16 if name == "Q5_0" else 0)) * 127 * sign * n
         for ntok in (1, 3):   # decode, and the prefill panels
-            got = kernels.gemm(isa, qt, n, w, rows, np.tile(a, ntok), ntok)
+            got = gemm(isa, qt, n, w, rows, np.tile(a, ntok), ntok)
             assert np.array_equal(got, np.full((ntok, rows), want, np.float32)), (sign, ntok, got)

@@ -3,13 +3,16 @@
 Oracles: gguf-py's numpy dequantizers (bit for bit), llama.cpp's test-quantize-fns bounds
 (round trip and dot product on its cosine data), float64 numpy, and the scalar reference gemm,
 which every SIMD gemm must reproduce EXACTLY (tolerance 0: the kernels compute the same int32
-per super-block and run the same float chain, see csrc/quants/kquant_unpack.h).
+per super-block and run the same float chain, see csrc/quants/kquant_unpack.h; that comparison
+is test_kernels_vs_reference.py's).
 """
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize as gguf_dequantize
 
+import harness
+from harness import gemm
 from pygguf import kernels
 from pygguf.quants import by_name
 
@@ -120,7 +123,7 @@ def test_quantize_rejects_partial_blocks(name):
 def test_vec_dot_error_within_llama_cpp_bound(name):
     n = 4096
     x, y = cosine_data(0.0, n), cosine_data(1.0, n)
-    got = kernels.vec_dot(name, n, kernels.quantize(name, x), kernels.quantize("Q8_K", y))
+    got = harness.vec_dot(name, n, kernels.quantize(name, x), kernels.quantize("Q8_K", y))
     exact = float(np.dot(x.astype(np.float64), y.astype(np.float64)))
     assert abs(got - exact) / n < MAX_DOT_ERROR[name]
 
@@ -133,7 +136,7 @@ def test_vec_dot_matches_float64_of_dequantized_operands(name):
     a = kernels.quantize("Q8_K", rng.standard_normal(n).astype(np.float32))
     exact = np.dot(kernels.dequantize(name, w, n).astype(np.float64),
                    kernels.dequantize("Q8_K", a, n).astype(np.float64))
-    got = kernels.vec_dot(name, n, w, a)
+    got = harness.vec_dot(name, n, w, a)
     # the integer part is exact; only the fp32 scale products and the per-block FMAs round
     assert abs(got - exact) <= 1e-5 * (1 + np.abs(exact)) + 1e-4
 
@@ -144,11 +147,7 @@ def supported_simd():
     return [isa for isa in SIMD_ISAS if kernels.isa_supported(isa)]
 
 
-def make_operands(name, n, nrows, ntok, seed):
-    rng = np.random.default_rng(seed)
-    w = kernels.quantize(name, (rng.standard_normal((nrows, n)) * 0.05).astype(np.float32))
-    a = kernels.quantize("Q8_K", rng.standard_normal((ntok, n)).astype(np.float32))
-    return w, a
+make_operands = harness.kquant_operands
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)
@@ -159,48 +158,31 @@ def test_isa_availability_is_reported(isa):
 
 
 @pytest.mark.parametrize("name", K_TYPES)
-@pytest.mark.parametrize("n", [256, 512, 768, 1536])
-def test_simd_gemm_equals_reference_exactly(name, n):
-    isas = supported_simd()
-    if not isas:
-        pytest.skip("no SIMD instruction set (avx2/avx512/neon) on this CPU")
-    w, a = make_operands(name, n, 33, 5, seed=n)
-    for nrows in (1, 3, 4, 5, 17, 33):
-        for ntok in (1, 2, 3, 5):
-            wr = w[: nrows * by_name(name).row_bytes(n)]
-            ar = a[: ntok * by_name("Q8_K").row_bytes(n)]
-            ref = kernels.gemm("scalar", name, n, wr, nrows, ar, ntok)
-            for isa in isas:
-                got = kernels.gemm(isa, name, n, wr, nrows, ar, ntok)
-                assert np.array_equal(got.view(np.uint32), ref.view(np.uint32)), (isa, nrows, ntok)
-
-
-@pytest.mark.parametrize("name", K_TYPES)
 def test_gemm_is_tiling_invariant(name):
     """Each (row, token) value is the same bits alone, in any tile, in any batch."""
     n, nrows, ntok = 768, 21, 6
     w, a = make_operands(name, n, nrows, ntok, seed=11)
     rb, ab = by_name(name).row_bytes(n), by_name("Q8_K").row_bytes(n)
     for isa in ["scalar"] + supported_simd():
-        full = kernels.gemm(isa, name, n, w, nrows, a, ntok)
+        full = gemm(isa, name, n, w, nrows, a, ntok)
         for r0, r1 in [(0, 1), (3, 12), (5, 21), (8, 16), (20, 21)]:
             for t0, t1 in [(0, 1), (1, 3), (2, 6), (5, 6)]:
-                part = kernels.gemm(isa, name, n, w[r0 * rb:r1 * rb], r1 - r0, a[t0 * ab:t1 * ab], t1 - t0)
+                part = gemm(isa, name, n, w[r0 * rb:r1 * rb], r1 - r0, a[t0 * ab:t1 * ab], t1 - t0)
                 assert np.array_equal(part.view(np.uint32), full[t0:t1, r0:r1].view(np.uint32)), (isa, r0, t0)
 
 
 def test_gemm_rejects_bad_arguments():
     w, a = make_operands("Q4_K", 256, 2, 1, seed=0)
     with pytest.raises(ValueError):   # not a whole number of super-blocks
-        kernels.gemm("scalar", "Q4_K", 255, w, 2, a, 1)
+        gemm("scalar", "Q4_K", 255, w, 2, a, 1)
     with pytest.raises(ValueError):
-        kernels.gemm("scalar", "Q4_K", 256, w[:100], 2, a, 1)
+        gemm("scalar", "Q4_K", 256, w[:100], 2, a, 1)
 
 
-# ---- the threaded matmul driver -------------------------------------------------------------
+# ---- the forward pass's matrix stage on the pool ------------------------------------------------
 
 @pytest.mark.parametrize("name", K_TYPES)
-def test_matmul_threads_match_float64(name):
+def test_matrix_stage_threads_match_float64(name):
     rng = np.random.default_rng(5)
     n, nrows, ntok = 512, 40, 3
     qt = by_name(name)
@@ -212,8 +194,7 @@ def test_matmul_threads_match_float64(name):
     expect = xq @ wq.T
     outs = []
     for threads in (1, 2):
-        mm = kernels.MatMul(kernels.ThreadPool(threads), qt, raw, nrows, n, max_tokens=ntok)
-        y = mm(x)
+        y = harness.matrix_stage(kernels.ThreadPool(threads), qt, raw, nrows, n, x)
         np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-4)
         outs.append(y)
     assert np.array_equal(outs[0], outs[1])

@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <time.h>
-#include "core/threadpool.h"   /* includes api/kernels.h */
-#include "api/pool_check.h"
+#include "core/threadpool.h"
+#include "testing/pool.h"
 
 typedef struct {
     pg_pool *pool;
@@ -35,7 +35,7 @@ static void take_all(void *arg, int ith, int nth) {
     }
 }
 
-int pg_pool_check_chunks(struct pg_pool *pool, int64_t n, int stages, int slow, int slow_us, int32_t *taken,
+int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slow_us, int32_t *taken,
                          int64_t *stolen) {
     if (!pool || !taken || !stolen || n < 1 || n > PG_POOL_MAX_CHUNKS || stages < 1 || slow_us < 0 ||
         slow_us > 1000000)

@@ -1,7 +1,7 @@
-/* A check of the thread pool's work sharing (tests/test_pool_chunks.py); cdef'd by cffi: plain
- * declarations only. */
-
-struct pg_pool;   /* the thread pool of api/kernels.h (this header may come first) */
+/* A check of the thread pool's work sharing (tests/kernels/test_pool_chunks.py; cdef'd by cffi,
+ * see testing/kernels.h for why it shares the product's extension). */
+#ifndef PYGGUF_TESTING_POOL_H
+#define PYGGUF_TESTING_POOL_H
 
 /* Runs `stages` stages of n chunks each on every thread of the pool, a barrier after each, the
  * threads taking chunks with pg_pool_next_chunks. Thread `slow` (none if out of range) sleeps
@@ -9,5 +9,7 @@ struct pg_pool;   /* the thread pool of api/kernels.h (this header may come firs
  * taken (stages, n): how many times each chunk was handed out (all 1 when sharing is right);
  * *stolen: how many chunks a thread took outside its own run. PG_EBADSIZE if a piece fell
  * outside [0, n) or was empty, PG_EBADARG for bad arguments. */
-int pg_pool_check_chunks(struct pg_pool *pool, int64_t n, int stages, int slow, int slow_us, int32_t *taken,
+int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slow_us, int32_t *taken,
                          int64_t *stolen);
+
+#endif
