@@ -1,6 +1,7 @@
-/* AMX-INT8 tiles over the repacked 8-row layout (Sapphire Rapids and later), included by
- * legacy_x86.h. Shape: W (nrows, n) repacked @ A (ntok, n)^T, any ntok, 8 rows x up to 16
- * tokens per tile (the model gives it Q8_0 batches of 8 or more tokens: repack.c).
+/* AMX-INT8 tiles over the repacked 8-row layout (Sapphire Rapids and later), included after
+ * r8_gemm.h by r8_avx512.c (tiles) and r8_avx2.c (emulated). Shape: W (nrows, n) repacked @
+ * A (ntok, n)^T, any ntok, 8 rows x up to 16 tokens per tile (the model gives it Q8_0 batches of
+ * 8 or more tokens: the dispatch table, kernels/dispatch.c).
  *
  * Strategy: the weights are the B operand, because a repacked block already is B's layout (row
  * kk of B = dword kk of the 8 rows, values 4kk..4kk+3): Q8_0 as stored, Q4 once its nibbles are
@@ -169,8 +170,7 @@ PG_INLINE void r8_amx_tokens(int kind, int64_t nb, const void *packed, int nrows
 #define PG_R8_AMX_NAME(t) pg_gemm_##t##_r8_amx_emulated
 #endif
 #define PG_DEFINE_GEMM_R8_AMX(t, kind)                                                 \
-    void PG_R8_AMX_NAME(t)(PG_R8_PARAMS);                                              \
-    void PG_R8_AMX_NAME(t)(PG_R8_PARAMS) {                                             \
+    void PG_R8_AMX_NAME(t)(PG_GEMM_R8_ARGS) {                                             \
         r8_amx_tokens(kind, n / 32, packed, nrows, a, a_stride, ntok, y, ldy);         \
     }
 PG_DEFINE_GEMM_R8_AMX(q4_0, KIND_Q4_0)
