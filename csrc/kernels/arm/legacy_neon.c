@@ -1,7 +1,8 @@
-/* NEON (ARMv8.2 dotprod) gemm kernels of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and F32 F16 BF16.
+/* NEON (ARMv8.2 dotprod) gemm of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 from the GGUF rows:
+ * W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r], A in Q8_0/Q8_1.
  *
- * Strategy, as the x86 kernels: a register tile of 4 weight rows x 2 tokens, so each
- * activation block is loaded once per 4 rows and each weight block once per 2 tokens. A block
+ * Strategy, as the x86 kernels: a register tile of 4 weight rows x 4 tokens, so each
+ * activation block is loaded once per 4 rows and each weight block once per 4 tokens. A block
  * is unpacked to signed bytes (Q4/Q5 offsets removed in the byte domain: every value fits in
  * int8) and dotted exactly with two vdotq_s32; the 4 rows' sums are folded into one vector,
  * converted and FMA'd into the token's accumulator with [dw_r * da]. Leftover rows and tokens
@@ -156,85 +157,16 @@ PG_INLINE void quant_gemm(int kind, int64_t n, const void *w, size_t w_stride, i
     }
 }
 
-/* ---- float formats ------------------------------------------------------------------------ */
-
-enum { KIND_F32, KIND_F16, KIND_BF16 };
-
-PG_INLINE size_t float_bytes(int kind) { return kind == KIND_F32 ? 4 : 2; }
-
-PG_INLINE float32x4_t load4(int kind, const uint8_t *p) {
-    if (kind == KIND_F32) return vld1q_f32((const float *)p);
-    const uint16x4_t h = vld1_u16((const uint16_t *)p);
-    if (kind == KIND_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
-    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
-}
-
-PG_INLINE float32x4_t load_tail(int kind, const uint8_t *p, int count) {
-    uint8_t buf[16] = {0};
-    memcpy(buf, p, (size_t)count * float_bytes(kind));
-    return load4(kind, buf);
-}
-
-PG_INLINE void float_tile(int kind, int R, int T, int64_t n, const uint8_t *w, size_t w_stride,
-                          const uint8_t *a, size_t a_stride, float *y, size_t ldy) {
-    const size_t eb = float_bytes(kind);
-    float32x4_t acc[TILE_ROWS][TILE_TOKENS];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0.0f);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t wv[TILE_ROWS];
-        for (int r = 0; r < R; r++) wv[r] = load4(kind, w + r * w_stride + i * eb);
-        for (int t = 0; t < T; t++) {
-            const float32x4_t av = load4(kind, a + t * a_stride + i * eb);
-            for (int r = 0; r < R; r++) acc[r][t] = vfmaq_f32(acc[r][t], wv[r], av);
-        }
-    }
-    if (i < n) {
-        const int rest = (int)(n - i);
-        for (int t = 0; t < T; t++) {
-            const float32x4_t av = load_tail(kind, a + t * a_stride + i * eb, rest);
-            for (int r = 0; r < R; r++)
-                acc[r][t] = vfmaq_f32(acc[r][t], load_tail(kind, w + r * w_stride + i * eb, rest), av);
-        }
-    }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[t * ldy + r] = vaddvq_f32(acc[r][t]);
-}
-
-PG_INLINE void float_gemm(int kind, int64_t n, const void *w, size_t w_stride, int nrows,
-                          const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
-    const uint8_t *W = w, *A = a;
-    for (int r = 0; r < nrows;) {
-        const int rows = nrows - r >= TILE_ROWS ? TILE_ROWS : 1;
-        int t = 0;
-        for (; t + TILE_TOKENS <= ntok; t += TILE_TOKENS) {
-            if (rows == TILE_ROWS) float_tile(kind, TILE_ROWS, TILE_TOKENS, n, W + r * w_stride, w_stride, A + t * a_stride, a_stride, y + t * ldy + r, ldy);
-            else                   float_tile(kind, 1, TILE_TOKENS, n, W + r * w_stride, w_stride, A + t * a_stride, a_stride, y + t * ldy + r, ldy);
-        }
-        for (; t < ntok; t++) {
-            if (rows == TILE_ROWS) float_tile(kind, TILE_ROWS, 1, n, W + r * w_stride, w_stride, A + t * a_stride, a_stride, y + t * ldy + r, ldy);
-            else                   float_tile(kind, 1, 1, n, W + r * w_stride, w_stride, A + t * a_stride, a_stride, y + t * ldy + r, ldy);
-        }
-        r += rows;
-    }
-}
-
-#define GEMM_PARAMS int64_t n, const void *w, size_t w_stride, int nrows, \
-                    const void *a, size_t a_stride, int ntok, float *y, size_t ldy
-#define DEFINE_GEMM(t, family, kind)                                            \
-    void pg_gemm_##t##_neon(GEMM_PARAMS);                                       \
-    void pg_gemm_##t##_neon(GEMM_PARAMS) {                                      \
-        family##_gemm(kind, n, w, w_stride, nrows, a, a_stride, ntok, y, ldy); \
+/* pg_gemm_<t>_neon */
+#define DEFINE_GEMM(t, kind)                                                    \
+    void pg_gemm_##t##_neon(PG_GEMM_ARGS) {                                    \
+        quant_gemm(kind, n, w, w_stride, nrows, a, a_stride, ntok, y, ldy);  \
     }
 
-DEFINE_GEMM(q4_0, quant, KIND_Q4_0)
-DEFINE_GEMM(q4_1, quant, KIND_Q4_1)
-DEFINE_GEMM(q5_0, quant, KIND_Q5_0)
-DEFINE_GEMM(q5_1, quant, KIND_Q5_1)
-DEFINE_GEMM(q8_0, quant, KIND_Q8_0)
-DEFINE_GEMM(f32, float, KIND_F32)
-DEFINE_GEMM(f16, float, KIND_F16)
-DEFINE_GEMM(bf16, float, KIND_BF16)
+DEFINE_GEMM(q4_0, KIND_Q4_0)
+DEFINE_GEMM(q4_1, KIND_Q4_1)
+DEFINE_GEMM(q5_0, KIND_Q5_0)
+DEFINE_GEMM(q5_1, KIND_Q5_1)
+DEFINE_GEMM(q8_0, KIND_Q8_0)
 
 #endif

@@ -1,7 +1,7 @@
 /* expf for 8 floats with AVX2 + FMA, giving the values of glibc's expf (2.28 and later, whose
  * x86-64 build runs its FMA variant on every machine that has FMA): the same algorithm in the
  * same double operations, checked against libm on every float in [-104, 0] and on samples of
- * the whole range (tests/test_attention_kernels.py).
+ * the whole range (tests/kernels/test_kernels_vs_reference.py).
  *
  * The algorithm (ARM's optimized-routines expf, which glibc ships): with N = 32,
  *   k = round(x * N/ln2), r = x * N/ln2 - k (both from one fused multiply-add each),
