@@ -1,4 +1,4 @@
-/* Python-facing llama forward pass (cdef'd by cffi: plain declarations only).
+/* Python-facing llama forward pass (cdef'd by cffi).
  * A model is weights (views into one read-only mapping, validated here), a run state with every
  * scratch buffer allocated once, and an F16 KV cache of n_seq sequences of n_ctx positions each.
  * Sequences never see each other's cells: a batch may mix tokens of several sequences (batched

@@ -45,6 +45,7 @@ void pg_swiglu_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* x (n,) -> out (n,) binary16, rounded to nearest even */
 void pg_f16_row_ref(pg_half *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = pg_float_to_half(x[i]);
 }

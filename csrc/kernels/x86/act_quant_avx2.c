@@ -173,6 +173,7 @@ static void quantize_act_8bit(const float *x, block_q8_0 *y0, block_q8_1 *y1, in
     }
 }
 
+/* x (n,) -> n/32 blocks of Q8_0, Q8_1: the bytes of pg_quantize_act_q8_0, pg_quantize_act_q8_1 */
 void pg_quantize_act_q8_0_avx2(const float *x, void *y, int64_t n) { quantize_act_8bit(x, y, NULL, n); }
 void pg_quantize_act_q8_1_avx2(const float *x, void *y, int64_t n) { quantize_act_8bit(x, NULL, y, n); }
 

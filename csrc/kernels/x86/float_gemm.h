@@ -43,6 +43,7 @@ PG_INLINE __m256 load_tail(int kind, const uint8_t *p, int count) {
     return load8(kind, buf);
 }
 
+/* W rows [R <= 4] x A rows [T <= the tile] over n values -> y[t*ldy + r], one accumulator per output */
 PG_INLINE void float_tile(int kind, int R, int T, int64_t n, const uint8_t *w, size_t w_stride,
                           const uint8_t *a, size_t a_stride, float *y, size_t ldy) {
     const size_t eb = float_bytes(kind);
@@ -70,6 +71,7 @@ PG_INLINE void float_tile(int kind, int R, int T, int64_t n, const uint8_t *w, s
         for (int r = 0; r < R; r++) y[t * ldy + r] = hsum8(acc[r][t]);
 }
 
+/* W (nrows, n) @ A (ntok, n)^T -> y[t*ldy + r]: full tiles, then the leftover rows and tokens alone */
 PG_INLINE void float_gemm(int kind, int64_t n, const void *w, size_t w_stride, int nrows,
                           const void *a, size_t a_stride, int ntok, float *y, size_t ldy) {
     const uint8_t *W = w, *A = a;
