@@ -171,8 +171,6 @@ const pg_isa_kernels *pg_kernels(int isa) {
     return &resolved[isa];
 }
 
-int pg_isa_fallback(int isa) { return isa >= 0 && isa < PG_ISA_COUNT ? FALLBACK[isa] : -1; }
-
 const pg_attention_kernels *pg_attention_for(int isa, int head_dim) {
     pthread_once(&resolved_once, resolve);
     for (; isa >= 0 && isa < PG_ISA_COUNT; isa = FALLBACK[isa]) {

@@ -1,8 +1,8 @@
 /* The one kernel dispatch table, keyed by ISA x type (llama.cpp's type_traits_cpu with its
  * `_generic` rule). Each ISA's row names the kernels written for it; an entry a row leaves empty
- * is taken from the next ISA in its fallback chain that the CPU also runs (avx512 -> avx2 ->
- * scalar, neon -> scalar), so the scalar row, the portable references, serves whatever no SIMD
- * kernel covers. The forward pass, the repacking at load, and the test and benchmark entry points
+ * is taken from the next ISA along its fallback chain (avx512 -> avx2 -> scalar, neon -> scalar:
+ * a CPU that runs an ISA runs its whole chain), so the scalar row, the portable references,
+ * serves whatever no SIMD kernel covers. The forward pass, the repacking at load, and the test and benchmark entry points
  * all read it; nothing else chooses a kernel. */
 #ifndef PYGGUF_KERNELS_DISPATCH_H
 #define PYGGUF_KERNELS_DISPATCH_H
@@ -32,9 +32,6 @@ typedef struct {
 
 /* The row of an ISA with every fallback filled in; NULL outside the enum. */
 const pg_isa_kernels *pg_kernels(int isa);
-
-/* The next ISA a row falls back to; -1 after scalar */
-int pg_isa_fallback(int isa);
 
 /* The kernel a repacked matrix runs for a batch of ntok tokens: the AMX tiles where the row has
  * them for that many tokens and `amx` says the process may use them (pg_amx_available), else
