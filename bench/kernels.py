@@ -7,9 +7,9 @@
 GB/s = bytes of weights streamed per second through the forward pass's own matrix stage
 (pg_matrix_stage, csrc/testing/model.h: one token, the decode case; the activation quantized by
 every thread with the ISA's quantizer, the rows taken in the forward's chunks through
-pg_weight_gemm, repacked where the model repacks them), repeated inside one C call so Python's
-per-call cost is not counted (the forward pass calls C once per token), on random weights
-quantized with the reference quantizers. The kernel column names the function the dispatch table
+pg_weight_gemm, repacked once beforehand where the model repacks them at load), repeated inside
+one C call so Python's per-call cost is not counted (the forward pass calls C once per token), on
+random weights quantized with the reference quantizers. The kernel column names the function the dispatch table
 chose. The read bandwidth is a plain streaming read of a 96 MiB and a 1 GiB buffer by the same C
 thread pool: a memory-bound matvec cannot beat it. The last column divides by the process's CPU
 time instead of wall time (one thread only): on a shared, busy box it shows what the kernel does
@@ -78,11 +78,13 @@ def matvec_gbps(qt: QuantType, floats: np.ndarray, pools: dict[int, kernels.Thre
     w = kernels.quantize(qt, floats)
     x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
     y = np.empty(rows, dtype=np.float32)
+    made = ffi.new("pg_matrix **")           # repacked once, as the model does at load
+    kernels.check(lib.pg_matrix_new(qt.ggml_id, kernels._ptr(w), rows, cols, int(repack), made), "matrix")
+    matrix = ffi.gc(made[0], lib.pg_matrix_free)
     out = {}
     reps = max(1, 16_000_000 // w.nbytes)        # ~16 MB of weights per timed C call
     for threads, pool in pools.items():
-        args = (pool.handle, qt.ggml_id, kernels._ptr(w), rows, cols, kernels._ptr(x, "float *"), 1,
-                kernels._ptr(y, "float *"), int(repack), reps)
+        args = (pool.handle, matrix, kernels._ptr(x, "float *"), 1, kernels._ptr(y, "float *"), reps)
         kernels.check(lib.pg_matrix_stage(*args), "matrix stage")
         out[threads] = reps * w.nbytes / best_seconds(lambda: lib.pg_matrix_stage(*args), budget) / 1e9
         if threads == 1:

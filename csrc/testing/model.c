@@ -49,26 +49,40 @@ static void matrix_stage(void *arg, int ith, int nth) {
     }
 }
 
-int pg_matrix_stage(pg_pool *pool, int type, const void *w, int64_t nrows, int64_t n, const float *x, int ntok,
-                    float *y, int repack, int reps) {
+/* the weight as the model binds it (load.c) and repacks it (weights.c) */
+struct pg_matrix {
+    pg_weight w;
+};
+
+int pg_matrix_new(int type, const void *w, int64_t nrows, int64_t n, int repack, pg_matrix **out) {
     const pg_type_traits *t = pg_traits(type);
     if (!t) return PG_EBADTYPE;
-    if (!pool || !w || !x || !y || nrows <= 0 || nrows > INT32_MAX || ntok <= 0 || ntok > (1 << 20) || reps < 0)
-        return PG_EBADARG;
+    if (!w || !out || nrows <= 0 || nrows > INT32_MAX) return PG_EBADARG;
     if (n <= 0 || n % t->blck_size) return PG_EBADSIZE;
-    const pg_isa_kernels *k = pg_kernels(pg_isa_active());
-    if (!k->type[type].gemm.run || !k->type[t->act_type].quantize_act.run) return PG_ENOKERNEL;
-    pg_weight weight = {w, t, type, n, nrows, pg_row_bytes(t, n), NULL};
-    if (repack) pg_weight_repack(&weight, k);
-    const size_t act_row = pg_row_bytes(pg_traits(t->act_type), n);
+    const pg_isa_kernels *ref = pg_kernels(PG_ISA_SCALAR);   /* every ISA falls back to it */
+    if (!ref->type[type].gemm.run || !ref->type[t->act_type].quantize_act.run) return PG_ENOKERNEL;
+    pg_matrix *m = malloc(sizeof *m);
+    if (!m) return PG_ENOMEM;
+    m->w = (pg_weight){w, t, type, n, nrows, pg_row_bytes(t, n), NULL};
+    if (repack) pg_weight_repack(&m->w, pg_kernels(pg_isa_active()));
+    *out = m;
+    return PG_OK;
+}
+
+void pg_matrix_free(pg_matrix *m) {
+    if (!m) return;
+    pg_weight_free_packed(&m->w);
+    free(m);
+}
+
+int pg_matrix_stage(pg_pool *pool, const pg_matrix *m, const float *x, int ntok, float *y, int reps) {
+    if (!pool || !m || !x || !y || ntok <= 0 || ntok > (1 << 20) || reps < 0) return PG_EBADARG;
+    const pg_weight *w = &m->w;
+    const size_t act_row = pg_row_bytes(pg_traits(w->traits->act_type), w->n);
     char *act = malloc((size_t)pg_pool_size(pool) * (size_t)ntok * act_row);
-    if (!act) {
-        pg_weight_free_packed(&weight);
-        return PG_ENOMEM;
-    }
-    stage_task b = {pool, k, &weight, x, ntok, reps, y, act, act_row};
+    if (!act) return PG_ENOMEM;
+    stage_task b = {pool, pg_kernels(pg_isa_active()), w, x, ntok, reps, y, act, act_row};
     pg_pool_run(pool, matrix_stage, &b);
     free(act);
-    pg_weight_free_packed(&weight);
     return PG_OK;
 }

@@ -127,20 +127,37 @@ def gemm_amx(emulate: int, qt: QuantType, n: int, packed: np.ndarray, nrows: int
     return y
 
 
+class Matrix:
+    """One weight matrix as the model holds it (pg_matrix_new): its GGUF rows, repacked as the
+    model repacks them for the active ISA unless repack is False."""
+
+    def __init__(self, qtype: QuantType | str, w: np.ndarray, nrows: int, n: int, repack: bool = True):
+        self.qtype, self.nrows, self.n = qtype_of(qtype), nrows, n
+        self.w = np.ascontiguousarray(w).view(np.uint8)   # the C matrix points into it
+        if self.w.size < nrows * self.qtype.row_bytes(n):
+            raise ValueError(f"weight buffer holds fewer than {nrows} rows of {n} {self.qtype.name} values")
+        out = ffi.new("pg_matrix **")
+        check(lib.pg_matrix_new(self.qtype.ggml_id, _ptr(self.w), nrows, n, int(repack), out),
+              f"matrix {self.qtype.name}")
+        self.handle = ffi.gc(out[0], lib.pg_matrix_free)
+
+    def stage(self, pool: kernels.ThreadPool, x: np.ndarray, reps: int = 1) -> np.ndarray:
+        """Y = X @ W^T by the forward pass's matrix stage on the pool, with the active ISA: x (n,)
+        or (ntok, n) floats, quantized by the ISA's activation quantizer; y shaped like x's rows."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        ntok = 1 if x.ndim == 1 else x.shape[0]
+        if x.size != ntok * self.n:
+            raise ValueError(f"expected rows of {self.n} values, got shape {x.shape}")
+        y = np.empty((ntok, self.nrows) if x.ndim > 1 else self.nrows, dtype=np.float32)
+        check(lib.pg_matrix_stage(pool.handle, self.handle, _ptr(x, "float *"), ntok, _ptr(y, "float *"), reps),
+              f"matrix stage {self.qtype.name}")
+        return y
+
+
 def matrix_stage(pool: kernels.ThreadPool, qtype: QuantType | str, w: np.ndarray, nrows: int, n: int,
                  x: np.ndarray, repack: bool = True) -> np.ndarray:
-    """Y = X @ W^T by the forward pass's matrix stage on the pool, with the active ISA: x (n,) or
-    (ntok, n) floats, quantized by the ISA's activation quantizer; y shaped like x's rows."""
-    qtype = qtype_of(qtype)
-    w = np.ascontiguousarray(w).view(np.uint8)
-    if w.size < nrows * qtype.row_bytes(n):
-        raise ValueError(f"weight buffer holds fewer than {nrows} rows of {n} {qtype.name} values")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    ntok = 1 if x.ndim == 1 else x.shape[0]
-    y = np.empty((ntok, nrows) if x.ndim > 1 else nrows, dtype=np.float32)
-    check(lib.pg_matrix_stage(pool.handle, qtype.ggml_id, _ptr(w), nrows, n, _ptr(x, "float *"), ntok,
-                              _ptr(y, "float *"), int(repack), 1), f"matrix stage {qtype.name}")
-    return y
+    """Matrix(qtype, w, nrows, n, repack).stage(pool, x)"""
+    return Matrix(qtype, w, nrows, n, repack).stage(pool, x)
 
 
 # ---- the forward pass's other kernels --------------------------------------------------------

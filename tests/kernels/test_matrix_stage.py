@@ -57,14 +57,22 @@ def test_matrix_stage_refuses_bad_arguments():
     qt = by_name("F32")
     w = kernels.quantize(qt, np.ones((8, 32), np.float32))
     x, y = np.ones(32, np.float32), np.empty(8, np.float32)
+    out = ffi.new("pg_matrix **")
 
-    def call(type_id=qt.ggml_id, nrows=8, n=32, ntok=1, handle=pool.handle):
-        return lib.pg_matrix_stage(handle, type_id, ffi.from_buffer(w), nrows, n, ffi.from_buffer("float[]", x), ntok,
-                                   ffi.from_buffer("float[]", y), 1, 1)
-    assert call() == lib.PG_OK
-    assert call(type_id=999) == lib.PG_EBADTYPE
-    assert call(nrows=0) == lib.PG_EBADARG
-    assert call(ntok=0) == lib.PG_EBADARG
-    assert call(handle=ffi.NULL) == lib.PG_EBADARG
-    assert lib.pg_matrix_stage(pool.handle, by_name("Q4_0").ggml_id, ffi.from_buffer(w), 1, 33,
-                               ffi.from_buffer("float[]", x), 1, ffi.from_buffer("float[]", y), 1, 1) == lib.PG_EBADSIZE
+    def new(type_id=qt.ggml_id, nrows=8, n=32):
+        return lib.pg_matrix_new(type_id, ffi.from_buffer(w), nrows, n, 1, out)
+    assert new(type_id=999) == lib.PG_EBADTYPE
+    assert new(nrows=0) == lib.PG_EBADARG
+    assert new(type_id=by_name("Q4_0").ggml_id, n=33) == lib.PG_EBADSIZE
+    assert new(type_id=by_name("Q8_K").ggml_id, n=256) == lib.PG_ENOKERNEL   # an activation format only
+    assert new() == lib.PG_OK
+    m = ffi.gc(out[0], lib.pg_matrix_free)
+
+    def stage(ntok=1, handle=pool.handle, matrix=m):
+        return lib.pg_matrix_stage(handle, matrix, ffi.from_buffer("float[]", x), ntok, ffi.from_buffer("float[]", y), 1)
+    assert stage() == lib.PG_OK
+    assert stage(ntok=0) == lib.PG_EBADARG
+    assert stage(handle=ffi.NULL) == lib.PG_EBADARG
+    assert stage(matrix=ffi.NULL) == lib.PG_EBADARG
+    with pytest.raises(ValueError):
+        matrix_stage(pool, qt, w[:100], 8, 32, x)
