@@ -1,9 +1,13 @@
-/* Python-facing llama forward pass (cdef'd by cffi: plain declarations only).
+/* Python-facing llama forward pass (cdef'd by cffi).
  * A model is weights (views into one read-only mapping, validated here), a run state with every
  * scratch buffer allocated once, and an F16 KV cache of n_seq sequences of n_ctx positions each.
  * Sequences never see each other's cells: a batch may mix tokens of several sequences (batched
  * decoding), and each token's logits are bit-identical to those of the same tokens run alone.
- * Every entry point returns 0 or a negative PG_E* code (api/kernels.h). */
+ * Every entry point returns 0 or a negative PG_E* code (api/status.h). */
+#ifndef PYGGUF_API_MODEL_H
+#define PYGGUF_API_MODEL_H
+
+#include "api/pool.h"
 
 typedef struct pg_model pg_model;
 
@@ -52,6 +56,4 @@ int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, in
 /* Positions [0, n) of sequence src copied to sequence dst (a shared prompt prefix computed once). */
 int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n);
 
-/* Copies positions [pos0, pos0 + n) of one sequence and layer as float32 into k and v, each
- * (n_head_kv, n, head_dim). For tests. */
-int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int32_t n, float *k, float *v);
+#endif

@@ -1,4 +1,6 @@
 /* Sampling (cffi cdefs): the top-k scan, llama.cpp's RNG, and the C sampling chain. */
+#ifndef PYGGUF_API_SAMPLING_H
+#define PYGGUF_API_SAMPLING_H
 
 /* Positions of the k largest of x[0..n), largest first, ties in position order (as a stable
  * descending sort); NaNs are never chosen. Returns how many were written (< k when fewer than
@@ -51,3 +53,5 @@ void pg_chain_free(pg_chain *chain);
  * order), and rng; or PG_CHAIN_DECLINED, or a negative PG_E* code. */
 int64_t pg_chain_sample(pg_chain *chain, const float *logits, int64_t n_logits, const int32_t *window,
                         int64_t n_window, pg_mt19937 *rng);
+
+#endif

@@ -10,8 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "model/model.h"
-#include "threadpool.h"
-#include "dispatch.h"
+#include "model/chunks.h"
 
 /* One batch: token t is at position pos[t] of sequence seq[t]; logits rows are wanted for the
  * n_out tokens out_rows[0..n_out) (in that order). */
@@ -23,6 +22,7 @@ typedef struct {
     int n_out;
     float *logits;
     int isa;
+    const pg_isa_kernels *k;   /* the ISA's row of the dispatch table */
 } forward_task;
 
 /* ---- helpers every stage uses --------------------------------------------------------------- */
@@ -49,7 +49,7 @@ static void quantize_rows(const forward_task *f, const float *x, int64_t n, int 
     for (int a = 0; a < PG_TYPE_COUNT; a++) {
         if (!(mask & (1u << a)) || a == PG_F32) continue;
         const size_t rb = act_row_bytes(a, n);
-        const pg_quantize_fn quantize = pg_act_quantizer_for(f->isa, a);
+        const pg_quantize_fn quantize = f->k->type[a].quantize_act.run;
         char *out = acts_of(f->m, x, ith)[a];
         for (int t = 0; t < ntok; t++) quantize(x + (size_t)t * n, out + (size_t)t * rb, n);
     }
@@ -62,7 +62,7 @@ static float *norm_quantize(const forward_task *f, const float *x, const float *
                             uint32_t mask, int ith) {
     const pg_model *m = f->m;
     const int64_t n = m->p.n_embd;
-    const pg_rmsnorm_fn rmsnorm = pg_rmsnorm_for(f->isa);
+    const pg_rmsnorm_fn rmsnorm = f->k->rmsnorm.run;
     float *xb = m->s.xb + (size_t)ith * m->p.n_batch * n;
     for (int t = 0; t < nrows; t++)
         rmsnorm(xb + (size_t)t * n, x + (size_t)(rows ? rows[t] : t) * n, w, n, m->p.rms_eps);
@@ -70,45 +70,10 @@ static float *norm_quantize(const forward_task *f, const float *x, const float *
     return xb;
 }
 
-/* Multiply-adds per chunk of a matmul stage (~1-3 us): the unit a thread done with its own run
- * takes from another's, so the last one leaves the others idle only briefly. A thread takes its
- * own run in shrinking pieces, a gemm call each, so small chunks cost few calls. Measured on
- * SmolLM2 at -t 2: 16K and 32K alike, 64K and up 1-3% slower at 8 tokens. */
-#define CHUNK_MACS (32 * 1024)
-
-/* The most chunks a stage's matrix or attention is cut into: far below PG_POOL_MAX_CHUNKS, so
- * q, k and v together stay below it too */
-#define MAX_STAGE_CHUNKS (PG_POOL_MAX_CHUNKS / 4)
-
-/* Rows per chunk of a stage of `rows` rows that each cost `row_macs` per token: a multiple of
- * `align`; a single thread takes every row in one chunk (one gemm call per matrix) */
-static int64_t chunk_rows(int64_t rows, int64_t row_macs, int ntok, int64_t align, int nth) {
-    if (nth == 1) return rows > 0 ? rows : 1;
-    int64_t step = CHUNK_MACS / (row_macs * ntok);
-    const int64_t fewest = rows / MAX_STAGE_CHUNKS + 1;
-    step = step > fewest ? step : fewest;
-    return (step + align - 1) / align * align;
-}
-
-/* The number of chunks of `step` rows that cover `rows` rows */
-static int64_t chunk_count(int64_t rows, int64_t step) {
-    return step >= rows ? 1 : (rows + step - 1) / step;
-}
-
-/* Rows [*r0, *r1) of this thread's next chunks of a matrix of `rows` rows cut in chunks of
- * `step`; 0 once every chunk of the stage is taken */
-static int next_rows(pg_pool *pool, int ith, int64_t rows, int64_t step, int64_t *r0, int64_t *r1) {
-    int64_t c0, c1;
-    if (!pg_pool_next_chunks(pool, ith, chunk_count(rows, step), &c0, &c1)) return 0;
-    *r0 = c0 * step;
-    *r1 = rows / step < c1 ? rows : c1 * step;
-    return 1;
-}
-
 /* y (ntok, w->rows) at row stride ldy = W a^T, rows [r0, r1) of W only */
 static void project_rows(const forward_task *f, const pg_weight *w, const float *x, int ntok, float *y, size_t ldy,
                          int64_t r0, int64_t r1, int ith) {
-    pg_weight_gemm(w, f->isa, r0, r1, act_for(f->m, w, x, ith), act_row_bytes(w->traits->act_type, w->n), ntok,
+    pg_weight_gemm(w, f->k, r0, r1, act_for(f->m, w, x, ith), act_row_bytes(w->traits->act_type, w->n), ntok,
                    y + r0, ldy);
 }
 
@@ -116,8 +81,8 @@ static void project_rows(const forward_task *f, const pg_weight *w, const float 
  * no barrier of its own */
 static void project_residual(const forward_task *f, const pg_weight *w, const float *a, int ntok, int ith, int nth) {
     pg_model *m = f->m;
-    const int64_t n = m->p.n_embd, step = chunk_rows(w->rows, w->n, ntok, 16, nth);
-    for (int64_t r0, r1; next_rows(m->pool, ith, w->rows, step, &r0, &r1);) {
+    const int64_t n = m->p.n_embd, step = pg_chunk_rows(w->rows, w->n, ntok, 16, nth);
+    for (int64_t r0, r1; pg_next_rows(m->pool, ith, w->rows, step, &r0, &r1);) {
         project_rows(f, w, a, ntok, m->s.y, (size_t)n, r0, r1, ith);
         for (int t = 0; t < ntok; t++)
             for (int64_t r = r0; r < r1; r++) m->s.x[t * n + r] += m->s.y[t * n + r];
@@ -146,7 +111,7 @@ static void rope_rows(const forward_task *f, float *y, size_t ld, int64_t r0, in
 static void store_rows(const forward_task *f, pg_half *cache, int layer, const float *y, int64_t r0, int64_t r1) {
     const pg_model *m = f->m;
     const int64_t hd = m->p.head_dim;
-    const pg_f16_row_fn to_f16 = pg_f16_row_for(f->isa);
+    const pg_f16_row_fn to_f16 = f->k->f16_row.run;
     for (int t = 0; t < f->ntok; t++) {
         const float *yt = y + (size_t)t * m->n_kv;
         for (int64_t h0 = r0 - r0 % hd; h0 < r1; h0 += hd) {
@@ -177,9 +142,9 @@ static void qkv_rows(const forward_task *f, const pg_layer *L, int layer, const 
 /* q, k, v projections as one stage: q's chunks, then k's, then v's */
 static void qkv(const forward_task *f, const pg_layer *L, int layer, const float *xb, int ith, int nth) {
     const pg_model *m = f->m;
-    const int64_t step = chunk_rows(m->n_q, L->wq.n, f->ntok, 16, nth);
+    const int64_t step = pg_chunk_rows(m->n_q, L->wq.n, f->ntok, 16, nth);
     const int64_t rows[3] = {m->n_q, m->n_kv, m->n_kv};
-    const int64_t count[3] = {chunk_count(rows[0], step), chunk_count(rows[1], step), chunk_count(rows[2], step)};
+    const int64_t count[3] = {pg_chunk_count(rows[0], step), pg_chunk_count(rows[1], step), pg_chunk_count(rows[2], step)};
     for (int64_t c0, c1; pg_pool_next_chunks(m->pool, ith, count[0] + count[1] + count[2], &c0, &c1);) {
         int64_t base = 0;   /* the taken chunks, matrix by matrix */
         for (int which = 0; which < 3 && c0 < c1; base += count[which], which++) {
@@ -202,9 +167,9 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
     const int hd = m->p.head_dim, n_head = m->p.n_head, n_rep = m->n_rep;
     const int total = f->ntok * n_head;
     const float scale = 1.0f / sqrtf((float)hd);
-    const pg_attention_kernels *kern = pg_attention_kernels_for(f->isa, hd);
+    const pg_attention_kernels *kern = pg_attention_for(f->isa, hd);
     int per_chunk = total / n_rep >= 4 * nth ? n_rep : (total + nth - 1) / nth;
-    if (total / per_chunk >= MAX_STAGE_CHUNKS) per_chunk = n_rep * (total / n_rep / MAX_STAGE_CHUNKS + 1);
+    if (total / per_chunk >= PG_MAX_STAGE_CHUNKS) per_chunk = n_rep * (total / n_rep / PG_MAX_STAGE_CHUNKS + 1);
     for (int64_t c0, c1; pg_pool_next_chunks(m->pool, ith, (total + per_chunk - 1) / per_chunk, &c0, &c1);) {
         const int u1 = c1 * per_chunk < total ? (int)c1 * per_chunk : total;
         for (int u = (int)c0 * per_chunk, next; u < u1; u = next) {
@@ -227,10 +192,10 @@ static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, i
     const int64_t align = act->blck_size > 16 ? act->blck_size : 16;   /* 1, 32 and 256 all divide or are multiples of 16 */
     const int act_type = L->w_down.traits->act_type;
     const size_t rb = pg_row_bytes(act, n_ff);
-    const pg_quantize_fn quantize = pg_act_quantizer_for(f->isa, act_type);
-    const pg_swiglu_fn swiglu = pg_swiglu_for(f->isa);
-    const int64_t step = chunk_rows(n_ff, 2 * L->w_gate.n, f->ntok, align, nth);
-    for (int64_t r0, r1; next_rows(m->pool, ith, n_ff, step, &r0, &r1);) {
+    const pg_quantize_fn quantize = f->k->type[act_type].quantize_act.run;
+    const pg_swiglu_fn swiglu = f->k->swiglu.run;
+    const int64_t step = pg_chunk_rows(n_ff, 2 * L->w_gate.n, f->ntok, align, nth);
+    for (int64_t r0, r1; pg_next_rows(m->pool, ith, n_ff, step, &r0, &r1);) {
         project_rows(f, &L->w_gate, xb, f->ntok, m->s.hb, (size_t)n_ff, r0, r1, ith);
         project_rows(f, &L->w_up, xb, f->ntok, m->s.hb2, (size_t)n_ff, r0, r1, ith);
         for (int t = 0; t < f->ntok; t++) {
@@ -291,14 +256,15 @@ static void forward_worker(void *arg, int ith, int nth) {
     /* final rmsnorm of the tokens whose logits are wanted, then the output matrix */
     float *xb = norm_quantize(f, s->x, m->w.output_norm, f->out_rows, f->n_out, m->w.act_output, ith);
     const pg_weight *out = &m->w.output;
-    const int64_t step = chunk_rows(out->rows, out->n, f->n_out, 16, nth);
-    for (int64_t r0, r1; next_rows(pool, ith, out->rows, step, &r0, &r1);)
+    const int64_t step = pg_chunk_rows(out->rows, out->n, f->n_out, 16, nth);
+    for (int64_t r0, r1; pg_next_rows(pool, ith, out->rows, step, &r0, &r1);)
         project_rows(f, out, xb, f->n_out, f->logits, (size_t)m->p.n_vocab, r0, r1, ith);
 }
 
 static int run_batch(pg_model *m, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int ntok,
                      const int32_t *out_rows, int n_out, float *logits) {
-    forward_task f = {m, tokens, pos, seq, ntok, out_rows, n_out, logits, pg_isa_current()};
+    const int isa = pg_isa_active();
+    forward_task f = {m, tokens, pos, seq, ntok, out_rows, n_out, logits, isa, pg_kernels(isa)};
     pg_pool_run(m->pool, forward_worker, &f);
     return PG_OK;
 }

@@ -1,7 +1,7 @@
 /* The F16 KV cache, (n_layer, n_head_kv, n_seq, n_ctx, head_dim) for K and for V: forward.c
  * writes it; here are llama.cpp's context shift (drop a range, move the rest down, re-rotate the
  * moved keys without recomputing anything), the copy of one sequence's prefix into another (a
- * shared prompt computed once), and a read-back for tests. */
+ * shared prompt computed once). */
 #include <string.h>
 #include "model/model.h"
 
@@ -46,21 +46,5 @@ int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
             memcpy(pg_kv_row(m->s.k_cache, m, l, g, dst, 0), pg_kv_row(m->s.k_cache, m, l, g, src, 0), bytes);
             memcpy(pg_kv_row(m->s.v_cache, m, l, g, dst, 0), pg_kv_row(m->s.v_cache, m, l, g, src, 0), bytes);
         }
-    return PG_OK;
-}
-
-int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int32_t n, float *k, float *v) {
-    if (!m || !k || !v || !seq_ok(m, seq) || layer < 0 || layer >= m->p.n_layer || pos0 < 0 || n < 0 ||
-        pos0 > m->p.n_ctx - n)
-        return PG_EBADARG;
-    const int hd = m->p.head_dim;
-    for (int g = 0; g < m->p.n_head_kv; g++) {
-        const pg_half *kc = pg_kv_row(m->s.k_cache, m, layer, g, seq, pos0);
-        const pg_half *vc = pg_kv_row(m->s.v_cache, m, layer, g, seq, pos0);
-        for (size_t i = 0; i < (size_t)n * hd; i++) {
-            k[(size_t)g * n * hd + i] = pg_half_to_float(kc[i]);
-            v[(size_t)g * n * hd + i] = pg_half_to_float(vc[i]);
-        }
-    }
     return PG_OK;
 }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model/model.h"
-#include "dispatch.h"
 
 enum { DIM_MAX = 1 << 20, LAYER_MAX = 1 << 12, CTX_MAX = 1 << 24, VOCAB_MAX = 1 << 24, SEQ_MAX = 256 };
 
@@ -41,8 +40,8 @@ static int bind_weight(pg_weight *w, const pg_tensor_desc *d, int64_t n, int64_t
     if (as_embedding) {
         if (!t->dequantize) return PG_ENOKERNEL;
     } else {
-        const pg_type_traits *act = pg_traits(t->act_type);
-        if (!pg_gemm_for(PG_ISA_SCALAR, d->type) || !act || !act->quantize_act) return PG_ENOKERNEL;
+        const pg_isa_kernels *ref = pg_kernels(PG_ISA_SCALAR);   /* every ISA falls back to it */
+        if (!ref->type[d->type].gemm.run || !ref->type[t->act_type].quantize_act.run) return PG_ENOKERNEL;
     }
     *w = (pg_weight){map + d->offset, t, d->type, n, rows, rb};
     return PG_OK;
@@ -197,7 +196,6 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     if (!params_ok(params)) return PG_EBADARG;
     if (n_tensors != 4 + 9 * (int64_t)params->n_layer) return PG_EBADARG;
 
-    pg_ops_init();
     pg_model *m = calloc(1, sizeof *m);
     if (!m) return PG_ENOMEM;
     m->p = *params;
@@ -211,7 +209,7 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
         (rc = bind_weights(m, map, map_size, tensors, bad_tensor)) == PG_OK)
         rc = alloc_run_state(m);
     set_rope(m);
-    if (rc == PG_OK && !params->gguf_layout_only) pg_weights_repack(m, pg_isa_current());
+    if (rc == PG_OK && !params->gguf_layout_only) pg_weights_repack(m, pg_kernels(pg_isa_active()));
     if (rc != PG_OK) {
         pg_model_free(m);
         return rc;

@@ -1,15 +1,16 @@
 /* The llama model in C, llama2.c style: hyper-parameters, weights (pointers into the mapped
  * file, validated in load.c), a run state whose scratch buffers are all allocated once at load,
- * and the F16 KV cache. forward.c reads them top to bottom; ops.c holds the small kernels. */
+ * and the F16 KV cache. forward.c reads them top to bottom; every kernel comes from the dispatch
+ * table (kernels/dispatch.h). */
 #ifndef PYGGUF_MODEL_H
 #define PYGGUF_MODEL_H
 
 #include <stdint.h>
 #include <stddef.h>
-#include "threadpool.h"        /* api/kernels.h: the pool and the PG_E* codes */
 #include "api/model.h"
-#include "quants/traits.h"
-#include "model/ops.h"
+#include "core/threadpool.h"
+#include "kernels/dispatch.h"
+#include "model/rope.h"
 
 /* One weight matrix: rows of n values, stored row after row in `data`; and, for the types an
  * x86 kernel reads faster that way, the same rows repacked once at load (weights.c). */
@@ -19,7 +20,7 @@ typedef struct {
     int type;
     int64_t n, rows;               /* ne0 (row length), ne1 */
     size_t row_bytes;
-    void *packed;                  /* the rows in the repacked 8-row layout (repack.c), or NULL */
+    void *packed;                  /* the rows in the repacked 8-row layout (kernels/repack.h), or NULL */
 } pg_weight;
 
 typedef struct {
@@ -84,14 +85,19 @@ static inline pg_half *pg_kv_row(pg_half *cache, const pg_model *m, int layer, i
 }
 
 /* Rows [r0, r1) of W (r0 a multiple of 8) times ntok activation rows in W's activation format,
- * a_stride bytes apart, into y[t*ldy + r - r0], with isa's kernel: the repacked rows when W has
- * them and isa a kernel for them, else the GGUF rows. Either gives the same bits. */
-void pg_weight_gemm(const pg_weight *w, int isa, int64_t r0, int64_t r1, const void *a, size_t a_stride,
-                    int ntok, float *y, size_t ldy);
+ * a_stride bytes apart, into y[t*ldy + r - r0], with the kernels of an ISA's row (pg_kernels):
+ * the repacked rows when W has them and the row a kernel for them, else the GGUF rows. Either
+ * gives the same bits. */
+void pg_weight_gemm(const pg_weight *w, const pg_isa_kernels *k, int64_t r0, int64_t r1, const void *a,
+                    size_t a_stride, int ntok, float *y, size_t ldy);
 
-/* Repacks every matrix of the model whose type has a repacked kernel on `isa`; a matrix that
- * cannot get the memory keeps its GGUF rows only. pg_weights_free_packed releases them. */
-void pg_weights_repack(pg_model *m, int isa);
+/* W's rows repacked when its type has a repacked kernel in the row k; a matrix that cannot get
+ * the memory keeps its GGUF rows only. pg_weight_free_packed releases them. */
+void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k);
+void pg_weight_free_packed(pg_weight *w);
+
+/* pg_weight_repack / pg_weight_free_packed on every matrix the forward multiplies by */
+void pg_weights_repack(pg_model *m, const pg_isa_kernels *k);
 void pg_weights_free_packed(pg_model *m);
 
 #endif

@@ -3,7 +3,7 @@
  * Each struct is followed by a size assertion and the formula that turns its bits back into
  * floats. Weight formats come first, then the activation formats the integer dot products
  * consume (Q8_0, Q8_1, Q8_K). The reference quantizer, dequantizer and dot product of each
- * format live together in quants/<format>.c; the SIMD variants in isa/.
+ * format live together in quants/<format>.c; the SIMD variants in kernels/x86 and kernels/arm.
  */
 #ifndef PYGGUF_BLOCKS_H
 #define PYGGUF_BLOCKS_H

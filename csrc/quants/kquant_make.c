@@ -6,6 +6,18 @@
 
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* sum over i, in order, of weights[i] * |e| (use_mad) or e^2, e = scale * L[i] + min - x[i] */
+static float weighted_error(int n, float scale, float min, const uint8_t *L, const float *x, const float *weights,
+                            int use_mad) {
+    float error = 0;
+    for (int i = 0; i < n; i++) {
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        error += weights[i] * diff;
+    }
+    return error;
+}
+
 float pg_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                           float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad) {
@@ -27,14 +39,8 @@ float pg_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
     }
     float iscale = nmax / (max - min);
     float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; i++) {
-        int l = pg_nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)clamp_int(l, 0, nmax);
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        best_error += weights[i] * diff;
-    }
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)clamp_int(pg_nearest_int(iscale * (x[i] - min)), 0, nmax);
+    float best_error = weighted_error(n, scale, min, L, x, weights, use_mad);
     if (nstep < 1) {
         *the_min = -min;
         return scale;
@@ -58,12 +64,7 @@ float pg_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
                 this_min = 0;
                 this_scale = sum_xl / sum_l2;
             }
-            float cur_error = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff * diff;
-                cur_error += weights[i] * diff;
-            }
+            const float cur_error = weighted_error(n, this_scale, this_min, Laux, x, weights, use_mad);
             if (cur_error < best_error) {
                 for (int i = 0; i < n; i++) L[i] = Laux[i];
                 best_error = cur_error;

@@ -1,5 +1,5 @@
 /* Q8_0: 32 values per block, x = d * q, q in -127..127. A weight format and the activation
- * format of Q4_0, Q5_0 and Q8_0 (pg_matmul quantizes activations with this reference). */
+ * format of Q4_0, Q5_0 and Q8_0. */
 #include "quants/legacy.h"
 
 /* d = amax / 127, q = roundf(x / d) (half away from zero, as ggml's quantize_row_q8_0_ref). */

@@ -1,12 +1,11 @@
-/* The type table. Format files define the functions named in traits.h; a function not yet
- * written is a weak NULL here, reported by pg_type_info() and the tests, never called. */
+/* The type table. Every format file (quants/<t>.c) defines the three functions named in
+ * traits.h. */
 #include "quants/traits.h"
 
-#define WEAK __attribute__((weak))
-#define DECLARE_FORMAT(t)                                                        \
-    extern void pg_quantize_ref_##t(const float *x, void *y, int64_t n) WEAK;     \
-    extern void pg_dequantize_##t(const void *x, float *y, int64_t n) WEAK;       \
-    extern void pg_vec_dot_ref_##t(int64_t n, float *s, const void *w, const void *a) WEAK;
+#define DECLARE_FORMAT(t)                                                   \
+    void pg_quantize_ref_##t(const float *x, void *y, int64_t n);            \
+    void pg_dequantize_##t(const void *x, float *y, int64_t n);              \
+    void pg_vec_dot_ref_##t(int64_t n, float *s, const void *w, const void *a);
 
 DECLARE_FORMAT(f32) DECLARE_FORMAT(f16) DECLARE_FORMAT(bf16)
 DECLARE_FORMAT(q4_0) DECLARE_FORMAT(q4_1) DECLARE_FORMAT(q5_0) DECLARE_FORMAT(q5_1)
@@ -15,12 +14,7 @@ DECLARE_FORMAT(q2_K) DECLARE_FORMAT(q3_K) DECLARE_FORMAT(q4_K) DECLARE_FORMAT(q5
 DECLARE_FORMAT(q6_K) DECLARE_FORMAT(q8_K)
 
 #define ROW(id, t, blck, size, act) \
-    [id] = { #t, blck, size, act, pg_quantize_ref_##t, pg_quantize_ref_##t, pg_dequantize_##t, pg_vec_dot_ref_##t }
-#define ACT_ROW(id, t, blck, size, act) \
-    [id] = { #t, blck, size, act, pg_quantize_ref_##t, pg_quantize_act_##t, pg_dequantize_##t, pg_vec_dot_ref_##t }
-
-extern void pg_quantize_act_q8_0(const float *x, void *y, int64_t n) WEAK;
-extern void pg_quantize_act_q8_1(const float *x, void *y, int64_t n) WEAK;
+    [id] = { #t, blck, size, act, pg_quantize_ref_##t, pg_dequantize_##t, pg_vec_dot_ref_##t }
 
 static const pg_type_traits TYPES[PG_TYPE_COUNT] = {
     ROW(PG_F32,  f32,  1,     4,                  PG_F32),
@@ -30,8 +24,8 @@ static const pg_type_traits TYPES[PG_TYPE_COUNT] = {
     ROW(PG_Q4_1, q4_1, QK4_1, sizeof(block_q4_1), PG_Q8_1),
     ROW(PG_Q5_0, q5_0, QK5_0, sizeof(block_q5_0), PG_Q8_0),
     ROW(PG_Q5_1, q5_1, QK5_1, sizeof(block_q5_1), PG_Q8_1),
-    ACT_ROW(PG_Q8_0, q8_0, QK8_0, sizeof(block_q8_0), PG_Q8_0),
-    ACT_ROW(PG_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), PG_Q8_1),
+    ROW(PG_Q8_0, q8_0, QK8_0, sizeof(block_q8_0), PG_Q8_0),
+    ROW(PG_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), PG_Q8_1),
     ROW(PG_Q2_K, q2_K, QK_K,  sizeof(block_q2_K), PG_Q8_K),
     ROW(PG_Q3_K, q3_K, QK_K,  sizeof(block_q3_K), PG_Q8_K),
     ROW(PG_Q4_K, q4_K, QK_K,  sizeof(block_q4_K), PG_Q8_K),

@@ -1,11 +1,11 @@
 /* The type table: for each tensor type, its block geometry, the activation format its dot
- * product consumes, and its reference functions. SIMD variants are picked in dispatch.c.
+ * product consumes, and its reference functions (ggml's type_traits; which kernel each ISA runs
+ * for a type is the dispatch table's, kernels/dispatch.c, as ggml's type_traits_cpu).
  *
  * Naming convention every format file follows (t = f32, f16, bf16, q4_0, ..., q8_K):
  *   pg_quantize_ref_<t>(x, y, n)      floats -> blocks, bit-identical to llama.cpp's reference
  *   pg_dequantize_<t>(x, y, n)        blocks -> floats, bit-identical to gguf-py's dequantizer
  *   pg_vec_dot_ref_<t>(n, s, w, a)    *s = dot(one weight row w, one activation row a)
- *   pg_gemm_<t>_<isa>(...)            the pg_gemm_fn below, for isa = avx2, avx512, neon
  */
 #ifndef PYGGUF_TRAITS_H
 #define PYGGUF_TRAITS_H
@@ -16,24 +16,12 @@ typedef void (*pg_quantize_fn)(const float *x, void *y, int64_t n);
 typedef void (*pg_dequantize_fn)(const void *x, float *y, int64_t n);
 typedef void (*pg_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
 
-/* W (nrows, n) @ A (ntok, n)^T -> Y: y[t*ldy + r] = dot(W row r, A row t).
- * W rows are w_stride bytes apart, A rows (already in the activation format) a_stride bytes.
- * Contract for every implementation: the value of y[t*ldy + r] depends only on W row r and
- * A row t, never on nrows, ntok or where the row sits in a tile, so results are bit-identical
- * whatever the thread count or batch size. */
-typedef void (*pg_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nrows,
-                           const void *a, size_t a_stride, int ntok, float *y, size_t ldy);
-
 typedef struct {
     const char *name;
     int64_t blck_size;           /* values per block */
     size_t type_size;            /* bytes per block */
     enum pg_type act_type;       /* activation format the dot product consumes */
-    pg_quantize_fn quantize_ref;
-    /* Activations at run time: llama.cpp's own run-time rounding where it differs from its
-     * reference (Q8_0/Q8_1: round half to even with id = 127/amax, as its SIMD quantizers do);
-     * the reference quantizer for every other type. Weights always use quantize_ref. */
-    pg_quantize_fn quantize_act;
+    pg_quantize_fn quantize_ref;  /* weights; activations take the dispatch table's quantize_act */
     pg_dequantize_fn dequantize;
     pg_vec_dot_fn vec_dot_ref;
 } pg_type_traits;

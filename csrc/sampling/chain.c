@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/kernels.h"
+#include "api/status.h"
 #include "api/sampling.h"
 #include "sampling/sort.h"
 #include "sampling/top_k.h"

@@ -3,7 +3,7 @@
  * pygguf.samplers.rng.Mt19937) and the C chain, so either path continues the other's stream. */
 #include <stdint.h>
 #include <stddef.h>
-#include "api/kernels.h"
+#include "api/status.h"
 #include "api/sampling.h"
 
 enum { MT_N = 624, MT_M = 397 };

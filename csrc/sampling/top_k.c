@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include "api/kernels.h"
+#include "api/status.h"
 #include "api/sampling.h"
 #include "sampling/sort.h"
 #include "sampling/top_k.h"

@@ -1,7 +1,8 @@
 /* NEON kernels vs the reference gemm, run under qemu-aarch64 (see Makefile).
  *
- * For every type whose NEON gemm exists in the dispatch table (pg_gemm_for(NEON, t) differs
- * from the reference), on random data quantized with the reference quantizers, over several
+ * First the dispatch table's aarch64 rows: NEON's gemms are the _neon kernels, everything else
+ * (and every x86 row, not built here) falls back to the scalar references. Then, for every type
+ * whose NEON gemm exists, on random data quantized with the reference quantizers, over several
  * shapes: (1) every output within a float tolerance of the reference gemm; (2) the tiling
  * contract: an output computed alone (1 row x 1 token) equals, bit for bit, the same output
  * inside the full gemm. Prints "neon: N passed, M failed"; exits 1 on any failure. */
@@ -11,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "api/kernels.h"
-#include "dispatch.h"
+#include "kernels/dispatch.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
@@ -46,8 +46,9 @@ static int run_case(tally *tl, int type, int64_t n, int nrows, int ntok) {
     for (int r = 0; r < nrows; r++) t->quantize_ref(xw + r * n, w + r * wrow, n);
     for (int k = 0; k < ntok; k++) act->quantize_ref(xa + k * n, a + k * arow, n);
 
-    pg_gemm_for(PG_ISA_SCALAR, type)(n, w, wrow, nrows, a, arow, ntok, yref, (size_t)nrows);
-    pg_gemm_for(PG_ISA_NEON, type)(n, w, wrow, nrows, a, arow, ntok, yneon, (size_t)nrows);
+    const pg_gemm_fn ref = pg_kernels(PG_ISA_SCALAR)->type[type].gemm.run, neon = pg_kernels(PG_ISA_NEON)->type[type].gemm.run;
+    ref(n, w, wrow, nrows, a, arow, ntok, yref, (size_t)nrows);
+    neon(n, w, wrow, nrows, a, arow, ntok, yneon, (size_t)nrows);
 
     int close = 1, tiled = 1;
     for (int k = 0; k < ntok; k++)
@@ -61,13 +62,40 @@ static int run_case(tally *tl, int type, int64_t n, int nrows, int ntok) {
                 close = 0;
             }
             float alone;
-            pg_gemm_for(PG_ISA_NEON, type)(n, w + r * wrow, wrow, 1, a + k * arow, arow, 1, &alone, 1);
+            neon(n, w + r * wrow, wrow, 1, a + k * arow, arow, 1, &alone, 1);
             if (memcmp(&alone, &got, sizeof(float)) != 0) tiled = 0;
         }
     check(tl, close, t->name, "matches reference", n, nrows, ntok);
     check(tl, tiled, t->name, "tile-invariant", n, nrows, ntok);
     free(xw); free(xa); free(w); free(a); free(yref); free(yneon);
     return 1;
+}
+
+static int ends_with(const char *s, const char *end) {
+    if (!s) return 0;
+    const size_t n = strlen(s), m = strlen(end);
+    return n >= m && strcmp(s + n - m, end) == 0;
+}
+
+/* The table's choices on aarch64: a _neon gemm for every type with a reference gemm, the scalar
+ * kernels for the rest of NEON's row, and the scalar row wherever an x86 ISA is asked for */
+static void check_table(tally *tl) {
+    const pg_isa_kernels *ref = pg_kernels(PG_ISA_SCALAR), *neon = pg_kernels(PG_ISA_NEON);
+    int gemms = 0, ok = 1;
+    for (int type = 0; type < PG_TYPE_COUNT; type++) {
+        const pg_type_kernels *r = &ref->type[type], *k = &neon->type[type];
+        if (r->gemm.run) {
+            gemms++;
+            if (!k->gemm.name || !ends_with(k->gemm.name, "_neon")) ok = 0;
+        }
+        if (k->gemm_r8.run || k->gemm_r8_amx.run || k->quantize_act.run != r->quantize_act.run) ok = 0;
+        for (int isa = PG_ISA_AVX2; isa <= PG_ISA_AVX512; isa++)
+            if (memcmp(&pg_kernels(isa)->type[type], r, sizeof *r) != 0) ok = 0;
+    }
+    if (neon->rmsnorm.run != ref->rmsnorm.run || neon->swiglu.run != ref->swiglu.run ||
+        neon->f16_row.run != ref->f16_row.run || pg_attention_for(PG_ISA_NEON, 64) != ref->attention)
+        ok = 0;
+    check(tl, ok && gemms == 13, "table", "aarch64 choices", 0, 0, 0);
 }
 
 int main(void) {
@@ -79,12 +107,13 @@ int main(void) {
     static const int TOKENS[] = {1, 2, 3, 5};
     static const int BLOCKS[] = {1, 3, 18};
     tally tl = {0, 0};
+    check_table(&tl);
     int types = 0;
     for (int type = 0; type < PG_TYPE_COUNT; type++) {
         const pg_type_traits *t = pg_traits(type);
         if (!t || !t->quantize_ref || !t->vec_dot_ref) continue;
         const pg_type_traits *act = pg_traits(t->act_type);
-        pg_gemm_fn neon = pg_gemm_for(PG_ISA_NEON, type), ref = pg_gemm_for(PG_ISA_SCALAR, type);
+        pg_gemm_fn neon = pg_kernels(PG_ISA_NEON)->type[type].gemm.run, ref = pg_kernels(PG_ISA_SCALAR)->type[type].gemm.run;
         if (!act || !act->quantize_ref || !neon || !ref || neon == ref) continue;   /* no NEON kernel */
         types++;
         for (size_t b = 0; b < sizeof BLOCKS / sizeof *BLOCKS; b++) {

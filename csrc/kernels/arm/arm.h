@@ -1,0 +1,16 @@
+/* Every AArch64 kernel the dispatch table names (kernels/dispatch.c): NEON with the dot-product
+ * extension (ARMv8.2 sdot). The ISA files include this too, so a definition that strays from its
+ * type does not compile. */
+#ifndef PYGGUF_KERNELS_ARM_H
+#define PYGGUF_KERNELS_ARM_H
+
+#include "kernels/kernels.h"
+
+void pg_gemm_f32_neon(PG_GEMM_ARGS); void pg_gemm_f16_neon(PG_GEMM_ARGS); void pg_gemm_bf16_neon(PG_GEMM_ARGS);
+void pg_gemm_q4_0_neon(PG_GEMM_ARGS); void pg_gemm_q4_1_neon(PG_GEMM_ARGS);
+void pg_gemm_q5_0_neon(PG_GEMM_ARGS); void pg_gemm_q5_1_neon(PG_GEMM_ARGS);
+void pg_gemm_q8_0_neon(PG_GEMM_ARGS);
+void pg_gemm_q2_K_neon(PG_GEMM_ARGS); void pg_gemm_q3_K_neon(PG_GEMM_ARGS); void pg_gemm_q4_K_neon(PG_GEMM_ARGS);
+void pg_gemm_q5_K_neon(PG_GEMM_ARGS); void pg_gemm_q6_K_neon(PG_GEMM_ARGS);
+
+#endif

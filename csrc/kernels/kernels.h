@@ -1,0 +1,76 @@
+/* The kernel function types: what every ISA's kernels implement and the dispatch table
+ * (kernels/dispatch.h) holds. Kernels depend on this and on quants/ only, never on the model.
+ *
+ * Contract of every kernel here: an output value depends only on its own inputs (a gemm's
+ * y[t*ldy + r] only on W row r and A row t; a norm's or SwiGLU's value only on its row), never on
+ * how many rows, tokens or values a call holds or where the value sits in a tile, so the forward
+ * pass gives the same bits at any thread count and batch size. */
+#ifndef PYGGUF_KERNELS_H
+#define PYGGUF_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "quants/traits.h"
+
+/* W (nrows, n) @ A (ntok, n)^T -> y: y[t*ldy + r] = dot(W row r, A row t). W rows are w_stride
+ * bytes apart; A rows, already in the type's activation format (pg_type_traits.act_type), are
+ * a_stride bytes apart. */
+#define PG_GEMM_ARGS int64_t n, const void *w, size_t w_stride, int nrows, \
+                     const void *a, size_t a_stride, int ntok, float *y, size_t ldy
+typedef void (*pg_gemm_fn)(PG_GEMM_ARGS);
+
+/* The same product with W in the repacked 8-row layout (kernels/repack.h), given from its first
+ * group on: equal bit for bit to the pg_gemm_fn of the GGUF rows on the same ISA. */
+#define PG_GEMM_R8_ARGS int64_t n, const void *packed, int nrows, \
+                        const void *a, size_t a_stride, int ntok, float *y, size_t ldy
+typedef void (*pg_gemm_r8_fn)(PG_GEMM_R8_ARGS);
+
+/* x (n,) -> out (n,) = x / rms(x) * w: the mean of squares taken in double, as llama.cpp */
+typedef void (*pg_rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
+
+/* g, u (n,) -> g = silu(g) * u */
+typedef void (*pg_swiglu_fn)(float *g, const float *u, int64_t n);
+
+/* x (n,) -> out (n,) binary16, rounded to nearest even (pg_float_to_half's bits): keys and values
+ * into the KV cache */
+typedef void (*pg_f16_row_fn)(pg_half *out, const float *x, int64_t n);
+
+/* The three inner loops of attention over the F16 cache of one KV head, shared by its n_rep query
+ * heads (each cached row is read once for all of them):
+ *   scores:     s (n_rep, n_kv): s[h * n_kv + j] = dot(q (n_rep, head_dim) row h, K row j) * scale
+ *   softmax:    s (n,) -> exp(s - max(s)) in place, with libm's expf values; returns 1 / the sum of
+ *               the new s[j] taken in double in order j = 0, 1, ... (that sum's value, however it
+ *               is computed)
+ *   accumulate: out (n_rep, head_dim): out row h = sum over j = 0, 1, .. n_kv-1 of p[h * n_kv + j] * V row j
+ * for K, V (n_kv, head_dim) F16. `row` is head_dim floats of scratch. Every ISA's version uses one
+ * fixed order of operations per value, so a score depends only on q_h and K row j, and an output
+ * value only on its column of p and V: never on n_kv or where a position falls in a block. */
+typedef struct {
+    const char *name;
+    int head_dim_multiple;   /* the head sizes these loops take: multiples of this */
+    void (*scores)(float *s, const float *q, int n_rep, const pg_half *k, int n_kv, int head_dim, float scale,
+                   float *row);
+    float (*softmax)(float *s, int n);
+    void (*accumulate)(float *out, const float *p, int n_rep, const pg_half *v, int n_kv, int head_dim, float *row);
+} pg_attention_kernels;
+
+/* Causal attention of one token's n_rep query heads against the cache of their KV head, with any
+ * ISA's inner loops. q (n_rep, head_dim) at position pos; kc, vc (n_ctx, head_dim) F16 holding
+ * positions 0..pos; out (n_rep, head_dim). scratch: n_rep * (pos + 1) + head_dim floats. Softmax
+ * and the V sum are in F32. */
+void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
+                        int pos, const pg_half *kc, const pg_half *vc, float scale, float *scratch);
+
+/* Reordered double sums whose value is kept. A sum of n nonnegative terms taken in any order is
+ * within (n-1)u / (1 - (n-1)u) of the exact sum (u = 2^-53), so a sum taken in lanes brackets
+ * the one taken term by term: [*lo, *hi] = lanes * (1 -+ (2n + 8)u), with room for the
+ * bracket's own roundings. When a monotone function of the sum rounds lo and hi to the same
+ * float, that float is the term-by-term answer; callers redo the sequential sum when they
+ * differ: near a float rounding boundary (about once in 10^6 rows) or with a NaN term. */
+static inline void pg_sum_bracket(double lanes, int64_t n, double *lo, double *hi) {
+    const double e = (double)(2 * n + 8) * 0x1p-53;   /* 1 - e and 1 + e are exact */
+    *lo = lanes * (1.0 - e);
+    *hi = lanes * (1.0 + e);
+}
+
+#endif

@@ -1,0 +1,15 @@
+/* A check of the thread pool's work sharing (tests/kernels/test_pool_chunks.py; cdef'd by cffi,
+ * see testing/kernels.h for why it shares the product's extension). */
+#ifndef PYGGUF_TESTING_POOL_H
+#define PYGGUF_TESTING_POOL_H
+
+/* Runs `stages` stages of n chunks each on every thread of the pool, a barrier after each, the
+ * threads taking chunks with pg_pool_next_chunks. Thread `slow` (none if out of range) sleeps
+ * slow_us microseconds after each piece it takes, so the others must take its chunks.
+ * taken (stages, n): how many times each chunk was handed out (all 1 when sharing is right);
+ * *stolen: how many chunks a thread took outside its own run. PG_EBADSIZE if a piece fell
+ * outside [0, n) or was empty, PG_EBADARG for bad arguments. */
+int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slow_us, int32_t *taken,
+                         int64_t *stolen);
+
+#endif
