@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from pygguf._native import ffi, lib
+from pygguf.model import kernels
 from pygguf.model.batch import Batch
+
+
+def read_kv(model, layer: int, pos0: int, n: int, seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of cached K and V (n_head_kv, n, head_dim) of one layer of one sequence, as float32,
+    through the test-only entry point pg_model_kv_read (csrc/testing/model.h)."""
+    c = model.config
+    k = np.empty((c.n_head_kv, n, c.head_dim), dtype=np.float32)
+    v = np.empty_like(k)
+    kernels.check(lib.pg_model_kv_read(model._model, seq, layer, pos0, n, ffi.cast("float *", k.ctypes.data),
+                                       ffi.cast("float *", v.ctypes.data)), "read KV cache")
+    return k, v
 
 
 class Runner:
@@ -51,7 +64,7 @@ class Runner:
         self.n_past -= discard
 
     def kv_cache(self, layer: int, pos0: int = 0, n: int | None = None):
-        return self.model.kv_cache(layer, pos0, self.n_past - pos0 if n is None else n, seq=self.seq)
+        return read_kv(self.model, layer, pos0, self.n_past - pos0 if n is None else n, seq=self.seq)
 
     # the model's own attributes (config, n_ctx, close, ...) and `with Runner(model) as m:`
     def __getattr__(self, name):

@@ -288,18 +288,6 @@ class Model:
         if not 0 <= seq < self.n_seq:
             raise ModelError(f"sequence id {seq} outside 0..{self.n_seq - 1}")
 
-    def kv_cache(self, layer: int, pos0: int, n: int, seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of cached K and V (n_head_kv, n, head_dim) of one layer of one sequence, as
-        float32 (for tests)."""
-        self._check_open()
-        self._check_seq(seq)
-        c = self.config
-        k = np.empty((c.n_head_kv, n, c.head_dim), dtype=np.float32)
-        v = np.empty_like(k)
-        kernels.check(lib.pg_model_kv_read(self._model, seq, layer, pos0, n, ffi.cast("float *", k.ctypes.data),
-                                           ffi.cast("float *", v.ctypes.data)), "read KV cache")
-        return k, v
-
     # ---- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:

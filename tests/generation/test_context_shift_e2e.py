@@ -17,7 +17,7 @@ import pytest
 
 import reference_forward as ref
 from model_factory import encode, random_weights, tiny_config
-from model_runner import Runner
+from model_runner import Runner, read_kv
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason
 from pygguf.gguf.types import by_name
@@ -88,7 +88,7 @@ class RecordingModel:
         return len(self.cached)
 
     def _kv(self) -> list:
-        return [self.model.kv_cache(layer, 0, self.n_past) for layer in range(self.model.config.n_layer)]
+        return [read_kv(self.model, layer, 0, self.n_past) for layer in range(self.model.config.n_layer)]
 
     def decode(self, batch):
         tokens = batch.tokens[:batch.n].tolist()

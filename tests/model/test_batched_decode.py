@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model_factory import encode, missing_kernels, random_weights, tiny_config
-from model_runner import Runner
+from model_runner import Runner, read_kv
 from pygguf.errors import ModelError
 from pygguf.gguf.types import by_name
 from pygguf.model import Model
@@ -95,8 +95,8 @@ def test_copied_prefix_serves_like_one_computed_in_place(tiny):
         m.kv_copy(2, 0, len(shared))
         rows = decode(m, tail, range(5, 8), [0] * 3, [1] * 3)
         assert np.array_equal(rows, want[5:])
-        k0, v0 = m.kv_cache(1, 0, 5, seq=0)
-        k2, v2 = m.kv_cache(1, 0, 5, seq=2)
+        k0, v0 = read_kv(m, 1, 0, 5, seq=0)
+        k2, v2 = read_kv(m, 1, 0, 5, seq=2)
         assert np.array_equal(k0, k2) and np.array_equal(v0, v2)
 
 
@@ -110,11 +110,11 @@ def test_shift_moves_only_its_own_sequence(tiny):
         want_k, want_v = runner.kv_cache(0)
     with model(tensors, config, n_seq=2) as m:
         decode(m, tokens + tokens, list(range(12)) * 2, [0] * 12 + [1] * 12, [0] * 24)
-        before_k, before_v = m.kv_cache(0, 0, 12, seq=0)
+        before_k, before_v = read_kv(m, 0, 0, 12, seq=0)
         m.kv_shift(1, 12, 2, 4)
-        k1, v1 = m.kv_cache(0, 0, 8, seq=1)
+        k1, v1 = read_kv(m, 0, 0, 8, seq=1)
         assert np.array_equal(k1, want_k) and np.array_equal(v1, want_v)
-        k0, v0 = m.kv_cache(0, 0, 12, seq=0)
+        k0, v0 = read_kv(m, 0, 0, 12, seq=0)
         assert np.array_equal(k0, before_k) and np.array_equal(v0, before_v)
 
 
