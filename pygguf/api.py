@@ -43,6 +43,16 @@ def api_finish_reason(reason: str | None) -> str | None:
     return "stop" if reason in (FinishReason.EOS, FinishReason.STOP) else "length"
 
 
+def completion_request(prompt_tokens: list[int], *, n_predict: int, temperature: float, top_k: int, top_p: float,
+                       min_p: float, repeat_penalty: float, stop, seed: int, logprobs: int | None) -> Request:
+    """The Request of a completion call or a batch record: the API's few sampling parameters over
+    SamplerParams' defaults for the rest."""
+    sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
+                             repeat_penalty=float(repeat_penalty), seed=int(seed))
+    return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling, stop=_stop_tuple(stop),
+                   logprobs=None if logprobs is None else int(logprobs))
+
+
 def _stop_tuple(stop) -> tuple[str, ...]:
     if stop is None:
         return ()
@@ -88,14 +98,11 @@ class Llama:
 
     # ---- requests --------------------------------------------------------------------------
 
-    def _request(self, prompt_tokens: list[int], *, max_tokens, temperature, top_k, top_p, min_p,
-                 repeat_penalty, stop, seed, logprobs) -> Request:
-        seed = self.seed if seed is None else int(seed)
-        sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p),
-                                 min_p=float(min_p), repeat_penalty=float(repeat_penalty), seed=seed)
+    def _request(self, prompt_tokens: list[int], *, max_tokens, seed, **params) -> Request:
+        """llama-cpp-python's meanings: max_tokens None or <= 0 is no limit, seed None the Llama's."""
         n_predict = -1 if max_tokens is None or max_tokens <= 0 else int(max_tokens)
-        return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling,
-                       stop=_stop_tuple(stop), logprobs=None if logprobs is None else int(logprobs))
+        return completion_request(prompt_tokens, n_predict=n_predict, seed=self.seed if seed is None else seed,
+                                  **params)
 
     def _prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):

@@ -2,8 +2,8 @@
  * `_generic` rule). Each ISA's row names the kernels written for it; an entry a row leaves empty
  * is taken from the next ISA along its fallback chain (avx512 -> avx2 -> scalar, neon -> scalar:
  * a CPU that runs an ISA runs its whole chain), so the scalar row, the portable references,
- * serves whatever no SIMD kernel covers. The forward pass, the repacking at load, and the test and benchmark entry points
- * all read it; nothing else chooses a kernel. */
+ * serves whatever no SIMD kernel covers. The forward pass, the repacking at load, and the test
+ * and benchmark entry points all read it; nothing else chooses a kernel. */
 #ifndef PYGGUF_KERNELS_DISPATCH_H
 #define PYGGUF_KERNELS_DISPATCH_H
 

@@ -27,12 +27,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from pygguf.api import completion_request
 from pygguf.chat import ChatTemplateError
-from pygguf.errors import PyggufError, SamplerError
-from pygguf.errors import GenerationError
+from pygguf.errors import GenerationError, PyggufError, SamplerError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import Request, Sequence
-from pygguf.sampling import SamplerParams
 from pygguf.sampling.params import BATCH_N_PREDICT, default
 
 __all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record",
@@ -381,16 +380,13 @@ def build_request(llm, record: Record, defaults: BatchDefaults) -> Request:
             tokens = llm.tokenize(record.prompt, add_bos=True, special=True)
     except ChatTemplateError as e:
         raise RecordError(f"messages: {e}") from None
-    stop = p.get("stop", defaults.stop)
-    sampling = SamplerParams(temp=float(p.get("temperature", defaults.temperature)),
-                             top_k=int(p.get("top_k", defaults.top_k)),
-                             top_p=float(p.get("top_p", defaults.top_p)),
-                             min_p=float(p.get("min_p", defaults.min_p)),
-                             repeat_penalty=float(p.get("repeat_penalty", defaults.repeat_penalty)),
-                             seed=int(p.get("seed", defaults.seed)))
-    return Request(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)), sampling=sampling,
-                             stop=(stop,) if isinstance(stop, str) else tuple(s for s in stop if s),
-                             logprobs=defaults.logprobs)
+    return completion_request(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)),
+                              temperature=p.get("temperature", defaults.temperature),
+                              top_k=p.get("top_k", defaults.top_k), top_p=p.get("top_p", defaults.top_p),
+                              min_p=p.get("min_p", defaults.min_p),
+                              repeat_penalty=p.get("repeat_penalty", defaults.repeat_penalty),
+                              stop=p.get("stop", defaults.stop), seed=p.get("seed", defaults.seed),
+                              logprobs=defaults.logprobs)
 
 
 def records_to_run(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: set[str],
