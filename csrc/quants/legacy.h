@@ -8,6 +8,23 @@
 #include <float.h>
 #include "quants/traits.h"
 
+/* The 32-value formats as the gemm kernels name them (one kernel body serves all five). */
+enum { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0 };
+
+static inline size_t kind_block_bytes(int kind) {
+    switch (kind) {
+    case KIND_Q4_0: return sizeof(block_q4_0);
+    case KIND_Q4_1: return sizeof(block_q4_1);
+    case KIND_Q5_0: return sizeof(block_q5_0);
+    case KIND_Q5_1: return sizeof(block_q5_1);
+    default:        return sizeof(block_q8_0);
+    }
+}
+/* Q4_1 and Q5_1 carry a min (their activations are Q8_1, with the block sum) */
+static inline int kind_has_min(int kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
+/* the offset subtracted from unsigned quants: q4_0 and q5_0 are stored as q + 8 / q + 16 */
+static inline int kind_offset(int kind) { return kind == KIND_Q4_0 ? 8 : kind == KIND_Q5_0 ? 16 : 0; }
+
 /* The value of largest magnitude, sign kept (the first one wins a tie, as in ggml). */
 static inline float pg_signed_absmax(const float *x, int n) {
     float amax = 0.0f, max = 0.0f;

@@ -15,25 +15,14 @@
 #include <string.h>
 #include <arm_neon.h>
 #include "kernels/arm/arm.h"
+#include "quants/legacy.h"
 
 #define PG_INLINE static inline __attribute__((always_inline))
 #define TILE_ROWS 4
 #define TILE_TOKENS 4
 
-enum { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0 };
-
 typedef struct { int8x16_t lo, hi; } bytes32;   /* values 0..15 and 16..31 of a block */
 
-PG_INLINE size_t kind_block_bytes(int kind) {
-    switch (kind) {
-    case KIND_Q4_0: return sizeof(block_q4_0);
-    case KIND_Q4_1: return sizeof(block_q4_1);
-    case KIND_Q5_0: return sizeof(block_q5_0);
-    case KIND_Q5_1: return sizeof(block_q5_1);
-    default:        return sizeof(block_q8_0);
-    }
-}
-PG_INLINE int kind_has_min(int kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
 PG_INLINE pg_half half_at(const uint8_t *p) { pg_half h; memcpy(&h, p, 2); return h; }
 
 /* up to 4 fp16 values -> floats with one vector conversion (missing ones 0) */

@@ -18,6 +18,7 @@
 
 #include <immintrin.h>
 #include <string.h>
+#include "quants/legacy.h"
 #include "quants/traits.h"
 #include "kernels/x86/x86.h"
 
@@ -25,23 +26,8 @@
 #define PG_CAT3(a, b, c) a##b##c
 #define PG_GEMM_NAME(t, isa) PG_CAT3(pg_gemm_##t, _, isa)
 
-enum { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0 };
-
 #define QROWS 8   /* weight rows per pass: one int32 / float lane each */
 #define QKC 32    /* blocks per unpacked panel chunk: 8 rows x 32 blocks x 32 B = 8 KiB of quants */
-
-PG_INLINE size_t kind_block_bytes(int kind) {
-    switch (kind) {
-    case KIND_Q4_0: return sizeof(block_q4_0);
-    case KIND_Q4_1: return sizeof(block_q4_1);
-    case KIND_Q5_0: return sizeof(block_q5_0);
-    case KIND_Q5_1: return sizeof(block_q5_1);
-    default:        return sizeof(block_q8_0);
-    }
-}
-PG_INLINE int kind_has_min(int kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
-/* the offset subtracted from unsigned quants: q4_0 and q5_0 are stored as q + 8 / q + 16 */
-PG_INLINE int kind_offset(int kind) { return kind == KIND_Q4_0 ? 8 : kind == KIND_Q5_0 ? 16 : 0; }
 
 /* one activation block, decoded once for 8 rows */
 typedef struct { __m256i v; __m256 d, s; __m256i offset_sum; } act_block;
