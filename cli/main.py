@@ -161,7 +161,7 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
             return run_session(model, sampler, plan, gp, mp, display, timings)
         prompt_tokens = tokenize_prompt(tokenizer, prompt.text)
         engine = Engine(model, tokenizer, slots=1, clock=runtime.clock)
-        seq = engine.new_sequence(completion_request(prompt_tokens, gp), sampler=sampler, timings=timings)
+        seq = engine.new_sequence(one_shot_request(prompt_tokens, gp), sampler=sampler, timings=timings)
         if display.verbose_prompt:
             log_verbose_prompt(tokenizer, prompt.text, prompt_tokens, gp)
         log_run_setup(model, sampler, gp, mp, prompt_tokens)
@@ -172,7 +172,7 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
     return EXIT_INTERRUPTED if seq.finish_reason is FinishReason.INTERRUPTED else 0
 
 
-def completion_request(prompt_tokens: list[int], gp: GenerationParams) -> Request:
+def one_shot_request(prompt_tokens: list[int], gp: GenerationParams) -> Request:
     """llama.cpp main's one-shot completion: the prompt echoed through the same decoder, reverse
     prompts printed (not cut), a full context shifted unless --no-context-shift."""
     return Request(prompt_tokens, n_predict=gp.n_predict, stop=gp.reverse_prompts, cut_stop=False, echo_prompt=True,

@@ -23,7 +23,7 @@ from pygguf.generation.sequence import FinishReason
 from pygguf.gguf.types import by_name
 from pygguf.model import Model
 from pygguf.sampling import Sampler, SamplerParams
-from pygguf_cli.main import completion_request, generate_text
+from pygguf_cli.main import generate_text, one_shot_request
 from pygguf_cli.options import GenerationParams
 
 N_CTX, N_PREDICT, N_KEEP = 64, 300, 4
@@ -136,7 +136,7 @@ def run(setup, **params):
     params = dict(dict(n_predict=N_PREDICT, n_keep=N_KEEP, ignore_eos=True), **params)
     prompt = tok.encode(PROMPT_TEXT)
     engine = Engine(recorder, tok, slots=1)
-    seq = engine.new_sequence(completion_request(prompt, GenerationParams(**params)), sampler=sampler)
+    seq = engine.new_sequence(one_shot_request(prompt, GenerationParams(**params)), sampler=sampler)
     generate_text(engine, seq, lambda text: None)
     return seq, recorder, prompt
 

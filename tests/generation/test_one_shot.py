@@ -15,7 +15,7 @@ from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason, keep_count
 from pygguf.generation.stops import StopStrings
 from pygguf.generation.timings import Timings, format_perf_block
-from pygguf_cli.main import completion_request, generate_text
+from pygguf_cli.main import generate_text, one_shot_request
 from pygguf_cli.options import GenerationParams
 
 
@@ -28,7 +28,7 @@ class Gen:
         self.engine = Engine(model, model.tokenizer, slots=1, **({"clock": clock} if clock else {}))
 
     def sequence(self, prompt):
-        return self.engine.new_sequence(completion_request(prompt, self.params), sampler=self.sampler,
+        return self.engine.new_sequence(one_shot_request(prompt, self.params), sampler=self.sampler,
                                         timings=self.timings or Timings.start())
 
     def generate(self, prompt, on_text=None):
