@@ -43,7 +43,7 @@ def best_seconds(fn, budget: float, min_reps: int = 3, clock=time.perf_counter) 
 
 
 def read_bandwidth(pool: kernels.ThreadPool, buf: np.ndarray, budget: float, clock=time.perf_counter) -> float:
-    seconds = best_seconds(lambda: lib.pg_bench_read(pool.handle, kernels._ptr(buf), buf.nbytes), budget, clock=clock)
+    seconds = best_seconds(lambda: lib.pg_stream_read(pool.handle, kernels._ptr(buf), buf.nbytes), budget, clock=clock)
     return buf.nbytes / seconds / 1e9
 
 

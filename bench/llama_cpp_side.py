@@ -1,8 +1,8 @@
 """llama.cpp's side of `make compare`, run by the compare venv's Python (llama-cpp-python).
 
-Prints one JSON object: load seconds, pp tokens/s and tg tokens/s for one file and thread count,
-measured like llama-bench: pp = one batch of N prompt tokens from an empty cache, tg = N tokens
-decoded one at a time from an empty cache.
+Prints one JSON object: load seconds, and the tokens/s of each repetition of pp and of tg for one
+file and thread count, measured like llama-bench: pp = one batch of N prompt tokens from an empty
+cache, tg = N tokens decoded one at a time from an empty cache, after llama-bench's warm-ups.
 """
 import json
 import sys
@@ -13,23 +13,26 @@ import llama_cpp
 
 def main(path: str, threads: int, n_prompt: int, n_gen: int, reps: int) -> None:
     t0 = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=threads,
-                          n_threads_batch=threads, verbose=False, logits_all=False)
+    llm = llama_cpp.Llama(model_path=path, n_ctx=max(n_prompt, n_gen, 16), n_batch=512, n_ubatch=512,
+                          n_threads=threads, n_threads_batch=threads, verbose=False, logits_all=False)
     load_s = time.perf_counter() - t0
-    prompt = [(i * 7919) % 1000 + 100 for i in range(n_prompt)]
-    llm.eval(prompt[:8])  # warm-up, as llama-bench does
+    prompt = [(i * 7919) % 1000 + 100 for i in range(max(n_prompt, n_gen))]
     pp, tg = [], []
+    llm.eval(prompt[:n_prompt])  # llama-bench's warm-ups: the whole prompt, one generated token
+    llm.reset()
+    llm.eval(prompt[:1])
     for _ in range(reps):
         llm.reset()
         t = time.perf_counter()
-        llm.eval(prompt)
+        llm.eval(prompt[:n_prompt])
         pp.append(n_prompt / (time.perf_counter() - t))
+    for _ in range(reps):
         llm.reset()
         t = time.perf_counter()
         for i in range(n_gen):
-            llm.eval([prompt[i % n_prompt]])
+            llm.eval([prompt[i]])
         tg.append(n_gen / (time.perf_counter() - t))
-    print(json.dumps({"load_s": load_s, "pp": max(pp), "tg": max(tg)}))
+    print(json.dumps({"load_s": load_s, "pp": pp, "tg": tg}))
 
 
 def tokenize(path: str, text_file: str) -> None:

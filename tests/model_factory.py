@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pygguf.errors import KernelError
-from pygguf.model import kernels
 from pygguf._native import ffi, lib
-from pygguf.model.config import Config, tensor_names
+from pygguf.errors import KernelError
 from pygguf.gguf.types import QuantType, by_id, by_name
+from pygguf.model import kernels
+from pygguf.model.config import Config, tensor_names
 
 F32 = by_name("F32")
 
@@ -107,3 +107,10 @@ def write_gguf_raw(path, metadata: dict, tensors: dict) -> None:
     for name, (raw, qtype, shape) in tensors.items():
         w.add_tensor(name, raw, shape, qtype)
     w.write()
+
+
+def synthetic_small_shape():
+    """A synthetic-model shape of the llama family small enough for tests: 8 layers 256 wide (so
+    the first and last eighth of the layers are layers), GQA 4/2, rope base 1e6."""
+    from pygguf.tools.synthetic import Shape
+    return Shape("test-small", 256, 8, 4, 2, 512, 1024, rope_base=1e6, label="tiny")

@@ -1,9 +1,9 @@
-/* The kernel benchmark's measuring stick (testing/bench.h): the machine's streaming-read
- * bandwidth, what a memory-bound matvec could reach at best. */
+/* The benchmarks' measuring stick (api/machine.h): the machine's streaming-read bandwidth, what
+ * a memory-bound matrix x vector could reach at best. */
 #include <stdint.h>
 #include <stddef.h>
 #include "core/threadpool.h"
-#include "testing/bench.h"
+#include "api/machine.h"
 
 typedef struct { const uint64_t *words; int64_t nwords; uint64_t sums[64]; } read_task;
 
@@ -20,7 +20,7 @@ static void read_share(void *arg, int ith, int nth) {
     if (ith < 64) rt->sums[ith] = s;
 }
 
-uint64_t pg_bench_read(pg_pool *pool, const void *buf, size_t bytes) {
+uint64_t pg_stream_read(pg_pool *pool, const void *buf, size_t bytes) {
     if (!pool || !buf) return 0;
     read_task rt = {buf, (int64_t)(bytes / 8), {0}};
     pg_pool_run(pool, read_share, &rt);
