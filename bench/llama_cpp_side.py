@@ -47,13 +47,20 @@ def tokenize(path: str, text_file: str) -> None:
     print(json.dumps({"seconds": best, "tokens": len(ids)}))
 
 
-def perplexity(path: str, text_file: str, n_ctx: int, threads: int) -> None:
+# the KV cache types -ctk/-ctv take, as llama-cpp-python's ggml type ids
+CACHE_TYPE_IDS = {"f16": 1, "q8_0": 8, "q4_0": 2}
+
+
+def perplexity(path: str, text_file: str, n_ctx: int, threads: int, type_k: str = "f16", type_v: str = "f16") -> None:
     """llama-perplexity's method through llama-cpp-python: chunks of n_ctx tokens from an empty
-    cache, BOS swapped into the first position when the vocab adds one, the second half scored."""
+    cache, BOS swapped into the first position when the vocab adds one, the second half scored.
+    A quantized V cache needs flash attention in llama.cpp, so any quantized cache turns it on."""
     import numpy as np
 
+    quantized = (type_k, type_v) != ("f16", "f16")
     llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=threads,
-                          n_threads_batch=threads, logits_all=True, verbose=False)
+                          n_threads_batch=threads, logits_all=True, verbose=False, type_k=CACHE_TYPE_IDS[type_k],
+                          type_v=CACHE_TYPE_IDS[type_v], flash_attn=quantized)
     text = open(text_file, encoding="utf-8").read()
     text = text[:-1] if text.endswith("\n") else text
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
@@ -76,7 +83,7 @@ def perplexity(path: str, text_file: str, n_ctx: int, threads: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "ppl":
-        perplexity(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        perplexity(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:8])
     elif sys.argv[1] == "tokenize":
         tokenize(sys.argv[2], sys.argv[3])
     else:

@@ -250,7 +250,8 @@ def load_model(runtime: Runtime, mp: ModelParams, timings: Timings):
     t0 = timings.now()
     model = runtime.load_model(path, n_ctx=n_ctx or None, n_threads=n_threads,
                                n_batch=max(1, min(mp.n_batch, mp.n_ubatch)),
-                               rope_freq_base=mp.rope_freq_base, rope_freq_scale=mp.rope_freq_scale)
+                               rope_freq_base=mp.rope_freq_base, rope_freq_scale=mp.rope_freq_scale,
+                               type_k=mp.cache_type_k, type_v=mp.cache_type_v)
     model.tokenizer                             # built on first use: count it in the load, as llama.cpp does
     timings.load_ms = Timings.ms_between(t0, timings.now())
     n_ctx_train = model.config.n_ctx_train

@@ -28,6 +28,13 @@ class ModelParams:
     n_gpu_layers: int | None = None     # accepted for compatibility; there is no GPU backend
     rope_freq_base: float | None = None     # None: from the GGUF
     rope_freq_scale: float | None = None    # None: from the GGUF
+    cache_type_k: str = "f16"           # KV cache types (-ctk/-ctv): f16, q8_0, q4_0
+    cache_type_v: str = "f16"
+
+
+# pygguf.model.kv_cache.CACHE_TYPES, written out so `--help` does not load the C extension (a test
+# keeps the two equal)
+CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,12 @@ _MODEL_OPTIONS = [
                                     help="RoPE base frequency (default: from the model)")),
     ("rope_freq_scale", click.option(*spellings("--rope-freq-scale"), "rope_freq_scale", type=float,
                                      help="RoPE frequency scaling factor (default: from the model)")),
+    ("cache_type_k", click.option(*spellings("-ctk", "--cache-type-k"), "cache_type_k",
+                                  type=click.Choice(CACHE_TYPES, case_sensitive=False),
+                                  help=f"KV cache type for K ({_default(ModelParams, 'cache_type_k')})")),
+    ("cache_type_v", click.option(*spellings("-ctv", "--cache-type-v"), "cache_type_v",
+                                  type=click.Choice(CACHE_TYPES, case_sensitive=False),
+                                  help=f"KV cache type for V ({_default(ModelParams, 'cache_type_v')})")),
 ]
 
 

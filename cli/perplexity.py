@@ -18,6 +18,7 @@ import click
 
 from pygguf.errors import PyggufError
 from pygguf.tools import perplexity as ppl_mod
+from pygguf_cli.options import CACHE_TYPES
 
 
 def log(msg: str) -> None:
@@ -49,10 +50,11 @@ def read_text(path: str) -> str:
     return text[:-1] if text.endswith("\n") else text   # llama.cpp drops one trailing newline
 
 
-def load_model(path: str, n_ctx: int, n_batch: int, n_threads: int):
+def load_model(path: str, n_ctx: int, n_batch: int, n_threads: int, cache_types: tuple[str, str] = ("f16", "f16")):
     from pygguf.model import Model
     try:
-        return Model.load(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=min(n_batch, n_ctx))
+        return Model.load(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=min(n_batch, n_ctx),
+                          type_k=cache_types[0], type_v=cache_types[1])
     except PyggufError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
@@ -73,28 +75,33 @@ def bos_for(tokenizer) -> int | None:
 @click.option("--chunks", "n_chunks", type=int, default=-1, show_default=True,
               help="At most this many chunks (-1 = all).")
 @click.option("-t", "--threads", "n_threads", type=int, default=2, show_default=True)
+@click.option("-ctk", "--cache-type-k", "cache_type_k", type=click.Choice(CACHE_TYPES, case_sensitive=False),
+              default="f16", show_default=True, help="KV cache type for K.")
+@click.option("-ctv", "--cache-type-v", "cache_type_v", type=click.Choice(CACHE_TYPES, case_sensitive=False),
+              default="f16", show_default=True, help="KV cache type for V.")
 @click.option("--kl-divergence-base", "base_path", default=None,
               help="Save the model's log-probs here (or, with --kl-divergence, read them).")
 @click.option("--kl-divergence", "do_kld", is_flag=True,
               help="Compare this model against the log-probs in --kl-divergence-base.")
-def main(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path, do_kld):
+def main(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, cache_type_k, cache_type_v, base_path, do_kld):
     """Measure perplexity like llama-perplexity."""
     if n_batch < 1 or n_threads < 1:
         raise click.ClickException("--batch-size and --threads must be at least 1")
+    cache_types = (cache_type_k.lower(), cache_type_v.lower())
     try:
         if do_kld:
-            run_kld(model_path, base_path, n_batch, n_chunks, n_threads)
+            run_kld(model_path, base_path, n_batch, n_chunks, n_threads, cache_types)
         else:
-            run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path)
+            run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path, cache_types)
     except PyggufError as e:
         raise click.ClickException(str(e)) from None
 
 
-def run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path):
+def run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_path, cache_types):
     if not text_file:
         raise click.ClickException("-f/--file is required (the text to measure)")
     text = read_text(text_file)
-    model = load_model(model_path, n_ctx, n_batch, n_threads)
+    model = load_model(model_path, n_ctx, n_batch, n_threads, cache_types)
     log("perplexity: tokenizing the input ..")
     t0 = time.perf_counter()
     tokens = model.tokenizer.encode(text, add_special=True, parse_special=False)
@@ -128,11 +135,11 @@ def run_ppl(model_path, text_file, n_ctx, n_batch, n_chunks, n_threads, base_pat
         log(f"Final estimate: PPL = {result.ppl:.4f} (no spread in log(prob): uncertainty undefined)")
 
 
-def run_kld(model_path, base_path, n_batch, n_chunks, n_threads):
+def run_kld(model_path, base_path, n_batch, n_chunks, n_threads, cache_types):
     if not base_path:
         raise click.ClickException("--kl-divergence needs --kl-divergence-base FILE (from a base run)")
     base = ppl_mod.BaseLogprobReader(base_path)
-    model = load_model(model_path, base.n_ctx, n_batch, n_threads)
+    model = load_model(model_path, base.n_ctx, n_batch, n_threads, cache_types)
     n_chunk = base.n_chunk if n_chunks < 0 else min(n_chunks, base.n_chunk)
     log(f"kl_divergence: {n_chunk} chunks of {base.n_ctx} tokens from {base_path}")
     click.echo("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence"

@@ -50,8 +50,12 @@ def attention(q, K, V, pos, n_rep):                                      # q [n,
     return np.einsum("hnp,hpd->nhd", probs, V).reshape(n, H * hd)        # [n, H*hd]
 
 
-def forward(w, c, tokens, cache, pos0):                                  # [n] -> logits [n, n_vocab]
+def forward(w, c, tokens, cache, pos0, rounding=None):                   # [n] -> logits [n, n_vocab]
+    """rounding: {"q", "k", "v": f([n, h, hd]) -> same}, what a quantized KV cache does to the keys
+    and values it stores (and to the queries its scores read), applied after RoPE"""
     n, hd = len(tokens), c.head_dim
+    rounding = rounding or {}
+    keep = lambda a: a                                                   # noqa: E731
     pos = np.arange(pos0, pos0 + n)                                      # [n]
     theta, mscale = rope_angles(pos, c, w.get("rope_freqs.weight"))      # [n, n_rot/2]
     x = w["token_embd.weight"][tokens]                                   # [n, d]
@@ -62,6 +66,7 @@ def forward(w, c, tokens, cache, pos0):                                  # [n] -
         k = (h @ w[p + "attn_k.weight"].T).reshape(n, c.n_head_kv, hd)   # [n, Hkv, hd]
         v = (h @ w[p + "attn_v.weight"].T).reshape(n, c.n_head_kv, hd)   # [n, Hkv, hd]
         q, k = rope(q, theta, mscale, c.n_rot), rope(k, theta, mscale, c.n_rot)
+        q, k, v = (rounding.get(name, keep)(a) for name, a in (("q", q), ("k", k), ("v", v)))
         K = np.concatenate([cache[i][0][:, :pos0], k.transpose(1, 0, 2)], axis=1)   # [Hkv, pos0+n, hd]
         V = np.concatenate([cache[i][1][:, :pos0], v.transpose(1, 0, 2)], axis=1)   # [Hkv, pos0+n, hd]
         cache[i] = (K, V)

@@ -17,6 +17,8 @@ typedef struct {
     int32_t n_ctx;              /* KV cache positions of each sequence */
     int32_t n_batch;            /* most tokens per pg_model_decode call */
     int32_t n_seq;              /* sequences the KV cache holds (1..256) */
+    int32_t type_k, type_v;     /* KV cache types, ggml ids: PG_F16, or PG_Q8_0 / PG_Q4_0 when
+                                   head_dim % 32 == 0 (else PG_EBADTYPE) */
     float rms_eps;
     float rope_base;            /* theta_i = pos * freq_scale * rope_base^(-2i/n_rot) */
     float rope_freq_scale;      /* 1/factor for linear and YaRN scaling, else 1 */

@@ -35,31 +35,63 @@ typedef void (*pg_swiglu_fn)(float *g, const float *u, int64_t n);
  * into the KV cache */
 typedef void (*pg_f16_row_fn)(pg_half *out, const float *x, int64_t n);
 
-/* The three inner loops of attention over the F16 cache of one KV head, shared by its n_rep query
+/* The KV cache types (llama.cpp's -ctk/-ctv): F16, and q8_0 and q4_0 rows of whole 32-value
+ * blocks (head_dim % 32 == 0), the GGUF formats' blocks (quants/blocks.h). Attention reads each
+ * type as it is stored: no dequantized copy of the cache is made. */
+enum { PG_KV_F16, PG_KV_Q8_0, PG_KV_Q4_0, PG_KV_TYPES };
+
+/* The index of a ggml type among the cache types, or -1 when the cache cannot hold it */
+static inline int pg_kv_index(int type) {
+    return type == PG_F16 ? PG_KV_F16 : type == PG_Q8_0 ? PG_KV_Q8_0 : type == PG_Q4_0 ? PG_KV_Q4_0 : -1;
+}
+
+/* Floats of work space the attention loops of n_rep heads of head_dim take besides the scores:
+ * one converted K or V row (the reference), or the n_rep query rows quantized to Q8_0 (34 bytes
+ * per 32 values) for the scores against a quantized K */
+static inline size_t pg_attention_work_floats(int n_rep, int head_dim) {
+    return (size_t)(n_rep + 1) * (size_t)head_dim;
+}
+
+/* The three inner loops of attention over the cache of one KV head, shared by its n_rep query
  * heads (each cached row is read once for all of them):
  *   scores:     s (n_rep, n_kv): s[h * n_kv + j] = dot(q (n_rep, head_dim) row h, K row j) * scale
  *   softmax:    s (n,) -> exp(s - max(s)) in place, with libm's expf values; returns 1 / the sum of
  *               the new s[j] taken in double in order j = 0, 1, ... (that sum's value, however it
  *               is computed)
  *   accumulate: out (n_rep, head_dim): out row h = sum over j = 0, 1, .. n_kv-1 of p[h * n_kv + j] * V row j
- * for K, V (n_kv, head_dim) F16. `row` is head_dim floats of scratch. Every ISA's version uses one
- * fixed order of operations per value, so a score depends only on q_h and K row j, and an output
- * value only on its column of p and V: never on n_kv or where a position falls in a block. */
+ * for K, V (n_kv rows of head_dim values) of the cache type that indexes scores[] / accumulate[].
+ * `work` is pg_attention_work_floats of scratch. Every ISA's version uses one fixed order of
+ * operations per value, so a score depends only on q_h and K row j, and an output value only on
+ * its column of p and V: never on n_kv or where a position falls in a block.
+ *
+ * The quantized types follow llama.cpp's CPU attention over a quantized cache: q is quantized to
+ * Q8_0 (llama.cpp's run-time rounding, the forward's activation quantizer) and each score is a
+ * sum over blocks of exact integer block dots times d_k * d_q, taken block after block in float
+ * (no FMA), so every ISA gives the reference's bits; the integer dot reads 8- or 4-bit values
+ * without widening them to float, which is what makes a quantized K cheaper to score than F16
+ * and not only smaller. V is summed in float: out = fma(p * d_v, q_v, out) position by
+ * position, again the reference's bits on every ISA. */
+typedef void (*pg_attention_scores_fn)(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
+                                       float scale, float *work);
+typedef void (*pg_attention_accumulate_fn)(float *out, const float *p, int n_rep, const void *v, int n_kv,
+                                           int head_dim, float *work);
 typedef struct {
     const char *name;
-    int head_dim_multiple;   /* the head sizes these loops take: multiples of this */
-    void (*scores)(float *s, const float *q, int n_rep, const pg_half *k, int n_kv, int head_dim, float scale,
-                   float *row);
+    int head_dim_multiple;   /* the head sizes these loops take: multiples of this (32 for the
+                                quantized types, which the cache guarantees) */
+    pg_attention_scores_fn scores[PG_KV_TYPES];
     float (*softmax)(float *s, int n);
-    void (*accumulate)(float *out, const float *p, int n_rep, const pg_half *v, int n_kv, int head_dim, float *row);
+    pg_attention_accumulate_fn accumulate[PG_KV_TYPES];
 } pg_attention_kernels;
 
 /* Causal attention of one token's n_rep query heads against the cache of their KV head, with any
- * ISA's inner loops. q (n_rep, head_dim) at position pos; kc, vc (n_ctx, head_dim) F16 holding
- * positions 0..pos; out (n_rep, head_dim). scratch: n_rep * (pos + 1) + head_dim floats. Softmax
- * and the V sum are in F32. */
+ * ISA's inner loops. q (n_rep, head_dim) at position pos; kc, vc (n_ctx rows of head_dim values,
+ * of the cache types type_k, type_v) holding positions 0..pos; out (n_rep, head_dim). scratch:
+ * n_rep * (pos + 1) + pg_attention_work_floats(n_rep, head_dim) floats. Softmax and the V sum are
+ * in F32. */
 void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
-                        int pos, const pg_half *kc, const pg_half *vc, float scale, float *scratch);
+                        int pos, int type_k, const void *kc, int type_v, const void *vc, float scale,
+                        float *scratch);
 
 /* Reordered double sums whose value is kept. A sum of n nonnegative terms taken in any order is
  * within (n-1)u / (1 - (n-1)u) of the exact sum (u = 2^-53), so a sum taken in lanes brackets

@@ -78,8 +78,9 @@ static void half_row_to_float(float *out, const pg_half *h, int n) {
 }
 
 /* s (n_rep, n_kv): each K row converted through the table, eight fixed partial sums per dot */
-static void scores_ref(float *s, const float *q, int n_rep, const pg_half *k, int n_kv, int head_dim, float scale,
+static void scores_ref(float *s, const float *q, int n_rep, const void *kv, int n_kv, int head_dim, float scale,
                        float *row) {
+    const pg_half *k = kv;
     for (int j = 0; j < n_kv; j++) {
         half_row_to_float(row, k + (size_t)j * head_dim, head_dim);
         for (int h = 0; h < n_rep; h++)
@@ -88,8 +89,9 @@ static void scores_ref(float *s, const float *q, int n_rep, const pg_half *k, in
 }
 
 /* out (n_rep, head_dim) = p (n_rep, n_kv) V (n_kv, head_dim), position by position */
-static void accumulate_ref(float *out, const float *p, int n_rep, const pg_half *v, int n_kv, int head_dim,
+static void accumulate_ref(float *out, const float *p, int n_rep, const void *vv, int n_kv, int head_dim,
                            float *row) {
+    const pg_half *v = vv;
     memset(out, 0, sizeof(float) * (size_t)n_rep * head_dim);
     for (int j = 0; j < n_kv; j++) {
         half_row_to_float(row, v + (size_t)j * head_dim, head_dim);
@@ -114,23 +116,30 @@ static float softmax_ref(float *s, int n) {
     return (float)(1.0 / sum);
 }
 
-const pg_attention_kernels pg_attention_kernels_ref = {"pg_attention_kernels_ref", 1, scores_ref, softmax_ref,
-                                                       accumulate_ref};
+const pg_attention_kernels pg_attention_kernels_ref = {
+    "pg_attention_kernels_ref", 1,
+    .scores = {[PG_KV_F16] = scores_ref, [PG_KV_Q8_0] = pg_attention_scores_q8_0_ref,
+               [PG_KV_Q4_0] = pg_attention_scores_q4_0_ref},
+    .softmax = softmax_ref,
+    .accumulate = {[PG_KV_F16] = accumulate_ref, [PG_KV_Q8_0] = pg_attention_accumulate_q8_0_ref,
+                   [PG_KV_Q4_0] = pg_attention_accumulate_q4_0_ref},
+};
 
 /* out (n_rep, head_dim) = softmax(q K^T * scale) V over positions 0..pos, for n_rep query heads
  * sharing one KV head: the kernels score every head against all K rows, each row of scores is
  * exponentiated (max subtracted, sum in double), V is accumulated into all heads in F32, and
  * each head is divided by its sum at the end */
 void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
-                        int pos, const pg_half *kc, const pg_half *vc, float scale, float *scratch) {
+                        int pos, int type_k, const void *kc, int type_v, const void *vc, float scale,
+                        float *scratch) {
     const int n_kv = pos + 1;
     float *scores = scratch;                            /* (n_rep, n_kv) */
-    float *row = scratch + (size_t)n_rep * n_kv;        /* (head_dim,) one converted K or V row */
+    float *work = scratch + (size_t)n_rep * n_kv;       /* pg_attention_work_floats */
     float inv_sum[n_rep];
 
-    kern->scores(scores, q, n_rep, kc, n_kv, head_dim, scale, row);
+    kern->scores[pg_kv_index(type_k)](scores, q, n_rep, kc, n_kv, head_dim, scale, work);
     for (int h = 0; h < n_rep; h++) inv_sum[h] = kern->softmax(scores + (size_t)h * n_kv, n_kv);
-    kern->accumulate(out, scores, n_rep, vc, n_kv, head_dim, row);
+    kern->accumulate[pg_kv_index(type_v)](out, scores, n_rep, vc, n_kv, head_dim, work);
     for (int h = 0; h < n_rep; h++)
         for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] *= inv_sum[h];
 }

@@ -32,6 +32,16 @@ void pg_swiglu_ref(float *g, const float *u, int64_t n);     /* libm's expf */
 void pg_f16_row_ref(pg_half *out, const float *x, int64_t n);
 extern const pg_attention_kernels pg_attention_kernels_ref;
 
+/* the reference attention loops over a q8_0 / q4_0 cache (kernels/attention_quant_ref.c) */
+void pg_attention_scores_q8_0_ref(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
+                                  float scale, float *work);
+void pg_attention_scores_q4_0_ref(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
+                                  float scale, float *work);
+void pg_attention_accumulate_q8_0_ref(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
+                                      float *work);
+void pg_attention_accumulate_q4_0_ref(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
+                                      float *work);
+
 /* Builds the F16 -> F32 table the reference attention reads the cache through (pg_kernels does,
  * before it hands out any kernel). Safe to call from several threads, any number of times. */
 void pg_ref_init(void);

@@ -106,17 +106,20 @@ static void rope_rows(const forward_task *f, float *y, size_t ld, int64_t r0, in
     }
 }
 
-/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into the F16 cache at their positions,
- * a run of each KV head's row at a time */
-static void store_rows(const forward_task *f, pg_half *cache, int layer, const float *y, int64_t r0, int64_t r1) {
+/* Rows [r0, r1) of this batch's keys or values (ntok, n_kv) into a cache of `type` with rows of
+ * row_bytes at their positions, a run of each KV head's row at a time; for a quantized cache
+ * r0 and r1 are multiples of 32 (qkv's chunks), so each run is whole blocks. */
+static void store_rows(const forward_task *f, char *cache, int type, size_t row_bytes, int layer, const float *y,
+                       int64_t r0, int64_t r1) {
     const pg_model *m = f->m;
     const int64_t hd = m->p.head_dim;
-    const pg_f16_row_fn to_f16 = f->k->f16_row.run;
-    for (int t = 0; t < f->ntok; t++) {
-        const float *yt = y + (size_t)t * m->n_kv;
+    const pg_type_traits *t = pg_traits(type);
+    for (int tok = 0; tok < f->ntok; tok++) {
+        const float *yt = y + (size_t)tok * m->n_kv;
         for (int64_t h0 = r0 - r0 % hd; h0 < r1; h0 += hd) {
             const int64_t d0 = r0 > h0 ? r0 - h0 : 0, d1 = r1 - h0 < hd ? r1 - h0 : hd;
-            to_f16(pg_kv_row(cache, m, layer, (int)(h0 / hd), f->seq[t], f->pos[t]) + d0, yt + h0 + d0, d1 - d0);
+            char *row = pg_kv_row(cache, row_bytes, m, layer, (int)(h0 / hd), f->seq[tok], f->pos[tok]);
+            pg_kv_store(f->k, type, row + pg_row_bytes(t, d0), yt + h0 + d0, d1 - d0);
         }
     }
 }
@@ -132,17 +135,19 @@ static void qkv_rows(const forward_task *f, const pg_layer *L, int layer, const 
     } else if (which == 1) {
         project_rows(f, &L->wk, xb, f->ntok, m->s.k, (size_t)m->n_kv, r0, r1, ith);
         rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
-        store_rows(f, m->s.k_cache, layer, m->s.k, r0, r1);
+        store_rows(f, m->s.k_cache, m->p.type_k, m->s.k_row_bytes, layer, m->s.k, r0, r1);
     } else {
         project_rows(f, &L->wv, xb, f->ntok, m->s.v, (size_t)m->n_kv, r0, r1, ith);
-        store_rows(f, m->s.v_cache, layer, m->s.v, r0, r1);
+        store_rows(f, m->s.v_cache, m->p.type_v, m->s.v_row_bytes, layer, m->s.v, r0, r1);
     }
 }
 
-/* q, k, v projections as one stage: q's chunks, then k's, then v's */
+/* q, k, v projections as one stage: q's chunks, then k's, then v's. Chunks are 16-aligned (whole
+ * RoPE pairs), 32-aligned when a quantized cache stores whole 32-value blocks. */
 static void qkv(const forward_task *f, const pg_layer *L, int layer, const float *xb, int ith, int nth) {
     const pg_model *m = f->m;
-    const int64_t step = pg_chunk_rows(m->n_q, L->wq.n, f->ntok, 16, nth);
+    const int64_t align = m->p.type_k == PG_F16 && m->p.type_v == PG_F16 ? 16 : 32;
+    const int64_t step = pg_chunk_rows(m->n_q, L->wq.n, f->ntok, align, nth);
     const int64_t rows[3] = {m->n_q, m->n_kv, m->n_kv};
     const int64_t count[3] = {pg_chunk_count(rows[0], step), pg_chunk_count(rows[1], step), pg_chunk_count(rows[2], step)};
     for (int64_t c0, c1; pg_pool_next_chunks(m->pool, ith, count[0] + count[1] + count[2], &c0, &c1);) {
@@ -177,8 +182,8 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
             const int t = u / n_head, g = u % n_head / n_rep;
             const size_t at = (size_t)t * m->n_q + (size_t)(u % n_head) * hd;
             pg_attention_group(kern, m->s.att + at, m->s.q + at, next - u, hd, f->pos[t],
-                               pg_kv_row(m->s.k_cache, m, layer, g, f->seq[t], 0),
-                               pg_kv_row(m->s.v_cache, m, layer, g, f->seq[t], 0), scale, scratch);
+                               m->p.type_k, pg_k_row(m, layer, g, f->seq[t], 0),
+                               m->p.type_v, pg_v_row(m, layer, g, f->seq[t], 0), scale, scratch);
         }
     }
 }

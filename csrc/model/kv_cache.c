@@ -1,17 +1,22 @@
-/* The F16 KV cache, (n_layer, n_head_kv, n_seq, n_ctx, head_dim) for K and for V: forward.c
- * writes it; here are llama.cpp's context shift (drop a range, move the rest down, re-rotate the
- * moved keys without recomputing anything), the copy of one sequence's prefix into another (a
- * shared prompt computed once). */
+/* The KV cache, (n_layer, n_head_kv, n_seq, n_ctx) rows of head_dim values for K and for V, each
+ * of its own type (F16, q8_0 or q4_0): forward.c writes it; here are llama.cpp's context shift
+ * (drop a range, move the rest down, re-rotate the moved keys without recomputing anything), the
+ * copy of one sequence's prefix into another (a shared prompt computed once). */
 #include <string.h>
 #include "model/model.h"
 
-/* keys (n, head_dim) F16 rotated in place by the angles cs */
-static void rotate_keys(pg_half *k, int n, int head_dim, int n_rot, const float *cs, float *row) {
+/* keys (n rows of row_bytes, of the cache type `type`) rotated in place by the angles cs: each
+ * row read as floats, rotated, and stored back as the forward stores a new key (so a quantized
+ * K is dequantized, rotated and requantized, as llama.cpp's shift does through F32) */
+static void rotate_keys(const pg_model *m, char *k, int n, const float *cs, float *row) {
+    const int hd = m->p.head_dim, type = m->p.type_k;
+    const pg_type_traits *t = pg_traits(type);
+    const pg_isa_kernels *kern = pg_kernels(pg_isa_active());
     for (int j = 0; j < n; j++) {
-        pg_half *kj = k + (size_t)j * head_dim;
-        for (int d = 0; d < head_dim; d++) row[d] = pg_half_to_float(kj[d]);
-        pg_rope_rotate(row, 1, head_dim, n_rot, cs);
-        for (int d = 0; d < head_dim; d++) kj[d] = pg_float_to_half(row[d]);
+        char *kj = k + (size_t)j * m->s.k_row_bytes;
+        t->dequantize(kj, row, hd);
+        pg_rope_rotate(row, 1, hd, m->p.n_rot, cs);
+        pg_kv_store(kern, type, kj, row, hd);
     }
 }
 
@@ -21,18 +26,17 @@ int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, in
     if (!m || !seq_ok(m, seq) || n_past < 0 || n_past > m->p.n_ctx || keep < 0 || discard <= 0 ||
         keep > n_past - discard)
         return PG_EBADARG;
-    const int hd = m->p.head_dim, n_moved = n_past - keep - discard;
+    const int n_moved = n_past - keep - discard;
     /* a rotation by -discard positions; its angles come from the same rule as the forward's,
      * without YaRN's magnitude factor, which the cached keys already carry */
     float *cs = m->s.per_thread + m->s.angles_offset, *row = m->s.per_thread;
     pg_rope_angles(cs, -(double)discard, &m->rope, 0);
-    const size_t bytes = (size_t)n_moved * hd * sizeof(pg_half);
     for (int l = 0; l < m->p.n_layer; l++)
         for (int g = 0; g < m->p.n_head_kv; g++) {
-            pg_half *k = pg_kv_row(m->s.k_cache, m, l, g, seq, keep), *v = pg_kv_row(m->s.v_cache, m, l, g, seq, keep);
-            memmove(k, k + (size_t)discard * hd, bytes);
-            memmove(v, v + (size_t)discard * hd, bytes);
-            rotate_keys(k, n_moved, hd, m->p.n_rot, cs, row);
+            char *k = pg_k_row(m, l, g, seq, keep), *v = pg_v_row(m, l, g, seq, keep);
+            memmove(k, k + (size_t)discard * m->s.k_row_bytes, (size_t)n_moved * m->s.k_row_bytes);
+            memmove(v, v + (size_t)discard * m->s.v_row_bytes, (size_t)n_moved * m->s.v_row_bytes);
+            rotate_keys(m, k, n_moved, cs, row);
         }
     return PG_OK;
 }
@@ -40,11 +44,10 @@ int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, in
 int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
     if (!m || !seq_ok(m, src) || !seq_ok(m, dst) || n < 0 || n > m->p.n_ctx) return PG_EBADARG;
     if (src == dst || n == 0) return PG_OK;
-    const size_t bytes = (size_t)n * m->p.head_dim * sizeof(pg_half);
     for (int l = 0; l < m->p.n_layer; l++)
         for (int g = 0; g < m->p.n_head_kv; g++) {
-            memcpy(pg_kv_row(m->s.k_cache, m, l, g, dst, 0), pg_kv_row(m->s.k_cache, m, l, g, src, 0), bytes);
-            memcpy(pg_kv_row(m->s.v_cache, m, l, g, dst, 0), pg_kv_row(m->s.v_cache, m, l, g, src, 0), bytes);
+            memcpy(pg_k_row(m, l, g, dst, 0), pg_k_row(m, l, g, src, 0), (size_t)n * m->s.k_row_bytes);
+            memcpy(pg_v_row(m, l, g, dst, 0), pg_v_row(m, l, g, src, 0), (size_t)n * m->s.v_row_bytes);
         }
     return PG_OK;
 }

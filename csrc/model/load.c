@@ -23,6 +23,12 @@ static int params_ok(const pg_model_params *p) {
     return 1;
 }
 
+/* A KV cache type the attention loops read, in rows of whole blocks */
+static int cache_type_ok(int type, int head_dim) {
+    const int kv = pg_kv_index(type);
+    return kv == PG_KV_F16 || (kv >= 0 && head_dim % QK8_0 == 0);
+}
+
 /* [offset, offset + bytes) inside a mapping of map_size bytes, without overflow */
 static int in_mapping(uint64_t offset, uint64_t bytes, size_t map_size) {
     return offset <= map_size && bytes <= map_size - offset;
@@ -122,6 +128,16 @@ static int alloc_act_buffers(pg_act_buffers *a, uint32_t used, int64_t n, size_t
     return PG_OK;
 }
 
+/* One zeroed cache of (n_layer, n_head_kv, n_seq, n_ctx) rows of row_bytes; NULL when its size
+ * would wrap (hyper-parameters near their limits) or the memory is not there */
+static char *alloc_cache(const pg_model_params *p, size_t row_bytes) {
+    size_t bytes = row_bytes;
+    const size_t dims[] = {p->n_layer, p->n_head_kv, p->n_seq, p->n_ctx};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (__builtin_mul_overflow(bytes, dims[i], &bytes)) return NULL;
+    return calloc(bytes, 1);
+}
+
 /* Every scratch buffer for n_batch tokens, the per-thread attention scratch and the KV cache. */
 static int alloc_run_state(pg_model *m) {
     const pg_model_params *p = &m->p;
@@ -154,20 +170,18 @@ static int alloc_run_state(pg_model *m) {
         if (alloc_act_buffers(&s->act[i], used, widest, B) != PG_OK) return PG_ENOMEM;
     if (alloc_act_buffers(&s->act_hidden, used_hidden, p->n_ff, B) != PG_OK) return PG_ENOMEM;
 
-    /* attention scores for n_rep heads over the whole context, one K/V row, and RoPE angles;
-     * rounded to 64-byte lines so threads never share one */
-    s->angles_offset = ((size_t)m->n_rep * p->n_ctx + p->head_dim + 15) & ~(size_t)15;
+    /* attention scores for n_rep heads over the whole context and the attention loops' work
+     * space (which holds one K/V row for the context shift), and RoPE angles; rounded to
+     * 64-byte lines so threads never share one */
+    s->angles_offset = ((size_t)m->n_rep * p->n_ctx + pg_attention_work_floats(m->n_rep, p->head_dim) + 15) &
+                       ~(size_t)15;
     s->per_thread_floats = s->angles_offset + (((size_t)p->n_rot + 15) & ~(size_t)15);
     if (!(s->per_thread = aligned_alloc(64, s->per_thread_floats * sizeof(float) * m->n_threads))) return PG_ENOMEM;
 
-    size_t cache = 1;   /* values per cache; hyper-parameters near their limits must not wrap it */
-    const size_t dims[] = {p->n_layer, p->n_head_kv, p->n_seq, p->n_ctx, p->head_dim, sizeof(pg_half)};
-    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
-        if (__builtin_mul_overflow(cache, dims[i], &cache)) return PG_ENOMEM;
-    cache /= sizeof(pg_half);
-    s->k_cache = calloc(cache, sizeof(pg_half));
-    s->v_cache = calloc(cache, sizeof(pg_half));
-    if (!s->k_cache || !s->v_cache) return PG_ENOMEM;
+    s->k_row_bytes = pg_row_bytes(pg_traits(p->type_k), p->head_dim);
+    s->v_row_bytes = pg_row_bytes(pg_traits(p->type_v), p->head_dim);
+    if (!(s->k_cache = alloc_cache(p, s->k_row_bytes)) || !(s->v_cache = alloc_cache(p, s->v_row_bytes)))
+        return PG_ENOMEM;
     return PG_OK;
 }
 
@@ -194,6 +208,8 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     if (!params || !map || !tensors || !pool || !out || !bad_tensor) return PG_EBADARG;
     *out = NULL;
     if (!params_ok(params)) return PG_EBADARG;
+    if (!cache_type_ok(params->type_k, params->head_dim) || !cache_type_ok(params->type_v, params->head_dim))
+        return PG_EBADTYPE;
     if (n_tensors != 4 + 9 * (int64_t)params->n_layer) return PG_EBADARG;
 
     pg_model *m = calloc(1, sizeof *m);

@@ -1,6 +1,6 @@
 /* The llama model in C, llama2.c style: hyper-parameters, weights (pointers into the mapped
  * file, validated in load.c), a run state whose scratch buffers are all allocated once at load,
- * and the F16 KV cache. forward.c reads them top to bottom; every kernel comes from the dispatch
+ * and the KV cache (F16, q8_0 or q4_0 rows). forward.c reads them top to bottom; every kernel comes from the dispatch
  * table (kernels/dispatch.h). */
 #ifndef PYGGUF_MODEL_H
 #define PYGGUF_MODEL_H
@@ -64,7 +64,8 @@ typedef struct {
     size_t per_thread_floats;
     size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
     int32_t *out_rows;          /* (n_batch,) the batch rows whose logits are wanted */
-    pg_half *k_cache, *v_cache;    /* (n_layer, n_head_kv, n_seq, n_ctx, head_dim) */
+    char *k_cache, *v_cache;       /* (n_layer, n_head_kv, n_seq, n_ctx) rows of head_dim values, */
+    size_t k_row_bytes, v_row_bytes; /* of the types p.type_k, p.type_v */
 } pg_run_state;
 
 struct pg_model {
@@ -77,11 +78,28 @@ struct pg_model {
     int n_threads;
 };
 
-/* The cached K or V row of (layer, KV head) for position pos of sequence seq: each sequence's
- * positions are contiguous, so attention reads one sequence as one array. */
-static inline pg_half *pg_kv_row(pg_half *cache, const pg_model *m, int layer, int kv_head, int seq, int pos) {
+/* The cached row of (layer, KV head) for position pos of sequence seq in a cache of rows of
+ * row_bytes: each sequence's positions are contiguous, so attention reads one sequence as one
+ * array. pg_k_row / pg_v_row: of the K or the V cache. */
+static inline char *pg_kv_row(char *cache, size_t row_bytes, const pg_model *m, int layer, int kv_head, int seq,
+                              int pos) {
     size_t head = (size_t)layer * m->p.n_head_kv + kv_head;
-    return cache + ((head * m->p.n_seq + seq) * m->p.n_ctx + pos) * m->p.head_dim;
+    return cache + ((head * m->p.n_seq + seq) * m->p.n_ctx + pos) * row_bytes;
+}
+static inline char *pg_k_row(const pg_model *m, int layer, int kv_head, int seq, int pos) {
+    return pg_kv_row(m->s.k_cache, m->s.k_row_bytes, m, layer, kv_head, seq, pos);
+}
+static inline char *pg_v_row(const pg_model *m, int layer, int kv_head, int seq, int pos) {
+    return pg_kv_row(m->s.v_cache, m->s.v_row_bytes, m, layer, kv_head, seq, pos);
+}
+
+/* x (n,) floats stored as n values of a cache type (n a whole number of its blocks) with the
+ * conversion of the ISA row k, which is llama.cpp's when it writes its cache (its from_float):
+ * F16 rounded to nearest even, q8_0 with the run-time rounding of activations, q4_0 with the
+ * reference quantizer (the scalar row's q4_0 activation quantizer is quants/q4_0.c's). */
+static inline void pg_kv_store(const pg_isa_kernels *k, int type, void *dst, const float *x, int64_t n) {
+    if (type == PG_F16) k->f16_row.run(dst, x, n);
+    else k->type[type].quantize_act.run(x, dst, n);
 }
 
 /* Rows [r0, r1) of W (r0 a multiple of 8) times ntok activation rows in W's activation format,

@@ -9,14 +9,13 @@ int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int3
         pos0 > m->p.n_ctx - n)
         return PG_EBADARG;
     const int hd = m->p.head_dim;
-    for (int g = 0; g < m->p.n_head_kv; g++) {
-        const pg_half *kc = pg_kv_row(m->s.k_cache, m, layer, g, seq, pos0);
-        const pg_half *vc = pg_kv_row(m->s.v_cache, m, layer, g, seq, pos0);
-        for (size_t i = 0; i < (size_t)n * hd; i++) {
-            k[(size_t)g * n * hd + i] = pg_half_to_float(kc[i]);
-            v[(size_t)g * n * hd + i] = pg_half_to_float(vc[i]);
+    const pg_type_traits *tk = pg_traits(m->p.type_k), *tv = pg_traits(m->p.type_v);
+    for (int g = 0; g < m->p.n_head_kv; g++)
+        for (int j = 0; j < n; j++) {
+            const size_t at = ((size_t)g * n + j) * hd;
+            tk->dequantize(pg_k_row(m, layer, g, seq, pos0 + j), k + at, hd);
+            tv->dequantize(pg_v_row(m, layer, g, seq, pos0 + j), v + at, hd);
         }
-    }
     return PG_OK;
 }
 

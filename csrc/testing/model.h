@@ -4,7 +4,7 @@
 #define PYGGUF_TESTING_MODEL_H
 
 /* Copies positions [pos0, pos0 + n) of one sequence and layer of the KV cache as float32 into k
- * and v, each (n_head_kv, n, head_dim). */
+ * and v, each (n_head_kv, n, head_dim), dequantized from the cache's types. */
 int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int32_t n, float *k, float *v);
 
 /* One weight matrix as the model holds it: W (nrows, n), rows back to back (kept by the caller),

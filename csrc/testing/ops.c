@@ -32,15 +32,23 @@ int pg_f16_row_isa(int isa, uint16_t *out, const float *x, int64_t n) {
     return PG_OK;
 }
 
+static int cache_type_ok(int type, int head_dim) {
+    const int kv = pg_kv_index(type);
+    return kv == PG_KV_F16 || (kv >= 0 && head_dim % 32 == 0);
+}
+
 int pg_attention_isa(int isa, float *out, float *scores, const float *q, int n_rep, int head_dim, int n_kv,
-                     const uint16_t *k, const uint16_t *v, float scale) {
+                     int type_k, const void *k, int type_v, const void *v, float scale) {
     if (!out || !q || !k || !v || n_rep <= 0 || head_dim <= 0 || n_kv <= 0) return PG_EBADARG;
+    if (!cache_type_ok(type_k, head_dim) || !cache_type_ok(type_v, head_dim)) return PG_EBADTYPE;
     if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
     const pg_attention_kernels *kern = pg_attention_for(isa, head_dim);
-    float *scratch = malloc(sizeof(float) * ((size_t)n_rep * n_kv + head_dim));
+    const size_t work = pg_attention_work_floats(n_rep, head_dim);
+    float *scratch = malloc(sizeof(float) * ((size_t)n_rep * n_kv + work));
     if (!scratch) return PG_ENOMEM;
-    if (scores) kern->scores(scores, q, n_rep, k, n_kv, head_dim, scale, scratch + (size_t)n_rep * n_kv);
-    pg_attention_group(kern, out, q, n_rep, head_dim, n_kv - 1, k, v, scale, scratch);
+    if (scores)
+        kern->scores[pg_kv_index(type_k)](scores, q, n_rep, k, n_kv, head_dim, scale, scratch + (size_t)n_rep * n_kv);
+    pg_attention_group(kern, out, q, n_rep, head_dim, n_kv - 1, type_k, k, type_v, v, scale, scratch);
     free(scratch);
     return PG_OK;
 }

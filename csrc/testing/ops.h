@@ -14,11 +14,13 @@ int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t 
 int pg_f16_row_isa(int isa, uint16_t *out, const float *x, int64_t n);
 
 /* Causal attention of n_rep query heads over n_kv cached rows with the kernels an instruction
- * set runs in the forward pass: q (n_rep, head_dim), k, v (n_kv, head_dim) as binary16 bits,
- * out (n_rep, head_dim); scores (n_rep, n_kv), when not NULL, gets q K^T * scale before the
- * softmax. PG_ENOKERNEL when this machine or build cannot run the ISA. */
+ * set runs in the forward pass: q (n_rep, head_dim); k, v (n_kv rows of head_dim values) of the
+ * cache types type_k, type_v (ggml ids: F16 as binary16 bits, Q8_0 or Q4_0 blocks, which need
+ * head_dim % 32 == 0), out (n_rep, head_dim); scores (n_rep, n_kv), when not NULL, gets q K^T *
+ * scale before the softmax. PG_ENOKERNEL when this machine or build cannot run the ISA,
+ * PG_EBADTYPE for a type the cache cannot hold. */
 int pg_attention_isa(int isa, float *out, float *scores, const float *q, int n_rep, int head_dim, int n_kv,
-                     const uint16_t *k, const uint16_t *v, float scale);
+                     int type_k, const void *k, int type_v, const void *v, float scale);
 
 /* s (n,) -> exp(s - max s) in place and *inv_sum = 1 / their sum (in double, term by term), with
  * the softmax an instruction set's attention runs */

@@ -5,7 +5,8 @@ n_batch tokens; the whole forward runs inside the C thread pool. A batch may mix
 several sequences (batched decoding: one weight read serves them all). The same tokens give
 bit-identical logits with any thread count, any n_batch and any batch company.
 
-The KV cache holds n_seq sequences of n_ctx positions each. The model does not track what each
+The KV cache holds n_seq sequences of n_ctx positions each, K and V each F16, q8_0 or q4_0 (type_k,
+type_v: llama.cpp's -ctk/-ctv; kv_cache.py sizes it). The model does not track what each
 sequence holds: its caller (pygguf.generation.Engine) does, and asks for kv_shift / kv_copy.
 """
 from __future__ import annotations
@@ -19,18 +20,19 @@ import numpy as np
 
 from pygguf._native import ffi, lib
 from pygguf.errors import ModelError
-from pygguf.gguf.types import QuantType
-from pygguf.model import kernels
+from pygguf.gguf.types import QuantType, by_name
+from pygguf.model import kernels, kv_cache
 from pygguf.model.batch import Batch
 from pygguf.model.config import F32_ONLY, Config, ggml_shape, tensor_names
+from pygguf.model.kv_cache import CacheShape
 
 __all__ = ["Model", "TensorRef"]
 
 log = logging.getLogger("pygguf")
 
+CACHE_TYPE_IDS = {name: by_name(name).ggml_id for name in kv_cache.CACHE_TYPES}   # the C side takes ggml ids
 ALIGN = 32                    # tensor alignment inside the buffer from_tensors builds
 MAX_SEQUENCES = 256           # the C cache's limit on n_seq
-KV_MEMORY_SHARE = 0.5         # the default n_ctx keeps the KV cache under this share of free memory
 
 
 @dataclass(frozen=True)
@@ -42,35 +44,19 @@ class TensorRef:
     nbytes: int
 
 
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def kv_cache_bytes(config: Config, n_ctx: int, n_seq: int = 1) -> int:
-    """K and V, F16, for every layer, KV head, sequence and position"""
-    return 2 * config.n_layer * config.n_head_kv * n_seq * n_ctx * config.head_dim * 2
-
-
-def default_n_ctx(config: Config) -> int:
-    """the trained context, capped (to a multiple of 256) so the KV cache fits in free memory"""
-    n_ctx = config.n_ctx_train if config.n_ctx_train > 0 else 4096
-    free = _available_memory()
-    if free is not None:
-        budget = int(free * KV_MEMORY_SHARE)
-        per_pos = kv_cache_bytes(config, 1)
-        if n_ctx * per_pos > budget:
-            capped = max(256, budget // per_pos // 256 * 256)
-            log.warning("n_ctx capped from %d to %d so the KV cache (%.1f GiB) fits in free memory",
-                        n_ctx, capped, capped * per_pos / 2**30)
-            n_ctx = capped
-    return n_ctx
+def context_for(config: Config, n_ctx: int | None, n_seq: int, cache: CacheShape, weights: int) -> int:
+    """The context to allocate: an explicit n_ctx whose cache fits (else ModelError, before any
+    allocation), or for None / 0 the training context capped to the memory available
+    (kv_cache.fit_context, which says so on stderr)."""
+    available = kv_cache.available_memory()
+    if n_ctx:
+        kv_cache.check_context(int(n_ctx), n_seq, cache.bytes_per_position(), weights, available)
+        return int(n_ctx)
+    n_ctx_train = config.n_ctx_train if config.n_ctx_train > 0 else 4096
+    chosen, note = kv_cache.fit_context(n_ctx_train, cache.bytes_per_position() * n_seq, weights, available)
+    if note:
+        log.warning(note)
+    return chosen
 
 
 _C_ERRORS = {
@@ -89,18 +75,22 @@ class Model:
 
     def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
                  n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, repack: bool = True,
-                 _mapping=None):
+                 type_k: str | int | None = "f16", type_v: str | int | None = "f16", _mapping=None):
         self.config, self.metadata = config, metadata
         self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
         self._tokenizer = None
-        self.n_ctx = int(n_ctx) if n_ctx else default_n_ctx(config)
-        if self.n_ctx <= 0:
-            raise ModelError(f"n_ctx must be positive, got {n_ctx}")
+        if n_ctx is not None and n_ctx < 0:
+            raise ModelError(f"n_ctx must be positive (or 0: from the model), got {n_ctx}")
         if n_batch <= 0:
             raise ModelError(f"n_batch must be positive, got {n_batch}")
         if not 1 <= n_seq <= MAX_SEQUENCES:
             raise ModelError(f"n_seq must be 1..{MAX_SEQUENCES}, got {n_seq}")
         self.n_seq = int(n_seq)
+        self.type_k, self.type_v = kv_cache.cache_type(type_k, "type_k"), kv_cache.cache_type(type_v, "type_v")
+        kv_cache.check_head_dim(self.type_k, config.head_dim, "type_k")
+        kv_cache.check_head_dim(self.type_v, config.head_dim, "type_v")
+        self.cache = CacheShape(config.n_layer, config.n_head_kv, config.head_dim, self.type_k, self.type_v)
+        self.n_ctx = context_for(config, n_ctx, self.n_seq, self.cache, sum(t.nbytes for t in tensors.values()))
         self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0 matrices repacked once for faster kernels
         self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
         self.tensors = tensors
@@ -140,7 +130,7 @@ class Model:
                 raise ModelError(f"tensor {name} ({qtype}): {what}")
             if rc == lib.PG_ENOMEM:
                 raise ModelError(f"out of memory for n_ctx={self.n_ctx}, n_seq={self.n_seq}, n_batch={self.n_batch} "
-                                 f"(KV cache {kv_cache_bytes(config, self.n_ctx, self.n_seq) / 2**30:.2f} GiB)")
+                                 f"(KV cache {self.cache.bytes(self.n_ctx, self.n_seq) / 2**30:.2f} GiB)")
             raise ModelError(f"model rejected by the C loader: {what} ({config})")
         self._model = out[0]
 
@@ -150,6 +140,7 @@ class Model:
         p.n_vocab, p.n_embd, p.n_layer, p.n_head, p.n_head_kv = c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv
         p.head_dim, p.n_ff, p.n_rot, p.n_ctx, p.n_batch = c.head_dim, c.n_ff, c.n_rot, self.n_ctx, self.n_batch
         p.n_seq = self.n_seq
+        p.type_k, p.type_v = CACHE_TYPE_IDS[self.type_k], CACHE_TYPE_IDS[self.type_v]
         p.gguf_layout_only = int(not self.repack)
         p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
         p.rope_yarn = int(c.rope_scaling == "yarn")
@@ -161,8 +152,10 @@ class Model:
 
     @classmethod
     def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None,
-             n_seq=1, repack=True) -> "Model":
-        """Maps a GGUF file and builds the model; the tokenizer is built on first use."""
+             n_seq=1, repack=True, type_k="f16", type_v="f16") -> "Model":
+        """Maps a GGUF file and builds the model; the tokenizer is built on first use. n_ctx None
+        or 0: the training context, capped to fit in memory; type_k, type_v: the KV cache types
+        (f16, q8_0, q4_0, or their ggml ids)."""
         from pygguf.gguf import GGUFError, GGUFReader  # imported here so a model can be built without it
 
         path = os.fspath(path)
@@ -183,7 +176,7 @@ class Model:
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
-                       n_seq=n_seq, repack=repack, _mapping=mapping)
+                       n_seq=n_seq, repack=repack, type_k=type_k, type_v=type_v, _mapping=mapping)
         except BaseException:
             mapping.close()
             raise

@@ -119,7 +119,8 @@ def test_model_flags_reach_the_loader(model_file):
     assert result.exit_code == 0, result.output
     path, kwargs = h.load_calls[0]
     assert path == model_file
-    assert kwargs == {"n_ctx": 4096, "n_threads": 1, "n_batch": 32, "rope_freq_base": 1e6, "rope_freq_scale": 0.5}
+    assert kwargs == {"n_ctx": 4096, "n_threads": 1, "n_batch": 32, "rope_freq_base": 1e6, "rope_freq_scale": 0.5,
+                      "type_k": "f16", "type_v": "f16"}
     assert "warning: changing RoPE frequency base to 1e+06." in result.stderr
     assert "warning: scaling RoPE frequency by 0.5." in result.stderr
 

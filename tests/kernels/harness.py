@@ -198,14 +198,19 @@ def f16_row(isa: str, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def attention(isa: str, q: np.ndarray, k: np.ndarray, v: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
-    """out (n_rep, head_dim) and the scores (n_rep, n_kv) of q over K, V (binary16 bits)."""
+def attention(isa: str, q: np.ndarray, k: np.ndarray, v: np.ndarray, scale, type_k: str = "F16",
+              type_v: str = "F16") -> tuple[np.ndarray, np.ndarray]:
+    """out (n_rep, head_dim) and the scores (n_rep, n_kv) of q over the n_kv cached rows K, V of
+    the cache types type_k, type_v (F16: binary16 bits (n_kv, head_dim); Q8_0, Q4_0: their blocks,
+    (n_kv, row bytes))."""
     n_rep, head_dim = q.shape
     n_kv = k.shape[0]
     out = np.empty((n_rep, head_dim), np.float32)
     scores = np.empty((n_rep, n_kv), np.float32)
-    _ran(lib.pg_attention_isa(ISAS[isa], f32(out), f32(scores), f32(q), n_rep, head_dim, n_kv, u16(k), u16(v),
-                              scale), isa, "attention")
+    k, v = np.ascontiguousarray(k), np.ascontiguousarray(v)
+    _ran(lib.pg_attention_isa(ISAS[isa], f32(out), f32(scores), f32(q), n_rep, head_dim, n_kv,
+                              by_name(type_k).ggml_id, ffi.from_buffer(k), by_name(type_v).ggml_id,
+                              ffi.from_buffer(v), scale), isa, "attention")
     return out, scores
 
 
@@ -277,3 +282,25 @@ def attention_case(seed, n_rep, head_dim, n_kv):
     k = halves(rng.normal(0, 1, (n_kv, head_dim)))
     v = halves(rng.normal(0, 1, (n_kv, head_dim)))
     return q, k, v, np.float32(1 / np.sqrt(head_dim))
+
+
+# (n_rep, head_dim) of the quantized-cache attention tests: whole 32-value blocks
+QUANT_ATTENTION_SHAPES = [(3, 64), (1, 64), (2, 32), (5, 96), (8, 128)]
+
+
+def cache_rows(qtype: str, x: np.ndarray) -> np.ndarray:
+    """rows of floats (n, head_dim) as a cache of qtype holds them: binary16 bits for F16, else
+    the blocks of each row (n, row bytes), from the reference quantizer"""
+    if qtype == "F16":
+        return halves(x)
+    return np.stack([kernels.quantize(qtype, row.astype(np.float32)) for row in x])
+
+
+def attention_quant_case(seed, n_rep, head_dim, n_kv, type_k, type_v):
+    """q (n_rep, head_dim) floats; K, V rows of the cache types; the scale; and the float rows K
+    and V were made from"""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(0, 1, (n_rep, head_dim)).astype(np.float32)
+    kf = rng.normal(0, 1, (n_kv, head_dim)).astype(np.float32)
+    vf = rng.normal(0, 1, (n_kv, head_dim)).astype(np.float32)
+    return q, cache_rows(type_k, kf), cache_rows(type_v, vf), np.float32(1 / np.sqrt(head_dim)), kf, vf

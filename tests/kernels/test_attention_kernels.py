@@ -13,6 +13,7 @@ from harness import attention_case as case
 from harness import require_isa as skip_unless
 from pygguf.model import kernels
 from pygguf._native import ffi, lib
+from pygguf.gguf.types import by_name
 
 
 @pytest.mark.parametrize("n_rep,head_dim", SHAPES)
@@ -62,5 +63,6 @@ def test_bad_arguments_are_refused():
     q = np.zeros((1, 8), np.float32)
     k = np.zeros((1, 8), np.uint16)
     out = np.empty((1, 8), np.float32)
-    assert lib.pg_attention_isa(0, f32(out), ffi.NULL, f32(q), 1, 8, 0, u16(k), u16(k), 1.0) == lib.PG_EBADARG
-    assert lib.pg_attention_isa(99, f32(out), ffi.NULL, f32(q), 1, 8, 1, u16(k), u16(k), 1.0) != lib.PG_OK
+    f16 = by_name("F16").ggml_id
+    assert lib.pg_attention_isa(0, f32(out), ffi.NULL, f32(q), 1, 8, 0, f16, u16(k), f16, u16(k), 1.0) == lib.PG_EBADARG
+    assert lib.pg_attention_isa(99, f32(out), ffi.NULL, f32(q), 1, 8, 1, f16, u16(k), f16, u16(k), 1.0) != lib.PG_OK

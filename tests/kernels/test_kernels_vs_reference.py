@@ -11,7 +11,9 @@ machine cannot run skips with the reason (NEON's gemms run under qemu: tests/ker
     quantize_act  Q8_0 Q8_1 Q8_K        scalar bytes
     rmsnorm, f16_row, softmax, exp      scalar bits (exp: libm's expf)
     swiglu                              float64, within 4e-7 relative (the reference within 1e-6)
-    attention                           scalar, within 2e-6 of the largest value
+    attention     F16                   scalar, within 2e-6 of the largest value
+    attention     Q8_0 Q4_0 K (x any V) scalar, bit for bit (exact integer block dots, the same
+                                        float operations in the same order)
 """
 from __future__ import annotations
 
@@ -238,6 +240,30 @@ def check_attention(isa, _type, case):
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=2e-6 * np.abs(ref_out).max())
 
 
+def attention_quant_cases(_type_k):
+    return [(n_rep, head_dim, n_kv, type_v) for n_rep, head_dim in h.QUANT_ATTENTION_SHAPES
+            for n_kv in (1, 7, 8, 16, 61, 300) for type_v in ("F16", "Q8_0", "Q4_0")]
+
+
+def check_attention_quant(isa, type_k, case):
+    """a quantized K (and any V; a quantized V also behind an F16 K, below): the reference's bits"""
+    h.require_isa(isa)
+    n_rep, head_dim, n_kv, type_v = case
+    q, k, v, scale, _, _ = h.attention_quant_case(n_kv * 7 + head_dim, n_rep, head_dim, n_kv, type_k, type_v)
+    out, scores = h.attention(isa, q, k, v, scale, type_k, type_v)
+    ref_out, ref_scores = h.attention("scalar", q, k, v, scale, type_k, type_v)
+    assert np.array_equal(scores, ref_scores)
+    if type_v != "F16":
+        assert np.array_equal(out, ref_out)
+    if type_k != "Q8_0" or type_v == "F16":
+        return
+    _, _, v_q, _, _, _ = h.attention_quant_case(n_kv, n_rep, head_dim, n_kv, "F16", type_v)
+    k_f16 = h.cache_rows("F16", np.random.default_rng(n_kv).normal(0, 1, (n_kv, head_dim)))
+    out, _ = h.attention(isa, q, k_f16, v_q, scale, "F16", type_v)
+    ref_out, _ = h.attention("scalar", q, k_f16, v_q, scale, "F16", type_v)
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=2e-6 * np.abs(ref_out).max())   # F16 scores' order
+
+
 def check_softmax(isa, _type, n):
     """normal scores at three scales, then ties, -inf and a NaN"""
     h.require_isa(isa)
@@ -292,6 +318,7 @@ OPS_UNDER_TEST = [
     Op("swiglu", ["F32"], lambda t: [1, 7, 8, 13, 1536, 1541], check_swiglu),
     Op("f16_row", ["F32"], lambda t: ["sampled"], check_f16_row),
     Op("attention", ["F16"], attention_cases, check_attention),
+    Op("attention", ["Q8_0", "Q4_0"], attention_quant_cases, check_attention_quant),
     Op("softmax", ["F32"], lambda t: [1, 3, 8, 9, 61, 64, 200, 1000], check_softmax),
     Op("exp", ["F32"], lambda t: ["sampled"], check_exp),
 ]

@@ -269,16 +269,21 @@ def test_load_refuses_bad_files(tiny, f32_tensors, tmp_path):
         Model.load(tmp_path / "junk.gguf")
 
 
-def test_default_n_ctx_is_capped_to_free_memory(monkeypatch, caplog):
-    from pygguf.model import model as model_module
-    config = tiny_config(n_ctx_train=1 << 20)
-    per_pos = model_module.kv_cache_bytes(config, 1)
-    monkeypatch.setattr(model_module, "_available_memory", lambda: 2 * 4096 * per_pos)
+def test_default_n_ctx_is_capped_to_free_memory(tiny, f32_tensors, monkeypatch, caplog):
+    """no n_ctx: the training context, capped so the KV cache fits (kv_cache.fit_context, tested
+    on its own in test_kv_cache_size.py)"""
+    from pygguf.model import kv_cache
+    config = dataclasses.replace(tiny[0], n_ctx_train=1 << 20)
+    per_pos = kv_cache.CacheShape(config.n_layer, config.n_head_kv, config.head_dim).bytes_per_position()
+    weights = sum(np.asarray(raw).nbytes for raw, _, _ in f32_tensors.values())
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: (512 << 20) + weights + 4096 * per_pos)  # margin 512 MiB
     with caplog.at_level("WARNING", logger="pygguf"):
-        assert model_module.default_n_ctx(config) == 4096
-    assert "n_ctx capped" in caplog.text
-    monkeypatch.setattr(model_module, "_available_memory", lambda: None)
-    assert model_module.default_n_ctx(config) == 1 << 20
+        with Model.from_tensors(config, f32_tensors) as m:
+            assert m.n_ctx == 4096
+    assert "context 1048576 would need 1.0 GiB of KV cache" in caplog.text
+    assert "using -c 4096" in caplog.text
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: None)
+    assert kv_cache.fit_context(1 << 20, per_pos, weights, None) == (1 << 20, None)
 
 
 def test_every_instruction_set_gives_the_same_model(tiny):

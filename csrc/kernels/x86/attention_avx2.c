@@ -93,9 +93,9 @@ INLINE void scores_heads(float *s, const float *q, int H, const pg_half *k, int 
 }
 
 /* s (n_rep, n_kv): heads in groups of three, each group sharing every converted K row */
-static void scores_avx2(float *s, const float *q, int n_rep, const pg_half *k, int n_kv, int head_dim, float scale,
-                        float *row) {
-    (void)row;
+static void scores_avx2(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim, float scale,
+                        float *work) {
+    (void)work;
     for (int h0 = 0; h0 < n_rep; h0 += 3) {
         float *sh = s + (size_t)h0 * n_kv;
         const float *qh = q + (size_t)h0 * head_dim;
@@ -217,9 +217,9 @@ INLINE void accumulate_heads(float *out, const float *p, int H, const pg_half *v
 }
 
 /* out (n_rep, head_dim): heads in groups of three, each group sharing every converted V row */
-static void accumulate_avx2(float *out, const float *p, int n_rep, const pg_half *v, int n_kv, int head_dim,
-                            float *row) {
-    (void)row;
+static void accumulate_avx2(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
+                            float *work) {
+    (void)work;
     for (int h0 = 0; h0 < n_rep; h0 += 3) {
         float *oh = out + (size_t)h0 * head_dim;
         const float *ph = p + (size_t)h0 * n_kv;
@@ -243,8 +243,15 @@ void pg_attention_accumulate_lane_order(float *out, const float *p, int n_rep, c
         }
 }
 
-/* head sizes in multiples of 8 (one vector of a cached row); others take the reference loops */
-const pg_attention_kernels pg_attention_kernels_avx2 = {"pg_attention_kernels_avx2", 8, scores_avx2, softmax_avx2,
-                                                        accumulate_avx2};
+/* head sizes in multiples of 8 (one vector of a cached row); others take the reference loops.
+ * The q8_0 and q4_0 loops are in attention_quant_avx2.c. */
+const pg_attention_kernels pg_attention_kernels_avx2 = {
+    "pg_attention_kernels_avx2", 8,
+    .scores = {[PG_KV_F16] = scores_avx2, [PG_KV_Q8_0] = pg_attention_scores_q8_0_avx2,
+               [PG_KV_Q4_0] = pg_attention_scores_q4_0_avx2},
+    .softmax = softmax_avx2,
+    .accumulate = {[PG_KV_F16] = accumulate_avx2, [PG_KV_Q8_0] = pg_attention_accumulate_q8_0_avx2,
+                   [PG_KV_Q4_0] = pg_attention_accumulate_q4_0_avx2},
+};
 
 #endif

@@ -40,6 +40,16 @@ void pg_swiglu_avx2(float *g, const float *u, int64_t n);
 void pg_f16_row_avx2(pg_half *out, const float *x, int64_t n);
 extern const pg_attention_kernels pg_attention_kernels_avx2;
 
+/* attention over a q8_0 / q4_0 cache (kernels/x86/attention_quant_avx2.c): the reference's bits */
+void pg_attention_scores_q8_0_avx2(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
+                                   float scale, float *work);
+void pg_attention_scores_q4_0_avx2(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
+                                   float scale, float *work);
+void pg_attention_accumulate_q8_0_avx2(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
+                                       float *work);
+void pg_attention_accumulate_q4_0_avx2(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
+                                       float *work);
+
 /* For the tests: the AVX2 softmax's exp, and one score and one output value in the order of
  * operations of the AVX2 attention kernels, written out in scalar code */
 void pg_expf_row_avx2(float *y, const float *x, int64_t n);

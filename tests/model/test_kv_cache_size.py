@@ -1,0 +1,78 @@
+"""The KV cache's size and the automatic context (pygguf/model/kv_cache.py): bytes per type, the
+one rule that caps a context to the memory available, and the refusal of an explicit one that
+cannot fit, before anything is allocated."""
+import pytest
+
+from model_factory import encode, random_weights, tiny_config
+from pygguf.errors import ModelError
+from pygguf.gguf.types import by_name
+from pygguf.model import Model, kv_cache
+from pygguf.model.kv_cache import CacheShape, check_context, fit_context
+
+GiB = 1 << 30
+CODELLAMA_13B = dict(n_layer=40, n_head_kv=40, head_dim=128)      # trained on 16384 tokens
+
+
+def test_bytes_per_cache_type():
+    f16 = CacheShape(**CODELLAMA_13B)
+    assert f16.bytes(16384) == 12.5 * GiB                            # 40 layers x 5120 x 2 x 2 bytes
+    assert CacheShape(**CODELLAMA_13B, type_k="q8_0", type_v="q8_0").bytes(16384) == 12.5 * GiB * 34 / 64
+    assert CacheShape(**CODELLAMA_13B, type_k="q4_0", type_v="q4_0").bytes(16384) == 12.5 * GiB * 18 / 64
+    assert CacheShape(**CODELLAMA_13B, type_k="q8_0").bytes(16384, n_seq=2) == 12.5 * GiB * (34 + 64) / 64
+
+
+def test_the_training_context_when_it_fits():
+    per_pos = CacheShape(**CODELLAMA_13B).bytes_per_position()
+    assert fit_context(16384, per_pos, 7 * GiB, 32 * GiB) == (16384, None)
+    assert fit_context(16384, per_pos, 7 * GiB, None) == (16384, None)      # no /proc/meminfo
+
+
+def test_a_context_too_big_is_capped_to_a_multiple_of_256_and_said_so():
+    per_pos = CacheShape(**CODELLAMA_13B).bytes_per_position()           # 800 KiB
+    n_ctx, note = fit_context(16384, per_pos, 7 * GiB, 16 * GiB + 512 * (1 << 20))
+    room = 16 * GiB + 512 * (1 << 20) - int((16 * GiB + 512 * (1 << 20)) * 0.1) - 7 * GiB
+    assert n_ctx == room // per_pos // 256 * 256 == 10240
+    assert n_ctx * per_pos + 7 * GiB <= (16 * GiB + 512 * (1 << 20)) * 0.9
+    assert note == "context 16384 would need 12.5 GiB of KV cache, 7.9 GiB available: using -c 10240"
+    q8 = CacheShape(**CODELLAMA_13B, type_k="q8_0", type_v="q8_0").bytes_per_position()
+    assert fit_context(16384, q8, 7 * GiB, 16 * GiB + 512 * (1 << 20)) == (16384, None)   # q8_0 fits
+
+
+def test_the_margin_is_a_tenth_and_at_least_512_mib():
+    per_pos = 1 << 20
+    assert fit_context(4096, per_pos, 0, 4096 * per_pos)[0] == 3584      # 10% of 4 GiB is 409.6 MiB < 512
+    assert fit_context(40960, per_pos, 0, 40960 * per_pos)[0] == 36864   # 4 GiB = 10%
+
+
+def test_at_least_256_positions_even_without_room():
+    assert fit_context(16384, 1 << 20, 8 * GiB, 4 * GiB)[0] == 256
+    assert fit_context(100, 1 << 20, 8 * GiB, 4 * GiB)[0] == 100             # never above the training context
+
+
+def test_an_explicit_context_that_cannot_fit_is_refused_naming_c():
+    per_pos = CacheShape(**CODELLAMA_13B).bytes_per_position()
+    check_context(16384, 1, per_pos, 7 * GiB, 20 * GiB)
+    check_context(16384, 1, per_pos, 7 * GiB, None)
+    with pytest.raises(ModelError, match=r"^-c 16384 needs 12\.5 GiB of KV cache and 7\.0 GiB of weights, 16\.0 GiB "
+                                         r"of memory available: use a smaller -c \(0 picks one that fits\) or a "
+                                         r"quantized cache \(-ctk q8_0 -ctv q8_0 halves it\)$"):
+        check_context(16384, 1, per_pos, 7 * GiB, 16 * GiB)
+    with pytest.raises(ModelError, match=r"^-c 8192 x 2 sequences needs 12\.5 GiB"):
+        check_context(8192, 2, per_pos, 7 * GiB, 16 * GiB)
+
+
+def test_model_refuses_before_allocating(monkeypatch):
+    config = tiny_config()
+    tensors, _ = encode(random_weights(config, seed=1), by_name("F32"), config)
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: 64 << 20)
+    with pytest.raises(ModelError, match=r"^-c 1000000 needs 1\.0 GiB of KV cache"):
+        Model.from_tensors(config, tensors, n_ctx=1_000_000)           # 1 KiB per position
+    with Model.from_tensors(config, tensors, n_ctx=64, type_k="q4_0") as m:
+        assert m.n_ctx == 64
+
+
+def test_cache_type_names_and_ids():
+    assert [kv_cache.cache_type(v) for v in ("f16", "Q8_0", "q4_0", 1, 8, 2, None)] == \
+        ["f16", "q8_0", "q4_0", "f16", "q8_0", "q4_0", "f16"]
+    with pytest.raises(ModelError, match="type_k='bf16' is not a KV cache type"):
+        kv_cache.cache_type("bf16")
