@@ -28,6 +28,7 @@ GIB, MIB = 1 << 30, 1 << 20
 CACHE_TYPES = ["f16", "q8_0", "q4_0"]
 MD_COLUMNS = [("model", 28, "<"), ("size", 10, ">"), ("params", 10, ">"), ("backend", 7, "<"),
               ("threads", 7, ">"), ("test", 8, ">"), ("t/s", 18, ">"), ("reached", 26, ">")]
+CACHE_COLUMNS = [("type_k", 6, ">"), ("type_v", 6, ">")]   # shown, as llama-bench does, when not f16
 
 
 def int_list(ctx, param, values) -> list[int]:
@@ -67,23 +68,23 @@ def reached(r: Result) -> str:
     return f"{r.weights_gbps:.1f} GB/s"
 
 
-def model_name(r: Result) -> str:
-    cache = "" if (r.type_k, r.type_v) == ("f16", "f16") else f" ctk={r.type_k} ctv={r.type_v}"
-    return r.model.description + cache
+def columns(show_cache: bool) -> list[tuple[str, int, str]]:
+    return MD_COLUMNS[:5] + (CACHE_COLUMNS if show_cache else []) + MD_COLUMNS[5:]
 
 
-def md_cells(r: Result) -> list[str]:
-    return [model_name(r), human_size(r.model.size), human_params(r.model.params), "CPU", str(r.threads),
-            r.test.name, f"{r.mean:.2f} ± {r.std:.2f}", reached(r)]
+def md_cells(r: Result, show_cache: bool = False) -> list[str]:
+    cache = [r.type_k, r.type_v] if show_cache else []
+    return [r.model.description, human_size(r.model.size), human_params(r.model.params), "CPU", str(r.threads),
+            *cache, r.test.name, f"{r.mean:.2f} ± {r.std:.2f}", reached(r)]
 
 
-def md_line(cells: list[str]) -> str:
-    return "| " + " | ".join(f"{c:{align}{width}}" for c, (_, width, align) in zip(cells, MD_COLUMNS)) + " |"
+def md_line(cells: list[str], cols: list[tuple[str, int, str]]) -> str:
+    return "| " + " | ".join(f"{c:{align}{width}}" for c, (_, width, align) in zip(cells, cols)) + " |"
 
 
-def md_header() -> str:
-    names = md_line([name for name, _, _ in MD_COLUMNS])
-    rule = "| " + " | ".join(("-" * (w - 1) + ":") if a == ">" else "-" * w for _, w, a in MD_COLUMNS) + " |"
+def md_header(cols: list[tuple[str, int, str]]) -> str:
+    names = md_line([name for name, _, _ in cols], cols)
+    rule = "| " + " | ".join(("-" * (w - 1) + ":") if a == ">" else "-" * w for _, w, a in cols) + " |"
     return names + "\n" + rule
 
 
@@ -165,13 +166,14 @@ def main(models, synthetic_specs, prompts, gens, threads, reps, n_batch, type_k,
         read_rates = {} if no_read_rate else {t: stream_read_gbps(t) for t in sorted(set(threads))}
         for t, rate in read_rates.items():
             console.print(f"streaming read, {t} thread{'s' if t > 1 else ''}: {rate:.1f} GB/s")
+        show_cache = (type_k, type_v) != ("f16", "f16")
         if output == "md":
-            click.echo(md_header())
+            click.echo(md_header(columns(show_cache)))
         results = []
 
         def show(r: Result) -> None:
             if output == "md":
-                click.echo(md_line(md_cells(r)))
+                click.echo(md_line(md_cells(r, show_cache), columns(show_cache)))
 
         for path in paths:
             results += bench_model(path, tests, threads, reps, read_rates, n_batch, type_k, type_v, show)

@@ -74,6 +74,15 @@ def test_markdown_table_has_a_row_per_thread_count_and_test():
 
 
 @needs_model
+def test_cache_types_get_their_columns():
+    code, out = run("-m", str(MODEL), "-p", "0", "-n", "2", "-t", "1", "-r", "1", "--no-read-rate",
+                    "-ctk", "q8_0", "-ctv", "q4_0")
+    assert code == 0, out
+    header, _, row = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("|")]
+    assert header[5:7] == ["type_k", "type_v"] and row[5:8] == ["q8_0", "q4_0", "tg2"]
+
+
+@needs_model
 def test_json_and_csv_carry_the_samples():
     code, out = run("-m", str(MODEL), "-p", "0", "-n", "3", "-t", "1", "-r", "2", "--no-read-rate", "-o", "json")
     assert code == 0, out
