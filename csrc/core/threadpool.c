@@ -8,8 +8,9 @@
  * The spin is bounded in time, not in iterations: the cost of a pause differs about tenfold
  * between x86 cores (Zen 3 ~27 ns, Skylake-X ~140 ns), while what the bound trades is wall
  * time, spinning against the cost of a sleep and wake (on a 2-vCPU Zen 3 VM, a futex wake is
- * ~6 us in the waker and ~15 us until the sleeper runs). Spinning about as long as a sleep
- * costs wastes at most half: SPIN_NS is a few of those, a fraction of a time slice.
+ * ~6 us in the waker and ~15 us until the sleeper runs). Spinning as long as a sleep and
+ * wake cost, then sleeping, never costs more than twice what the better of the two would have
+ * (the ski-rental bound): SPIN_NS is about one, a small fraction of a time slice.
  *
  * Sleeping and waking (wait_word): the waiter counts itself in `sleepers`, then checks the word
  * and sleeps only while it still holds the value it saw (FUTEX_WAIT compares and sleeps
@@ -56,8 +57,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_NS 50000          /* at a barrier and for the end of a task */
-#define TASK_SPIN_NS 200000    /* between tasks: also covers the Python between two decode steps */
+/* Every wait spins this long before it sleeps: about one sleep and wake here (see the top).
+ * Between tasks too, though the Python between two decode steps may outlast it: on a busy
+ * machine a worker spinning there can hold the very core the caller's Python waits for, while
+ * waking the workers costs a decode step of ~4 ms only some 20 us. Measured beside one or two
+ * CPU-bound processes, -t 2 decoded faster with 20 us than with 50 us (bench/busy.py). */
+#define SPIN_NS 20000
 #define SPINS_PER_CLOCK 32     /* pauses between clock reads (~1 us): a short wait reads no clock */
 
 /* A word threads wait on until it changes, and how many of them sleep on it (see the top) */
@@ -174,7 +179,7 @@ static void *worker_main(void *p) {
     free(wa);
     unsigned seen = 0;   /* the generation at creation: a task posted before this thread ran is not missed */
     for (;;) {
-        wait_while_equal(pool, &pool->generation, seen, TASK_SPIN_NS);
+        wait_while_equal(pool, &pool->generation, seen, SPIN_NS);
         if (atomic_load(&pool->stopping)) return NULL;
         seen = atomic_load_explicit(&pool->generation.value, memory_order_acquire);
         pool->fn(pool->arg, ith, pool->n_threads);
