@@ -1,19 +1,52 @@
-/* Workers wait on a generation counter: they spin briefly (a decode step follows the last one
- * within microseconds), then sleep on a condition variable so Python's sampling between
- * tokens gets the core back. The barrier spins with pause and yields if it waits long, so
- * more threads than cores degrades gracefully instead of livelocking.
+/* Waiting (workers between tasks, threads at a barrier, the caller for the workers' end of a
+ * task): spin a short, bounded time, then sleep on the word being waited on. A decode step's
+ * barriers are microseconds apart on an idle machine, so the spin covers them and the idle fast
+ * path makes no system call; when another process competes for the cores, a sibling can be
+ * descheduled for a whole time slice (milliseconds), and a thread spinning on it would hold a
+ * core the sibling or the other process could use, so after the spin it sleeps.
+ *
+ * The spin is bounded in time, not in iterations: the cost of a pause differs about tenfold
+ * between x86 cores (Zen 3 ~27 ns, Skylake-X ~140 ns), while what the bound trades is wall
+ * time, spinning against the cost of a sleep and wake (on a 2-vCPU Zen 3 VM, a futex wake is
+ * ~6 us in the waker and ~15 us until the sleeper runs). Spinning as long as a sleep and
+ * wake cost, then sleeping, never costs more than twice what the better of the two would have
+ * (the ski-rental bound): SPIN_NS is about one, a small fraction of a time slice.
+ *
+ * Sleeping and waking (wait_word): the waiter counts itself in `sleepers`, then checks the word
+ * and sleeps only while it still holds the value it saw (FUTEX_WAIT compares and sleeps
+ * atomically in the kernel, or the condvar fallback checks under the mutex it waits with). The
+ * waker changes the word first and then reads `sleepers`, making the wake call only when it is
+ * non-zero, so the idle fast path (no sleeper) costs no system call. No wake-up is lost: the
+ * four accesses are sequentially consistent, so of "waker changes the word, then reads
+ * sleepers" and "waiter counts itself, then reads the word", one pair sees the other's write:
+ * either the waker sees the sleeper and wakes it (a FUTEX_WAKE after the word changed wakes
+ * every thread queued on it, and a thread not yet queued compares the changed word and does
+ * not sleep), or the waiter sees the changed word and does not sleep at all. A stale count (a
+ * woken thread that has not yet uncounted itself) only costs a needless wake call. 32-bit words
+ * never wrap back to the value a sleeper saw: that would take 2^32 tasks or barriers, and none
+ * can complete without the sleeper.
  *
  * Chunks (pg_pool_next_chunks): each thread's run of the current stage is one 64-bit word, a
  * stage tag and the run's [front, back), changed only by compare-and-swap: the owner advances
  * front, others pull back in, so no chunk is handed out twice. Each barrier bumps the stage; a
  * run's word is set up by whichever thread touches it first in the stage (until then it carries
  * an older tag, and every thread computes the same starting run from n and the owner). */
+#include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "core/threadpool.h"
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define USE_FUTEX 1
+#else
+#define USE_FUTEX 0
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -24,23 +57,38 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_BEFORE_SLEEP (1 << 15)
-#define SPIN_BEFORE_YIELD (1 << 12)
+/* Every wait spins this long before it sleeps: about one sleep and wake here (see the top).
+ * Between tasks too, though the Python between two decode steps may outlast it: on a busy
+ * machine a worker spinning there can hold the very core the caller's Python waits for, while
+ * waking the workers costs a decode step of ~4 ms only some 20 us. Measured beside one or two
+ * CPU-bound processes, -t 2 decoded faster with 20 us than with 50 us (bench/busy.py). */
+#define SPIN_NS 20000
+#define SPINS_PER_CLOCK 32     /* pauses between clock reads (~1 us): a short wait reads no clock */
+
+/* A word threads wait on until it changes, and how many of them sleep on it (see the top) */
+typedef struct {
+    _Alignas(64) atomic_uint value;
+    atomic_int sleepers;
+} wait_word;
+
+_Static_assert(sizeof(atomic_uint) == 4, "a futex word is 32 bits");
 
 struct pg_pool {
     int n_threads;
     pthread_t *threads;
     pg_task_fn fn;
     void *arg;
-    _Alignas(64) atomic_uint generation;   /* bumped to start a task */
-    _Alignas(64) atomic_int n_done;        /* workers (not the caller) finished with the task */
+    wait_word generation;                  /* bumped to start a task */
+    wait_word n_done;                      /* workers (not the caller) finished with the task */
     _Alignas(64) atomic_int barrier_count;
-    _Alignas(64) atomic_uint barrier_generation;
-    atomic_uint stage;                     /* bumped by every barrier and task: tags the chunk runs */
+    wait_word barrier_generation;          /* bumped by the last thread into a barrier */
+    _Alignas(64) atomic_uint stage;        /* bumped by every barrier and task: tags the chunk runs */
     struct chunk_run { _Alignas(64) _Atomic uint64_t word; } *runs;   /* (n_threads,) see pg_pool_next_chunks */
-    pthread_mutex_t mutex;
+    atomic_int stopping;
+#if !USE_FUTEX
+    pthread_mutex_t mutex;                 /* the sleepers' fallback: one condvar for every word */
     pthread_cond_t wake;
-    int stopping;
+#endif
 };
 
 typedef struct { pg_pool *pool; int ith; } worker_arg;
@@ -56,11 +104,73 @@ static uint64_t run_word(unsigned tag, int64_t front, int64_t back) {
     return (uint64_t)tag << TAG_SHIFT | (uint64_t)front << RUN_BITS | (uint64_t)back;
 }
 
-static void spin_wait_change(atomic_uint *word, unsigned seen) {
-    for (long i = 0; atomic_load_explicit(word, memory_order_acquire) == seen; i++) {
-        if (i < SPIN_BEFORE_YIELD) cpu_relax(); else sched_yield();
+/* ---- waiting ------------------------------------------------------------------------------ */
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Spins while w holds `seen`, for about budget_ns at most: whether it changed */
+static int spin_while_equal(wait_word *w, unsigned seen, int64_t budget_ns) {
+    int64_t deadline = 0;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&w->value, memory_order_acquire) != seen) return 1;
+        cpu_relax();
+        if (i % SPINS_PER_CLOCK) continue;
+        const int64_t t = now_ns();
+        if (!deadline) deadline = t + budget_ns;
+        else if (t >= deadline) return 0;
     }
 }
+
+#if USE_FUTEX
+static void sleep_while_equal(pg_pool *pool, wait_word *w, unsigned seen) {
+    (void)pool;
+    atomic_fetch_add(&w->sleepers, 1);
+    /* the kernel sleeps only while the word is still `seen`; a signal or a wake meant for an
+     * older value returns early, hence the loop */
+    while (atomic_load(&w->value) == seen)
+        syscall(SYS_futex, &w->value, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+    atomic_fetch_sub(&w->sleepers, 1);
+}
+
+static void wake_sleepers(pg_pool *pool, wait_word *w) {
+    (void)pool;
+    if (atomic_load(&w->sleepers) > 0) syscall(SYS_futex, &w->value, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+#else
+static void sleep_while_equal(pg_pool *pool, wait_word *w, unsigned seen) {
+    pthread_mutex_lock(&pool->mutex);
+    atomic_fetch_add(&w->sleepers, 1);
+    while (atomic_load(&w->value) == seen) pthread_cond_wait(&pool->wake, &pool->mutex);
+    atomic_fetch_sub(&w->sleepers, 1);
+    pthread_mutex_unlock(&pool->mutex);
+}
+
+/* a sleeper holds the mutex from its count to its wait, so taking it here cannot fall between
+ * a sleeper's check of the word and its wait */
+static void wake_sleepers(pg_pool *pool, wait_word *w) {
+    if (atomic_load(&w->sleepers) == 0) return;
+    pthread_mutex_lock(&pool->mutex);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+}
+#endif
+
+/* Returns once w no longer holds `seen` */
+static void wait_while_equal(pg_pool *pool, wait_word *w, unsigned seen, int64_t spin_ns) {
+    if (!spin_while_equal(w, seen, spin_ns)) sleep_while_equal(pool, w, seen);
+}
+
+/* Changes w (sequentially consistent: see the top) and wakes whoever sleeps on it */
+static void bump_and_wake(pg_pool *pool, wait_word *w) {
+    atomic_fetch_add(&w->value, 1);
+    wake_sleepers(pool, w);
+}
+
+/* ---- the pool ----------------------------------------------------------------------------- */
 
 static void *worker_main(void *p) {
     worker_arg *wa = p;
@@ -69,31 +179,26 @@ static void *worker_main(void *p) {
     free(wa);
     unsigned seen = 0;   /* the generation at creation: a task posted before this thread ran is not missed */
     for (;;) {
-        long spins = 0;
-        while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen && spins < SPIN_BEFORE_SLEEP) {
-            cpu_relax();
-            spins++;
-        }
-        if (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen) {
-            pthread_mutex_lock(&pool->mutex);
-            while (atomic_load(&pool->generation) == seen && !pool->stopping)
-                pthread_cond_wait(&pool->wake, &pool->mutex);
-            pthread_mutex_unlock(&pool->mutex);
-        }
-        if (pool->stopping) return NULL;
-        seen = atomic_load(&pool->generation);
+        wait_while_equal(pool, &pool->generation, seen, SPIN_NS);
+        if (atomic_load(&pool->stopping)) return NULL;
+        seen = atomic_load_explicit(&pool->generation.value, memory_order_acquire);
         pool->fn(pool->arg, ith, pool->n_threads);
-        atomic_fetch_add_explicit(&pool->n_done, 1, memory_order_release);
+        /* only the last one wakes the caller: it waits for the count to reach n_threads - 1 */
+        if (atomic_fetch_add(&pool->n_done.value, 1) == (unsigned)pool->n_threads - 2)
+            wake_sleepers(pool, &pool->n_done);
     }
 }
 
 pg_pool *pg_pool_new(int n_threads) {
     if (n_threads < 1 || n_threads > 512) return NULL;
-    pg_pool *pool = calloc(1, sizeof *pool);
+    pg_pool *pool = aligned_alloc(64, (sizeof *pool + 63) / 64 * 64);
     if (!pool) return NULL;
+    memset(pool, 0, sizeof *pool);
     pool->n_threads = n_threads;
+#if !USE_FUTEX
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
+#endif
     pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
     pool->runs = aligned_alloc(64, (size_t)n_threads * sizeof *pool->runs);
     if (!pool->threads || !pool->runs) { free(pool->threads); free(pool->runs); free(pool); return NULL; }
@@ -115,14 +220,13 @@ pg_pool *pg_pool_new(int n_threads) {
 
 void pg_pool_free(pg_pool *pool) {
     if (!pool) return;
-    pthread_mutex_lock(&pool->mutex);
-    pool->stopping = 1;
-    atomic_fetch_add(&pool->generation, 1);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mutex);
+    atomic_store(&pool->stopping, 1);   /* before the bump, so a worker woken by it sees it */
+    bump_and_wake(pool, &pool->generation);
     for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->threads[i], NULL);
+#if !USE_FUTEX
     pthread_mutex_destroy(&pool->mutex);
     pthread_cond_destroy(&pool->wake);
+#endif
     free(pool->threads);
     free(pool->runs);
     free(pool);
@@ -144,26 +248,24 @@ void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg) {
     if (pool->n_threads == 1) { fn(arg, 0, 1); return; }
     pool->fn = fn;
     pool->arg = arg;
-    atomic_store(&pool->n_done, 0);
-    pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mutex);
+    atomic_store(&pool->n_done.value, 0);
+    bump_and_wake(pool, &pool->generation);   /* publishes fn, arg and the reset count */
     fn(arg, 0, pool->n_threads);
-    for (long i = 0; atomic_load_explicit(&pool->n_done, memory_order_acquire) < pool->n_threads - 1; i++) {
-        if (i < SPIN_BEFORE_YIELD) cpu_relax(); else sched_yield();
-    }
+    /* the workers' last chunks may be on a core another process took: sleep on them, not spin */
+    const unsigned all = (unsigned)pool->n_threads - 1;
+    for (unsigned done; (done = atomic_load(&pool->n_done.value)) != all;)
+        wait_while_equal(pool, &pool->n_done, done, SPIN_NS);
 }
 
 void pg_pool_barrier(pg_pool *pool) {
     if (pool->n_threads == 1) { next_stage(pool); return; }
-    unsigned gen = atomic_load_explicit(&pool->barrier_generation, memory_order_acquire);
+    const unsigned gen = atomic_load_explicit(&pool->barrier_generation.value, memory_order_acquire);
     if (atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) == pool->n_threads - 1) {
         next_stage(pool);   /* every thread is here, done with the stage's chunks */
         atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&pool->barrier_generation, 1, memory_order_release);
+        bump_and_wake(pool, &pool->barrier_generation);
     } else {
-        spin_wait_change(&pool->barrier_generation, gen);
+        wait_while_equal(pool, &pool->barrier_generation, gen, SPIN_NS);
     }
 }
 

@@ -2,6 +2,8 @@
  * counts each chunk it is handed, so a chunk given twice or never shows in the counts. */
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include "core/threadpool.h"
 #include "testing/pool.h"
@@ -44,4 +46,65 @@ int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slo
     pg_pool_run(pool, take_all, &ct);
     *stolen = ct.stolen;
     return ct.bad ? PG_EBADSIZE : PG_OK;
+}
+
+/* ---- barriers and task ends under random delays ---------------------------------------------- */
+
+typedef struct {
+    pg_pool *pool;
+    int stages, max_sleep_us;
+    uint32_t seed;
+    int32_t *arrived;   /* (stages,) threads that reached each stage's barrier */
+    int finished;       /* threads that reached the end of the task function */
+    int early;          /* barrier passes seen before every thread arrived */
+} barrier_task;
+
+static uint32_t xorshift(uint32_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+
+/* Mostly nothing or a short spin, sometimes a sleep up to max_sleep_us: waits on either side of
+ * the pool's spin budgets, so both its spinning and its sleeping paths run */
+static void random_delay(uint32_t *rng, int max_sleep_us) {
+    const uint32_t r = xorshift(rng);
+    if (r % 8 == 0 && max_sleep_us > 0) {
+        struct timespec pause = {0, (long)(xorshift(rng) % (uint32_t)max_sleep_us) * 1000};
+        nanosleep(&pause, NULL);
+    } else if (r % 8 == 1) {
+        for (volatile uint32_t i = r % 4096; i; i--) {}
+    }
+}
+
+static void arrive_at_barriers(void *arg, int ith, int nth) {
+    barrier_task *bt = arg;
+    uint32_t rng = bt->seed * 2654435761u + (uint32_t)ith + 1;
+    for (int s = 0; s < bt->stages; s++) {
+        random_delay(&rng, bt->max_sleep_us);
+        __atomic_fetch_add(&bt->arrived[s], 1, __ATOMIC_RELAXED);
+        pg_pool_barrier(bt->pool);
+        if (__atomic_load_n(&bt->arrived[s], __ATOMIC_RELAXED) != nth) __atomic_store_n(&bt->early, 1, __ATOMIC_RELAXED);
+    }
+    random_delay(&rng, bt->max_sleep_us);   /* the caller must wait for a late worker's end */
+    __atomic_fetch_add(&bt->finished, 1, __ATOMIC_RELAXED);
+}
+
+int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_us, uint32_t seed) {
+    if (!pool || tasks < 1 || stages < 0 || stages > 100000 || max_sleep_us < 0 || max_sleep_us > 100000)
+        return PG_EBADARG;
+    int32_t *arrived = malloc((size_t)(stages > 0 ? stages : 1) * sizeof *arrived);
+    if (!arrived) return PG_ENOMEM;
+    int failures = 0;
+    uint32_t rng = seed | 1;
+    for (int t = 0; t < tasks; t++) {
+        memset(arrived, 0, (size_t)(stages > 0 ? stages : 1) * sizeof *arrived);
+        barrier_task bt = {pool, stages, max_sleep_us, seed + (uint32_t)t, arrived, 0, 0};
+        pg_pool_run(pool, arrive_at_barriers, &bt);
+        if (bt.early || __atomic_load_n(&bt.finished, __ATOMIC_RELAXED) != pg_pool_size(pool)) failures++;
+        random_delay(&rng, max_sleep_us);   /* between tasks too: workers that went to sleep must wake */
+    }
+    free(arrived);
+    return failures;
 }

@@ -12,4 +12,12 @@
 int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slow_us, int32_t *taken,
                          int64_t *stolen);
 
+/* Runs `tasks` tasks one after another, each `stages` barriers long, with random delays (up to
+ * max_sleep_us, sometimes sleeping: on both sides of the pool's spin budgets) before each
+ * barrier, at the end of each task and between tasks. Returns how many tasks went wrong: a
+ * thread passed a barrier before every thread reached it, or pg_pool_run returned before every
+ * thread was done (0 when the pool is right; a lost wake-up hangs instead). PG_EBADARG for
+ * bad arguments. */
+int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_us, uint32_t seed);
+
 #endif
