@@ -76,5 +76,5 @@ $(COMPARE_VENV)/.installed:
 		$(COMPARE_VENV)/bin/pip install -q --no-binary llama-cpp-python llama-cpp-python==0.3.36 numpy
 	touch $@
 
-compare: build model $(COMPARE_VENV)/.installed
+compare: build model vocab $(COMPARE_VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/compare.py --llama-python $(COMPARE_VENV)/bin/python
