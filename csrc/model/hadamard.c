@@ -1,0 +1,35 @@
+/* The Walsh-Hadamard rotation of a quantized KV cache (model/hadamard.h). */
+#include <math.h>
+#include "model/hadamard.h"
+#include "kernels/kernels.h"
+
+enum { ROT_MULTIPLE = 64 };   /* llama.cpp rotates heads whose size is a multiple of this */
+
+void pg_hadamard_blocks(int type_k, int type_v, int head_dim, int *block_k, int *block_v) {
+    int largest = ROT_MULTIPLE;   /* the largest power of two dividing head_dim, from 64 up */
+    while (head_dim % (2 * largest) == 0) largest *= 2;
+    const int rotated = head_dim % ROT_MULTIPLE == 0;
+    *block_k = rotated && pg_kv_index(type_k) > PG_KV_F16 ? largest : 0;
+    *block_v = rotated && pg_kv_index(type_v) > PG_KV_F16 ? ROT_MULTIPLE : 0;
+}
+
+/* x (n,) -> H x unnormalized (Sylvester order: pass h pairs value i with i + h inside each run
+ * of 2h). Every inner loop runs over h contiguous values, which the compiler vectorizes for
+ * h >= 8 with the scalar code's operations. */
+static void butterflies(float *x, int n) {
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                const float a = x[j], b = x[j + h];
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
+}
+
+void pg_hadamard_rotate(float *x, int64_t n, int block) {
+    const float norm = 1.0f / sqrtf((float)block);   /* exact for 4^k: 64 gives 1/8 */
+    for (int64_t b = 0; b + block <= n; b += block) {
+        butterflies(x + b, block);
+        for (int i = 0; i < block; i++) x[b + i] *= norm;
+    }
+}
