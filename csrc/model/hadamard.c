@@ -13,7 +13,7 @@ void pg_hadamard_blocks(int type_k, int type_v, int head_dim, int *block_k, int 
     *block_v = rotated && pg_kv_index(type_v) > PG_KV_F16 ? ROT_MULTIPLE : 0;
 }
 
-/* x (n,) -> H x unnormalized (Sylvester order: pass h pairs value i with i + h inside each run
+/* x (n,) -> sqrt(n) H x (Sylvester order: pass h pairs value i with i + h inside each run
  * of 2h). Every inner loop runs over h contiguous values, which the compiler vectorizes for
  * h >= 8 with the scalar code's operations. */
 static void butterflies(float *x, int n) {
@@ -27,9 +27,10 @@ static void butterflies(float *x, int n) {
 }
 
 void pg_hadamard_rotate(float *x, int64_t n, int block) {
+    /* scaled before the butterflies, as llama.cpp's CPU transform: the same bits as its for 128 */
     const float norm = 1.0f / sqrtf((float)block);   /* exact for 4^k: 64 gives 1/8 */
     for (int64_t b = 0; b + block <= n; b += block) {
-        butterflies(x + b, block);
         for (int i = 0; i < block; i++) x[b + i] *= norm;
+        butterflies(x + b, block);
     }
 }
