@@ -13,17 +13,27 @@ void pg_hadamard_blocks(int type_k, int type_v, int head_dim, int *block_k, int 
     *block_v = rotated && pg_kv_index(type_v) > PG_KV_F16 ? ROT_MULTIPLE : 0;
 }
 
-/* x (n,) -> sqrt(n) H x (Sylvester order: pass h pairs value i with i + h inside each run
- * of 2h). Every inner loop runs over h contiguous values, which the compiler vectorizes for
- * h >= 8 with the scalar code's operations. */
+/* x (n,) -> sqrt(n) H x, n >= 4 (Sylvester order: pass h pairs value i with i + h inside each
+ * run of 2h). The passes h = 1 and 2 are done together on each group of four values (the same
+ * operations in the same order); every later pass runs over two runs of h >= 4 contiguous values
+ * that cannot overlap, which the compiler vectorizes. */
 static void butterflies(float *x, int n) {
-    for (int h = 1; h < n; h *= 2)
-        for (int i = 0; i < n; i += 2 * h)
-            for (int j = i; j < i + h; j++) {
-                const float a = x[j], b = x[j + h];
-                x[j] = a + b;
-                x[j + h] = a - b;
+    for (int i = 0; i < n; i += 4) {
+        const float a = x[i] + x[i + 1], b = x[i] - x[i + 1], c = x[i + 2] + x[i + 3], d = x[i + 2] - x[i + 3];
+        x[i] = a + c;
+        x[i + 1] = b + d;
+        x[i + 2] = a - c;
+        x[i + 3] = b - d;
+    }
+    for (int h = 4; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h) {
+            float *restrict lo = x + i, *restrict hi = x + i + h;
+            for (int j = 0; j < h; j++) {
+                const float u = lo[j], v = hi[j];
+                lo[j] = u + v;
+                hi[j] = u - v;
             }
+        }
 }
 
 void pg_hadamard_rotate(float *x, int64_t n, int block) {

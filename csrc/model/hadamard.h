@@ -13,7 +13,7 @@
  * blocks of the largest power of two dividing head_dim, V (and the output) in blocks of 64 */
 void pg_hadamard_blocks(int type_k, int type_v, int head_dim, int *block_k, int *block_v);
 
-/* x (n,) -> each of its n / block runs of `block` values (a power of two) multiplied by H_block,
+/* x (n,) -> each of its n / block runs of `block` values (a power of two >= 4) multiplied by H_block,
  * in place: the 1/sqrt(block), then log2(block) passes of butterflies. O(n log block), no
  * allocation; the same float operations in the same order on every ISA, so the same bits. */
 void pg_hadamard_rotate(float *x, int64_t n, int block);

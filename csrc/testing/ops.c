@@ -104,7 +104,7 @@ int pg_attention_expf_isa(int isa, float *y, const float *x, int64_t n) {
 }
 
 int pg_hadamard_rotate_checked(float *x, int64_t n, int block) {
-    if (!x || block <= 0 || (block & (block - 1)) || n < 0 || n % block) return PG_EBADARG;
+    if (!x || block < 4 || (block & (block - 1)) || n < 0 || n % block) return PG_EBADARG;
     pg_hadamard_rotate(x, n, block);
     return PG_OK;
 }

@@ -36,7 +36,7 @@ int pg_attention_accumulate_order_avx2(float *out, const float *p, int n_rep, co
                                        int head_dim);
 
 /* x (n,) rotated in place block by block by the forward's orthonormal Walsh-Hadamard matrix of
- * `block` values (model/hadamard.h); PG_EBADARG unless block is a power of two and n a multiple */
+ * `block` values (model/hadamard.h); PG_EBADARG unless block is a power of two >= 4 and n a multiple */
 int pg_hadamard_rotate_checked(float *x, int64_t n, int block);
 
 /* y = exp(x) with the exp of an instruction set's softmax (libm's expf for scalar) */

@@ -235,10 +235,10 @@ def test_copied_prefix_serves_like_one_computed_in_place(tiny):
 
 
 def test_hadamard_rotation_is_orthonormal_and_its_own_inverse():
-    """the C rotation (model/hadamard.c) applied to the identity is H (exactly for 64, whose
-    1/sqrt(64) is exact; within an ulp for 128); rotating twice gives back x within float32's
-    roundings of 2 log2(n) adds and two scalings"""
-    for block in (64, 128):
+    """the C rotation (model/hadamard.c) applied to the identity is H (exactly for 4 and 64, whose
+    1/sqrt(n) is exact; within an ulp for 128); rotating twice gives back x within float32's
+    roundings of 2 log2(n) adds and two scalings; blocks of fewer than 4 values are refused"""
+    for block in (4, 64, 128):
         rows = np.eye(block, dtype=np.float32)
         assert lib.pg_hadamard_rotate_checked(ffi.cast("float *", rows.ctypes.data), rows.size, block) == lib.PG_OK
         np.testing.assert_allclose(rows, hadamard(block), rtol=2**-23 if block == 128 else 0, atol=0)
@@ -249,7 +249,7 @@ def test_hadamard_rotation_is_orthonormal_and_its_own_inverse():
             assert lib.pg_hadamard_rotate_checked(ffi.cast("float *", y.ctypes.data), y.size, block) == lib.PG_OK
         np.testing.assert_allclose(y, x, rtol=0, atol=1e-5 * np.abs(x).max())
     x = np.zeros(96, dtype=np.float32)
-    for n, block in ((96, 96), (96, 64), (64, 0)):
+    for n, block in ((96, 96), (96, 64), (64, 0), (64, 2)):
         assert lib.pg_hadamard_rotate_checked(ffi.cast("float *", x.ctypes.data), n, block) == lib.PG_EBADARG
 
 
