@@ -122,11 +122,12 @@ def test_forward_is_the_float64_forward_over_the_rounded_cache(tiny, type_k, typ
     """what the C forward computes with a quantized cache is the float64 forward whose stored
     keys, values (and, for a quantized K, queries: llama.cpp's Q8_0 dot) are rounded the same way,
     in the Hadamard rotation (head_dim 64: blocks of 64 for K and V) when it is on.
-    Measured 1-6e-3 std (the F16 cache is 1.2e-3 std from the unrounded float64 forward): a value
-    on a rounding boundary may round one step apart in float32 and float64, and the rotation in
-    float32 moves values by ~1e-7 relative, which only changes which values fall on a boundary.
+    Measured, rotated or not: 1e-6 std when K and V are both quantized, 3-6e-3 std when one side
+    is F16, whose rounding the reference leaves out (the F16 cache is 1.2e-3 std from the unrounded
+    float64 forward); a value on a rounding boundary may round one step apart in float32 and
+    float64, and the rotation in float32 (~1e-7 relative) only changes which values fall on one.
     1e-2 std is 3 to 45 times below how far the rounding itself moves the logits (TOLERANCE's
-    measurements)."""
+    measurements), so a rotation left out or applied twice fails."""
     config, _, exact = tiny
     place = (lambda f: rounded_in_rotation(f, 64)) if rotation else (lambda f: f)
     rounding = {}
