@@ -17,6 +17,7 @@ import time
 import click
 
 from pygguf.sampling.params import BATCH_N_PREDICT, default
+from pygguf_cli.options import CACHE_TYPES
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -64,9 +65,8 @@ class Progress:
             self.bar.stop()
 
 
-def _load_llm(model_path: str, n_ctx: int | None, n_threads: int, n_batch: int, parallel: int):
-    from pygguf.api import Llama
-    return Llama(model_path, n_ctx=n_ctx or 0, n_threads=n_threads, n_batch=n_batch, n_seq_max=parallel)
+def _load_llm(options):
+    return options.load()
 
 
 def _run_on_ray(address, workers, records, writer, defaults, skip, progress, options):
@@ -93,6 +93,10 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
               help="Context size of each sequence (0: the model's default).")
 @click.option("-b", "--batch-size", "n_batch", type=click.IntRange(min=1), default=512, show_default=True,
               help="Prompt tokens per forward pass.")
+@click.option("-ctk", "--cache-type-k", "cache_type_k", type=click.Choice(CACHE_TYPES, case_sensitive=False),
+              default="f16", show_default=True, help="KV cache type for K, for every record.")
+@click.option("-ctv", "--cache-type-v", "cache_type_v", type=click.Choice(CACHE_TYPES, case_sensitive=False),
+              default="f16", show_default=True, help="KV cache type for V, for every record.")
 @click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=None,
               help=f"Tokens to generate per record (-1: until end of generation or a full context) [default: "
                    f"{BATCH_N_PREDICT}].")
@@ -116,8 +120,9 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
               help="Ray workers, each loading the model once (one per machine, each with -t threads).")
 @click.option("--unordered", is_flag=True, help="Write results as they finish, not in input order.")
 @click.pass_context
-def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, n_predict,
-         temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered, ray_address, ray_workers):
+def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, cache_type_k,
+         cache_type_v, n_predict, temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered,
+         ray_address, ray_workers):
     from pygguf.errors import PyggufError
     from pygguf.tools.batch import BatchDefaults, ResultWriter, count_records, read_records, run_batch
     from pygguf.tools.distributed import ModelOptions, RayUnavailable, WorkerFailed
@@ -126,11 +131,12 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
         raise click.UsageError("--resume needs an output file (-o FILE)")
     if not ray_address:                  # with --ray, each worker loads the model on its machine
         n_threads = _usable_threads(n_threads)
+    options = ModelOptions(model_path, n_ctx, n_threads, n_batch, parallel, cache_type_k.lower(), cache_type_v.lower())
     llm = None
     if not ray_address:
         load = (ctx.obj or {}).get("load_llm", _load_llm)
         try:
-            llm = load(model_path, n_ctx, n_threads, n_batch, parallel)
+            llm = load(options)
         except (PyggufError, OSError) as e:
             log(f"error: cannot load {model_path}: {e}")
             ctx.exit(EXIT_FAILED)
@@ -149,8 +155,7 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
     try:
         records = read_records(input_path, input_format)
         if ray_address:
-            summary = _run_on_ray(ray_address, ray_workers, records, writer, defaults, skip, progress,
-                                  ModelOptions(model_path, n_ctx, n_threads, n_batch, parallel))
+            summary = _run_on_ray(ray_address, ray_workers, records, writer, defaults, skip, progress, options)
         else:
             summary = run_batch(llm, records, writer, defaults, skip=skip, parallel=parallel,
                                 on_progress=progress.advance)

@@ -1,6 +1,6 @@
 /* Python-facing llama forward pass (cdef'd by cffi).
  * A model is weights (views into one read-only mapping, validated here), a run state with every
- * scratch buffer allocated once, and an F16 KV cache of n_seq sequences of n_ctx positions each.
+ * scratch buffer allocated once, and a KV cache (F16, q8_0 or q4_0) of n_seq sequences of n_ctx positions each.
  * Sequences never see each other's cells: a batch may mix tokens of several sequences (batched
  * decoding), and each token's logits are bit-identical to those of the same tokens run alone.
  * Every entry point returns 0 or a negative PG_E* code (api/status.h). */
@@ -26,6 +26,9 @@ typedef struct {
     int32_t yarn_n_ctx_orig;    /* the context the model was trained with before scaling */
     float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
     int32_t gguf_layout_only;   /* 1: multiply by the mapped GGUF rows only (0: repack where faster) */
+    int32_t attn_rot_disable;   /* 1: no Hadamard rotation of a quantized cache (llama.cpp's
+                                   LLAMA_ATTN_ROT_DISABLE); 0: q, k, v rotated as llama.cpp does
+                                   when type_k / type_v is quantized and head_dim % 64 == 0 */
 } pg_model_params;
 
 /* One tensor: where its bytes start in the mapping, its type, ggml shape (ne0 = row length). */

@@ -109,7 +109,7 @@ static const pg_isa_kernels AVX2, AVX512;   /* not built: everything falls back 
 #endif
 
 #if defined(__aarch64__)
-/* NEON with the dot-product extension: the gemms */
+/* NEON with the dot-product extension: the gemms, attention over a quantized cache */
 static const pg_isa_kernels NEON = {
     .type = {
         [PG_F32] = {GEMM(f32, neon)},
@@ -126,6 +126,7 @@ static const pg_isa_kernels NEON = {
         [PG_Q5_K] = {GEMM(q5_K, neon)},
         [PG_Q6_K] = {GEMM(q6_K, neon)},
     },
+    .attention = &pg_attention_kernels_neon,
 };
 #else
 static const pg_isa_kernels NEON;   /* not built: everything falls back to scalar */

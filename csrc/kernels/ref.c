@@ -78,8 +78,8 @@ static void half_row_to_float(float *out, const pg_half *h, int n) {
 }
 
 /* s (n_rep, n_kv): each K row converted through the table, eight fixed partial sums per dot */
-static void scores_ref(float *s, const float *q, int n_rep, const void *kv, int n_kv, int head_dim, float scale,
-                       float *row) {
+void pg_attention_scores_f16_ref(float *s, const float *q, int n_rep, const void *kv, int n_kv, int head_dim,
+                                 float scale, float *row) {
     const pg_half *k = kv;
     for (int j = 0; j < n_kv; j++) {
         half_row_to_float(row, k + (size_t)j * head_dim, head_dim);
@@ -89,8 +89,8 @@ static void scores_ref(float *s, const float *q, int n_rep, const void *kv, int 
 }
 
 /* out (n_rep, head_dim) = p (n_rep, n_kv) V (n_kv, head_dim), position by position */
-static void accumulate_ref(float *out, const float *p, int n_rep, const void *vv, int n_kv, int head_dim,
-                           float *row) {
+void pg_attention_accumulate_f16_ref(float *out, const float *p, int n_rep, const void *vv, int n_kv, int head_dim,
+                                     float *row) {
     const pg_half *v = vv;
     memset(out, 0, sizeof(float) * (size_t)n_rep * head_dim);
     for (int j = 0; j < n_kv; j++) {
@@ -105,7 +105,7 @@ static void accumulate_ref(float *out, const float *p, int n_rep, const void *vv
 
 /* s (n,) -> exp(s - max s) in place; returns 1 / their sum, taken in double term by term. With
  * a NaN score every output is NaN, whichever maximum is found. */
-static float softmax_ref(float *s, int n) {
+float pg_attention_softmax_ref(float *s, int n) {
     float max = -INFINITY;
     for (int j = 0; j < n; j++) max = s[j] > max ? s[j] : max;
     double sum = 0.0;
@@ -118,10 +118,10 @@ static float softmax_ref(float *s, int n) {
 
 const pg_attention_kernels pg_attention_kernels_ref = {
     "pg_attention_kernels_ref", 1,
-    .scores = {[PG_KV_F16] = scores_ref, [PG_KV_Q8_0] = pg_attention_scores_q8_0_ref,
+    .scores = {[PG_KV_F16] = pg_attention_scores_f16_ref, [PG_KV_Q8_0] = pg_attention_scores_q8_0_ref,
                [PG_KV_Q4_0] = pg_attention_scores_q4_0_ref},
-    .softmax = softmax_ref,
-    .accumulate = {[PG_KV_F16] = accumulate_ref, [PG_KV_Q8_0] = pg_attention_accumulate_q8_0_ref,
+    .softmax = pg_attention_softmax_ref,
+    .accumulate = {[PG_KV_F16] = pg_attention_accumulate_f16_ref, [PG_KV_Q8_0] = pg_attention_accumulate_q8_0_ref,
                    [PG_KV_Q4_0] = pg_attention_accumulate_q4_0_ref},
 };
 

@@ -32,6 +32,14 @@ void pg_swiglu_ref(float *g, const float *u, int64_t n);     /* libm's expf */
 void pg_f16_row_ref(pg_half *out, const float *x, int64_t n);
 extern const pg_attention_kernels pg_attention_kernels_ref;
 
+/* the reference attention loops over an F16 cache and its softmax (kernels/ref.c): what an ISA
+ * without loops of its own for F16 puts in its pg_attention_kernels */
+void pg_attention_scores_f16_ref(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
+                                 float scale, float *row);
+void pg_attention_accumulate_f16_ref(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
+                                     float *row);
+float pg_attention_softmax_ref(float *s, int n);
+
 /* the reference attention loops over a q8_0 / q4_0 cache (kernels/attention_quant_ref.c) */
 void pg_attention_scores_q8_0_ref(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
                                   float scale, float *work);

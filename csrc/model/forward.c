@@ -124,29 +124,37 @@ static void store_rows(const forward_task *f, char *cache, int type, size_t row_
     }
 }
 
-/* Rows [r0, r1) of q (which 0), k (1) or v (2): rotated (q, k) and cached (k, v) by the thread
- * that computed them */
+/* Rows [r0, r1) of q (which 0), k (1) or v (2): RoPE'd (q, k), Hadamard-rotated for a quantized
+ * cache (q and k by H_rot_k, v by H_rot_v: the chunks hold whole blocks) and cached (k, v) by the
+ * thread that computed them */
 static void qkv_rows(const forward_task *f, const pg_layer *L, int layer, const float *xb, int which,
                      int64_t r0, int64_t r1, int ith) {
     pg_model *m = f->m;
-    if (which == 0) {
-        project_rows(f, &L->wq, xb, f->ntok, m->s.q, (size_t)m->n_q, r0, r1, ith);
-        rope_rows(f, m->s.q, (size_t)m->n_q, r0, r1);
-    } else if (which == 1) {
-        project_rows(f, &L->wk, xb, f->ntok, m->s.k, (size_t)m->n_kv, r0, r1, ith);
-        rope_rows(f, m->s.k, (size_t)m->n_kv, r0, r1);
-        store_rows(f, m->s.k_cache, m->p.type_k, m->s.k_row_bytes, layer, m->s.k, r0, r1);
-    } else {
-        project_rows(f, &L->wv, xb, f->ntok, m->s.v, (size_t)m->n_kv, r0, r1, ith);
-        store_rows(f, m->s.v_cache, m->p.type_v, m->s.v_row_bytes, layer, m->s.v, r0, r1);
-    }
+    const pg_weight *w = which == 0 ? &L->wq : which == 1 ? &L->wk : &L->wv;
+    float *y = which == 0 ? m->s.q : which == 1 ? m->s.k : m->s.v;
+    const size_t ld = which == 0 ? (size_t)m->n_q : (size_t)m->n_kv;
+    const int rot = which == 2 ? m->rot_v : m->rot_k;
+    project_rows(f, w, xb, f->ntok, y, ld, r0, r1, ith);
+    if (which < 2) rope_rows(f, y, ld, r0, r1);
+    if (rot)
+        for (int t = 0; t < f->ntok; t++) pg_hadamard_rotate(y + t * ld + r0, r1 - r0, rot);
+    if (which == 1) store_rows(f, m->s.k_cache, m->p.type_k, m->s.k_row_bytes, layer, y, r0, r1);
+    if (which == 2) store_rows(f, m->s.v_cache, m->p.type_v, m->s.v_row_bytes, layer, y, r0, r1);
 }
 
-/* q, k, v projections as one stage: q's chunks, then k's, then v's. Chunks are 16-aligned (whole
- * RoPE pairs), 32-aligned when a quantized cache stores whole 32-value blocks. */
+/* The rows a chunk of q, k and v is a multiple of: 16 (whole RoPE pairs); 32 when a quantized
+ * cache stores whole 32-value blocks; a whole rotation block when the cache is rotated */
+static int64_t qkv_align(const pg_model *m) {
+    int64_t align = m->p.type_k == PG_F16 && m->p.type_v == PG_F16 ? 16 : 32;
+    if (m->rot_k > align) align = m->rot_k;
+    if (m->rot_v > align) align = m->rot_v;
+    return align;
+}
+
+/* q, k, v projections as one stage: q's chunks, then k's, then v's, cut at qkv_align */
 static void qkv(const forward_task *f, const pg_layer *L, int layer, const float *xb, int ith, int nth) {
     const pg_model *m = f->m;
-    const int64_t align = m->p.type_k == PG_F16 && m->p.type_v == PG_F16 ? 16 : 32;
+    const int64_t align = qkv_align(m);
     const int64_t step = pg_chunk_rows(m->n_q, L->wq.n, f->ntok, align, nth);
     const int64_t rows[3] = {m->n_q, m->n_kv, m->n_kv};
     const int64_t count[3] = {pg_chunk_count(rows[0], step), pg_chunk_count(rows[1], step), pg_chunk_count(rows[2], step)};
@@ -166,7 +174,8 @@ static void qkv(const forward_task *f, const pg_layer *L, int layer, const float
  * cached row read once for the group's n_rep heads) when there are enough of them to go round,
  * else the heads cut evenly over the threads (one token, 3 groups of 3 heads on 2 threads: 5 and
  * 4 heads rather than 2 groups and 1). A head's output does not depend on which heads of its
- * group share the call. A token sees its own sequence's positions 0..pos only. */
+ * group share the call. A token sees its own sequence's positions 0..pos only. A rotated V gives
+ * rotated outputs, turned back by H_rot_v (its own inverse) before the output projection. */
 static void attention(const forward_task *f, int layer, float *scratch, int ith, int nth) {
     pg_model *m = f->m;
     const int hd = m->p.head_dim, n_head = m->p.n_head, n_rep = m->n_rep;
@@ -184,6 +193,7 @@ static void attention(const forward_task *f, int layer, float *scratch, int ith,
             pg_attention_group(kern, m->s.att + at, m->s.q + at, next - u, hd, f->pos[t],
                                m->p.type_k, pg_k_row(m, layer, g, f->seq[t], 0),
                                m->p.type_v, pg_v_row(m, layer, g, f->seq[t], 0), scale, scratch);
+            if (m->rot_v) pg_hadamard_rotate(m->s.att + at, (int64_t)(next - u) * hd, m->rot_v);
         }
     }
 }

@@ -7,7 +7,8 @@
 
 /* keys (n rows of row_bytes, of the cache type `type`) rotated in place by the angles cs: each
  * row read as floats, rotated, and stored back as the forward stores a new key (so a quantized
- * K is dequantized, rotated and requantized, as llama.cpp's shift does through F32) */
+ * K is dequantized, rotated and requantized, as llama.cpp's shift does through F32); a
+ * Hadamard-rotated K is turned back by H (its own inverse) before RoPE and rotated again after */
 static void rotate_keys(const pg_model *m, char *k, int n, const float *cs, float *row) {
     const int hd = m->p.head_dim, type = m->p.type_k;
     const pg_type_traits *t = pg_traits(type);
@@ -15,7 +16,9 @@ static void rotate_keys(const pg_model *m, char *k, int n, const float *cs, floa
     for (int j = 0; j < n; j++) {
         char *kj = k + (size_t)j * m->s.k_row_bytes;
         t->dequantize(kj, row, hd);
+        if (m->rot_k) pg_hadamard_rotate(row, hd, m->rot_k);
         pg_rope_rotate(row, 1, hd, m->p.n_rot, cs);
+        if (m->rot_k) pg_hadamard_rotate(row, hd, m->rot_k);
         pg_kv_store(kern, type, kj, row, hd);
     }
 }

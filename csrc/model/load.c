@@ -218,6 +218,8 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     m->n_q = params->n_head * params->head_dim;
     m->n_kv = params->n_head_kv * params->head_dim;
     m->n_rep = params->n_head / params->n_head_kv;
+    if (!params->attn_rot_disable)
+        pg_hadamard_blocks(params->type_k, params->type_v, params->head_dim, &m->rot_k, &m->rot_v);
     m->pool = pool;
     m->n_threads = pg_pool_size(pool);
     int rc = PG_ENOMEM;

@@ -11,6 +11,7 @@
 #include "core/threadpool.h"
 #include "kernels/dispatch.h"
 #include "model/rope.h"
+#include "model/hadamard.h"
 
 /* One weight matrix: rows of n values, stored row after row in `data`; and, for the types an
  * x86 kernel reads faster that way, the same rows repacked once at load (weights.c). */
@@ -71,6 +72,8 @@ typedef struct {
 struct pg_model {
     pg_model_params p;
     int n_q, n_kv, n_rep;          /* n_head * head_dim, n_head_kv * head_dim, n_head / n_head_kv */
+    int rot_k, rot_v;              /* Hadamard blocks of q and k, of v and the attention output, or
+                                      0: unrotated (model/hadamard.h) */
     pg_rope_params rope;
     pg_weights w;
     pg_run_state s;

@@ -19,6 +19,13 @@ int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int3
     return PG_OK;
 }
 
+int pg_model_rotation(const pg_model *m, int32_t *rot_k, int32_t *rot_v) {
+    if (!m || !rot_k || !rot_v) return PG_EBADARG;
+    *rot_k = m->rot_k;
+    *rot_v = m->rot_v;
+    return PG_OK;
+}
+
 typedef struct {
     pg_pool *pool;
     const pg_isa_kernels *k;

@@ -7,6 +7,11 @@
  * and v, each (n_head_kv, n, head_dim), dequantized from the cache's types. */
 int pg_model_kv_read(pg_model *m, int32_t seq, int32_t layer, int32_t pos0, int32_t n, float *k, float *v);
 
+/* The Hadamard blocks the model rotates q and k (*rot_k) and v and the attention output (*rot_v)
+ * by, 0 where it does not (model/hadamard.h). Cached rows are stored rotated: what
+ * pg_model_kv_read returns is H times the key or value. */
+int pg_model_rotation(const pg_model *m, int32_t *rot_k, int32_t *rot_v);
+
 /* One weight matrix as the model holds it: W (nrows, n), rows back to back (kept by the caller),
  * repacked once as the model repacks it at load for the active ISA (repack 1: where the ISA has
  * a repacked kernel) or left as GGUF rows (repack 0). */

@@ -7,6 +7,7 @@
 #include <math.h>
 #include "kernels/dispatch.h"
 #include "testing/ops.h"
+#include "model/hadamard.h"
 #if defined(__x86_64__)
 #include "kernels/x86/x86.h"
 #endif
@@ -99,5 +100,11 @@ int pg_attention_expf_isa(int isa, float *y, const float *x, int64_t n) {
     }
 #endif
     for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+    return PG_OK;
+}
+
+int pg_hadamard_rotate_checked(float *x, int64_t n, int block) {
+    if (!x || block < 4 || (block & (block - 1)) || n < 0 || n % block) return PG_EBADARG;
+    pg_hadamard_rotate(x, n, block);
     return PG_OK;
 }

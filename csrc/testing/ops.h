@@ -35,6 +35,10 @@ int pg_attention_score_order_avx2(float *s, const float *q, const uint16_t *k, i
 int pg_attention_accumulate_order_avx2(float *out, const float *p, int n_rep, const uint16_t *v, int n_kv,
                                        int head_dim);
 
+/* x (n,) rotated in place block by block by the forward's orthonormal Walsh-Hadamard matrix of
+ * `block` values (model/hadamard.h); PG_EBADARG unless block is a power of two >= 4 and n a multiple */
+int pg_hadamard_rotate_checked(float *x, int64_t n, int block);
+
 /* y = exp(x) with the exp of an instruction set's softmax (libm's expf for scalar) */
 int pg_attention_expf_isa(int isa, float *y, const float *x, int64_t n);
 

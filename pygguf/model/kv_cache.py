@@ -8,6 +8,8 @@ refuses an explicit context whose cache cannot fit before anything is allocated.
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pygguf.errors import ModelError
@@ -17,6 +19,7 @@ CACHE_TYPES = ("f16", "q8_0", "q4_0")          # the names -ctk/-ctv take, llama
 _GGML_IDS = {by_name(name).ggml_id: name for name in CACHE_TYPES}   # llama-cpp-python's ints
 CONTEXT_STEP = 256                             # an automatic context is a multiple of this
 MARGIN_SHARE, MARGIN_MIN = 0.10, 512 << 20     # available memory an automatic context leaves free
+ROTATION_OFF = "LLAMA_ATTN_ROT_DISABLE"        # llama.cpp's switch for its Hadamard rotation
 
 
 def cache_type(value: str | int | None, what: str = "type_k") -> str:
@@ -37,6 +40,13 @@ def check_head_dim(name: str, head_dim: int, what: str = "type_k") -> None:
     if head_dim % block:
         raise ModelError(f"{what}={name}: a {name} cache stores rows of {block}-value blocks, and this model's "
                          f"head size {head_dim} is not a multiple of {block}; use f16")
+
+
+def rotation_disabled(environ: Mapping[str, str]) -> bool:
+    """Whether LLAMA_ATTN_ROT_DISABLE turns off the Hadamard rotation of a quantized cache, read
+    as llama.cpp reads it (C's atoi: a leading integer, nonzero disables; "yes" or "" do not)."""
+    number = re.match(r"\s*([+-]?\d+)", environ.get(ROTATION_OFF, ""))
+    return bool(number and int(number.group(1)))
 
 
 @dataclass(frozen=True)

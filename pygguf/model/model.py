@@ -6,8 +6,9 @@ several sequences (batched decoding: one weight read serves them all). The same 
 bit-identical logits with any thread count, any n_batch and any batch company.
 
 The KV cache holds n_seq sequences of n_ctx positions each, K and V each F16, q8_0 or q4_0 (type_k,
-type_v: llama.cpp's -ctk/-ctv; kv_cache.py sizes it). The model does not track what each
-sequence holds: its caller (pygguf.generation.Engine) does, and asks for kv_shift / kv_copy.
+type_v: llama.cpp's -ctk/-ctv; kv_cache.py sizes it); a quantized cache holds k and v rotated by a
+Walsh-Hadamard matrix, as llama.cpp's does (attn_rotation, LLAMA_ATTN_ROT_DISABLE). The model does
+not track what each sequence holds: its caller (pygguf.generation.Engine) does, and asks for kv_shift / kv_copy.
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ class Model:
 
     def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
                  n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, repack: bool = True,
-                 type_k: str | int | None = "f16", type_v: str | int | None = "f16", _mapping=None):
+                 type_k: str | int | None = "f16", type_v: str | int | None = "f16",
+                 attn_rotation: bool | None = None, _mapping=None):
         self.config, self.metadata = config, metadata
         self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
         self._tokenizer = None
@@ -89,6 +91,9 @@ class Model:
         self.type_k, self.type_v = kv_cache.cache_type(type_k, "type_k"), kv_cache.cache_type(type_v, "type_v")
         kv_cache.check_head_dim(self.type_k, config.head_dim, "type_k")
         kv_cache.check_head_dim(self.type_v, config.head_dim, "type_v")
+        # llama.cpp's Hadamard rotation of a quantized cache; None: on unless LLAMA_ATTN_ROT_DISABLE
+        self.attn_rotation = (not kv_cache.rotation_disabled(os.environ) if attn_rotation is None
+                              else bool(attn_rotation))
         self.cache = CacheShape(config.n_layer, config.n_head_kv, config.head_dim, self.type_k, self.type_v)
         self.n_ctx = context_for(config, n_ctx, self.n_seq, self.cache, sum(t.nbytes for t in tensors.values()))
         self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0 matrices repacked once for faster kernels
@@ -142,6 +147,7 @@ class Model:
         p.n_seq = self.n_seq
         p.type_k, p.type_v = CACHE_TYPE_IDS[self.type_k], CACHE_TYPE_IDS[self.type_v]
         p.gguf_layout_only = int(not self.repack)
+        p.attn_rot_disable = int(not self.attn_rotation)
         p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
         p.rope_yarn = int(c.rope_scaling == "yarn")
         p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
@@ -152,10 +158,11 @@ class Model:
 
     @classmethod
     def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None,
-             n_seq=1, repack=True, type_k="f16", type_v="f16") -> "Model":
+             n_seq=1, repack=True, type_k="f16", type_v="f16", attn_rotation=None) -> "Model":
         """Maps a GGUF file and builds the model; the tokenizer is built on first use. n_ctx None
         or 0: the training context, capped to fit in memory; type_k, type_v: the KV cache types
-        (f16, q8_0, q4_0, or their ggml ids)."""
+        (f16, q8_0, q4_0, or their ggml ids); attn_rotation: llama.cpp's Hadamard rotation of a
+        quantized cache (None: on unless LLAMA_ATTN_ROT_DISABLE is set, as llama.cpp)."""
         from pygguf.gguf import GGUFError, GGUFReader  # imported here so a model can be built without it
 
         path = os.fspath(path)
@@ -176,7 +183,8 @@ class Model:
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
-                       n_seq=n_seq, repack=repack, type_k=type_k, type_v=type_v, _mapping=mapping)
+                       n_seq=n_seq, repack=repack, type_k=type_k, type_v=type_v, attn_rotation=attn_rotation,
+                       _mapping=mapping)
         except BaseException:
             mapping.close()
             raise

@@ -34,11 +34,20 @@ class WorkerFailed(PyggufError, RuntimeError):
 
 @dataclass(frozen=True)
 class ModelOptions:
+    """How every worker (or the one process without Ray) loads the model: the run-wide flags."""
     path: str
     n_ctx: int = 2048
     n_threads: int = 2
     n_batch: int = 512
     parallel: int = 1
+    type_k: str = "f16"         # KV cache types (-ctk/-ctv): f16, q8_0, q4_0
+    type_v: str = "f16"
+
+    def load(self):
+        """The Llama these options describe (n_ctx 0: the model's own, capped to fit memory)."""
+        from pygguf.api import Llama
+        return Llama(self.path, n_ctx=self.n_ctx or 0, n_threads=self.n_threads, n_batch=self.n_batch,
+                     n_seq_max=self.parallel, type_k=self.type_k, type_v=self.type_v)
 
 
 class _Collect:
@@ -59,9 +68,7 @@ class BatchWorker:
     """Runs on one machine: the model, loaded once, and chunk after chunk of records."""
 
     def __init__(self, options: ModelOptions, defaults: BatchDefaults):
-        from pygguf.api import Llama
-        self.llm = Llama(options.path, n_ctx=options.n_ctx, n_threads=options.n_threads, n_batch=options.n_batch,
-                         n_seq_max=options.parallel)
+        self.llm = options.load()
         self.defaults, self.parallel = defaults, options.parallel
 
     def run(self, records: list) -> list[tuple[int, dict]]:

@@ -97,8 +97,9 @@ def test_cli_parallel_gives_the_same_results(tmp_path):
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in recs))
 
-    def load(path, n_ctx, n_threads, n_batch, parallel):
-        return Llama(path, model=FakeContextModel(REPLIES, n_ctx=128, n_seq=parallel), n_seq_max=parallel)
+    def load(options):
+        return Llama(options.path, model=FakeContextModel(REPLIES, n_ctx=128, n_seq=options.parallel),
+                     n_seq_max=options.parallel)
     outs = {}
     for parallel in (1, 4):
         out = tmp_path / f"p{parallel}.jsonl"

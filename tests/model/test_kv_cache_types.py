@@ -1,13 +1,14 @@
 """The q8_0 and q4_0 KV caches (llama.cpp's -ctk/-ctv) in the whole model: the forward close to
 the F16 cache's and still bit-identical across threads and batch sizes, the cache holding
-quantized rows, the context shift (keys dequantized, rotated and requantized) and the prefix copy,
-and the refusals."""
+quantized rows (Hadamard-rotated, as llama.cpp's), the context shift (keys dequantized,
+un-rotated, RoPE'd, rotated and requantized) and the prefix copy, and the refusals."""
 import numpy as np
 import pytest
 
 import reference_forward as ref
 from model_factory import encode, random_weights, tiny_config
 from model_runner import Runner, read_kv
+from pygguf._native import ffi, lib
 from pygguf.errors import ModelError
 from pygguf.gguf.types import by_name
 from pygguf.model import Model
@@ -88,22 +89,71 @@ def round_q4_0(a):
 ROUNDING = {"q8_0": round_q8_0, "q4_0": round_q4_0}
 
 
+def hadamard(n):
+    """the orthonormal Walsh-Hadamard matrix of order n (Sylvester's: H_2n = [[H, H], [H, -H]])"""
+    h = np.ones((1, 1))
+    while h.shape[0] < n:
+        h = np.block([[h, h], [h, -h]])
+    return h / np.sqrt(n)
+
+
+def rotate(a, block):
+    """a [..., hd] with each run of `block` values multiplied by H_block (its own inverse)"""
+    runs = a.reshape(*a.shape[:-1], -1, block)
+    return (runs @ hadamard(block)).reshape(a.shape)
+
+
+def rounded_in_rotation(rounding, block):
+    """x -> H round(H x): what a rotated cache stores, seen from the unrotated space where the
+    float64 forward works (q.k and p V are unchanged by an orthonormal H, so the forward needs no
+    rotation of its own)"""
+    return lambda a: rotate(rounding(rotate(a, block)), block)
+
+
+def rotation_blocks(model):
+    k, v = ffi.new("int32_t *"), ffi.new("int32_t *")
+    assert lib.pg_model_rotation(model._model, k, v) == lib.PG_OK
+    return k[0], v[0]
+
+
+@pytest.mark.parametrize("rotation", [True, False], ids=["rotated", "unrotated"])
 @pytest.mark.parametrize("type_k,type_v", CACHES)
-def test_forward_is_the_float64_forward_over_the_rounded_cache(tiny, type_k, type_v):
+def test_forward_is_the_float64_forward_over_the_rounded_cache(tiny, type_k, type_v, rotation):
     """what the C forward computes with a quantized cache is the float64 forward whose stored
-    keys, values (and, for a quantized K, queries: llama.cpp's Q8_0 dot) are rounded the same way.
-    Measured 1-6e-3 std (the F16 cache is 1.2e-3 std from the unrounded float64 forward): a value
-    on a rounding boundary may round one step apart in float32 and float64. 1e-2 std is 3 to 45
-    times below how far the rounding itself moves the logits (TOLERANCE's measurements)."""
+    keys, values (and, for a quantized K, queries: llama.cpp's Q8_0 dot) are rounded the same way,
+    in the Hadamard rotation (head_dim 64: blocks of 64 for K and V) when it is on.
+    Measured, rotated or not: 1e-6 std when K and V are both quantized, 3-6e-3 std when one side
+    is F16, whose rounding the reference leaves out (the F16 cache is 1.2e-3 std from the unrounded
+    float64 forward); a value on a rounding boundary may round one step apart in float32 and
+    float64, and the rotation in float32 (~1e-7 relative) only changes which values fall on one.
+    1e-2 std is 3 to 45 times below how far the rounding itself moves the logits (TOLERANCE's
+    measurements), so a rotation left out or applied twice fails."""
     config, _, exact = tiny
+    place = (lambda f: rounded_in_rotation(f, 64)) if rotation else (lambda f: f)
     rounding = {}
     if type_k != "f16":
-        rounding.update(q=round_q8_0, k=ROUNDING[type_k])
+        rounding.update(q=place(round_q8_0), k=place(ROUNDING[type_k]))
     if type_v != "f16":
-        rounding["v"] = ROUNDING[type_v]
+        rounding["v"] = place(ROUNDING[type_v])
     want = ref.forward(exact, config, np.array(TOKENS), ref.empty_cache(config), 0, rounding)
-    got = logits_of(build(tiny, type_k, type_v))
+    with build(tiny, type_k, type_v, attn_rotation=rotation) as m:
+        assert rotation_blocks(m) == ((64 if rotation and type_k != "f16" else 0),
+                                      (64 if rotation and type_v != "f16" else 0))
+        got = Runner(m).eval_all(TOKENS)
     assert np.abs(got - want).max() / want.std() <= 1e-2
+
+
+def test_rotation_and_its_absence_are_not_the_same_forward(tiny):
+    """the two forwards above differ by more than their tolerance, so each test sees its own"""
+    rotated, plain = (logits_of(build(tiny, "q4_0", "q4_0", attn_rotation=r)) for r in (True, False))
+    assert np.abs(rotated - plain).max() / plain.std() > 0.05
+
+
+def test_f16_cache_is_not_rotated(tiny, f16_logits, monkeypatch):
+    monkeypatch.delenv("LLAMA_ATTN_ROT_DISABLE", raising=False)
+    with build(tiny, attn_rotation=True) as m:
+        assert rotation_blocks(m) == (0, 0)
+        assert np.array_equal(Runner(m).eval_all(TOKENS), f16_logits)
 
 
 def step_and_bound(blocks, qtype):
@@ -117,16 +167,19 @@ def step_and_bound(blocks, qtype):
 
 
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
-def test_cache_holds_quantized_rows_near_the_f16_ones(tiny, qtype):
+def test_cache_holds_quantized_rows_near_the_rotated_f16_ones(tiny, qtype):
     """every cached 32-value block is whole multiples of one step, within the bound of the F16 row
-    (layer 0's: its keys and values come from the embeddings alone, the same in both models)"""
+    rotated by H_64 (layer 0's: its keys and values come from the embeddings alone, the same in
+    both models). F16's own rounding, at most 2^-11 |x_i| per value, reaches each rotated value
+    as a sum of 64 such errors over 8, at most 2^-8 of the row's largest |x_i|."""
     with build(tiny) as f16, build(tiny, qtype, qtype) as quant:
         Runner(f16).eval(TOKENS[:9])
         Runner(quant).eval(TOKENS[:9])
         for want, got in zip(read_kv(f16, 0, 0, 9), read_kv(quant, 0, 0, 9)):
-            blocks, exact = got.reshape(-1, 32), want.reshape(-1, 32)
+            blocks, exact = got.reshape(-1, 32), rotate(want.astype(np.float64), 64).reshape(-1, 32)
             step, bound = step_and_bound(blocks, qtype)
-            assert np.all(np.abs(blocks - exact) <= step * bound + np.abs(exact) * 2**-10)
+            slack = np.repeat(np.abs(want).reshape(-1, 64).max(axis=1), 2)[:, None] * 2**-8
+            assert np.all(np.abs(blocks - exact) <= step * bound + slack)
             counts = blocks / np.where(step > 0, step, 1)
             assert np.allclose(counts, np.round(counts), atol=1e-3)
             assert len(np.unique(counts.round())) > (100 if qtype == "q8_0" else 10)
@@ -134,8 +187,9 @@ def test_cache_holds_quantized_rows_near_the_f16_ones(tiny, qtype):
 
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
 def test_context_shift_requantizes_the_rotated_keys(tiny, qtype):
-    """after the shift, kept rows and V are untouched bytes moved down; each moved key is the
-    rotation of the old one (float64, tests/reference_forward) within the quantization bound"""
+    """after the shift, kept rows and V are untouched bytes moved down; each moved key is, in the
+    Hadamard rotation, the RoPE rotation of the old one (float64, tests/reference_forward) within
+    the quantization bound"""
     config = tiny[0]
     keep, discard, n = 3, 4, 14
     with build(tiny, qtype, qtype) as m:
@@ -143,13 +197,13 @@ def test_context_shift_requantizes_the_rotated_keys(tiny, qtype):
         before = [read_kv(m, layer, 0, n) for layer in range(config.n_layer)]
         m.kv_shift(0, n, keep, discard)
         after = [read_kv(m, layer, 0, n - discard) for layer in range(config.n_layer)]
-    cache = [(k.astype(np.float64), v.astype(np.float64)) for k, v in before]
+    cache = [(rotate(k.astype(np.float64), 64), v.astype(np.float64)) for k, v in before]   # unrotated keys
     want = ref.shift_cache(cache, config, keep, discard)
     for (k_old, v_old), (k_new, v_new), (k_want, _) in zip(before, after, want):
         assert np.array_equal(k_new[:, :keep], k_old[:, :keep])
         assert np.array_equal(v_new[:, keep:], v_old[:, keep + discard:])
         assert np.array_equal(v_new[:, :keep], v_old[:, :keep])
-        blocks, exact = k_new[:, keep:].reshape(-1, 32), k_want[:, keep:].reshape(-1, 32)
+        blocks, exact = k_new[:, keep:].reshape(-1, 32), rotate(k_want[:, keep:], 64).reshape(-1, 32)
         step, bound = step_and_bound(blocks, qtype)
         assert np.all(np.abs(blocks - exact) <= step * bound + 1e-6)
         assert not np.array_equal(k_new[:, keep:], k_old[:, keep + discard:])   # they were rotated
@@ -179,6 +233,50 @@ def test_copied_prefix_serves_like_one_computed_in_place(tiny):
         assert np.array_equal(got, want)
         for a, b in zip(read_kv(m, 1, 0, 6, seq=0), read_kv(m, 1, 0, 6, seq=2)):
             assert np.array_equal(a, b)
+
+
+def test_hadamard_rotation_is_orthonormal_and_its_own_inverse():
+    """the C rotation (model/hadamard.c) applied to the identity is H (exactly for 4 and 64, whose
+    1/sqrt(n) is exact; within an ulp for 128); rotating twice gives back x within float32's
+    roundings of 2 log2(n) adds and two scalings; blocks of fewer than 4 values are refused"""
+    for block in (4, 64, 128):
+        rows = np.eye(block, dtype=np.float32)
+        assert lib.pg_hadamard_rotate_checked(ffi.cast("float *", rows.ctypes.data), rows.size, block) == lib.PG_OK
+        np.testing.assert_allclose(rows, hadamard(block), rtol=2**-23 if block == 128 else 0, atol=0)
+        assert np.array_equal(rows, rows.T)
+        x = np.random.default_rng(block).standard_normal(3 * block).astype(np.float32)
+        y = x.copy()
+        for _ in range(2):
+            assert lib.pg_hadamard_rotate_checked(ffi.cast("float *", y.ctypes.data), y.size, block) == lib.PG_OK
+        np.testing.assert_allclose(y, x, rtol=0, atol=1e-5 * np.abs(x).max())
+    x = np.zeros(96, dtype=np.float32)
+    for n, block in ((96, 96), (96, 64), (64, 0), (64, 2)):
+        assert lib.pg_hadamard_rotate_checked(ffi.cast("float *", x.ctypes.data), n, block) == lib.PG_EBADARG
+
+
+@pytest.mark.parametrize("n_embd,type_k,type_v,blocks", [
+    (256, "q8_0", "f16", (64, 0)), (256, "f16", "q4_0", (0, 64)),       # head_dim 64
+    (512, "q4_0", "q8_0", (128, 64)),                                   # 128: K in 128s, V in 64s
+    (384, "q8_0", "q8_0", (0, 0)),                                      # 96: not a multiple of 64
+])
+def test_rotation_blocks_follow_llama_cpp(n_embd, type_k, type_v, blocks):
+    config = tiny_config(n_embd=n_embd, n_head=4, n_head_kv=2)
+    tensors, _ = encode(random_weights(config, seed=3), by_name("F32"), config)
+    with Model.from_tensors(config, tensors, n_ctx=16, type_k=type_k, type_v=type_v) as m:
+        assert rotation_blocks(m) == blocks
+        assert Runner(m).eval(TOKENS[:3]).shape == (config.n_vocab,)   # chunks of whole blocks run
+
+
+@pytest.mark.parametrize("value,disabled", [("1", True), (" 2x", True), ("-1", True), ("0", False),
+                                            ("yes", False), ("", False), (None, False)])
+def test_llama_attn_rot_disable_read_as_llama_cpp_reads_it(tiny, monkeypatch, value, disabled):
+    if value is None:
+        monkeypatch.delenv("LLAMA_ATTN_ROT_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("LLAMA_ATTN_ROT_DISABLE", value)
+    with build(tiny, "q8_0", "q4_0") as m:
+        assert m.attn_rotation is not disabled
+        assert rotation_blocks(m) == ((0, 0) if disabled else (64, 64))
 
 
 def test_cache_types_by_name_or_ggml_id(tiny):

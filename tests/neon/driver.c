@@ -5,7 +5,8 @@
  * whose NEON gemm exists, on random data quantized with the reference quantizers, over several
  * shapes: (1) every output within a float tolerance of the reference gemm; (2) the tiling
  * contract: an output computed alone (1 row x 1 token) equals, bit for bit, the same output
- * inside the full gemm. Prints "neon: N passed, M failed"; exits 1 on any failure. */
+ * inside the full gemm. Then the attention loops over a q8_0 / q4_0 cache against the reference
+ * loops, bit for bit. Prints "neon: N passed, M failed"; exits 1 on any failure. */
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 #include <string.h>
 #include <math.h>
 #include "kernels/dispatch.h"
+#include "kernels/ref.h"
+#include "kernels/arm/arm.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
@@ -93,9 +96,63 @@ static void check_table(tally *tl) {
             if (memcmp(&pg_kernels(isa)->type[type], r, sizeof *r) != 0) ok = 0;
     }
     if (neon->rmsnorm.run != ref->rmsnorm.run || neon->swiglu.run != ref->swiglu.run ||
-        neon->f16_row.run != ref->f16_row.run || pg_attention_for(PG_ISA_NEON, 64) != ref->attention)
+        neon->f16_row.run != ref->f16_row.run || pg_attention_for(PG_ISA_NEON, 64) != &pg_attention_kernels_neon ||
+        pg_attention_for(PG_ISA_NEON, 48) != ref->attention)
         ok = 0;
     check(tl, ok && gemms == 13, "table", "aarch64 choices", 0, 0, 0);
+}
+
+/* n_kv rows of head_dim values of a cache type (the reference quantizer's blocks), 0 if no memory */
+static void *cache_rows(int type, int n_kv, int head_dim) {
+    const pg_type_traits *t = pg_traits(type);
+    const size_t row = pg_row_bytes(t, head_dim);
+    float *x = malloc(sizeof(float) * (size_t)head_dim);
+    uint8_t *rows = malloc(row * (size_t)n_kv);
+    if (!x || !rows) { free(x); free(rows); return NULL; }
+    for (int j = 0; j < n_kv; j++) {
+        for (int i = 0; i < head_dim; i++) x[i] = gaussianish();
+        t->quantize_ref(x, rows + (size_t)j * row, head_dim);
+    }
+    free(x);
+    return rows;
+}
+
+/* The NEON scores against a q8_0 / q4_0 K and the NEON V sums equal the reference's bit for bit
+ * (a score against K row j and an output column depend only on their own inputs) */
+static void run_attention_case(tally *tl, int type, int n_rep, int n_kv, int head_dim) {
+    const int kv = pg_kv_index(type);
+    const pg_attention_kernels *neon = pg_attention_for(PG_ISA_NEON, head_dim), *ref = &pg_attention_kernels_ref;
+    const size_t n_s = (size_t)n_rep * n_kv, n_out = (size_t)n_rep * head_dim;
+    float *q = malloc(sizeof(float) * n_out), *p = malloc(sizeof(float) * n_s);
+    float *s_ref = malloc(sizeof(float) * n_s), *s_neon = malloc(sizeof(float) * n_s);
+    float *o_ref = malloc(sizeof(float) * n_out), *o_neon = malloc(sizeof(float) * n_out);
+    float *work = malloc(sizeof(float) * pg_attention_work_floats(n_rep, head_dim));
+    void *k = cache_rows(type, n_kv, head_dim), *v = cache_rows(type, n_kv, head_dim);
+    if (q && p && s_ref && s_neon && o_ref && o_neon && work && k && v) {
+        for (size_t i = 0; i < n_out; i++) q[i] = gaussianish();
+        for (size_t i = 0; i < n_s; i++) p[i] = uniform01();
+        ref->scores[kv](s_ref, q, n_rep, k, n_kv, head_dim, 0.125f, work);
+        neon->scores[kv](s_neon, q, n_rep, k, n_kv, head_dim, 0.125f, work);
+        ref->accumulate[kv](o_ref, p, n_rep, v, n_kv, head_dim, work);
+        neon->accumulate[kv](o_neon, p, n_rep, v, n_kv, head_dim, work);
+        check(tl, memcmp(s_ref, s_neon, sizeof(float) * n_s) == 0, pg_traits(type)->name, "attention scores",
+              head_dim, n_rep, n_kv);
+        check(tl, memcmp(o_ref, o_neon, sizeof(float) * n_out) == 0, pg_traits(type)->name, "attention V sum",
+              head_dim, n_rep, n_kv);
+    } else {
+        check(tl, 0, pg_traits(type)->name, "attention allocation", head_dim, n_rep, n_kv);
+    }
+    free(q); free(p); free(s_ref); free(s_neon); free(o_ref); free(o_neon); free(work); free(k); free(v);
+}
+
+static void check_attention(tally *tl) {
+    static const int TYPES[] = {PG_Q8_0, PG_Q4_0}, HEADS[] = {1, 2, 3, 4, 7}, POSITIONS[] = {1, 3, 4, 5, 19};
+    static const int HEAD_DIMS[] = {32, 64, 128};
+    for (size_t t = 0; t < 2; t++)
+        for (size_t h = 0; h < sizeof HEADS / sizeof *HEADS; h++)
+            for (size_t j = 0; j < sizeof POSITIONS / sizeof *POSITIONS; j++)
+                for (size_t d = 0; d < sizeof HEAD_DIMS / sizeof *HEAD_DIMS; d++)
+                    run_attention_case(tl, TYPES[t], HEADS[h], POSITIONS[j], HEAD_DIMS[d]);
 }
 
 int main(void) {
@@ -125,6 +182,7 @@ int main(void) {
         }
     }
     if (types == 0) check(&tl, 0, "-", "no NEON kernel found in the dispatch table", 0, 0, 0);
+    check_attention(&tl);
     printf("neon: %d passed, %d failed (%d types)\n", tl.passed, tl.failed, types);
     return tl.failed ? 1 : 0;
 }

@@ -19,6 +19,7 @@ from batch_fakes import FakeContextModel
 from pygguf_cli import paths
 from pygguf.api import Llama
 from pygguf.tools.batch import BadRecord, Record, ResultWriter, completed_ids, parse_record, read_records
+from pygguf.tools.distributed import ModelOptions
 from pygguf_cli.batch import main as batch_cli
 
 REPLIES = {"Greet:": "Hello world STOP! more", "Accent:": "caf\u00e9 na\u00efve done"}
@@ -32,9 +33,9 @@ class Harness:
         self.interrupt_after = interrupt_after
         self.loaded: list[tuple] = []
 
-    def load(self, path, n_ctx, n_threads, n_batch, parallel):
-        self.loaded.append((path, n_ctx, n_threads, n_batch, parallel))
-        model = FakeContextModel(REPLIES, n_ctx=self.n_ctx, n_seq=parallel)
+    def load(self, options):
+        self.loaded.append(options)
+        model = FakeContextModel(REPLIES, n_ctx=self.n_ctx, n_seq=options.parallel)
         if self.interrupt_after is not None:
             calls, real_decode = [0], model.decode
 
@@ -44,7 +45,7 @@ class Harness:
                     raise KeyboardInterrupt
                 return real_decode(*args)
             model.decode = decode_then_interrupt
-        return Llama(path, model=model)
+        return Llama(options.path, model=model)
 
 
 def write_jsonl(path, records) -> str:
@@ -197,6 +198,17 @@ def test_resume_needs_an_output_file_and_model_errors_exit_1(tmp_path):
     assert result.exit_code == 1 and "cannot load" in result.stderr
 
 
+def test_cache_types_are_run_wide_options_of_the_loaded_model(tmp_path):
+    inp = write_jsonl(tmp_path / "in.jsonl", RECORDS[:1])
+    harness = Harness()
+    assert run_cli(["-i", inp, "-ctk", "Q8_0", "--cache-type-v", "q4_0", "-c", 64], harness).exit_code == 0
+    assert run_cli(["-i", inp], harness).exit_code == 0
+    assert [(o.type_k, o.type_v, o.n_ctx) for o in harness.loaded] == [("q8_0", "q4_0", 64), ("f16", "f16", 2048)]
+    bad = run_cli(["-i", inp, "-ctv", "q5_0"], harness)
+    assert bad.exit_code == 2 and "'q5_0' is not one of 'f16', 'q8_0', 'q4_0'" in bad.output
+    assert len(harness.loaded) == 2
+
+
 # ---- the real model, the installed command -------------------------------------------------
 
 def smol_path():
@@ -223,6 +235,23 @@ def test_smollm2_threads_give_the_same_text(tmp_path):
         assert proc.stdout == ""
         texts.append([(r["id"], r["text"]) for r in read_results(out)])
     assert texts[0] == texts[1] and all(t for _, t in texts[0])
+
+
+def test_smollm2_quantized_cache_from_the_command_line(tmp_path):
+    """the options reach the C model (ModelOptions.load, the one loader of the CLI and of Ray's
+    workers): its cache is q8_0 / q4_0 and the records still run"""
+    model = smol_path()
+    llm = ModelOptions(model, n_ctx=128, type_k="q8_0", type_v="q4_0").load()
+    try:
+        assert (llm.model.type_k, llm.model.type_v, llm.n_ctx()) == ("q8_0", "q4_0", 128)
+    finally:
+        llm.close()
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "prompt": "The capital of France is", "seed": 3}])
+    out = tmp_path / "q.jsonl"
+    proc = subprocess.run(batch_command("-m", model, "-i", inp, "-o", out, "-n", "4", "-c", "128", "-ctk", "q8_0",
+                                        "-ctv", "q4_0"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert read_results(out)[0]["text"]
 
 
 def test_smollm2_sigterm_leaves_valid_jsonl_and_resume_finishes(tmp_path):

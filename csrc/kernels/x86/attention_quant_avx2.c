@@ -7,7 +7,8 @@
  * positions are reduced together into one vector of exact block sums, then scaled by d_k * d_q
  * and added block after block. 34 or 18 bytes per 32 values are read instead of F16's 64, and no
  * value is widened to float. V: each block widened to floats in registers and summed with
- * fma(p * d_v, value, out), three heads sharing every widened block. */
+ * fma(p * d_v, value, out), three heads sharing every widened block; for q8_0 the products
+ * p * d_v are vector products computed ahead of their FMAs. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <stdint.h>
@@ -113,14 +114,14 @@ void pg_attention_scores_q4_0_avx2(float *s, const float *q, int n_rep, const vo
 
 /* ---- accumulation ---------------------------------------------------------------------------- */
 
-/* the 32 values of a V block as 4 vectors of floats (exact: small integers) */
-INLINE void v_floats(int kv, const char *block, __m256 v[4]) {
-    if (kv == PG_KV_Q8_0) {
-        const char *qs = block + 2;
-        for (int c = 0; c < 4; c++)
-            v[c] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * c))));
-        return;
-    }
+/* values 8c..8c+7 of a q8_0 V block as floats (exact: small integers) */
+INLINE __m256 q8_0_floats(const char *block, int c) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + 8 * c))));
+}
+
+/* the 32 values of a q4_0 V block as 4 vectors of floats (nibbles - 8; low nibbles hold values
+ * 0..15), unpacked together */
+INLINE void q4_0_floats(const char *block, __m256 v[4]) {
     const __m128i raw = _mm_loadu_si128((const __m128i *)(block + 2)), low4 = _mm_set1_epi8(0x0F);
     const __m128i eight = _mm_set1_epi8(8);
     const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, low4), eight);
@@ -131,10 +132,71 @@ INLINE void v_floats(int kv, const char *block, __m256 v[4]) {
     v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
 
-/* out (H, 32) of H <= 3 heads (row stride head_dim), the columns of one block: v points at that
- * block of row 0, rows v_row bytes apart. One FMA chain per value over the positions in order. */
-INLINE void accumulate_block(int kv, float *out, const float *p, int H, const char *v, size_t v_row, int n_kv,
-                             int head_dim) {
+#define PD_POSITIONS 32   /* q8_0: positions whose p * d_v are computed ahead of their FMAs */
+
+/* acc (H, 32) += p * d_v * V for one position of a q8_0 block: one FMA per value, with
+ * pd[h][r] = p[h] * d_v already rounded (the reference's product). The H broadcasts stay in
+ * registers and each vector of 8 values is widened just before its H FMAs: 3 heads take 12
+ * accumulators + 3 + 1 = the 16 ymm registers, without spills. */
+INLINE void accumulate_q8_0_position(__m256 acc[3][4], int H, const char *block, const float pd[3][PD_POSITIONS],
+                                     int r) {
+    __m256 ph[3];
+    for (int h = 0; h < H; h++) ph[h] = _mm256_broadcast_ss(&pd[h][r]);
+    for (int c = 0; c < 4; c++) {
+        const __m256 val = q8_0_floats(block, c);
+        for (int h = 0; h < H; h++) acc[h][c] = _mm256_fmadd_ps(ph[h], val, acc[h][c]);
+    }
+}
+
+/* d_v of the 8 blocks at v, v + v_row, ... as floats */
+INLINE __m256 block_scales8(const char *v, size_t v_row) {
+    __m128i d = _mm_setzero_si128();
+    d = _mm_insert_epi16(d, *(const pg_half *)v, 0);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + v_row), 1);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + 2 * v_row), 2);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + 3 * v_row), 3);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + 4 * v_row), 4);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + 5 * v_row), 5);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + 6 * v_row), 6);
+    d = _mm_insert_epi16(d, *(const pg_half *)(v + 7 * v_row), 7);
+    return _mm256_cvtph_ps(d);
+}
+
+/* q8_0: out (H, 32) of H <= 3 heads (row stride head_dim), the columns of one block: v points at
+ * that block of row 0, rows v_row bytes apart. One FMA chain per value over the positions in
+ * order. The products p * d_v of PD_POSITIONS positions are vector products (the d_v gathered
+ * eight at a time from their rows) computed before their FMAs, rather than a scalar product and
+ * a register broadcast per position and head: 15-20% less time at 4096 positions. */
+INLINE void accumulate_q8_0_block(float *out, const float *p, int H, const char *v, size_t v_row, int n_kv,
+                                  int head_dim) {
+    __m256 acc[3][4];
+    for (int h = 0; h < H; h++)
+        for (int c = 0; c < 4; c++) acc[h][c] = _mm256_setzero_ps();
+    float pd[3][PD_POSITIONS];
+    int j = 0;
+    for (; j + PD_POSITIONS <= n_kv; j += PD_POSITIONS) {
+        const char *vj = v + (size_t)j * v_row;
+        for (int r = 0; r < PD_POSITIONS; r += 8) {
+            const __m256 dv = block_scales8(vj + (size_t)r * v_row, v_row);
+            for (int h = 0; h < H; h++)
+                _mm256_storeu_ps(&pd[h][r], _mm256_mul_ps(_mm256_loadu_ps(p + (size_t)h * n_kv + j + r), dv));
+        }
+        for (int r = 0; r < PD_POSITIONS; r++, vj += v_row) accumulate_q8_0_position(acc, H, vj, pd, r);
+    }
+    for (; j < n_kv; j++) {   /* the last positions one by one: the same products */
+        const char *vj = v + (size_t)j * v_row;
+        for (int h = 0; h < H; h++) pd[h][0] = p[(size_t)h * n_kv + j] * block_scale(vj);
+        accumulate_q8_0_position(acc, H, vj, pd, 0);
+    }
+    for (int h = 0; h < H; h++)
+        for (int c = 0; c < 4; c++) _mm256_storeu_ps(out + (size_t)h * head_dim + 8 * c, acc[h][c]);
+}
+
+/* q4_0: the same sums position by position, each block unpacked once into four vectors (a few
+ * registers spill: still faster here than q8_0's way, whose per-vector unpacking costs q4_0 more
+ * than its products save) */
+INLINE void accumulate_q4_0_block(float *out, const float *p, int H, const char *v, size_t v_row, int n_kv,
+                                  int head_dim) {
     __m256 acc[3][4];
     for (int h = 0; h < H; h++)
         for (int c = 0; c < 4; c++) acc[h][c] = _mm256_setzero_ps();
@@ -142,7 +204,7 @@ INLINE void accumulate_block(int kv, float *out, const float *p, int H, const ch
         const char *vj = v + (size_t)j * v_row;
         const float dv = block_scale(vj);
         __m256 val[4];
-        v_floats(kv, vj, val);
+        q4_0_floats(vj, val);
         for (int h = 0; h < H; h++) {
             const __m256 pd = _mm256_set1_ps(p[(size_t)h * n_kv + j] * dv);
             for (int c = 0; c < 4; c++) acc[h][c] = _mm256_fmadd_ps(pd, val[c], acc[h][c]);
@@ -150,6 +212,12 @@ INLINE void accumulate_block(int kv, float *out, const float *p, int H, const ch
     }
     for (int h = 0; h < H; h++)
         for (int c = 0; c < 4; c++) _mm256_storeu_ps(out + (size_t)h * head_dim + 8 * c, acc[h][c]);
+}
+
+INLINE void accumulate_block(int kv, float *out, const float *p, int H, const char *v, size_t v_row, int n_kv,
+                             int head_dim) {
+    if (kv == PG_KV_Q8_0) accumulate_q8_0_block(out, p, H, v, v_row, n_kv, head_dim);
+    else accumulate_q4_0_block(out, p, H, v, v_row, n_kv, head_dim);
 }
 
 /* out (n_rep, head_dim): heads in groups of three, block column by block column */
