@@ -1,19 +1,21 @@
-"""Matrix x vector throughput of every weight type's kernel, beside the machine's read bandwidth.
+"""Matrix x vector throughput of the weight types' kernels on model-sized matrices, beside the
+machine's read bandwidth; and matrix x several tokens (prompt processing) in multiply-adds/s.
 
-    .venv/bin/python bench/kernels.py                 # all types, all shapes, -t 1 and -t 2
-    .venv/bin/python bench/kernels.py --types Q4_1,Q8_0 --shapes 576x576 --seconds 0.3
-    .venv/bin/python bench/kernels.py --gguf-rows     # never the repacked layout
+    .venv/bin/python bench/kernels.py                          # Q4_K..Q8_0, 1B/7B/13B shapes, -t 1/2
+    .venv/bin/python bench/kernels.py --models 7B --types Q4_K --tokens 1,64
+    .venv/bin/python bench/kernels.py --shapes 576x576 --types Q4_1,Q8_0
+    .venv/bin/python bench/kernels.py --gguf-rows              # never the repacked layout
 
 GB/s = bytes of weights streamed per second through the forward pass's own matrix stage
-(pg_matrix_stage, csrc/testing/model.h: one token, the decode case; the activation quantized by
-every thread with the ISA's quantizer, the rows taken in the forward's chunks through
-pg_weight_gemm, repacked once beforehand where the model repacks them at load), repeated inside
-one C call so Python's per-call cost is not counted (the forward pass calls C once per token), on
-random weights quantized with the reference quantizers. The kernel column names the function the dispatch table
-chose. The read bandwidth is a plain streaming read of a 96 MiB and a 1 GiB buffer by the same C
-thread pool: a memory-bound matvec cannot beat it. The last column divides by the process's CPU
-time instead of wall time (one thread only): on a shared, busy box it shows what the kernel does
-when it is running. This is a benchmark, not a test: the default run takes about a minute.
+(pg_matrix_set_stage, csrc/testing/model.h: the activation quantized by every thread with the
+ISA's quantizer, the rows taken in the forward's chunks through pg_weight_gemm, repacked once
+beforehand where the model repacks them at load), over enough copies of the matrix (SET_BYTES)
+that every one is read from memory, not from the L3 cache, all in one C call. The weights are
+random rows quantized with the reference quantizers. The kernel column names the function the
+dispatch table chose. The read bandwidth is a plain streaming read of a 96 MiB and a 1 GiB buffer
+by the same C thread pool, measured in the same run: a memory-bound matvec cannot beat it, and
+"% read" divides by the 1 GiB figure at the same thread count. On a shared box, compare runs only
+at a similar load average (printed) and repeat them. This is a benchmark, not a test.
 """
 from __future__ import annotations
 
@@ -27,7 +29,24 @@ from pygguf.model import kernels
 from pygguf._native import ffi, lib
 from pygguf.gguf.types import WEIGHT_TYPES, QuantType, by_name
 
-SHAPES = [(576, 576), (1536, 576), (49152, 576), (4096, 4096), (11008, 4096)]   # (rows, cols)
+# (rows, cols) of the matrices a decode step multiplies by, per model: q, k/v, o, gate/up, down,
+# output (32000-token vocabulary). TinyLlama-1.1B has 4 KV heads (k/v 256 rows); LLaMA 7B/13B
+# are multi-head (k/v as q).
+MODEL_SHAPES = {
+    "1B": [(2048, 2048), (256, 2048), (5632, 2048), (2048, 5632), (32000, 2048)],
+    "7B": [(4096, 4096), (11008, 4096), (4096, 11008), (32000, 4096)],
+    "13B": [(5120, 5120), (13824, 5120), (5120, 13824), (32000, 5120)],
+}
+SMALL_SHAPES = [(576, 576), (1536, 576), (49152, 576)]
+
+# Copies of a matrix cycled through until they hold this many bytes: 8x the 32 MiB L3 of the
+# EPYC this was tuned on, so each copy has left every cache before its next turn and the weights
+# stream from memory as a model's do (a lone 25 MB matrix would be served from L3).
+SET_BYTES = 256 << 20
+
+# Rows quantized with the (slow) reference quantizer; a bigger matrix repeats them, which costs
+# memory bandwidth the same as distinct rows would
+QUANTIZED_ROWS = 512
 
 
 def best_seconds(fn, budget: float, min_reps: int = 3, clock=time.perf_counter) -> float:
@@ -72,24 +91,41 @@ def benchable(qt: QuantType, cols: int, isa: str, repack: bool) -> tuple[bool, s
     return True, name.removeprefix("pg_gemm_")
 
 
-def matvec_gbps(qt: QuantType, floats: np.ndarray, pools: dict[int, kernels.ThreadPool], budget: float,
-                repack: bool) -> dict[int, float]:
-    rows, cols = floats.shape
-    w = kernels.quantize(qt, floats)
-    x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
-    y = np.empty(rows, dtype=np.float32)
-    made = ffi.new("pg_matrix **")           # repacked once, as the model does at load
-    kernels.check(lib.pg_matrix_new(qt.ggml_id, kernels._ptr(w), rows, cols, int(repack), made), "matrix")
-    matrix = ffi.gc(made[0], lib.pg_matrix_free)
+def quantized_rows(qt: QuantType, floats: np.ndarray, rows: int) -> np.ndarray:
+    """(rows, row bytes) of blocks: QUANTIZED_ROWS rows quantized, repeated down to `rows`"""
+    q = kernels.quantize(qt, floats).reshape(floats.shape[0], -1)
+    return np.ascontiguousarray(np.tile(q, (-(-rows // q.shape[0]), 1))[:rows])
+
+
+def matrix_set(qt: QuantType, w: np.ndarray, repack: bool, copies: int):
+    """`copies` matrices with w's rows, each in its own memory, as pg_matrix handles (kept alive
+    with their buffers)"""
+    rows, cols = w.shape[0], w.shape[1] * qt.block_size // qt.type_size
+    buffers = [w.copy() for _ in range(copies)]
+    handles = []
+    for b in buffers:
+        made = ffi.new("pg_matrix **")           # repacked once, as the model does at load
+        kernels.check(lib.pg_matrix_new(qt.ggml_id, kernels._ptr(b), rows, cols, int(repack), made), "matrix")
+        handles.append(ffi.gc(made[0], lib.pg_matrix_free))
+    return buffers, handles
+
+
+def matvec_rates(qt: QuantType, w: np.ndarray, cols: int, pools: dict[int, kernels.ThreadPool], budget: float,
+                 repack: bool, ntok: int) -> dict:
+    """Per thread count: weight GB/s (ntok 1; the set outgrows the caches) or GMAC/s (ntok > 1)"""
+    rows = w.shape[0]
+    copies = max(1, -(-SET_BYTES // w.nbytes)) if ntok == 1 else 1
+    buffers, handles = matrix_set(qt, w, repack, copies)
+    ms = ffi.new("pg_matrix *[]", handles)
+    x = np.random.default_rng(1).standard_normal((ntok, cols)).astype(np.float32)
+    y = np.empty((ntok, rows), dtype=np.float32)
     out = {}
-    reps = max(1, 16_000_000 // w.nbytes)        # ~16 MB of weights per timed C call
     for threads, pool in pools.items():
-        args = (pool.handle, matrix, kernels._ptr(x, "float *"), 1, kernels._ptr(y, "float *"), reps)
-        kernels.check(lib.pg_matrix_stage(*args), "matrix stage")
-        out[threads] = reps * w.nbytes / best_seconds(lambda: lib.pg_matrix_stage(*args), budget) / 1e9
-        if threads == 1:
-            out["cpu"] = reps * w.nbytes / best_seconds(lambda: lib.pg_matrix_stage(*args), budget,
-                                                        clock=time.process_time) / 1e9
+        args = (pool.handle, ms, copies, kernels._ptr(x, "float *"), ntok, kernels._ptr(y, "float *"), 1)
+        kernels.check(lib.pg_matrix_set_stage(*args), "matrix stage")
+        seconds = best_seconds(lambda: lib.pg_matrix_set_stage(*args), budget)
+        out[threads] = copies * (w.nbytes if ntok == 1 else rows * cols * ntok) / seconds / 1e9
+    del buffers
     return out
 
 
@@ -111,48 +147,62 @@ def render(header: list[str], rows: list[list[str]], title: str) -> None:
     Console().print(table)
 
 
+def parse_shapes(args) -> list[tuple[str, int, int]]:
+    if args.shapes:
+        return [("", *map(int, s.lower().split("x"))) for s in args.shapes.split(",")]
+    return [(m, r, c) for m in args.models.split(",") for r, c in MODEL_SHAPES[m]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--types", default=",".join(t.name for t in WEIGHT_TYPES), help="comma-separated weight types")
-    ap.add_argument("--shapes", default=",".join(f"{r}x{c}" for r, c in SHAPES), help="ROWSxCOLS,...")
+    ap.add_argument("--types", default="Q4_K,Q6_K,Q5_K,Q4_0,Q8_0", help="comma-separated weight types")
+    ap.add_argument("--models", default="1B,7B,13B", help="model shape sets: " + ",".join(MODEL_SHAPES))
+    ap.add_argument("--shapes", default="", help="ROWSxCOLS,... instead of the models' shapes "
+                    f"(the small model's: {','.join(f'{r}x{c}' for r, c in SMALL_SHAPES)})")
     ap.add_argument("--threads", default="1,2", help="thread counts (at most 2 on the shared box)")
-    ap.add_argument("--seconds", type=float, default=0.12, help="time budget per measurement")
+    ap.add_argument("--tokens", default="1", help="tokens per call: 1 = decode (GB/s), more = prompt (GMAC/s)")
+    ap.add_argument("--seconds", type=float, default=0.3, help="time budget per measurement")
     ap.add_argument("--gguf-rows", action="store_true", help="multiply by the GGUF rows, never the repacked layout")
     args = ap.parse_args()
     repack = not args.gguf_rows
 
     isa = kernels.active_isa()
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the box lowers every number)")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work on the box lowers every number)")
     pools = {t: kernels.ThreadPool(t) for t in map(int, args.threads.split(","))}
-    shapes = [tuple(map(int, s.lower().split("x"))) for s in args.shapes.split(",")]
     types = [by_name(t) for t in args.types.split(",")]
 
-    bw = []
+    bw, read_gbps = [], {}
     for mib in (96, 1024):
         buf = np.ones((mib << 20) // 8, dtype=np.uint64)   # touched, so every page is mapped
-        row = [f"{mib} MiB"] + [f"{read_bandwidth(p, buf, args.seconds * 2):.1f}" for p in pools.values()]
-        if 1 in pools:
-            row.append(f"{read_bandwidth(pools[1], buf, args.seconds * 2, clock=time.process_time):.1f}")
-        bw.append(row)
+        rates = {t: read_bandwidth(p, buf, args.seconds * 2) for t, p in pools.items()}
+        read_gbps = rates                                   # the 1 GiB one is the yardstick
+        bw.append([f"{mib} MiB"] + [f"{r:.1f}" for r in rates.values()])
         del buf
-    render(["buffer"] + [f"-t {t} GB/s" for t in pools] + (["-t 1 GB/CPU-s"] if 1 in pools else []), bw,
-           "streaming read")
+    render(["buffer"] + [f"-t {t} GB/s" for t in pools], bw, "streaming read")
 
     rng = np.random.default_rng(0)
-    table = []
-    for rows, cols in shapes:
-        floats = rng.standard_normal((rows, cols), dtype=np.float32)
-        for qt in types:
-            ok, kernel = benchable(qt, cols, isa, repack)
-            if not ok:
-                continue
-            gbps = matvec_gbps(qt, floats, pools, args.seconds, repack)
-            table.append([qt.name, f"{rows}x{cols}", kernel] + [f"{gbps[t]:.1f}" for t in pools]
-                         + ([f"{gbps['cpu']:.1f}"] if "cpu" in gbps else []))
-        del floats
-    render(["type", "shape", "kernel"] + [f"-t {t} GB/s" for t in pools]
-           + (["-t 1 GB/CPU-s"] if 1 in pools else []), table,
-           f"matrix x vector, weights streamed per second (ISA {isa})")
+    for ntok in map(int, args.tokens.split(",")):
+        table = []
+        for model, rows, cols in parse_shapes(args):
+            floats = rng.standard_normal((min(rows, QUANTIZED_ROWS), cols), dtype=np.float32)
+            for qt in types:
+                ok, kernel = benchable(qt, cols, isa, repack)
+                if not ok:
+                    continue
+                rates = matvec_rates(qt, quantized_rows(qt, floats, rows), cols, pools, args.seconds, repack, ntok)
+                cells = []
+                for t in pools:
+                    cells.append(f"{rates[t]:.1f}")
+                    if ntok == 1:
+                        cells.append(f"{100 * rates[t] / read_gbps[t]:.0f}%")
+                table.append([qt.name, model, f"{rows}x{cols}", kernel] + cells)
+        unit = "GB/s" if ntok == 1 else "GMAC/s"
+        header = ["type", "model", "shape", "kernel"]
+        for t in pools:
+            header += [f"-t {t} {unit}"] + (["% read"] if ntok == 1 else [])
+        what = ("matrix x vector, weights streamed from memory per second, % of the 1 GiB read"
+                if ntok == 1 else f"matrix x {ntok} tokens, multiply-adds per second")
+        render(header, table, f"{what} (ISA {isa}, load average {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

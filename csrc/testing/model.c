@@ -29,7 +29,8 @@ int pg_model_rotation(const pg_model *m, int32_t *rot_k, int32_t *rot_v) {
 typedef struct {
     pg_pool *pool;
     const pg_isa_kernels *k;
-    const pg_weight *w;
+    const pg_matrix *const *ms;   /* (count,) matrices of one shape, multiplied in turn */
+    int count;
     const float *x;          /* (ntok, n) */
     int ntok, reps;
     float *y;                /* (ntok, nrows) */
@@ -37,28 +38,31 @@ typedef struct {
     size_t act_row;
 } stage_task;
 
-/* reps x (quantize x into this thread's buffer, take chunks of W's rows, barrier) */
-static void matrix_stage(void *arg, int ith, int nth) {
-    const stage_task *b = arg;
-    const pg_weight *w = b->w;
-    const int act_type = w->traits->act_type;
-    const pg_quantize_fn quantize = b->k->type[act_type].quantize_act.run;
-    char *a = b->act + (size_t)ith * b->ntok * b->act_row;
-    const int64_t step = pg_chunk_rows(w->rows, w->n, b->ntok, 16, nth);
-    for (int rep = 0; rep < b->reps; rep++) {
-        if (act_type != PG_F32)
-            for (int t = 0; t < b->ntok; t++) quantize(b->x + (size_t)t * w->n, a + (size_t)t * b->act_row, w->n);
-        const void *at = act_type == PG_F32 ? (const void *)b->x : a;
-        for (int64_t r0, r1; pg_next_rows(b->pool, ith, w->rows, step, &r0, &r1);)
-            pg_weight_gemm(w, b->k, r0, r1, at, b->act_row, b->ntok, b->y + r0, (size_t)w->rows);
-        pg_pool_barrier(b->pool);
-    }
-}
-
 /* the weight as the model binds it (load.c) and repacks it (weights.c) */
 struct pg_matrix {
     pg_weight w;
 };
+
+/* reps x each matrix in turn (quantize x into this thread's buffer, take chunks of W's rows,
+ * barrier) */
+static void matrix_stage(void *arg, int ith, int nth) {
+    const stage_task *b = arg;
+    const pg_weight *w0 = &b->ms[0]->w;
+    const int act_type = w0->traits->act_type;
+    const pg_quantize_fn quantize = b->k->type[act_type].quantize_act.run;
+    char *a = b->act + (size_t)ith * b->ntok * b->act_row;
+    const int64_t step = pg_chunk_rows(w0->rows, w0->n, b->ntok, 16, nth);
+    for (int rep = 0; rep < b->reps; rep++)
+        for (int i = 0; i < b->count; i++) {
+            const pg_weight *w = &b->ms[i]->w;
+            if (act_type != PG_F32)
+                for (int t = 0; t < b->ntok; t++) quantize(b->x + (size_t)t * w->n, a + (size_t)t * b->act_row, w->n);
+            const void *at = act_type == PG_F32 ? (const void *)b->x : a;
+            for (int64_t r0, r1; pg_next_rows(b->pool, ith, w->rows, step, &r0, &r1);)
+                pg_weight_gemm(w, b->k, r0, r1, at, b->act_row, b->ntok, b->y + r0, (size_t)w->rows);
+            pg_pool_barrier(b->pool);
+        }
+}
 
 int pg_matrix_new(int type, const void *w, int64_t nrows, int64_t n, int repack, pg_matrix **out) {
     const pg_type_traits *t = pg_traits(type);
@@ -82,12 +86,20 @@ void pg_matrix_free(pg_matrix *m) {
 }
 
 int pg_matrix_stage(pg_pool *pool, const pg_matrix *m, const float *x, int ntok, float *y, int reps) {
-    if (!pool || !m || !x || !y || ntok <= 0 || ntok > (1 << 20) || reps < 0) return PG_EBADARG;
-    const pg_weight *w = &m->w;
+    return pg_matrix_set_stage(pool, &m, 1, x, ntok, y, reps);
+}
+
+int pg_matrix_set_stage(pg_pool *pool, const pg_matrix *const *ms, int count, const float *x, int ntok, float *y,
+                        int reps) {
+    if (!pool || !ms || count <= 0 || !x || !y || ntok <= 0 || ntok > (1 << 20) || reps < 0) return PG_EBADARG;
+    for (int i = 0; i < count; i++)
+        if (!ms[i] || ms[i]->w.type != ms[0]->w.type || ms[i]->w.n != ms[0]->w.n || ms[i]->w.rows != ms[0]->w.rows)
+            return PG_EBADARG;
+    const pg_weight *w = &ms[0]->w;
     const size_t act_row = pg_row_bytes(pg_traits(w->traits->act_type), w->n);
     char *act = malloc((size_t)pg_pool_size(pool) * (size_t)ntok * act_row);
     if (!act) return PG_ENOMEM;
-    stage_task b = {pool, pg_kernels(pg_isa_active()), w, x, ntok, reps, y, act, act_row};
+    stage_task b = {pool, pg_kernels(pg_isa_active()), ms, count, x, ntok, reps, y, act, act_row};
     pg_pool_run(pool, matrix_stage, &b);
     free(act);
     return PG_OK;

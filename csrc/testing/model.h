@@ -28,4 +28,10 @@ void pg_matrix_free(pg_matrix *m);
  * matrix has them). A barrier ends each rep. */
 int pg_matrix_stage(pg_pool *pool, const pg_matrix *m, const float *x, int ntok, float *y, int reps);
 
+/* The same stage over `count` matrices of one type and shape in turn, each rep (each matrix its
+ * own barrier, as the forward's stages): copies of one matrix that together outgrow the last-level
+ * cache make the benchmark read the weights from memory, as a model bigger than the cache does. */
+int pg_matrix_set_stage(pg_pool *pool, const pg_matrix *const *ms, int count, const float *x, int ntok, float *y,
+                        int reps);
+
 #endif
