@@ -15,7 +15,9 @@ random rows quantized with the reference quantizers. The kernel column names the
 dispatch table chose. The read bandwidth is a plain streaming read of a 96 MiB and a 1 GiB buffer
 by the same C thread pool, measured in the same run: a memory-bound matvec cannot beat it, and
 "% read" divides by the 1 GiB figure at the same thread count. On a shared box, compare runs only
-at a similar load average (printed) and repeat them. This is a benchmark, not a test.
+at a similar load average (printed) and repeat them; the last column divides by the process's
+CPU time instead of wall time (one thread): what the kernel does while it runs, which other
+processes taking turns on the CPU do not lower. This is a benchmark, not a test.
 """
 from __future__ import annotations
 
@@ -111,10 +113,11 @@ def matrix_set(qt: QuantType, w: np.ndarray, repack: bool, copies: int):
 
 
 def matvec_rates(qt: QuantType, w: np.ndarray, cols: int, pools: dict[int, kernels.ThreadPool], budget: float,
-                 repack: bool, ntok: int) -> dict:
-    """Per thread count: weight GB/s (ntok 1; the set outgrows the caches) or GMAC/s (ntok > 1)"""
+                 repack: bool, ntok: int, cached: bool) -> dict:
+    """Per thread count: weight GB/s (ntok 1; the set outgrows the caches unless `cached`) or
+    GMAC/s (ntok > 1)"""
     rows = w.shape[0]
-    copies = max(1, -(-SET_BYTES // w.nbytes)) if ntok == 1 else 1
+    copies = max(1, -(-SET_BYTES // w.nbytes)) if ntok == 1 and not cached else 1
     buffers, handles = matrix_set(qt, w, repack, copies)
     ms = ffi.new("pg_matrix *[]", handles)
     x = np.random.default_rng(1).standard_normal((ntok, cols)).astype(np.float32)
@@ -123,8 +126,11 @@ def matvec_rates(qt: QuantType, w: np.ndarray, cols: int, pools: dict[int, kerne
     for threads, pool in pools.items():
         args = (pool.handle, ms, copies, kernels._ptr(x, "float *"), ntok, kernels._ptr(y, "float *"), 1)
         kernels.check(lib.pg_matrix_set_stage(*args), "matrix stage")
-        seconds = best_seconds(lambda: lib.pg_matrix_set_stage(*args), budget)
-        out[threads] = copies * (w.nbytes if ntok == 1 else rows * cols * ntok) / seconds / 1e9
+        work = copies * (w.nbytes if ntok == 1 else rows * cols * ntok)
+        out[threads] = work / best_seconds(lambda: lib.pg_matrix_set_stage(*args), budget) / 1e9
+        if threads == 1:   # CPU seconds: what the kernel does while it runs, on a busy box
+            out["cpu"] = work / best_seconds(lambda: lib.pg_matrix_set_stage(*args), budget,
+                                             clock=time.process_time) / 1e9
     del buffers
     return out
 
@@ -163,6 +169,8 @@ def main() -> None:
     ap.add_argument("--tokens", default="1", help="tokens per call: 1 = decode (GB/s), more = prompt (GMAC/s)")
     ap.add_argument("--seconds", type=float, default=0.3, help="time budget per measurement")
     ap.add_argument("--gguf-rows", action="store_true", help="multiply by the GGUF rows, never the repacked layout")
+    ap.add_argument("--cached", action="store_true", help="one copy of each matrix, read from the caches where it "
+                    "fits: what the kernel does when memory is not the limit")
     args = ap.parse_args()
     repack = not args.gguf_rows
 
@@ -189,17 +197,22 @@ def main() -> None:
                 ok, kernel = benchable(qt, cols, isa, repack)
                 if not ok:
                     continue
-                rates = matvec_rates(qt, quantized_rows(qt, floats, rows), cols, pools, args.seconds, repack, ntok)
+                rates = matvec_rates(qt, quantized_rows(qt, floats, rows), cols, pools, args.seconds, repack, ntok,
+                                     args.cached)
                 cells = []
                 for t in pools:
                     cells.append(f"{rates[t]:.1f}")
                     if ntok == 1:
                         cells.append(f"{100 * rates[t] / read_gbps[t]:.0f}%")
+                if "cpu" in rates:
+                    cells.append(f"{rates['cpu']:.1f}")
                 table.append([qt.name, model, f"{rows}x{cols}", kernel] + cells)
         unit = "GB/s" if ntok == 1 else "GMAC/s"
         header = ["type", "model", "shape", "kernel"]
         for t in pools:
             header += [f"-t {t} {unit}"] + (["% read"] if ntok == 1 else [])
+        if 1 in pools:
+            header += [f"-t 1 {unit.split('/')[0]}/CPU-s"]
         what = ("matrix x vector, weights streamed from memory per second, % of the 1 GiB read"
                 if ntok == 1 else f"matrix x {ntok} tokens, multiply-adds per second")
         render(header, table, f"{what} (ISA {isa}, load average {os.getloadavg()[0]:.2f})")

@@ -47,8 +47,9 @@ static const pg_isa_kernels SCALAR = {
 };
 
 #if defined(__x86_64__)
-/* AVX2 + FMA + F16C: a gemm for every type, the repacked layout for the 32-value formats the
- * model repacks (Q4_0, Q4_1, Q8_0), and the forward pass's other kernels */
+/* AVX2 + FMA + F16C: a gemm for every type, the repacked layouts the model repacks (Q4_0, Q4_1,
+ * Q8_0 in 8-row groups, Q4_K and Q5_K sliced; kernels/repack.h), and the forward pass's other
+ * kernels */
 static const pg_isa_kernels AVX2 = {
     .type = {
         [PG_F32] = {GEMM(f32, avx2)},
@@ -62,8 +63,8 @@ static const pg_isa_kernels AVX2 = {
         [PG_Q8_1] = {ACT(pg_quantize_act_q8_1_avx2)},
         [PG_Q2_K] = {GEMM(q2_K, avx2)},
         [PG_Q3_K] = {GEMM(q3_K, avx2)},
-        [PG_Q4_K] = {GEMM(q4_K, avx2)},
-        [PG_Q5_K] = {GEMM(q5_K, avx2)},
+        [PG_Q4_K] = {GEMM(q4_K, avx2), R8(q4_K, avx2)},
+        [PG_Q5_K] = {GEMM(q5_K, avx2), R8(q5_K, avx2)},
         [PG_Q6_K] = {GEMM(q6_K, avx2)},
         [PG_Q8_K] = {ACT(pg_quantize_act_q8_K_avx2)},
     },

@@ -1,4 +1,4 @@
-/* The repacked 8-row layout (kernels/repack.h): the portable repacker. */
+/* The repacked layouts (kernels/repack.h): the portable repackers. */
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
@@ -17,7 +17,13 @@ size_t pg_r8_block_bytes(int type, int *halves, size_t *qbytes) {
     }
 }
 
+int pg_repack_is_sliced(int type) { return type == PG_Q4_K || type == PG_Q5_K; }
+
 size_t pg_repack_r8_bytes(int type, int64_t n, int nrows) {
+    if (pg_repack_is_sliced(type)) {
+        const size_t bb = type == PG_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
+        return n <= 0 || n % QK_K || nrows < 0 ? 0 : (size_t)nrows * (size_t)(n / QK_K) * bb;
+    }
     int halves;
     size_t qbytes, bb = pg_r8_block_bytes(type, &halves, &qbytes);
     if (!bb || n <= 0 || n % 32 || nrows < 0) return 0;
@@ -35,7 +41,50 @@ static void repack_block(const uint8_t *const rows[R8_ROWS], int halves, size_t 
         for (int r = 0; r < R8_ROWS; r++) memcpy(q + 32 * j + 4 * r, rows[r] + qs_at + 4 * j, 4);
 }
 
+/* A Q4_K/Q5_K super-block's 256 quants (nibbles of qs, Q5_K's fifth bits in qh: NULL for Q4_K)
+ * -> the same in slice order, in place */
+static void slice_quants(uint8_t qs[QK_K / 2], uint8_t *qh) {
+    uint8_t q[QK_K], sliced[QK_K];
+    for (int i = 0; i < QK_K; i++) {   /* GGUF: value 64c + i in qs[32c + i]'s low nibble, 64c + 32 + i in its high one */
+        const int c = i / 64, k = i % 64;
+        q[i] = (uint8_t)((qs[32 * c + k % 32] >> (k < 32 ? 0 : 4)) & 0xF);
+        if (qh) q[i] |= (uint8_t)(((qh[i % 32] >> (i / 32)) & 1) << 4);   /* bit i/32 of qh[i%32] */
+    }
+    for (int i = 0; i < QK_K; i++) sliced[pg_sliced_position(i)] = q[i];
+    for (int u = 0; u < 4; u++)
+        for (int p = 0; p < 32; p++)
+            qs[32 * u + p] = (uint8_t)((sliced[64 * u + p] & 0xF) | (sliced[64 * u + 32 + p] & 0xF) << 4);
+    if (qh) {
+        memset(qh, 0, QK_K / 8);
+        for (int v = 0; v < 8; v++)
+            for (int p = 0; p < 32; p++) qh[p] |= (uint8_t)((sliced[32 * v + p] >> 4 & 1) << v);
+    }
+}
+
+/* rows of Q4_K/Q5_K super-blocks -> the sliced layout (out may be w, rows back to back) */
+static void repack_sliced(int type, int64_t n, const uint8_t *w, size_t w_stride, int nrows, uint8_t *out) {
+    const size_t bb = type == PG_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
+    const size_t qs_at = type == PG_Q4_K ? offsetof(block_q4_K, qs) : offsetof(block_q5_K, qs);
+    const size_t row_bytes = (size_t)(n / QK_K) * bb;
+    for (int r = 0; r < nrows; r++) {
+        uint8_t *o = out + (size_t)r * row_bytes;
+        memmove(o, w + (size_t)r * w_stride, row_bytes);
+        for (int64_t s = 0; s < n / QK_K; s++) {
+            uint8_t *b = o + (size_t)s * bb;
+            slice_quants(b + qs_at, type == PG_Q5_K ? b + offsetof(block_q5_K, qh) : NULL);
+        }
+    }
+}
+
 int pg_repack_r8(int type, int64_t n, const void *w, size_t w_stride, int nrows, void *out, size_t out_bytes) {
+    if (pg_repack_is_sliced(type)) {
+        const size_t need = pg_repack_r8_bytes(type, n, nrows);
+        if (!need && nrows > 0) return PG_EBADSIZE;
+        if (!w || !out || out_bytes < need || w_stride < need / (nrows ? (size_t)nrows : 1)) return PG_EBADARG;
+        if (out == w && nrows > 1 && w_stride != need / (size_t)nrows) return PG_EBADARG;
+        repack_sliced(type, n, w, w_stride, nrows, out);
+        return PG_OK;
+    }
     int halves;
     size_t qbytes, bb = pg_r8_block_bytes(type, &halves, &qbytes);
     if (!bb) return PG_ENOKERNEL;

@@ -55,13 +55,13 @@ int pg_gemm(int isa, int type, int64_t n, const void *w, size_t w_stride, int nr
 /* the arguments pg_gemm_r8 and pg_gemm_r8_amx check: PG_OK or the error */
 static int r8_args_ok(int type, int64_t n, const void *packed, size_t packed_bytes, int nrows,
                       const void *a, size_t a_stride, int ntok, const float *y, size_t ldy) {
-    if (!pg_r8_block_bytes(type, &(int){0}, &(size_t){0})) return PG_ENOKERNEL;
+    if (!pg_r8_block_bytes(type, &(int){0}, &(size_t){0}) && !pg_repack_is_sliced(type)) return PG_ENOKERNEL;
     const size_t need = pg_repack_r8_bytes(type, n, nrows);
     if (!need && nrows > 0) return PG_EBADSIZE;
     if (nrows < 0 || ntok < 0 || (ntok > 1 && ldy < (size_t)nrows) || packed_bytes < need || !packed || !a || !y)
         return PG_EBADARG;
-    const size_t act_block = type == PG_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    return a_stride < (size_t)(n / 32) * act_block ? PG_EBADARG : PG_OK;
+    const size_t act_row = pg_row_bytes(pg_traits(pg_traits(type)->act_type), n);
+    return a_stride < act_row ? PG_EBADARG : PG_OK;
 }
 
 int pg_gemm_r8(int isa, int type, int64_t n, const void *packed, size_t packed_bytes, int nrows,

@@ -100,9 +100,11 @@ def gemm_strided(isa: str, qtype: QuantType, n: int, w: np.ndarray, w_stride: in
 
 
 def repack(qt: QuantType, w: np.ndarray, n: int, nrows: int) -> np.ndarray:
-    """W's rows in the repacked 8-row layout (csrc/kernels/repack.h)."""
+    """W's rows in the repacked layout (csrc/kernels/repack.h): 8-row groups (the last padded), or
+    for Q4_K/Q5_K rows of the same size, each super-block's quants sliced."""
     size = lib.pg_repack_r8_bytes(qt.ggml_id, n, nrows)
-    assert size == -(-nrows // 8) * 8 * qt.row_bytes(n)
+    sliced = qt.name in ("Q4_K", "Q5_K")
+    assert size == (nrows if sliced else -(-nrows // 8) * 8) * qt.row_bytes(n)
     out = np.zeros(max(size, 1), dtype=np.uint8)
     rc = lib.pg_repack_r8(qt.ggml_id, n, _ptr(w), qt.row_bytes(n), nrows, _ptr(out), size)
     assert rc == lib.PG_OK

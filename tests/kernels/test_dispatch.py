@@ -13,7 +13,7 @@ from pygguf.gguf.types import TYPES
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 GEMM_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
-R8_TYPES = ["Q4_0", "Q4_1", "Q8_0"]
+R8_TYPES = ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K"]
 AMX_MIN_TOKENS_Q8_0 = 8   # Q8_0 batches of this many tokens go to the AMX tiles; Q4 never does
 BATCHES = [1, 2, 3, 4, 7, 8, 9, 16, 17, 64, 512]
 HEAD_DIMS = [6, 8, 12, 24, 64, 72, 80, 100, 128]
@@ -38,6 +38,8 @@ def expected_gemm_r8(isa, name, ntok, amx):
         return None
     if row == "avx512" and name == "Q8_0" and amx and ntok >= AMX_MIN_TOKENS_Q8_0:
         return "pg_gemm_q8_0_r8_amx"
+    if name in ("Q4_K", "Q5_K"):
+        return f"pg_gemm_{lower(name)}_r8_avx2"           # avx512 runs AVX2's sliced kernels
     return f"pg_gemm_{lower(name)}_r8_{row}"
 
 

@@ -31,7 +31,9 @@ from pygguf.gguf.types import by_name
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 FLOATS = ["F32", "F16", "BF16"]
 K_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
-R8_TYPES = ["Q4_0", "Q4_1", "Q8_0"]
+R8_TYPES = ["Q4_0", "Q4_1", "Q8_0"]   # the 8-row layout (and its AMX tiles)
+SLICED_TYPES = ["Q4_K", "Q5_K"]        # the sliced layout
+R8_SIZES = {"8-row": [32, 96, 576, 1600], "sliced": [256, 512, 16640, 33024]}
 
 
 @dataclass
@@ -83,11 +85,15 @@ def require_r8(isa, name):
 
 
 def check_gemm_r8(isa, name, n):
-    """1 token: decode; 2..16: register tiles of 2 groups x 1-4 tokens; 17+: decoded panels"""
+    """8-row layout, 1 token: decode; 2..16: register tiles of 2 groups x 1-4 tokens; 17+: decoded
+    panels. Sliced layout, 1..15 tokens: groups of 1-4 tokens over blocks of rows, the row in pieces
+    of the reordered activation (16640 values: 3 pieces for 4 tokens; 33024: 2 for 1); 16+: the
+    panels, unpacked back to natural order."""
     require_r8(isa, name)
     qt, act = by_name(name), by_name(by_name(name).act_name)
     r = np.random.default_rng(5)
-    for n_before in [32, 96, 576, 1600][:[32, 96, 576, 1600].index(n)]:   # the rng as the loop left it
+    sizes = R8_SIZES["sliced" if name in SLICED_TYPES else "8-row"]
+    for n_before in sizes[:sizes.index(n)]:   # the rng as the loop left it
         r.standard_normal((33, n_before)), r.standard_normal((20, n_before))
     w = kernels.quantize(qt, r.standard_normal((33, n)).astype(np.float32))
     a = kernels.quantize(act, r.standard_normal((20, n)).astype(np.float32))
@@ -311,7 +317,8 @@ def check_exp(isa, _type, _case):
 
 OPS_UNDER_TEST = [
     Op("gemm", LEGACY + FLOATS + K_TYPES, gemm_cases, check_gemm),
-    Op("gemm_r8", R8_TYPES, lambda t: [32, 96, 576, 1600], check_gemm_r8, ("avx2", "avx512")),
+    Op("gemm_r8", R8_TYPES + SLICED_TYPES, lambda t: R8_SIZES["sliced" if t in SLICED_TYPES else "8-row"],
+       check_gemm_r8, ("avx2", "avx512")),
     Op("gemm_r8_amx", R8_TYPES, lambda t: [32, 96, 576, 4160], check_gemm_r8_amx, ("avx2", "avx512")),
     Op("quantize_act", ["Q8_0", "Q8_1", "Q8_K"], lambda t: ["rows"], check_quantize_act),
     Op("rmsnorm", ["F32"], lambda t: [576, 2048, 13, 8, 1], check_rmsnorm),

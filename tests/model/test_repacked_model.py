@@ -1,4 +1,4 @@
-"""Weights repacked at load (csrc/model/weights.c): a model whose Q4_0 / Q4_1 / Q8_0 matrices are
+"""Weights repacked at load (csrc/model/weights.c): a model whose Q4_0 / Q4_1 / Q8_0 (8-row) or Q4_K / Q5_K (sliced) matrices are
 repacked gives the same logits, bit for bit, as the same model multiplying by the mapped GGUF rows,
 at one token (decode), a few (the register tiles) and many (the panels), at any thread count; and
 after the ISA is switched to one without a repacked kernel, the GGUF rows serve."""
@@ -12,7 +12,7 @@ from pygguf.model import Model
 from pygguf_cli.paths import default_model_path
 from pygguf.gguf.types import by_name
 
-R8_TYPES = ["Q4_0", "Q4_1", "Q8_0"]
+R8_TYPES = ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K"]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
+#include <string.h>
 #include "quants/kquant_unpack.h"
 
 #include "kernels/kquant_driver.h"
@@ -263,5 +264,219 @@ KQ_DEFINE_GEMM(q3_K, Q3_K, avx2)
 KQ_DEFINE_GEMM_WITH_DECODE(q4_K, Q4_K, avx2)
 KQ_DEFINE_GEMM_WITH_DECODE(q5_K, Q5_K, avx2)
 KQ_DEFINE_GEMM_WITH_DECODE(q6_K, Q6_K, avx2)
+
+
+/* ---- Q4_K and Q5_K in the sliced layout (kernels/repack.h) ---- */
+
+/* out[v] dword j = in[j] dword v: the 8 x 8 dword transpose between natural and slice order
+ * (natural vector j = the 32 values of sub-block j; slice v = dword v of each) */
+KQ_INLINE void transpose8_epi32(__m256i v[8]) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_epi32(v[k], v[k + 1]);
+        t[k + 1] = _mm256_unpackhi_epi32(v[k], v[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_unpacklo_epi64(t[k], t[k + 2]);
+        u[k + 1] = _mm256_unpackhi_epi64(t[k], t[k + 2]);
+        u[k + 2] = _mm256_unpacklo_epi64(t[k + 1], t[k + 3]);
+        u[k + 3] = _mm256_unpackhi_epi64(t[k + 1], t[k + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+        v[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
+    }
+}
+
+/* nsb Q8_K blocks -> the same with their quants in slice order (d and bsums as they are) */
+static void q8_K_to_slices(const block_q8_K *a, int64_t nsb, block_q8_K *out) {
+    for (int64_t s = 0; s < nsb; s++) {
+        __m256i v[8];
+        for (int j = 0; j < 8; j++) v[j] = _mm256_loadu_si256((const __m256i *)(a[s].qs + 32 * j));
+        transpose8_epi32(v);
+        for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(out[s].qs + 32 * j), v[j]);
+        out[s].d = a[s].d;
+        memcpy(out[s].bsums, a[s].bsums, sizeof a[s].bsums);
+    }
+}
+
+/* R rows (<= 8) x T tokens (<= 4) of sliced Q4_K/Q5_K rows against T activations in slice order
+ * (as + t*nsb) -> y[t*ldy + r]. Each row's super-block is split into its 8 slices once for the T
+ * tokens; per token, the slices' maddubs pair sums add up in int16 (byte p of every slice lies
+ * in sub-block p/4: no overflow, 8 x 2 x 15 x 128 < 2^15 for 4 bits, 4 slices at a time for 5)
+ * and one madd with [s0 s0 s1 s1 .. s7 s7] applies the scales: per 256 values and token 8
+ * maddubs, 8 int16 adds and 1-2 madds, where the GGUF order needs 8 madds and 8 scale shuffles
+ * more. The int32 lanes of the R rows are reduced together per token and advance its float
+ * chain as the reference's (pg_ksb_accumulate), from 0 or (go_on) from y, where the super-blocks
+ * before these left it. next: the rows to prefetch (the next pass's). */
+KQ_INLINE void k4_sliced_rows(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *as, float *y, size_t ldy,
+                              const int R, const int T, const int five_bits, int go_on, const char *next) {
+    const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[KQ_TILE_TOKENS];
+    for (int t = 0; t < T; t++) {
+        float f[8] = {0};
+        for (int r = 0; go_on && r < R; r++) f[r] = y[(size_t)t * ldy + r];
+        acc[t] = _mm256_loadu_ps(f);
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        __m256i isum[KQ_TILE_TOKENS][8], msum[KQ_TILE_TOKENS][8], b32_hi[KQ_TILE_TOKENS];
+        float dw[8] = {0}, dmw[8] = {0};
+        for (int t = 0; t < T; t++) {
+            b32_hi[t] = _mm256_inserti128_si256(_mm256_setzero_si256(), bsums_per_32(&as[t * nsb + s]), 1);
+            for (int p = 0; p < 8; p++) isum[t][p] = msum[t][p] = _mm256_setzero_si256();
+        }
+        for (int r = 0; r < R; r++) {
+            const char *blk = w + (size_t)r * w_stride + (size_t)s * bsize;
+            const block_q4_K *b = (const block_q4_K *)blk;
+            if (next) kq_prefetch_block(next + (size_t)r * w_stride + (size_t)s * bsize, bsize);
+            const __m128i sm = k4_scales_mins_simd(b->scales); /* [8 scales | 8 mins] bytes */
+            const __m256i sm16 = _mm256_cvtepu8_epi16(sm);
+            const __m256i sc_lanes = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sm, sm));
+            const __m256i qh = five_bits ? load32(blk + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
+            __m256i slice[8];
+            for (int u = 0; u < 4; u++) {
+                const __m256i q = load32(blk + qs_at + 32 * u);
+                slice[2 * u] = _mm256_and_si256(q, m4);
+                slice[2 * u + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five_bits) {
+                    slice[2 * u] = _mm256_or_si256(slice[2 * u], q5_high_bit(qh, 2 * u));
+                    slice[2 * u + 1] = _mm256_or_si256(slice[2 * u + 1], q5_high_bit(qh, 2 * u + 1));
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                const int8_t *aq = as[t * nsb + s].qs;
+                __m256i sum16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+                for (int v = 0; v < 8; v++) {
+                    const int k = five_bits ? v / 4 : 0;
+                    sum16[k] = _mm256_add_epi16(sum16[k], _mm256_maddubs_epi16(slice[v], load32(aq + 32 * v)));
+                }
+                isum[t][r] = _mm256_madd_epi16(sum16[0], sc_lanes);
+                if (five_bits) isum[t][r] = _mm256_add_epi32(isum[t][r], _mm256_madd_epi16(sum16[1], sc_lanes));
+                msum[t][r] = _mm256_madd_epi16(sm16, b32_hi[t]);
+            }
+            dw[r] = _cvtsh_ss(b->d);
+            dmw[r] = _cvtsh_ss(b->dmin);
+        }
+        for (int t = 0; t < T; t++) {
+            const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), reduce8_epi32(msum[t]));
+            acc[t] = chain_step(acc[t], 1, _mm256_loadu_ps(dw), _mm256_loadu_ps(dmw), as[t * nsb + s].d,
+                                reduce8_epi32(isum[t]), M);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float f[8];
+        _mm256_storeu_ps(f, acc[t]);
+        for (int r = 0; r < R; r++) y[(size_t)t * ldy + r] = f[r];
+    }
+}
+
+/* k4_sliced_rows with R and T as constants (each its own unrolled code) */
+KQ_INLINE void k4_sliced_pass(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *as, float *y,
+                              size_t ldy, const int R, int T, const int five_bits, int go_on, const char *next) {
+    switch (T) {
+    case 1: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 1, five_bits, go_on, next); break;
+    case 2: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 2, five_bits, go_on, next); break;
+    case 3: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 3, five_bits, go_on, next); break;
+    default: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 4, five_bits, go_on, next); break;
+    }
+}
+
+/* Weight bytes of the rows a group of KQ_TILE_TOKENS tokens goes over before the next group
+ * does: kept in the 512 KiB L2 (with the group's activations) for the groups after the first. */
+#define KQ_SLICED_ROW_BLOCK_BYTES (192 * 1024)
+
+/* Super-blocks of activation in slice order, on the stack (37 KiB): one token's up to 32768
+ * values, four tokens' 8192 at a time */
+#define KQ_SLICED_ACT_BLOCKS 128
+
+/* W (nrows, sliced) @ A (ntok, n)^T -> y: per block of rows, per group of up to 4 tokens, per
+ * piece of the row that the group's reordered activation fits in (one piece for a token up to
+ * 32768 values), 8 rows a pass, each pass prefetching the next one's blocks (the rows are short
+ * next to the hardware prefetcher's warm-up), the remainder one by one. The activation is
+ * reordered once per (row block, group, piece): ~3% of the work. */
+static void k4_sliced_gemm(int64_t n, const char *w, int nrows, const char *a, size_t a_stride, int ntok, float *y,
+                           size_t ldy, const int five_bits) {
+    const int64_t nsb = n / QK_K;
+    const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K), w_stride = (size_t)nsb * bsize;
+    block_q8_K as[KQ_SLICED_ACT_BLOCKS];
+    int block_rows = ntok == 1 ? nrows : (int)(KQ_SLICED_ROW_BLOCK_BYTES / w_stride) / 8 * 8;
+    if (block_rows < 8) block_rows = 8;
+    for (int r0 = 0; r0 < nrows; r0 += block_rows) {
+        const int r1 = nrows - r0 < block_rows ? nrows : r0 + block_rows;
+        for (int t0 = 0; t0 < ntok; t0 += KQ_TILE_TOKENS) {
+            const int T = ntok - t0 < KQ_TILE_TOKENS ? ntok - t0 : KQ_TILE_TOKENS;
+            const int64_t piece = KQ_SLICED_ACT_BLOCKS / T;
+            float *yt = y + (size_t)t0 * ldy;
+            for (int64_t s0 = 0; s0 < nsb; s0 += piece) {
+                const int64_t ns = nsb - s0 < piece ? nsb - s0 : piece;
+                for (int t = 0; t < T; t++)
+                    q8_K_to_slices((const block_q8_K *)(a + (size_t)(t0 + t) * a_stride) + s0, ns, as + t * ns);
+                const char *ws = w + (size_t)s0 * bsize;
+                int r = r0;
+                for (; r + 8 <= r1; r += 8) {
+                    const char *next = t0 == 0 && r + 16 <= nrows ? ws + (size_t)(r + 8) * w_stride : NULL;
+                    k4_sliced_pass(ns, ws + (size_t)r * w_stride, w_stride, as, yt + r, ldy, 8, T, five_bits, s0 > 0,
+                                   next);
+                }
+                for (; r < r1; r++)
+                    k4_sliced_pass(ns, ws + (size_t)r * w_stride, w_stride, as, yt + r, ldy, 1, T, five_bits, s0 > 0,
+                                   NULL);
+            }
+        }
+    }
+}
+
+/* A sliced Q4_K/Q5_K super-block unpacked into pg_ksb in natural order (the panel tiles' input):
+ * the nibbles (and fifth bits) of the 8 slices, transposed back */
+KQ_INLINE void unpack_k4_sliced(const block_q4_K *b, const uint8_t *qs, const uint8_t *qh_bytes, pg_ksb *u,
+                                const int five_bits) {
+    const __m256i qh = five_bits ? load32(qh_bytes) : _mm256_setzero_si256();
+    __m256i v[8];
+    for (int k = 0; k < 4; k++) {
+        const __m256i q = load32(qs + 32 * k);
+        v[2 * k] = bits8(q, 0, 0xF);
+        v[2 * k + 1] = bits8(q, 4, 0xF);
+        if (five_bits) {
+            v[2 * k] = _mm256_or_si256(v[2 * k], q5_high_bit(qh, 2 * k));
+            v[2 * k + 1] = _mm256_or_si256(v[2 * k + 1], q5_high_bit(qh, 2 * k + 1));
+        }
+    }
+    transpose8_epi32(v);
+    for (int j = 0; j < 8; j++) store32(u->q + 32 * j, v[j]);
+    unpack_k4_scales(b->scales, u);
+    u->d = half_to_float(b->d);
+    u->dm = half_to_float(b->dmin);
+}
+
+typedef block_q4_K block_q4_K_sliced;
+typedef block_q5_K block_q5_K_sliced;
+static inline void kq_unpack_q4_K_sliced(const block_q4_K *b, pg_ksb *u) { unpack_k4_sliced(b, b->qs, NULL, u, 0); }
+static inline void kq_unpack_q5_K_sliced(const block_q5_K *b, pg_ksb *u) {
+    unpack_k4_sliced((const block_q4_K *)b, b->qs, b->qh, u, 1);
+}
+KQ_DEFINE_PANEL_UNPACK(q4_K_sliced)
+KQ_DEFINE_PANEL_UNPACK(q5_K_sliced)
+
+/* From this many tokens on, the unpacked panels (natural order, the GGUF layout's tiles) beat the
+ * sliced passes, whose int32 lanes leave the registers per (row, token): measured 4096x4096, one
+ * thread, GMAC/s sliced vs panels: 2 tokens 42 vs 28, 8 tokens 50 vs 46, 64 tokens 50 vs 55. */
+#define KQ_SLICED_MAX_TOKENS 15
+
+/* One token to KQ_SLICED_MAX_TOKENS: the sliced passes; more, the panels */
+#define KQ_DEFINE_SLICED_GEMM(t, T_UPPER, five_bits)                                                \
+    void pg_gemm_##t##_r8_avx2(int64_t n, const void *packed, int nrows, const void *a, size_t a_stride, \
+                               int ntok, float *y, size_t ldy) {                                    \
+        if (ntok <= KQ_SLICED_MAX_TOKENS) {                                                         \
+            k4_sliced_gemm(n, packed, nrows, a, a_stride, ntok, y, ldy, five_bits);                 \
+            return;                                                                                 \
+        }                                                                                           \
+        kq_gemm(n, packed, (size_t)(n / QK_K) * sizeof(block_##t), nrows, a, a_stride, ntok, y, ldy, \
+                kq_unpack_panel_##t##_sliced, PG_##T_UPPER##_TWO_TERMS);                            \
+    }
+
+KQ_DEFINE_SLICED_GEMM(q4_K, Q4_K, 0)
+KQ_DEFINE_SLICED_GEMM(q5_K, Q5_K, 1)
 
 #endif

@@ -21,6 +21,9 @@ PG_DECLARE_X86_GEMMS(avx2)
 PG_DECLARE_X86_GEMMS(avx512)
 #undef PG_DECLARE_X86_GEMMS
 
+/* Q4_K and Q5_K over their repacked (sliced) layout; AVX-512 takes these too */
+void pg_gemm_q4_K_r8_avx2(PG_GEMM_R8_ARGS); void pg_gemm_q5_K_r8_avx2(PG_GEMM_R8_ARGS);
+
 /* The AMX tile gemm of the repacked layout (kernels/x86/r8_amx.h), and the same driver with the
  * tile product computed in C (any AVX2 CPU: the tests check it where there are no tiles) */
 void pg_gemm_q4_0_r8_amx(PG_GEMM_R8_ARGS); void pg_gemm_q4_1_r8_amx(PG_GEMM_R8_ARGS);
