@@ -29,6 +29,8 @@ typedef struct {
     int32_t attn_rot_disable;   /* 1: no Hadamard rotation of a quantized cache (llama.cpp's
                                    LLAMA_ATTN_ROT_DISABLE); 0: q, k, v rotated as llama.cpp does
                                    when type_k / type_v is quantized and head_dim % 64 == 0 */
+    int32_t map_is_file;        /* 1: the map is a shared read-only mapping of a file, whose pages
+                                 * under a repacked matrix are handed back once it is repacked */
 } pg_model_params;
 
 /* One tensor: where its bytes start in the mapping, its type, ggml shape (ne0 = row length). */

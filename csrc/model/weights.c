@@ -1,12 +1,27 @@
-/* The model's weight matrices as the gemm reads them. Q4_0, Q4_1 and Q8_0 matrices are repacked
- * once at load into the 8-row layout (kernels/repack.h) when the running ISA's row of the dispatch
- * table has a kernel for it (x86): 8 rows' blocks interleaved, so the kernel loads each weight
- * vector whole instead of gathering and transposing 8 rows per block. Measured on SmolLM2-135M
- * Q4_1: 1.2-2x the GGUF-layout kernels for 1-16 tokens. The mapped GGUF rows stay the embedding
- * table and the fallback for any other ISA. */
+/* The model's weight matrices as the gemm reads them. Q4_0, Q4_1, Q8_0, Q4_K and Q5_K matrices
+ * are repacked once at load (kernels/repack.h) when the running ISA's row of the dispatch table
+ * has a kernel for it (x86). Q4_0/Q4_1/Q8_0 go in 8-row groups, so the kernel loads each weight
+ * vector whole instead of gathering and transposing 8 rows per block (measured on SmolLM2-135M
+ * Q4_1: 1.2-2x the GGUF-layout kernels for 1-16 tokens); Q4_K/Q5_K sliced, so the scales cost one
+ * madd per super-block (4096x4096, one thread: 1.2x).
+ *
+ * Memory: a repacked matrix is a malloc'ed copy, and the mapped GGUF rows stay valid (the
+ * embedding table, the fallback for another ISA). So that a big model does not take its size
+ * twice, the file's pages under a matrix are handed back (MADV_DONTNEED) as soon as it is
+ * repacked, when the map is a shared read-only file mapping (pg_model_params.map_is_file): they
+ * leave the process's resident set and stay in the page cache, which the kernel may reclaim, and
+ * come back from the file only if the GGUF rows are read again. The peak is then the model plus
+ * the one matrix being repacked: a 7B-shaped Q4_0 file, 3.6 GiB of matrices, peaks at 3.7 GiB
+ * resident where keeping both took 7.2 (bench/repack_rss.py). A map of the process's own memory
+ * (Model.from_tensors) cannot be handed back and keeps both. Rewriting the rows in place of the
+ * mapping (a private copy-on-write mapping) would save the copy as well but lose the GGUF rows. */
 #include <stdint.h>
 #include <stddef.h>
 #include <stdlib.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include "model/model.h"
 #include "kernels/repack.h"
 
@@ -23,6 +38,19 @@ void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k) {
         return;
     }
     w->packed = packed;
+}
+
+/* Hand back the whole pages of the file mapping under W's rows (a hint: nothing is lost, a
+ * shared file mapping reads them again from the page cache on the next touch) */
+static void give_back_gguf_rows(const pg_weight *w) {
+#if defined(MADV_DONTNEED)
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t start = ((uintptr_t)w->data + page - 1) / page * page;
+    const uintptr_t end = ((uintptr_t)w->data + (uintptr_t)(w->rows * w->row_bytes)) / page * page;
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+#else
+    (void)w;
+#endif
 }
 
 void pg_weight_free_packed(pg_weight *w) {
@@ -45,8 +73,14 @@ static void free_packed(pg_weight *w, const pg_isa_kernels *k) {
     pg_weight_free_packed(w);
 }
 
+/* pg_weight_repack, then (a file mapping) the GGUF rows' pages handed back */
+static void repack_giving_back(pg_weight *w, const pg_isa_kernels *k) {
+    pg_weight_repack(w, k);
+    if (w->packed) give_back_gguf_rows(w);
+}
+
 void pg_weights_repack(pg_model *m, const pg_isa_kernels *k) {
-    for_each_matrix(m, pg_weight_repack, k);
+    for_each_matrix(m, m->p.map_is_file ? repack_giving_back : pg_weight_repack, k);
 }
 
 void pg_weights_free_packed(pg_model *m) {

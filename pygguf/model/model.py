@@ -148,6 +148,7 @@ class Model:
         p.type_k, p.type_v = CACHE_TYPE_IDS[self.type_k], CACHE_TYPE_IDS[self.type_v]
         p.gguf_layout_only = int(not self.repack)
         p.attn_rot_disable = int(not self.attn_rotation)
+        p.map_is_file = int(self._mapping is not None)   # Model.load's read-only mmap of the file
         p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
         p.rope_yarn = int(c.rope_scaling == "yarn")
         p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
