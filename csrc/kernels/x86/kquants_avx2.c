@@ -300,6 +300,17 @@ static void q8_K_to_slices(const block_q8_K *a, int64_t nsb, block_q8_K *out) {
     }
 }
 
+/* 8 pairs of fp16 (low half, high half) -> their low halves and their high halves as floats:
+ * one conversion for 8 rows' d and dmin instead of two per row (F16C is exact, as _cvtsh_ss) */
+KQ_INLINE void halves_to_floats(const uint32_t pairs[8], __m256 *lo, __m256 *hi) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)pairs);
+    const __m256i lows = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)), highs = _mm256_srli_epi32(v, 16);
+    /* per 128-bit lane [lows 0-3 | highs 0-3], [lows 4-7 | highs 4-7]: quarters (0, 2, 1, 3) */
+    const __m256i both = _mm256_permute4x64_epi64(_mm256_packus_epi32(lows, highs), 0xD8);
+    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(both));
+    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(both, 1));
+}
+
 /* R rows (<= 8) x T tokens (<= 4) of sliced Q4_K/Q5_K rows against T activations in slice order
  * (as + t*nsb) -> y[t*ldy + r]. Each row's super-block is split into its 8 slices once for the T
  * tokens; per token, the slices' maddubs pair sums add up in int16 (byte p of every slice lies
@@ -322,7 +333,7 @@ KQ_INLINE void k4_sliced_rows(int64_t nsb, const char *w, size_t w_stride, const
     }
     for (int64_t s = 0; s < nsb; s++) {
         __m256i isum[KQ_TILE_TOKENS][8], msum[KQ_TILE_TOKENS][8], b32_hi[KQ_TILE_TOKENS];
-        float dw[8] = {0}, dmw[8] = {0};
+        uint32_t d_dmin[8] = {0};   /* each row's fp16 d and dmin, converted 8 rows at once */
         for (int t = 0; t < T; t++) {
             b32_hi[t] = _mm256_inserti128_si256(_mm256_setzero_si256(), bsums_per_32(&as[t * nsb + s]), 1);
             for (int p = 0; p < 8; p++) isum[t][p] = msum[t][p] = _mm256_setzero_si256();
@@ -356,13 +367,13 @@ KQ_INLINE void k4_sliced_rows(int64_t nsb, const char *w, size_t w_stride, const
                 if (five_bits) isum[t][r] = _mm256_add_epi32(isum[t][r], _mm256_madd_epi16(sum16[1], sc_lanes));
                 msum[t][r] = _mm256_madd_epi16(sm16, b32_hi[t]);
             }
-            dw[r] = _cvtsh_ss(b->d);
-            dmw[r] = _cvtsh_ss(b->dmin);
+            memcpy(&d_dmin[r], blk, 4);
         }
+        __m256 dw, dmw;
+        halves_to_floats(d_dmin, &dw, &dmw);
         for (int t = 0; t < T; t++) {
             const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), reduce8_epi32(msum[t]));
-            acc[t] = chain_step(acc[t], 1, _mm256_loadu_ps(dw), _mm256_loadu_ps(dmw), as[t * nsb + s].d,
-                                reduce8_epi32(isum[t]), M);
+            acc[t] = chain_step(acc[t], 1, dw, dmw, as[t * nsb + s].d, reduce8_epi32(isum[t]), M);
         }
     }
     for (int t = 0; t < T; t++) {
