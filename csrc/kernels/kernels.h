@@ -19,8 +19,9 @@
                      const void *a, size_t a_stride, int ntok, float *y, size_t ldy
 typedef void (*pg_gemm_fn)(PG_GEMM_ARGS);
 
-/* The same product with W in the repacked 8-row layout (kernels/repack.h), given from its first
- * group on: equal bit for bit to the pg_gemm_fn of the GGUF rows on the same ISA. */
+/* The same product with W in its type's repacked layout (kernels/repack.h: 8-row groups, or
+ * sliced Q4_K/Q5_K rows), given from its first group (row) on: equal bit for bit to the
+ * pg_gemm_fn of the GGUF rows on the same ISA. */
 #define PG_GEMM_R8_ARGS int64_t n, const void *packed, int nrows, \
                         const void *a, size_t a_stride, int ntok, float *y, size_t ldy
 typedef void (*pg_gemm_r8_fn)(PG_GEMM_R8_ARGS);

@@ -21,7 +21,7 @@ typedef struct {
     int type;
     int64_t n, rows;               /* ne0 (row length), ne1 */
     size_t row_bytes;
-    void *packed;                  /* the rows in the repacked 8-row layout (kernels/repack.h), or NULL */
+    void *packed;                  /* the rows in the type's repacked layout (kernels/repack.h), or NULL */
 } pg_weight;
 
 typedef struct {

@@ -96,7 +96,7 @@ class Model:
                               else bool(attn_rotation))
         self.cache = CacheShape(config.n_layer, config.n_head_kv, config.head_dim, self.type_k, self.type_v)
         self.n_ctx = context_for(config, n_ctx, self.n_seq, self.cache, sum(t.nbytes for t in tensors.values()))
-        self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0 matrices repacked once for faster kernels
+        self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0/Q4_K/Q5_K matrices repacked once for faster kernels
         self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
         self.tensors = tensors
         names = tensor_names(config)
