@@ -383,11 +383,77 @@ KQ_INLINE void k4_sliced_rows(int64_t nsb, const char *w, size_t w_stride, const
     }
 }
 
+/* Super-blocks per run of a row that the one-token kernel reads before it goes to the next row */
+#define KQ_RUN_BLOCKS 8
+
+/* One token (decode) over short rows: as k4_sliced_rows with T = 1, but reading row after row,
+ * a run of up to KQ_RUN_BLOCKS super-blocks of each, instead of the R rows side by side (the
+ * int32 lanes of a run wait in isum/msum until its rows are done): a pass over rows of 2048
+ * values is then one forward stream of 9 KiB. Measured from memory, one thread, GB/s row after
+ * row vs side by side: Q4_K 2048x2048 16 vs 14, 5632x2048 16.5 vs 14; but 4096x4096 14 vs 18 and
+ * 4096x11008 12.5 vs 20 (whatever the prefetch hint, T0 or T1; the kernel itself runs at 21-22
+ * from the caches either way), so longer rows keep the side-by-side order (k4_sliced_pass). */
+KQ_INLINE void k4_sliced_decode_rows(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *as, float *y,
+                                     const int R, const int five_bits, int go_on, const char *next) {
+    const size_t bsize = five_bits ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_at = five_bits ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float f[8] = {0};
+    for (int r = 0; go_on && r < R; r++) f[r] = y[r];
+    __m256 acc = _mm256_loadu_ps(f);
+    for (int64_t s0 = 0; s0 < nsb; s0 += KQ_RUN_BLOCKS) {
+        const int ns = nsb - s0 < KQ_RUN_BLOCKS ? (int)(nsb - s0) : KQ_RUN_BLOCKS;
+        __m256i isum[KQ_RUN_BLOCKS][8], msum[KQ_RUN_BLOCKS][8], b32_hi[KQ_RUN_BLOCKS];
+        uint32_t d_dmin[KQ_RUN_BLOCKS][8];
+        for (int s = 0; s < ns; s++) {
+            b32_hi[s] = _mm256_inserti128_si256(_mm256_setzero_si256(), bsums_per_32(&as[s0 + s]), 1);
+            for (int r = R; r < 8; r++) isum[s][r] = msum[s][r] = _mm256_setzero_si256(), d_dmin[s][r] = 0;
+        }
+        for (int r = 0; r < R; r++)
+            for (int s = 0; s < ns; s++) {
+                const char *blk = w + (size_t)r * w_stride + (size_t)(s0 + s) * bsize;
+                if (next) kq_prefetch_block(next + (size_t)r * w_stride + (size_t)(s0 + s) * bsize, bsize);
+                const __m128i sm = k4_scales_mins_simd(((const block_q4_K *)blk)->scales);
+                const __m256i sc_lanes = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sm, sm));
+                const __m256i qh = five_bits ? load32(blk + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
+                const int8_t *aq = as[s0 + s].qs;
+                __m256i sum16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+                for (int u = 0; u < 4; u++) {
+                    const __m256i q = load32(blk + qs_at + 32 * u);
+                    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                    if (five_bits) {
+                        lo = _mm256_or_si256(lo, q5_high_bit(qh, 2 * u));
+                        hi = _mm256_or_si256(hi, q5_high_bit(qh, 2 * u + 1));
+                    }
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load32(aq + 64 * u)),
+                                                       _mm256_maddubs_epi16(hi, load32(aq + 64 * u + 32)));
+                    const int k = five_bits ? u / 2 : 0;
+                    sum16[k] = _mm256_add_epi16(sum16[k], p);
+                }
+                isum[s][r] = _mm256_madd_epi16(sum16[0], sc_lanes);
+                if (five_bits) isum[s][r] = _mm256_add_epi32(isum[s][r], _mm256_madd_epi16(sum16[1], sc_lanes));
+                msum[s][r] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(sm), b32_hi[s]);
+                memcpy(&d_dmin[s][r], blk, 4);
+            }
+        for (int s = 0; s < ns; s++) {
+            __m256 dw, dmw;
+            halves_to_floats(d_dmin[s], &dw, &dmw);
+            const __m256i M = _mm256_sub_epi32(_mm256_setzero_si256(), reduce8_epi32(msum[s]));
+            acc = chain_step(acc, 1, dw, dmw, as[s0 + s].d, reduce8_epi32(isum[s]), M);
+        }
+    }
+    _mm256_storeu_ps(f, acc);
+    for (int r = 0; r < R; r++) y[r] = f[r];
+}
+
 /* k4_sliced_rows with R and T as constants (each its own unrolled code) */
 KQ_INLINE void k4_sliced_pass(int64_t nsb, const char *w, size_t w_stride, const block_q8_K *as, float *y,
                               size_t ldy, const int R, int T, const int five_bits, int go_on, const char *next) {
     switch (T) {
-    case 1: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 1, five_bits, go_on, next); break;
+    case 1:
+        if (nsb <= KQ_RUN_BLOCKS) k4_sliced_decode_rows(nsb, w, w_stride, as, y, R, five_bits, go_on, next);
+        else k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 1, five_bits, go_on, next);
+        break;
     case 2: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 2, five_bits, go_on, next); break;
     case 3: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 3, five_bits, go_on, next); break;
     default: k4_sliced_rows(nsb, w, w_stride, as, y, ldy, R, 4, five_bits, go_on, next); break;
