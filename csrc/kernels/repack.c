@@ -42,22 +42,26 @@ static void repack_block(const uint8_t *const rows[R8_ROWS], int halves, size_t 
 }
 
 /* A Q4_K/Q5_K super-block's 256 quants (nibbles of qs, Q5_K's fifth bits in qh: NULL for Q4_K)
- * -> the same in slice order, in place */
+ * -> the same in slice order, in place. GGUF: value i = 32j + k (sub-block j) in qs[32(j/2) + k],
+ * low nibble for even j; its fifth bit is bit j of qh[k]. Sliced qs byte 32u + 4j + t holds
+ * values 32j + 8u + t (low) and 32j + 8u + 4 + t (high), whole bytes at a time (a 0.5 GB model
+ * took 1.9 s one value at a time). */
 static void slice_quants(uint8_t qs[QK_K / 2], uint8_t *qh) {
-    uint8_t q[QK_K], sliced[QK_K];
-    for (int i = 0; i < QK_K; i++) {   /* GGUF: value 64c + i in qs[32c + i]'s low nibble, 64c + 32 + i in its high one */
-        const int c = i / 64, k = i % 64;
-        q[i] = (uint8_t)((qs[32 * c + k % 32] >> (k < 32 ? 0 : 4)) & 0xF);
-        if (qh) q[i] |= (uint8_t)(((qh[i % 32] >> (i / 32)) & 1) << 4);   /* bit i/32 of qh[i%32] */
+    uint8_t q[QK_K / 2], h[QK_K / 8];
+    memcpy(q, qs, sizeof q);
+    for (int j = 0; j < 8; j++) {
+        const int shift = 4 * (j & 1);
+        const uint8_t *src = q + 32 * (j / 2);
+        for (int u = 0; u < 4; u++)
+            for (int t = 0; t < 4; t++)
+                qs[32 * u + 4 * j + t] = (uint8_t)((src[8 * u + t] >> shift & 0xF) | (src[8 * u + 4 + t] >> shift & 0xF) << 4);
     }
-    for (int i = 0; i < QK_K; i++) sliced[pg_sliced_position(i)] = q[i];
-    for (int u = 0; u < 4; u++)
-        for (int p = 0; p < 32; p++)
-            qs[32 * u + p] = (uint8_t)((sliced[64 * u + p] & 0xF) | (sliced[64 * u + 32 + p] & 0xF) << 4);
-    if (qh) {
-        memset(qh, 0, QK_K / 8);
-        for (int v = 0; v < 8; v++)
-            for (int p = 0; p < 32; p++) qh[p] |= (uint8_t)((sliced[32 * v + p] >> 4 & 1) << v);
+    if (!qh) return;
+    memcpy(h, qh, sizeof h);
+    for (int p = 0; p < 32; p++) {   /* byte p = 4j + t, bit v: the fifth bit of value 32j + 4v + t */
+        uint8_t bits = 0;
+        for (int v = 0; v < 8; v++) bits |= (uint8_t)((h[4 * v + p % 4] >> (p / 4) & 1) << v);
+        qh[p] = bits;
     }
 }
 
