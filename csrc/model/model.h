@@ -114,7 +114,7 @@ void pg_weight_gemm(const pg_weight *w, const pg_isa_kernels *k, int64_t r0, int
 
 /* W's rows repacked when its type has a repacked kernel in the row k; a matrix that cannot get
  * the memory keeps its GGUF rows only. pg_weight_free_packed releases them. */
-void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k);
+void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool);
 void pg_weight_free_packed(pg_weight *w);
 
 /* pg_weight_repack / pg_weight_free_packed on every matrix the forward multiplies by */

@@ -28,16 +28,42 @@
 
 #define R8_GROUP 8   /* rows per repacked group */
 
-void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k) {
+/* One matrix's repacking, shared by the pool's threads: each takes a run of whole 8-row groups
+ * (the interleaved layouts' unit; the sliced one is per row), at the same offset in both layouts */
+typedef struct {
+    const pg_weight *w;
+    char *packed;
+    int rc[64];
+} repack_job;
+
+static void repack_share(void *arg, int ith, int nth) {
+    repack_job *job = arg;
+    const pg_weight *w = job->w;
+    int64_t r0, r1;
+    pg_split(w->rows, R8_GROUP, ith, nth, &r0, &r1);
+    const size_t offset = (size_t)r0 * w->row_bytes;
+    const int rc = r1 > r0 ? pg_repack_r8(w->type, w->n, w->data + offset, w->row_bytes, (int)(r1 - r0),
+                                          job->packed + offset, pg_repack_r8_bytes(w->type, w->n, (int)(r1 - r0)))
+                           : PG_OK;
+    if (rc != PG_OK) job->rc[ith < 64 ? ith : 63] = rc;
+}
+
+/* The repacking of a model's matrices runs in its thread pool (pool NULL: on this thread only):
+ * copying a 7B file's 4 GB with one thread took longer than llama.cpp's whole load. */
+void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool) {
     w->packed = NULL;
     if (!k->type[w->type].gemm_r8.run || w->rows > INT32_MAX) return;
     const size_t bytes = pg_repack_r8_bytes(w->type, w->n, (int)w->rows);
-    void *packed = bytes ? malloc(bytes) : NULL;
+    char *packed = bytes ? malloc(bytes) : NULL;
     if (!packed) return;   /* the GGUF rows serve, only slower */
-    if (pg_repack_r8(w->type, w->n, w->data, w->row_bytes, (int)w->rows, packed, bytes) != PG_OK) {
-        free(packed);
-        return;
-    }
+    repack_job job = {w, packed, {PG_OK}};
+    if (pool) pg_pool_run(pool, repack_share, &job);
+    else repack_share(&job, 0, 1);
+    for (int i = 0; i < 64; i++)
+        if (job.rc[i] != PG_OK) {
+            free(packed);
+            return;
+        }
     w->packed = packed;
 }
 
@@ -60,28 +86,29 @@ void pg_weight_free_packed(pg_weight *w) {
 }
 
 /* fn on every matrix the forward multiplies by (the embedding is looked up, not multiplied) */
-static void for_each_matrix(pg_model *m, void (*fn)(pg_weight *, const pg_isa_kernels *), const pg_isa_kernels *k) {
-    fn(&m->w.output, k);
+static void for_each_matrix(pg_model *m, void (*fn)(pg_model *, pg_weight *, const pg_isa_kernels *),
+                            const pg_isa_kernels *k) {
+    fn(m, &m->w.output, k);
     for (int l = 0; l < m->p.n_layer; l++) {
         pg_layer *L = &m->w.layers[l];
         pg_weight *matrices[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) fn(matrices[i], k);
+        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) fn(m, matrices[i], k);
     }
 }
 
-static void free_packed(pg_weight *w, const pg_isa_kernels *k) {
-    (void)k;
+static void free_packed(pg_model *m, pg_weight *w, const pg_isa_kernels *k) {
+    (void)m, (void)k;
     pg_weight_free_packed(w);
 }
 
-/* pg_weight_repack, then (a file mapping) the GGUF rows' pages handed back */
-static void repack_giving_back(pg_weight *w, const pg_isa_kernels *k) {
-    pg_weight_repack(w, k);
-    if (w->packed) give_back_gguf_rows(w);
+/* pg_weight_repack in the model's pool, then (a file mapping) the GGUF rows' pages handed back */
+static void repack_in_model(pg_model *m, pg_weight *w, const pg_isa_kernels *k) {
+    pg_weight_repack(w, k, m->pool);
+    if (w->packed && m->p.map_is_file) give_back_gguf_rows(w);
 }
 
 void pg_weights_repack(pg_model *m, const pg_isa_kernels *k) {
-    for_each_matrix(m, m->p.map_is_file ? repack_giving_back : pg_weight_repack, k);
+    for_each_matrix(m, repack_in_model, k);
 }
 
 void pg_weights_free_packed(pg_model *m) {

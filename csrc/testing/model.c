@@ -74,7 +74,7 @@ int pg_matrix_new(int type, const void *w, int64_t nrows, int64_t n, int repack,
     pg_matrix *m = malloc(sizeof *m);
     if (!m) return PG_ENOMEM;
     m->w = (pg_weight){w, t, type, n, nrows, pg_row_bytes(t, n), NULL};
-    if (repack) pg_weight_repack(&m->w, pg_kernels(pg_isa_active()));
+    if (repack) pg_weight_repack(&m->w, pg_kernels(pg_isa_active()), NULL);
     *out = m;
     return PG_OK;
 }
