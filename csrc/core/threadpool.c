@@ -85,6 +85,10 @@ struct pg_pool {
     _Alignas(64) atomic_uint stage;        /* bumped by every barrier and task: tags the chunk runs */
     struct chunk_run { _Alignas(64) _Atomic uint64_t word; } *runs;   /* (n_threads,) see pg_pool_next_chunks */
     atomic_int stopping;
+    /* running alone when the other threads keep losing their cores (see pg_pool_set_adaptive);
+     * these are the caller's, except slept_ns, which every thread adds to */
+    int adaptive, solo, solo_left, bad_streak;
+    _Alignas(64) atomic_llong slept_ns;    /* this task's sleeps at barriers and at its end */
 #if !USE_FUTEX
     pthread_mutex_t mutex;                 /* the sleepers' fallback: one condvar for every word */
     pthread_cond_t wake;
@@ -164,6 +168,14 @@ static void wait_while_equal(pg_pool *pool, wait_word *w, unsigned seen, int64_t
     if (!spin_while_equal(w, seen, spin_ns)) sleep_while_equal(pool, w, seen);
 }
 
+/* wait_while_equal inside a task: a sleep there (a sibling off its core) is added to slept_ns */
+static void task_wait(pg_pool *pool, wait_word *w, unsigned seen) {
+    if (spin_while_equal(w, seen, SPIN_NS)) return;
+    const int64_t t0 = now_ns();
+    sleep_while_equal(pool, w, seen);
+    atomic_fetch_add_explicit(&pool->slept_ns, now_ns() - t0, memory_order_relaxed);
+}
+
 /* Changes w (sequentially consistent: see the top) and wakes whoever sleeps on it */
 static void bump_and_wake(pg_pool *pool, wait_word *w) {
     atomic_fetch_add(&w->value, 1);
@@ -240,12 +252,53 @@ static void next_stage(pg_pool *pool) {
     atomic_fetch_add_explicit(&pool->stage, 1, memory_order_relaxed);
 }
 
+/* Whether an adaptive pool runs its next task alone: for SOLO_TASKS tasks after two in a row in
+ * which its threads slept at barriers more than a quarter of the time, which on an idle machine
+ * they rarely do (the spin covers a barrier's gap) and beside a CPU-bound process they do: its 3
+ * threads share 2 cores, a descheduled sibling holds every barrier for a time slice, and -t 2
+ * decoded at half the speed of -t 1 (bench/busy.py; with the rule at half the time and three in
+ * a row it never triggered and -t 2 stayed at 93 tok/s against 150). Then one task with every
+ * thread probes whether the cores came back. Alone, the caller takes every chunk (the stages'
+ * splits and results do not depend on the thread count) and barriers only end a stage. */
+#define SOLO_TASKS 64
+
+static int run_alone(pg_pool *pool) {
+    if (!pool->adaptive || pool->solo_left == 0) return 0;
+    pool->solo_left--;
+    return 1;
+}
+
+static void judge_task(pg_pool *pool, int64_t elapsed_ns) {
+    const int64_t slept = atomic_load_explicit(&pool->slept_ns, memory_order_relaxed);
+    pool->bad_streak = 4 * slept > elapsed_ns * pool->n_threads ? pool->bad_streak + 1 : 0;
+    if (pool->bad_streak >= 2) {
+        pool->solo_left = SOLO_TASKS;
+        pool->bad_streak = 0;
+    }
+}
+
+void pg_pool_set_adaptive(pg_pool *pool, int on) {
+    if (pool) pool->adaptive = on;
+}
+
+void pg_pool_run_alone_next(pg_pool *pool, int tasks) {
+    if (pool && pool->adaptive && tasks >= 0) pool->solo_left = tasks;
+}
+
 void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg) {
     /* a task's words all carry older tags than its stages, however long ago they were used */
     const unsigned before = atomic_fetch_add_explicit(&pool->stage, 1, memory_order_relaxed);
     for (int i = 0; i < pool->n_threads; i++)
         atomic_store_explicit(&pool->runs[i].word, run_word(before & TAG_MASK, 0, 0), memory_order_relaxed);
     if (pool->n_threads == 1) { fn(arg, 0, 1); return; }
+    if (run_alone(pool)) {
+        pool->solo = 1;
+        fn(arg, 0, 1);
+        pool->solo = 0;
+        return;
+    }
+    const int64_t t0 = pool->adaptive ? now_ns() : 0;
+    atomic_store_explicit(&pool->slept_ns, 0, memory_order_relaxed);
     pool->fn = fn;
     pool->arg = arg;
     atomic_store(&pool->n_done.value, 0);
@@ -254,18 +307,19 @@ void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg) {
     /* the workers' last chunks may be on a core another process took: sleep on them, not spin */
     const unsigned all = (unsigned)pool->n_threads - 1;
     for (unsigned done; (done = atomic_load(&pool->n_done.value)) != all;)
-        wait_while_equal(pool, &pool->n_done, done, SPIN_NS);
+        task_wait(pool, &pool->n_done, done);
+    if (pool->adaptive) judge_task(pool, now_ns() - t0);
 }
 
 void pg_pool_barrier(pg_pool *pool) {
-    if (pool->n_threads == 1) { next_stage(pool); return; }
+    if (pool->n_threads == 1 || pool->solo) { next_stage(pool); return; }
     const unsigned gen = atomic_load_explicit(&pool->barrier_generation.value, memory_order_acquire);
     if (atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) == pool->n_threads - 1) {
         next_stage(pool);   /* every thread is here, done with the stage's chunks */
         atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
         bump_and_wake(pool, &pool->barrier_generation);
     } else {
-        wait_while_equal(pool, &pool->barrier_generation, gen, SPIN_NS);
+        task_wait(pool, &pool->barrier_generation, gen);
     }
 }
 
@@ -281,7 +335,7 @@ static int take_chunks(pg_pool *pool, int owner, unsigned tag, int64_t n, int fr
         if (cur >> TAG_SHIFT == tag) {
             front = (int64_t)(cur >> RUN_BITS & RUN_MASK), back = (int64_t)(cur & RUN_MASK);
         } else {
-            pg_split(n, 1, owner, pool->n_threads, &front, &back);   /* first use in this stage */
+            pg_split(n, 1, owner, pool->solo ? 1 : pool->n_threads, &front, &back);   /* first use in this stage */
         }
         if (front >= back) return 0;
         const int64_t take = from_back ? 1 : ((back - front) * 3 + 3) / 4;
@@ -298,7 +352,7 @@ int pg_pool_next_chunks(pg_pool *pool, int ith, int64_t n, int64_t *c0, int64_t 
     if (n <= 0 || n > PG_POOL_MAX_CHUNKS) return 0;
     const unsigned tag = atomic_load_explicit(&pool->stage, memory_order_relaxed) & TAG_MASK;
     if (take_chunks(pool, ith, tag, n, 0, c0, c1)) return 1;
-    for (int k = 1; k < pool->n_threads; k++)
+    for (int k = 1; k < (pool->solo ? 1 : pool->n_threads); k++)
         if (take_chunks(pool, (ith + k) % pool->n_threads, tag, n, 1, c0, c1)) return 1;
     return 0;
 }

@@ -14,6 +14,13 @@ typedef void (*pg_task_fn)(void *arg, int ith, int nth);
 int pg_pool_size(pg_pool *pool);   /* its threads, the caller included */
 
 void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg);
+
+/* An adaptive pool runs tasks on the caller alone for a while when its threads keep sleeping at
+ * barriers on siblings that lost their cores (another process competes for them); its tasks must
+ * then give the same results with nth = 1 (the model's forward does). Off by default. */
+void pg_pool_set_adaptive(pg_pool *pool, int on);
+/* as if contention had been seen: an adaptive pool's next `tasks` tasks run alone (tests) */
+void pg_pool_run_alone_next(pg_pool *pool, int tasks);
 void pg_pool_barrier(pg_pool *pool);
 
 /* Inside a task, a stage's work as chunks 0..n-1 (every thread passing the same n, at most

@@ -221,6 +221,7 @@ int pg_model_new(const pg_model_params *params, const void *map, size_t map_size
     if (!params->attn_rot_disable)
         pg_hadamard_blocks(params->type_k, params->type_v, params->head_dim, &m->rot_k, &m->rot_v);
     m->pool = pool;
+    pg_pool_set_adaptive(pool, 1);   /* the forward gives the same bits on any thread count */
     m->n_threads = pg_pool_size(pool);
     int rc = PG_ENOMEM;
     if ((m->w.layers = calloc((size_t)params->n_layer, sizeof(pg_layer))) != NULL &&

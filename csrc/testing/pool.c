@@ -108,3 +108,7 @@ int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_u
     free(arrived);
     return failures;
 }
+
+void pg_pool_test_run_alone(pg_pool *pool, int tasks) {
+    pg_pool_run_alone_next(pool, tasks);
+}

@@ -20,4 +20,9 @@ int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slo
  * bad arguments. */
 int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_us, uint32_t seed);
 
+/* The next `tasks` tasks of an adaptive pool (a model's) run on the caller alone, as when its
+ * threads keep losing their cores to another process: what that mode computes can be tested on
+ * an idle machine. */
+void pg_pool_test_run_alone(pg_pool *pool, int tasks);
+
 #endif

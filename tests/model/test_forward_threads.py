@@ -69,3 +69,21 @@ def test_smollm2_any_thread_count():
             run.eval(prompts[0])
             lone.append(run.eval([42]).copy())
     assert all(np.array_equal(lone[0], x) for x in lone[1:])
+
+
+def test_a_model_pool_running_alone_under_contention_gives_the_same_logits():
+    """When another process keeps taking its cores, a model's pool runs tasks on the caller alone
+    for a while (csrc/core/threadpool.c): the caller takes every chunk, with nth = 1."""
+    from pygguf._native import lib
+    config = tiny_config(n_embd=768, n_head=12, n_head_kv=4)
+    tensors, _ = encode(random_weights(config, seed=5), by_name("Q4_1"), config)
+    prompt = [3, 17, 42, 7, 99, 5]
+    m = Model.from_tensors(config, tensors, n_ctx=32, n_threads=2)
+    try:
+        together = m.decode(Batch.of(prompt, 0, 0, "all")).copy()
+        lib.pg_pool_test_run_alone(m._pool.handle, 1)
+        alone = m.decode(Batch.of(prompt, 0, 0, "all")).copy()
+        again = m.decode(Batch.of(prompt, 0, 0, "all")).copy()    # the threads are back
+    finally:
+        m.close()
+    assert np.array_equal(together, alone) and np.array_equal(together, again)
