@@ -136,18 +136,20 @@ def synthetic_path(spec: str, console: Console):
 @click.option("--synthetic", "synthetic_specs", multiple=True, metavar="SHAPE:TYPE",
               help=f"A synthetic model with a released model's shapes and types, e.g. codellama-13b:Q4_K_M "
                    f"(shapes: {', '.join(synthetic.SHAPES)}; any pygguf-quantize file type). Repeatable.")
-@click.option("-p", "--n-prompt", "prompts", multiple=True, callback=int_list, default=["512"],
+@click.option("-p", "--n-prompt", "prompts", multiple=True, callback=int_list, default=["512"], metavar="N[,N...]",
               help="Prompt tokens per prompt test (comma list; 0 = none).", show_default=True)
-@click.option("-n", "--n-gen", "gens", multiple=True, callback=int_list, default=["128"],
+@click.option("-n", "--n-gen", "gens", multiple=True, callback=int_list, default=["128"], metavar="N[,N...]",
               help="Generated tokens per generation test (comma list; 0 = none).", show_default=True)
-@click.option("-t", "--threads", "threads", multiple=True, callback=int_list,
+@click.option("-t", "--threads", "threads", multiple=True, callback=int_list, metavar="N[,N...]",
               help="Thread counts (comma list; default: one per physical core, as llama-bench).")
 @click.option("-r", "--repetitions", "reps", type=click.IntRange(1), default=5, show_default=True,
               help="Repetitions of each test (after one warm-up run).")
 @click.option("-b", "--batch-size", "n_batch", type=click.IntRange(1), default=2048, show_default=True,
               help="Tokens per prompt batch.")
-@click.option("-ctk", "--cache-type-k", "type_k", type=click.Choice(CACHE_TYPES), default="f16", show_default=True)
-@click.option("-ctv", "--cache-type-v", "type_v", type=click.Choice(CACHE_TYPES), default="f16", show_default=True)
+@click.option("-ctk", "--cache-type-k", "type_k", type=click.Choice(CACHE_TYPES), default="f16", show_default=True,
+              help="KV cache type for keys.")
+@click.option("-ctv", "--cache-type-v", "type_v", type=click.Choice(CACHE_TYPES), default="f16", show_default=True,
+              help="KV cache type for values.")
 @click.option("-o", "--output", "output", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
 @click.option("--no-read-rate", is_flag=True, help="Skip measuring the streaming-read rate (1 GiB buffer).")
 def main(models, synthetic_specs, prompts, gens, threads, reps, n_batch, type_k, type_v, output, no_read_rate) -> None:
