@@ -18,6 +18,7 @@
  * lose the GGUF rows that the embedding of a tied output and a switch of ISA read. */
 #include <stdint.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -33,7 +34,7 @@
 typedef struct {
     const pg_weight *w;
     char *packed;
-    int rc[64];
+    atomic_int failed;   /* a share's repacker refused its rows */
 } repack_job;
 
 static void repack_share(void *arg, int ith, int nth) {
@@ -45,7 +46,7 @@ static void repack_share(void *arg, int ith, int nth) {
     const int rc = r1 > r0 ? pg_repack_r8(w->type, w->n, w->data + offset, w->row_bytes, (int)(r1 - r0),
                                           job->packed + offset, pg_repack_r8_bytes(w->type, w->n, (int)(r1 - r0)))
                            : PG_OK;
-    if (rc != PG_OK) job->rc[ith < 64 ? ith : 63] = rc;
+    if (rc != PG_OK) atomic_store(&job->failed, 1);
 }
 
 /* The repacking of a model's matrices runs in its thread pool (pool NULL: on this thread only):
@@ -56,14 +57,13 @@ void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool) {
     const size_t bytes = pg_repack_r8_bytes(w->type, w->n, (int)w->rows);
     char *packed = bytes ? malloc(bytes) : NULL;
     if (!packed) return;   /* the GGUF rows serve, only slower */
-    repack_job job = {w, packed, {PG_OK}};
+    repack_job job = {w, packed, 0};
     if (pool) pg_pool_run(pool, repack_share, &job);
     else repack_share(&job, 0, 1);
-    for (int i = 0; i < 64; i++)
-        if (job.rc[i] != PG_OK) {
-            free(packed);
-            return;
-        }
+    if (atomic_load(&job.failed)) {
+        free(packed);
+        return;
+    }
     w->packed = packed;
 }
 

@@ -187,7 +187,8 @@ def bench_model(path, tests: list[BenchTest], threads: list[int], reps: int, rea
     n_ctx = max(t.n for t in tests)
     results = []
     for nt in threads:
-        model = Model.load(path, n_ctx=n_ctx, n_threads=nt, n_batch=min(n_batch, n_ctx), **cache_types(type_k, type_v))
+        model = Model.load(path, n_ctx=n_ctx, n_threads=nt, n_batch=min(n_batch, n_ctx),
+                           type_k=type_k, type_v=type_v)
         try:
             facts = model_facts(path, model)
             for test in tests:
@@ -199,12 +200,3 @@ def bench_model(path, tests: list[BenchTest], threads: list[int], reps: int, rea
             model.close()
     return results
 
-
-def cache_types(type_k: str, type_v: str) -> dict:
-    """Model.load's cache-type arguments, only where they differ from the F16 default."""
-    out = {}
-    if type_k != "f16":
-        out["type_k"] = type_k
-    if type_v != "f16":
-        out["type_v"] = type_v
-    return out

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <immintrin.h>
 #include "kernels/x86/x86.h"
+#include "kernels/x86/lanes_avx2.h"
 #include "kernels/x86/expf_avx2.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -81,13 +82,7 @@ INLINE void scores_heads(float *s, const float *q, int H, const pg_half *k, int 
         for (int h = 0; h < H; h++) {
             const __m256 sums = _mm256_mul_ps(finish_sums(x[0][h], x[1][h], x[2][h], x[3][h]), vscale);
             float *sh = s + (size_t)h * n_kv + j0;
-            if (j0 + 8 <= n_kv) {
-                _mm256_storeu_ps(sh, sums);
-            } else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, sums);
-                for (int j = 0; j < n_kv - j0; j++) sh[j] = tmp[j];
-            }
+            store_lanes(sh, sums, n_kv - j0);
         }
     }
 }

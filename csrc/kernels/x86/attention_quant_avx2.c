@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <immintrin.h>
 #include "kernels/x86/x86.h"
+#include "kernels/x86/lanes_avx2.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -91,13 +92,7 @@ INLINE void scores_quant(int kv, float *s, const float *q, int n_rep, const void
         for (int h = 0; h < n_rep; h++) {
             const __m256 sums = _mm256_mul_ps(acc[h], vscale);
             float *sh = s + (size_t)h * n_kv + j0;
-            if (j0 + 8 <= n_kv) {
-                _mm256_storeu_ps(sh, sums);
-            } else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, sums);
-                for (int j = 0; j < n_kv - j0; j++) sh[j] = tmp[j];
-            }
+            store_lanes(sh, sums, n_kv - j0);
         }
     }
 }
