@@ -8,7 +8,7 @@ from pygguf._native import ffi, lib
 from pygguf.errors import KernelError
 from pygguf.gguf.types import QuantType, by_id, by_name
 from pygguf.model import kernels
-from pygguf.model.config import Config, tensor_names
+from pygguf.model.config import Config, required, tensor_names
 
 F32 = by_name("F32")
 
@@ -43,6 +43,8 @@ def random_weights(config: Config, seed: int, tied: bool = False, rope_freqs: bo
     out = {}
     for name, spec in tensor_names(config):
         if (tied and name == "output.weight") or (not rope_freqs and name == "rope_freqs.weight"):
+            continue
+        if spec.attribute not in ("output", "rope_freqs") and not required(spec, config):
             continue
         if name == "rope_freqs.weight":                  # like Llama 3.1's: 1 for fast pairs, up to 8 for slow
             out[name] = np.linspace(1, 8, config.n_rot // 2).astype(np.float32)

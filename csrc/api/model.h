@@ -24,13 +24,30 @@ typedef struct {
     float rope_freq_scale;      /* 1/factor for linear and YaRN scaling, else 1 */
     int32_t rope_yarn;          /* 1: YaRN ramp between interpolated and extrapolated angles */
     int32_t yarn_n_ctx_orig;    /* the context the model was trained with before scaling */
-    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;  /* yarn_attn_factor: cos and
+                                   sin are scaled by it without YaRN too (Phi-3 LongRoPE's attn_factor) */
     int32_t gguf_layout_only;   /* 1: multiply by the mapped GGUF rows only (0: repack where faster) */
     int32_t attn_rot_disable;   /* 1: no Hadamard rotation of a quantized cache (llama.cpp's
                                    LLAMA_ATTN_ROT_DISABLE); 0: q, k, v rotated as llama.cpp does
                                    when type_k / type_v is quantized and head_dim % 64 == 0 */
     int32_t map_is_file;        /* 1: the map is a shared read-only mapping of a file, whose pages
                                  * under a repacked matrix are handed back once it is repacked */
+
+    /* The family's switches (llama: all off), read once at load: pygguf/model/config.py */
+    int32_t rope_neox;          /* 1: RoPE rotates pairs (i, i + n_rot/2) (NEOX: Qwen, Gemma, Phi-3);
+                                   0: adjacent pairs (2i, 2i+1) */
+    float embd_scale;           /* token embeddings multiplied by it (Gemma: sqrt(n_embd)); 1: none */
+    float attn_scale;           /* attention scores = attn_scale * q.k (1/sqrt(head_dim) for most) */
+    float attn_softcap;         /* > 0: scores -> cap * tanh(scores / cap) before the softmax (Gemma 2) */
+    float final_softcap;        /* > 0: logits -> cap * tanh(logits / cap) (Gemma 2) */
+    int32_t ffn_gelu;           /* 1: FFN hidden = gelu(gate) * up (Gemma); 0: silu(gate) * up */
+    int32_t n_swa;              /* > 0: on the layers with swa_layers[l], a token at pos sees
+                                   positions pos - n_swa + 1 .. pos only (sliding window) */
+    const uint8_t *swa_layers;  /* (n_layer,) 1: a sliding-window layer; NULL: none */
+    float rope_base_swa, rope_freq_scale_swa;  /* RoPE of the sliding-window layers (Gemma 3's local base) */
+    int32_t n_expert, n_expert_used;  /* mixture of experts: experts per layer and used per token (0: dense) */
+    int32_t n_ff_exp;           /* hidden size of one expert */
+    int32_t moe_norm_weights;   /* 1: the chosen experts' softmax weights renormalised to sum 1 */
 } pg_model_params;
 
 /* One tensor: where its bytes start in the mapping, its type, ggml shape (ne0 = row length). */
@@ -40,10 +57,23 @@ typedef struct {
     int64_t ne0, ne1;
 } pg_tensor_desc;
 
-/* Tensor order: token_embd, output_norm, output, rope_freqs, then for each layer attn_norm, attn_q,
- * attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down (4 + 9 * n_layer entries). An
- * output with ne0 == 0 means "tied to token_embd"; rope_freqs with ne0 == 0 means none (else F32,
- * n_rot/2 divisors of the RoPE angles). On a bad tensor *bad_tensor is its index, else -1. */
+/* Tensor order: token_embd, output_norm, output, rope_freqs, then for each layer its
+ * PG_LAYER_TENSORS slots in this order (4 + PG_LAYER_TENSORS * n_layer entries):
+ *   attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down,
+ *   attn_q bias, attn_k bias, attn_v bias (F32 vectors: Qwen2),
+ *   attn_q_norm, attn_k_norm (F32 (head_dim,): RMSNorm of each head of q and k: Qwen3, Gemma 3),
+ *   post_attention_norm, post_ffw_norm (F32 (n_embd,): the attention and FFN outputs normed before
+ *   the residual add: Gemma 2/3),
+ *   ffn_gate_inp (n_expert rows of n_embd: the router), ffn_gate_exps, ffn_up_exps
+ *   (n_expert * n_ff_exp rows of n_embd, expert e's rows at e * n_ff_exp), ffn_down_exps
+ *   (n_expert * n_embd rows of n_ff_exp).
+ * A slot with ne0 == 0 is absent: an absent output is tied to token_embd, an absent rope_freqs
+ * means none (else F32, n_rot/2 divisors of the RoPE angles); the three biases, the two head
+ * norms and the two post norms are each optional; a MoE model (n_expert > 0) has the four
+ * expert slots and not ffn_gate/ffn_up/ffn_down, a dense one the reverse. A fused tensor of the
+ * file (Phi-3's attn_qkv, its ffn_up of gate and up rows) is given as the row ranges of its parts.
+ * On a bad tensor *bad_tensor is its index, else -1. */
+enum { PG_GLOBAL_TENSORS = 4, PG_LAYER_TENSORS = 20 };
 int pg_model_new(const pg_model_params *params, const void *map, size_t map_size,
                  const pg_tensor_desc *tensors, int64_t n_tensors, pg_pool *pool,
                  pg_model **out, int64_t *bad_tensor);

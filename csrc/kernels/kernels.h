@@ -89,10 +89,12 @@ typedef struct {
  * ISA's inner loops. q (n_rep, head_dim) at position pos; kc, vc (n_ctx rows of head_dim values,
  * of the cache types type_k, type_v) holding positions 0..pos; out (n_rep, head_dim). scratch:
  * n_rep * (pos + 1) + pg_attention_work_floats(n_rep, head_dim) floats. Softmax and the V sum are
- * in F32. */
+ * in F32. softcap > 0: each score s becomes softcap * tanh(s / softcap) before the softmax
+ * (Gemma 2's attention soft-capping). A sliding window passes kc, vc at its first position and
+ * pos relative to it. */
 void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
                         int pos, int type_k, const void *kc, int type_v, const void *vc, float scale,
-                        float *scratch);
+                        float softcap, float *scratch);
 
 /* Reordered double sums whose value is kept. A sum of n nonnegative terms taken in any order is
  * within (n-1)u / (1 - (n-1)u) of the exact sum (u = 2^-53), so a sum taken in lanes brackets

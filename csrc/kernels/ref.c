@@ -131,13 +131,15 @@ const pg_attention_kernels pg_attention_kernels_ref = {
  * each head is divided by its sum at the end */
 void pg_attention_group(const pg_attention_kernels *kern, float *out, const float *q, int n_rep, int head_dim,
                         int pos, int type_k, const void *kc, int type_v, const void *vc, float scale,
-                        float *scratch) {
+                        float softcap, float *scratch) {
     const int n_kv = pos + 1;
     float *scores = scratch;                            /* (n_rep, n_kv) */
     float *work = scratch + (size_t)n_rep * n_kv;       /* pg_attention_work_floats */
     float inv_sum[n_rep];
 
     kern->scores[pg_kv_index(type_k)](scores, q, n_rep, kc, n_kv, head_dim, scale, work);
+    if (softcap > 0.0f)
+        for (size_t j = 0; j < (size_t)n_rep * n_kv; j++) scores[j] = softcap * tanhf(scores[j] * (1.0f / softcap));
     for (int h = 0; h < n_rep; h++) inv_sum[h] = kern->softmax(scores + (size_t)h * n_kv, n_kv);
     kern->accumulate[pg_kv_index(type_v)](out, scores, n_rep, vc, n_kv, head_dim, work);
     for (int h = 0; h < n_rep; h++)

@@ -17,7 +17,7 @@ static void rotate_keys(const pg_model *m, char *k, int n, const float *cs, floa
         char *kj = k + (size_t)j * m->s.k_row_bytes;
         t->dequantize(kj, row, hd);
         if (m->rot_k) pg_hadamard_rotate(row, hd, m->rot_k);
-        pg_rope_rotate(row, 1, hd, m->p.n_rot, cs);
+        pg_rope_rotate(row, 1, hd, m->p.n_rot, cs, m->p.rope_neox);
         if (m->rot_k) pg_hadamard_rotate(row, hd, m->rot_k);
         pg_kv_store(kern, type, kj, row, hd);
     }
@@ -32,14 +32,17 @@ int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, in
     const int n_moved = n_past - keep - discard;
     /* a rotation by -discard positions; its angles come from the same rule as the forward's,
      * without YaRN's magnitude factor, which the cached keys already carry */
-    float *cs = m->s.per_thread + m->s.angles_offset, *row = m->s.per_thread;
+    float *row = m->s.per_thread;
+    float *cs = m->s.per_thread + m->s.angles_offset;   /* the rotation of full-attention layers */
+    float *cs_swa = cs + m->p.n_rot;                    /* and of sliding-window layers */
     pg_rope_angles(cs, -(double)discard, &m->rope, 0);
+    pg_rope_angles(cs_swa, -(double)discard, &m->rope_swa, 0);
     for (int l = 0; l < m->p.n_layer; l++)
         for (int g = 0; g < m->p.n_head_kv; g++) {
             char *k = pg_k_row(m, l, g, seq, keep), *v = pg_v_row(m, l, g, seq, keep);
             memmove(k, k + (size_t)discard * m->s.k_row_bytes, (size_t)n_moved * m->s.k_row_bytes);
             memmove(v, v + (size_t)discard * m->s.v_row_bytes, (size_t)n_moved * m->s.v_row_bytes);
-            rotate_keys(m, k, n_moved, cs, row);
+            rotate_keys(m, k, n_moved, m->w.layers[l].swa ? cs_swa : cs, row);
         }
     return PG_OK;
 }

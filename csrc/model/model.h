@@ -32,6 +32,13 @@ typedef struct {
     const float *ffn_norm;         /* (n_embd,) */
     pg_weight w_gate, w_up;        /* (n_ff rows, n_embd) */
     pg_weight w_down;              /* (n_embd rows, n_ff) */
+    const float *bq, *bk, *bv;     /* (n_q,), (n_kv,), (n_kv,) projection biases, or NULL */
+    const float *q_norm, *k_norm;  /* (head_dim,) RMSNorm weights of each q and k head, or NULL */
+    const float *post_attn_norm, *post_ffn_norm;  /* (n_embd,) or NULL */
+    pg_weight router;              /* MoE: (n_expert rows, n_embd) */
+    pg_weight gate_exps, up_exps;  /* MoE: (n_expert * n_ff_exp rows, n_embd), expert by expert */
+    pg_weight down_exps;           /* MoE: (n_expert * n_embd rows, n_ff_exp) */
+    int swa;                       /* a sliding-window layer (model p.n_swa) */
     uint32_t act_qkv, act_o, act_ffn, act_down;  /* bit t: activation format t is read */
 } pg_layer;
 
@@ -50,6 +57,24 @@ typedef struct {
     void *buf[PG_TYPE_COUNT];      /* (n_batch, row bytes of max(n_embd, n_q, n_ff) values) */
 } pg_act_buffers;
 
+/* A mixture-of-experts layer's scratch (moe.c). Each thread routes every token itself (the router
+ * is small), so the routing, the grouping of the batch's tokens by expert and the gathered
+ * activations are per thread, identical on all; the experts' hidden states and outputs are
+ * shared, cut by rows. A "grouped row" is one (token, chosen expert) pair: expert e's tokens
+ * take grouped rows first[e] .. first[e + 1] - 1, in token order. */
+typedef struct {
+    float *logits;                 /* (n_threads, n_batch, n_expert) router softmax */
+    int32_t *choice;               /* (n_threads, n_batch, n_used) each token's experts, best first */
+    float *weight;                 /* (n_threads, n_batch, n_used) their weights */
+    int32_t *row_of;               /* (n_threads, n_batch, n_used) the grouped row of each choice */
+    int32_t *first;                /* (n_threads, n_expert + 1) each expert's first grouped row */
+    int32_t *token_of;             /* (n_threads, n_batch * n_used) the token of each grouped row */
+    pg_act_buffers *gathered;      /* (n_threads,) xb's quantized rows in grouped order */
+    float *hidden, *hidden2;       /* (n_batch * n_used, n_ff_exp) act(gate) * up, and up */
+    pg_act_buffers hidden_act;     /* hidden quantized for down */
+    float *out;                    /* (n_batch * n_used, n_embd) each expert's output, grouped rows */
+} pg_moe_state;
+
 typedef struct {
     float *x;                      /* (n_batch, n_embd) residual stream */
     float *xb;                     /* (n_threads, n_batch, n_embd) each thread's normed residual */
@@ -59,12 +84,14 @@ typedef struct {
     float *y;                      /* (n_batch, n_embd) projection output before the residual add */
     float *hb, *hb2;               /* (n_batch, n_ff) silu(gate) * up, and up */
     float *rope_cs;                /* (n_batch, n_rot) each token's RoPE cos, sin pairs */
+    float *rope_cs_swa;            /* the same for the sliding-window layers' RoPE, or rope_cs when alike */
     pg_act_buffers *act;           /* (n_threads,) each thread's quantized xb and att */
     pg_act_buffers act_hidden;     /* of hb, the input of ffn_down */
     float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
     size_t per_thread_floats;
     size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
     int32_t *out_rows;          /* (n_batch,) the batch rows whose logits are wanted */
+    pg_moe_state moe;              /* mixture-of-experts layers only */
     char *k_cache, *v_cache;       /* (n_layer, n_head_kv, n_seq, n_ctx) rows of head_dim values, */
     size_t k_row_bytes, v_row_bytes; /* of the types p.type_k, p.type_v */
 } pg_run_state;
@@ -74,7 +101,8 @@ struct pg_model {
     int n_q, n_kv, n_rep;          /* n_head * head_dim, n_head_kv * head_dim, n_head / n_head_kv */
     int rot_k, rot_v;              /* Hadamard blocks of q and k, of v and the attention output, or
                                       0: unrotated (model/hadamard.h) */
-    pg_rope_params rope;
+    pg_rope_params rope, rope_swa; /* of the full-attention and the sliding-window layers */
+    int64_t qkv_align;             /* rows a chunk of q, k and v is a multiple of (forward.c) */
     pg_weights w;
     pg_run_state s;
     pg_pool *pool;
@@ -116,6 +144,14 @@ void pg_weight_gemm(const pg_weight *w, const pg_isa_kernels *k, int64_t r0, int
  * the memory keeps its GGUF rows only. pg_weight_free_packed releases them. */
 void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool);
 void pg_weight_free_packed(pg_weight *w);
+
+/* x (ntok, n_embd) += the mixture-of-experts FFN of layer L on xb (ntok, n_embd), this thread's
+ * normed copy, whose quantized rows are in xb_act (moe.c); ends at a barrier */
+void pg_moe_ffn(pg_model *m, const pg_isa_kernels *k, const pg_layer *L, const float *xb, void *const *xb_act,
+                int ntok, int ith, int nth);
+
+/* The rows a chunk of the q, k, v stage is a multiple of (forward.c), fixed at load */
+int64_t pg_qkv_align(const pg_model *m);
 
 /* pg_weight_repack / pg_weight_free_packed on every matrix the forward multiplies by */
 void pg_weights_repack(pg_model *m, const pg_isa_kernels *k);

@@ -17,7 +17,7 @@ void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_ms
     for (int i0 = 0; i0 < rp->n_rot; i0 += 2) {
         const float theta_extrap = rp->freq_factors ? theta_base / rp->freq_factors[i0 / 2] : theta_base;
         const float theta_interp = rp->freq_scale * theta_extrap;
-        float theta = theta_interp, mscale = 1.0f;
+        float theta = theta_interp, mscale = with_mscale ? rp->attn_factor : 1.0f;
         if (rp->yarn) {
             const float mix = yarn_ramp(rp->corr_low, rp->corr_high, i0) * rp->ext_factor;
             theta = theta_interp * (1.0f - mix) + theta_extrap * mix;
@@ -38,7 +38,20 @@ void pg_rope_pairs(float *v, const float *cs, int n) {
     }
 }
 
+void pg_rope_neox(float *v, const float *cs, int n_rot) {
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float x0 = v[i], x1 = v[i + half];
+        v[i] = x0 * c - x1 * s;
+        v[i + half] = x0 * s + x1 * c;
+    }
+}
+
 /* v (n_heads, head_dim), rotated in place pair by pair */
-void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs) {
-    for (int h = 0; h < n_heads; h++) pg_rope_pairs(v + (size_t)h * head_dim, cs, n_rot);
+void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs, int neox) {
+    for (int h = 0; h < n_heads; h++) {
+        if (neox) pg_rope_neox(v + (size_t)h * head_dim, cs, n_rot);
+        else pg_rope_pairs(v + (size_t)h * head_dim, cs, n_rot);
+    }
 }

@@ -1,5 +1,6 @@
 /* RoPE, llama.cpp's rotary position embedding with its linear and YaRN scaling rules: the angles
- * of a position, and the rotation of a head's adjacent pairs (2i, 2i+1) by them. */
+ * of a position, and the rotation of a head's pairs by them: adjacent pairs (2i, 2i+1) (llama's
+ * "normal" RoPE) or pairs (i, i + n_rot/2) (NEOX: Qwen, Gemma, Phi-3). */
 #ifndef PYGGUF_MODEL_ROPE_H
 #define PYGGUF_MODEL_ROPE_H
 
@@ -15,8 +16,12 @@ typedef struct {
 } pg_rope_params;
 void pg_rope_angles(float *cs, double pos, const pg_rope_params *rp, int with_mscale);
 
-/* v (n_heads, head_dim): rotate the adjacent pairs (2i, 2i+1), i < n_rot/2, of every head */
-void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs);
+/* v (n_heads, head_dim): rotate the pairs, i < n_rot/2, of every head: (2i, 2i+1), or with
+ * neox (i, i + n_rot/2) */
+void pg_rope_rotate(float *v, int n_heads, int head_dim, int n_rot, const float *cs, int neox);
+
+/* a head v (n_rot rotated values first) whose pairs (i, i + n_rot/2) are rotated by cs pair i */
+void pg_rope_neox(float *v, const float *cs, int n_rot);
 
 /* v (n,) holding n/2 pairs (2i, 2i+1), each rotated by its (cos, sin) pair in cs (n,) */
 void pg_rope_pairs(float *v, const float *cs, int n);

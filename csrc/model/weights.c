@@ -91,8 +91,10 @@ static void for_each_matrix(pg_model *m, void (*fn)(pg_model *, pg_weight *, con
     fn(m, &m->w.output, k);
     for (int l = 0; l < m->p.n_layer; l++) {
         pg_layer *L = &m->w.layers[l];
-        pg_weight *matrices[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) fn(m, matrices[i], k);
+        pg_weight *matrices[] = {&L->wq,     &L->wk,        &L->wv,      &L->wo,       &L->w_gate, &L->w_up,
+                                 &L->w_down, &L->router, &L->gate_exps, &L->up_exps, &L->down_exps};
+        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++)
+            if (matrices[i]->data) fn(m, matrices[i], k);   /* a dense layer has no experts, and the reverse */
     }
 }
 

@@ -49,7 +49,7 @@ int pg_attention_isa(int isa, float *out, float *scores, const float *q, int n_r
     if (!scratch) return PG_ENOMEM;
     if (scores)
         kern->scores[pg_kv_index(type_k)](scores, q, n_rep, k, n_kv, head_dim, scale, scratch + (size_t)n_rep * n_kv);
-    pg_attention_group(kern, out, q, n_rep, head_dim, n_kv - 1, type_k, k, type_v, v, scale, scratch);
+    pg_attention_group(kern, out, q, n_rep, head_dim, n_kv - 1, type_k, k, type_v, v, scale, 0.0f, scratch);
     free(scratch);
     return PG_OK;
 }

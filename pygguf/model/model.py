@@ -22,9 +22,9 @@ import numpy as np
 from pygguf._native import ffi, lib
 from pygguf.errors import ModelError
 from pygguf.gguf.types import QuantType, by_name
-from pygguf.model import kernels, kv_cache
+from pygguf.model import binding, kernels, kv_cache
 from pygguf.model.batch import Batch
-from pygguf.model.config import F32_ONLY, Config, ggml_shape, tensor_names
+from pygguf.model.config import Config
 from pygguf.model.kv_cache import CacheShape
 
 __all__ = ["Model", "TensorRef"]
@@ -99,23 +99,15 @@ class Model:
         self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0/Q4_K/Q5_K matrices repacked once for faster kernels
         self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
         self.tensors = tensors
-        names = tensor_names(config)
-        descs = ffi.new("pg_tensor_desc[]", len(names))
-        for i, (name, spec) in enumerate(names):
-            ref = tensors.get(name)
-            if ref is None:
-                if spec.required:
-                    raise ModelError(f"missing tensor {name}")
-                descs[i].ne0 = 0                            # output tied to token_embd, or no rope_freqs
+        table = binding.bind(config, tensors, self.n_ctx)
+        descs = ffi.new("pg_tensor_desc[]", len(table))
+        for desc, slot in zip(descs, table):
+            if slot is None:
+                desc.ne0 = 0                                # absent: tied output, no rope factors, no bias...
                 continue
-            want, got = spec.shape(config), ggml_shape(ref.shape)
-            if got != want:
-                raise ModelError(f"tensor {name} has shape {list(got)}, expected {list(want)}")
-            if spec.attribute in F32_ONLY and ref.qtype.name != "F32":
-                raise ModelError(f"tensor {name} is {ref.qtype.name}; norms and rope_freqs must be F32")
-            descs[i].offset, descs[i].type = ref.offset, ref.qtype.ggml_id
-            descs[i].ne0, descs[i].ne1 = want[0], want[1] if len(want) > 1 else 1
-        self.tied_output = "output.weight" not in tensors
+            desc.offset, desc.type, desc.ne0, desc.ne1 = slot.offset, slot.qtype.ggml_id, slot.n, slot.rows
+        self.tied_output = table[2] is None
+        self._swa_layers = ffi.new("uint8_t[]", [int(b) for b in config.swa_layers] or [0])
 
         self._pool = kernels.ThreadPool(n_threads)
         self.n_threads = n_threads
@@ -123,16 +115,15 @@ class Model:
         self._rows_ptr = ffi.from_buffer("float[]", self._rows)
         base = np.frombuffer(buffer, dtype=np.uint8)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
-        rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(names),
+        rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(table),
                               self._pool.handle, out, bad)
         del base
         if rc != lib.PG_OK:
             self._pool.close()
             what = _C_ERRORS.get(rc, f"error {rc}")
-            if bad[0] >= 0:
-                name = names[bad[0]][0]
-                qtype = tensors[name].qtype.name if name in tensors else "?"
-                raise ModelError(f"tensor {name} ({qtype}): {what}")
+            if bad[0] >= 0 and table[bad[0]] is not None:
+                slot = table[bad[0]]
+                raise ModelError(f"tensor {slot.name} ({slot.qtype.name}): {what}")
             if rc == lib.PG_ENOMEM:
                 raise ModelError(f"out of memory for n_ctx={self.n_ctx}, n_seq={self.n_seq}, n_batch={self.n_batch} "
                                  f"(KV cache {self.cache.bytes(self.n_ctx, self.n_seq) / 2**30:.2f} GiB)")
@@ -153,6 +144,11 @@ class Model:
         p.rope_yarn = int(c.rope_scaling == "yarn")
         p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
         p.yarn_beta_fast, p.yarn_beta_slow = c.yarn_beta_fast, c.yarn_beta_slow
+        p.rope_neox, p.embd_scale, p.attn_scale = int(c.rope_neox), c.embd_scale, c.attn_scale
+        p.attn_softcap, p.final_softcap, p.ffn_gelu = c.attn_softcap, c.final_softcap, int(c.ffn_gelu)
+        p.n_swa, p.swa_layers = c.n_swa, self._swa_layers
+        p.rope_base_swa, p.rope_freq_scale_swa = c.rope_base_swa, c.rope_freq_scale_swa
+        p.n_expert, p.n_expert_used, p.n_ff_exp, p.moe_norm_weights = c.n_expert, c.n_expert_used, c.n_ff_exp, 1
         return p
 
     # ---- construction ----------------------------------------------------------------------
