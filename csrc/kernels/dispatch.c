@@ -42,6 +42,7 @@ static const pg_isa_kernels SCALAR = {
     },
     .rmsnorm = K(pg_rmsnorm_ref),
     .swiglu = K(pg_swiglu_ref),
+    .geglu = K(pg_geglu_ref),
     .f16_row = K(pg_f16_row_ref),
     .attention = &pg_attention_kernels_ref,
 };
@@ -70,6 +71,7 @@ static const pg_isa_kernels AVX2 = {
     },
     .rmsnorm = K(pg_rmsnorm_avx2),
     .swiglu = K(pg_swiglu_avx2),
+    .geglu = K(pg_geglu_avx2),
     .f16_row = K(pg_f16_row_avx2),
     .attention = &pg_attention_kernels_avx2,
 };
@@ -86,8 +88,8 @@ static const pg_isa_kernels AVX2 = {
  * repay (prefill chunks are 16 rows). The tests run the Q4 tile kernels too (testing/). */
 #define AMX(t, min_tokens) .gemm_r8_amx = K(pg_gemm_##t##_r8_amx), .amx_min_tokens = (min_tokens)
 
-/* AVX-512 F/BW/VL/VNNI: the gemms and the repacked gemms (the same bits as AVX2's); the rest is
- * AVX2's */
+/* AVX-512 F/BW/VL/VNNI: the gemms and the repacked gemms (the same bits as AVX2's) and GEGLU
+ * (16 lanes, the reference's bits); the rest is AVX2's */
 static const pg_isa_kernels AVX512 = {
     .type = {
         [PG_F32] = {GEMM(f32, avx512)},
@@ -104,13 +106,14 @@ static const pg_isa_kernels AVX512 = {
         [PG_Q5_K] = {GEMM(q5_K, avx512)},
         [PG_Q6_K] = {GEMM(q6_K, avx512)},
     },
+    .geglu = K(pg_geglu_avx512),
 };
 #else
 static const pg_isa_kernels AVX2, AVX512;   /* not built: everything falls back to scalar */
 #endif
 
 #if defined(__aarch64__)
-/* NEON with the dot-product extension: the gemms, attention over a quantized cache */
+/* NEON with the dot-product extension: the gemms, GEGLU, attention over a quantized cache */
 static const pg_isa_kernels NEON = {
     .type = {
         [PG_F32] = {GEMM(f32, neon)},
@@ -127,6 +130,7 @@ static const pg_isa_kernels NEON = {
         [PG_Q5_K] = {GEMM(q5_K, neon)},
         [PG_Q6_K] = {GEMM(q6_K, neon)},
     },
+    .geglu = K(pg_geglu_neon),
     .attention = &pg_attention_kernels_neon,
 };
 #else
@@ -155,6 +159,7 @@ static void fill_from(pg_isa_kernels *dst, const pg_isa_kernels *src) {
     }
     FILL(rmsnorm);
     FILL(swiglu);
+    FILL(geglu);
     FILL(f16_row);
     if (!dst->attention) dst->attention = src->attention;
 }

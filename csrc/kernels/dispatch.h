@@ -26,6 +26,7 @@ typedef struct {
     pg_type_kernels type[PG_TYPE_COUNT];
     PG_KERNEL(pg_rmsnorm_fn) rmsnorm;
     PG_KERNEL(pg_swiglu_fn) swiglu;
+    PG_KERNEL(pg_geglu_fn) geglu;
     PG_KERNEL(pg_f16_row_fn) f16_row;
     const pg_attention_kernels *attention;    /* see pg_attention_for */
 } pg_isa_kernels;

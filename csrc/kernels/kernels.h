@@ -2,9 +2,9 @@
  * (kernels/dispatch.h) holds. Kernels depend on this and on quants/ only, never on the model.
  *
  * Contract of every kernel here: an output value depends only on its own inputs (a gemm's
- * y[t*ldy + r] only on W row r and A row t; a norm's or SwiGLU's value only on its row), never on
- * how many rows, tokens or values a call holds or where the value sits in a tile, so the forward
- * pass gives the same bits at any thread count and batch size. */
+ * y[t*ldy + r] only on W row r and A row t; a norm's value only on its row; a GLU's only on its
+ * gate and up), never on how many rows, tokens or values a call holds or where the value sits in
+ * a tile, so the forward pass gives the same bits at any thread count and batch size. */
 #ifndef PYGGUF_KERNELS_H
 #define PYGGUF_KERNELS_H
 
@@ -31,6 +31,10 @@ typedef void (*pg_rmsnorm_fn)(float *out, const float *x, const float *w, int64_
 
 /* g, u (n,) -> g = silu(g) * u */
 typedef void (*pg_swiglu_fn)(float *g, const float *u, int64_t n);
+
+/* g, u (n,) -> g = gelu(g) * u with llama.cpp's binary16 GELU table and its +-10 clamps
+ * (kernels/ref.c) */
+typedef void (*pg_geglu_fn)(float *g, const float *u, int64_t n);
 
 /* x (n,) -> out (n,) binary16, rounded to nearest even (pg_float_to_half's bits): keys and values
  * into the KV cache */

@@ -29,7 +29,7 @@ PG_DEFINE_GEMM_REF(q8_0)
 PG_DEFINE_GEMM_REF(q2_K) PG_DEFINE_GEMM_REF(q3_K) PG_DEFINE_GEMM_REF(q4_K) PG_DEFINE_GEMM_REF(q5_K)
 PG_DEFINE_GEMM_REF(q6_K)
 
-/* ---- rmsnorm, SwiGLU, F16 rows --------------------------------------------------------------- */
+/* ---- rmsnorm, SwiGLU, GEGLU, F16 rows -------------------------------------------------------- */
 
 /* x (n,) -> out (n,); mean of squares summed in double, then (x * scale) * w in float */
 void pg_rmsnorm_ref(float *out, const float *x, const float *w, int64_t n, float eps) {
@@ -43,6 +43,53 @@ void pg_rmsnorm_ref(float *out, const float *x, const float *w, int64_t n, float
 /* g (n,) = g / (1 + exp(-g)) * u */
 void pg_swiglu_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* GEGLU, gelu(gate) * up, as llama.cpp's CPU backend computes Gemma 2/3's FFN in F32:
+ *   - build_ffn (src/llama-graph.cpp) turns LLM_FFN_GELU with LLM_FFN_PAR into one fused
+ *     ggml_geglu_split(gate, up), not ggml_gelu then ggml_mul; ggml_compute_forward_geglu_f32
+ *     (ggml-cpu/ops.cpp) runs ggml_vec_geglu_f32 (ggml-cpu/vec.h) on each row.
+ *   - vec.h defines GGML_GELU_FP16, so that function looks the value up; it never calls tanhf.
+ *     A gate <= -10 gives +0 outright (not 0 * up, so an inf or NaN up still gives 0), a gate
+ *     >= 10 gives gate * up, and a NaN gate fails both tests and reads a NaN entry.
+ *   - Any other gate is rounded to binary16 to nearest even (GGML_CPU_FP32_TO_FP16: vcvtps2ph
+ *     on F16C, vcvt on NEON, the portable code elsewhere, the same bits) and those bits index
+ *     ggml_table_gelu_f16; the binary16 entry, widened to float, times up is the one rounding.
+ *   - ggml_cpu_init (ggml-cpu.c) fills the table once: entry h is binary16(ggml_gelu_f32(h)),
+ *     the tanh form 0.5 x (1 + tanhf(sqrt(2/pi) x (1 + 0.044715 x x))) in float, products left
+ *     to right (SQRT_2_OVER_PI and GELU_COEF_A of vec.h). Built for a CPU with FMA (every AVX2
+ *     and every aarch64 build) the compiler contracts 1 + (0.044715 x) x into one fma, which
+ *     moves one entry (x = -1.999) by a binary16 ulp, so the fma is written out here: this
+ *     table equals, all 65536 entries, the one llama-cpp-python 0.3.36's libggml-cpu builds
+ *     (compared once; tests/kernels/test_geglu.py keeps its hash). glibc's tanhf is not
+ *     correctly rounded, but its values and the correctly rounded ones give the same table.
+ * The table is kept widened to float, so a lookup is one load and every ISA's kernel gives the
+ * bits of this loop. */
+static float gelu_table[1 << 16];
+static pthread_once_t gelu_table_once = PTHREAD_ONCE_INIT;
+
+static float gelu_tanh(float x) {
+    const float inner = fmaf(0.044715f * x, x, 1.0f);
+    return 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * inner));
+}
+
+static void fill_gelu_table(void) {
+    for (uint32_t h = 0; h < (1u << 16); h++)
+        gelu_table[h] = pg_half_to_float(pg_float_to_half(gelu_tanh(pg_half_to_float((pg_half)h))));
+}
+
+const float *pg_gelu_table(void) {
+    pthread_once(&gelu_table_once, fill_gelu_table);
+    return gelu_table;
+}
+
+/* g (n,) = gelu(g) * u, through the table as llama.cpp (above) */
+void pg_geglu_ref(float *g, const float *u, int64_t n) {
+    const float *gelu = pg_gelu_table();
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x * u[i] : gelu[pg_float_to_half(x)] * u[i];
+    }
 }
 
 /* x (n,) -> out (n,) binary16, rounded to nearest even */

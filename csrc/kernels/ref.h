@@ -29,6 +29,7 @@ PG_DECLARE_QUANTIZE_REF(q5_K) PG_DECLARE_QUANTIZE_REF(q6_K) PG_DECLARE_QUANTIZE_
 
 void pg_rmsnorm_ref(float *out, const float *x, const float *w, int64_t n, float eps);
 void pg_swiglu_ref(float *g, const float *u, int64_t n);     /* libm's expf */
+void pg_geglu_ref(float *g, const float *u, int64_t n);      /* llama.cpp's binary16 GELU table */
 void pg_f16_row_ref(pg_half *out, const float *x, int64_t n);
 extern const pg_attention_kernels pg_attention_kernels_ref;
 
@@ -49,6 +50,11 @@ void pg_attention_accumulate_q8_0_ref(float *out, const float *p, int n_rep, con
                                       float *work);
 void pg_attention_accumulate_q4_0_ref(float *out, const float *p, int n_rep, const void *v, int n_kv, int head_dim,
                                       float *work);
+
+/* llama.cpp's GELU of every binary16 value (the index), widened to float: what every ISA's GEGLU
+ * looks up (kernels/ref.c says how it is built). Built on the first call, once, whichever threads
+ * call; 65536 floats. */
+const float *pg_gelu_table(void);
 
 /* Builds the F16 -> F32 table the reference attention reads the cache through (pg_kernels does,
  * before it hands out any kernel). Safe to call from several threads, any number of times. */

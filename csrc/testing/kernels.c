@@ -99,6 +99,7 @@ const char *pg_kernel_name(int isa, int op, int type, int ntok, int amx, int hea
     if (!k) return NULL;
     if (op == PG_OP_RMSNORM) return k->rmsnorm.name;
     if (op == PG_OP_SWIGLU) return k->swiglu.name;
+    if (op == PG_OP_GEGLU) return k->geglu.name;
     if (op == PG_OP_F16_ROW) return k->f16_row.name;
     if (op == PG_OP_ATTENTION) return head_dim > 0 ? pg_attention_for(isa, head_dim)->name : NULL;
     if (type < 0 || type >= PG_TYPE_COUNT) return NULL;

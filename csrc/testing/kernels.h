@@ -35,7 +35,8 @@ int pg_gemm_r8_amx(int emulate, int type, int64_t n, const void *packed, size_t 
  * gives for op on `type` (gemm, gemm_r8, quantize_act) or on heads of head_dim (attention), for a
  * batch of ntok tokens with AMX allowed or not (gemm_r8: the AMX tiles or the repacked kernel);
  * NULL where there is none. */
-enum { PG_OP_GEMM, PG_OP_GEMM_R8, PG_OP_QUANTIZE_ACT, PG_OP_RMSNORM, PG_OP_SWIGLU, PG_OP_F16_ROW, PG_OP_ATTENTION };
+enum { PG_OP_GEMM, PG_OP_GEMM_R8, PG_OP_QUANTIZE_ACT, PG_OP_RMSNORM, PG_OP_SWIGLU, PG_OP_GEGLU, PG_OP_F16_ROW,
+       PG_OP_ATTENTION };
 const char *pg_kernel_name(int isa, int op, int type, int ntok, int amx, int head_dim);
 
 #endif

@@ -19,6 +19,13 @@ int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n) {
     return PG_OK;
 }
 
+int pg_geglu_isa(int isa, float *g, const float *u, int64_t n) {
+    if (!g || !u || n < 0) return PG_EBADARG;
+    if (!pg_isa_supported(isa)) return PG_ENOKERNEL;
+    pg_kernels(isa)->geglu.run(g, u, n);
+    return PG_OK;
+}
+
 int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t n, float eps) {
     if (!out || !x || !w || n <= 0) return PG_EBADARG;
     if (!pg_isa_supported(isa)) return PG_ENOKERNEL;

@@ -7,6 +7,10 @@
  * pass; PG_ENOKERNEL when this machine or build cannot run it. */
 int pg_swiglu_isa(int isa, float *g, const float *u, int64_t n);
 
+/* g = gelu(g) * u over n values, llama.cpp's binary16 GELU table and +-10 clamps (kernels/ref.c),
+ * with the kernel an instruction set's row of the dispatch table gives; PG_ENOKERNEL as above. */
+int pg_geglu_isa(int isa, float *g, const float *u, int64_t n);
+
 /* out (n,) = x / rms(x) * w with the RMSNorm an instruction set runs in the forward pass */
 int pg_rmsnorm_isa(int isa, float *out, const float *x, const float *w, int64_t n, float eps);
 

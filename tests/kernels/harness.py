@@ -37,7 +37,7 @@ def require_isa(isa: str) -> None:
 # ---- the dispatch table -------------------------------------------------------------------
 
 OPS = {"gemm": lib.PG_OP_GEMM, "gemm_r8": lib.PG_OP_GEMM_R8, "quantize_act": lib.PG_OP_QUANTIZE_ACT,
-       "rmsnorm": lib.PG_OP_RMSNORM, "swiglu": lib.PG_OP_SWIGLU, "f16_row": lib.PG_OP_F16_ROW,
+       "rmsnorm": lib.PG_OP_RMSNORM, "swiglu": lib.PG_OP_SWIGLU, "geglu": lib.PG_OP_GEGLU, "f16_row": lib.PG_OP_F16_ROW,
        "attention": lib.PG_OP_ATTENTION}
 
 
@@ -190,6 +190,13 @@ def swiglu(isa: str, g: np.ndarray, u: np.ndarray) -> np.ndarray:
     out = g.astype(np.float32).copy()
     u = np.ascontiguousarray(u, dtype=np.float32)
     _ran(lib.pg_swiglu_isa(ISAS[isa], f32(out), f32(u), out.size), isa, "swiglu")
+    return out
+
+
+def geglu(isa: str, g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    out = g.astype(np.float32).copy()
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    _ran(lib.pg_geglu_isa(ISAS[isa], f32(out), f32(u), out.size), isa, "geglu")
     return out
 
 

@@ -56,6 +56,8 @@ def expected_quantize_act(isa, name):
 
 
 def expected_op(isa, op):
+    if op == "geglu" and simd_row(isa):
+        return f"pg_geglu_{simd_row(isa)}"                 # avx512 has its own
     return f"pg_{op}_avx2" if simd_row(isa) else f"pg_{op}_ref"
 
 
@@ -76,7 +78,7 @@ def test_type_kernels(isa):
 
 @pytest.mark.parametrize("isa", list(ISAS))
 def test_forward_pass_kernels(isa):
-    for op in ("rmsnorm", "swiglu", "f16_row"):
+    for op in ("rmsnorm", "swiglu", "geglu", "f16_row"):
         assert kernel_name(isa, op) == expected_op(isa, op)
     for head_dim in HEAD_DIMS:
         assert kernel_name(isa, "attention", head_dim=head_dim) == expected_attention(isa, head_dim), head_dim

@@ -11,6 +11,7 @@ machine cannot run skips with the reason (NEON's gemms run under qemu: tests/ker
     quantize_act  Q8_0 Q8_1 Q8_K        scalar bytes
     rmsnorm, f16_row, softmax, exp      scalar bits (exp: libm's expf)
     swiglu                              float64, within 4e-7 relative (the reference within 1e-6)
+    geglu                               scalar bits, and the scalar the numpy oracle's (geglu_oracle.py)
     attention     F16                   scalar, within 2e-6 of the largest value
     attention     Q8_0 Q4_0 K (x any V) scalar, bit for bit (exact integer block dots, the same
                                         float operations in the same order)
@@ -24,6 +25,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+import geglu_oracle
 import harness as h
 from pygguf.model import kernels
 from pygguf.gguf.types import by_name
@@ -178,7 +180,7 @@ def check_quantize_act(isa, name, _case):
         assert np.array_equal(h.quantize_activation(name, x, isa), want)
 
 
-# ---- rmsnorm, SwiGLU, F16 rows ----------------------------------------------------------------
+# ---- rmsnorm, SwiGLU, GEGLU, F16 rows -----------------------------------------------------------
 
 def check_rmsnorm(isa, _type, n):
     """normal rows, residual-stream-like rows with a few huge outliers, and rows whose magnitudes
@@ -219,6 +221,35 @@ def check_swiglu(isa, _type, n):
     assert np.all(np.abs(ref - want) / scale < 1e-6)            # the reference itself
     assert np.all(np.abs(got - want) <= np.maximum(4e-7 * scale, 1e-35)), \
         f"{isa}: max rel err {np.max(np.abs(got - want) / scale):.2e}"
+
+
+def geglu_gates(n: int, rng) -> np.ndarray:
+    """n gates: normal ones at the scale of Gemma's FFN, then the edges: the clamps and the floats
+    beside them (-9.999 rounds to the binary16 -10 and reads the table), the binary16 ties
+    (nearest even), signed zeros, subnormals, halves that overflow, infinities and NaNs"""
+    halves_from_1 = (np.uint16(0x3c00) + np.arange(3, dtype=np.uint16)).view(np.float16).astype(np.float32)
+    ties = halves_from_1 + np.float32(2 ** -11)                       # halfway to the next binary16
+    edges = np.concatenate([
+        np.nextafter(np.float32([-10, -10, 10, 10]), np.float32([-11, -9, 9, 11])), [-10.0, 10.0, -9.999, 9.999],
+        ties, -ties, [0.0, -0.0, 1e-30, -1e-30, 6e-8, -3e-8, 65504.0, 65520.0, -70000.0, 1e30, -1e30],
+        [np.inf, -np.inf, np.nan, -np.nan]]).astype(np.float32)
+    payloads = np.uint32([0x7fa00001, 0xffc12345, 0x7f800fff]).view(np.float32)   # a signalling one too
+    normal = rng.normal(0, 3, max(n - edges.size - payloads.size, 0)).astype(np.float32)
+    return np.concatenate([normal, edges, payloads])[-n:]
+
+
+def check_geglu(isa, _type, n):
+    """the reference's bits on every ISA (a NaN's payload aside), and the reference the oracle's;
+    ups with infinities and NaNs beside gates <= -10 (still +0) and >= 10"""
+    h.require_isa(isa)
+    rng = np.random.default_rng(n)
+    g = geglu_gates(n, rng)
+    for u in (rng.normal(0, 1, g.size), np.resize(np.float32([np.inf, -1.0, np.nan, 2.5]), g.size)):
+        u = u.astype(np.float32)
+        ref, got = h.geglu("scalar", g, u), h.geglu(isa, g, u)
+        assert geglu_oracle.same_floats(ref, geglu_oracle.geglu(g, u)).all()
+        same = geglu_oracle.same_floats(got, ref)
+        assert same.all(), f"{isa}: g={g[~same][:4]} u={u[~same][:4]}: {got[~same][:4]} vs {ref[~same][:4]}"
 
 
 def check_f16_row(isa, _type, _case):
@@ -323,6 +354,7 @@ OPS_UNDER_TEST = [
     Op("quantize_act", ["Q8_0", "Q8_1", "Q8_K"], lambda t: ["rows"], check_quantize_act),
     Op("rmsnorm", ["F32"], lambda t: [576, 2048, 13, 8, 1], check_rmsnorm),
     Op("swiglu", ["F32"], lambda t: [1, 7, 8, 13, 1536, 1541], check_swiglu),
+    Op("geglu", ["F32"], lambda t: [1, 7, 8, 13, 15, 16, 17, 40, 1536, 1541], check_geglu),
     Op("f16_row", ["F32"], lambda t: ["sampled"], check_f16_row),
     Op("attention", ["F16"], attention_cases, check_attention),
     Op("attention", ["Q8_0", "Q4_0"], attention_quant_cases, check_attention_quant),

@@ -6,7 +6,8 @@
  * shapes: (1) every output within a float tolerance of the reference gemm; (2) the tiling
  * contract: an output computed alone (1 row x 1 token) equals, bit for bit, the same output
  * inside the full gemm. Then the attention loops over a q8_0 / q4_0 cache against the reference
- * loops, bit for bit. Prints "neon: N passed, M failed"; exits 1 on any failure. */
+ * loops, and GEGLU against the reference on every binary16 gate and on edge and random rows,
+ * bit for bit. Prints "neon: N passed, M failed"; exits 1 on any failure. */
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -96,6 +97,7 @@ static void check_table(tally *tl) {
             if (memcmp(&pg_kernels(isa)->type[type], r, sizeof *r) != 0) ok = 0;
     }
     if (neon->rmsnorm.run != ref->rmsnorm.run || neon->swiglu.run != ref->swiglu.run ||
+        neon->geglu.run != pg_geglu_neon || ref->geglu.run != pg_geglu_ref ||
         neon->f16_row.run != ref->f16_row.run || pg_attention_for(PG_ISA_NEON, 64) != &pg_attention_kernels_neon ||
         pg_attention_for(PG_ISA_NEON, 48) != ref->attention)
         ok = 0;
@@ -155,6 +157,47 @@ static void check_attention(tally *tl) {
                     run_attention_case(tl, TYPES[t], HEADS[h], POSITIONS[j], HEAD_DIMS[d]);
 }
 
+/* the same bits, or both NaN (a NaN's payload is not part of the contract) */
+static int same_floats(const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0 && !(isnan(a[i]) && isnan(b[i]))) return 0;
+    return 1;
+}
+
+/* NEON's GEGLU and the reference's on g, u (n,): 1 when they agree */
+static int geglu_agrees(const float *g, const float *u, int64_t n) {
+    float *a = malloc(sizeof(float) * (size_t)(n ? n : 1)), *b = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    int ok = a && b;
+    if (ok) {
+        memcpy(a, g, sizeof(float) * (size_t)n);
+        memcpy(b, g, sizeof(float) * (size_t)n);
+        pg_kernels(PG_ISA_SCALAR)->geglu.run(a, u, n);
+        pg_kernels(PG_ISA_NEON)->geglu.run(b, u, n);
+        ok = same_floats(a, b, n);
+    }
+    free(a); free(b);
+    return ok;
+}
+
+/* GEGLU: every binary16 gate with u = 1 (each table entry, the clamps, NaN), then rows of every
+ * length up to 41 (the tail) of random gates and the edges, with ups that hold inf and NaN */
+static void check_geglu(tally *tl) {
+    enum { HALVES = 1 << 16, ROW = 41 };
+    float *g = malloc(sizeof(float) * HALVES), *u = malloc(sizeof(float) * HALVES);
+    if (!g || !u) { free(g); free(u); check(tl, 0, "geglu", "allocation", 0, 0, 0); return; }
+    for (int h = 0; h < HALVES; h++) { g[h] = pg_half_to_float((pg_half)h); u[h] = 1.0f; }
+    check(tl, geglu_agrees(g, u, HALVES), "geglu", "every binary16 gate", HALVES, 0, 0);
+    static const float EDGES[] = {-10.0f, 10.0f, -9.999f, 9.999f, -10.000001f, 9.999999f, 1.00048828125f,
+                                  0.0f, -0.0f, 1e-30f, 65520.0f, -1e30f, INFINITY, -INFINITY, NAN, -NAN};
+    for (int i = 0; i < ROW; i++) {
+        g[i] = i % 3 == 0 ? EDGES[(i / 3) % (sizeof EDGES / sizeof *EDGES)] : gaussianish() * 3.0f;
+        u[i] = i % 7 == 1 ? INFINITY : i % 7 == 4 ? NAN : gaussianish();
+    }
+    for (int n = 0; n <= ROW; n++)
+        check(tl, geglu_agrees(g, u, n) && geglu_agrees(g + ROW - n, u + ROW - n, n), "geglu", "rows", n, 0, 0);
+    free(g); free(u);
+}
+
 int main(void) {
     if (!pg_isa_supported(PG_ISA_NEON)) {
         printf("neon: 0 passed, 1 failed (this CPU or emulator lacks dotprod: run qemu-aarch64 -cpu max)\n");
@@ -183,6 +226,7 @@ int main(void) {
     }
     if (types == 0) check(&tl, 0, "-", "no NEON kernel found in the dispatch table", 0, 0, 0);
     check_attention(&tl);
+    check_geglu(&tl);
     printf("neon: %d passed, %d failed (%d types)\n", tl.passed, tl.failed, types);
     return tl.failed ? 1 : 0;
 }

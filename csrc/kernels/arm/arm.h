@@ -13,6 +13,9 @@ void pg_gemm_q8_0_neon(PG_GEMM_ARGS);
 void pg_gemm_q2_K_neon(PG_GEMM_ARGS); void pg_gemm_q3_K_neon(PG_GEMM_ARGS); void pg_gemm_q4_K_neon(PG_GEMM_ARGS);
 void pg_gemm_q5_K_neon(PG_GEMM_ARGS); void pg_gemm_q6_K_neon(PG_GEMM_ARGS);
 
+/* GEGLU (kernels/arm/geglu_neon.c): the reference's bits */
+void pg_geglu_neon(float *g, const float *u, int64_t n);
+
 /* attention over a q8_0 / q4_0 cache (kernels/arm/attention_quant_neon.c): the reference's bits;
  * an F16 cache takes the reference loops */
 extern const pg_attention_kernels pg_attention_kernels_neon;

@@ -40,8 +40,12 @@ void pg_quantize_act_q8_K_avx2(const float *x, void *y, int64_t n);
  * attention's dot products (kernels/x86/attention_avx2.c) */
 void pg_rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps);
 void pg_swiglu_avx2(float *g, const float *u, int64_t n);
+void pg_geglu_avx2(float *g, const float *u, int64_t n);
 void pg_f16_row_avx2(pg_half *out, const float *x, int64_t n);
 extern const pg_attention_kernels pg_attention_kernels_avx2;
+
+/* GEGLU with AVX-512 F (kernels/x86/geglu_avx512.c): the reference's bits, as AVX2's */
+void pg_geglu_avx512(float *g, const float *u, int64_t n);
 
 /* attention over a q8_0 / q4_0 cache (kernels/x86/attention_quant_avx2.c): the reference's bits */
 void pg_attention_scores_q8_0_avx2(float *s, const float *q, int n_rep, const void *k, int n_kv, int head_dim,
