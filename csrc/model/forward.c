@@ -240,7 +240,7 @@ static void gate_up(const forward_task *f, const pg_layer *L, const float *xb, i
     const int act_type = L->w_down.traits->act_type;
     const size_t rb = pg_row_bytes(act, n_ff);
     const pg_quantize_fn quantize = f->k->type[act_type].quantize_act.run;
-    const pg_swiglu_fn glu = m->p.ffn_gelu ? f->k->swiglu.run /*GEGLU-PENDING*/ : f->k->swiglu.run;
+    const pg_swiglu_fn glu = m->p.ffn_gelu ? (pg_swiglu_fn)f->k->geglu.run : f->k->swiglu.run;   /* one signature */
     const int64_t step = pg_chunk_rows(n_ff, 2 * L->w_gate.n, f->ntok, align, nth);
     for (int64_t r0, r1; pg_next_rows(m->pool, ith, n_ff, step, &r0, &r1);) {
         project_rows(f, &L->w_gate, xb, f->ntok, m->s.hb, (size_t)n_ff, r0, r1, ith);

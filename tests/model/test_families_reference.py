@@ -128,7 +128,10 @@ def test_family_matches_reference(case, qtype):
         pytest.skip(reason)
     config, got, want, model = run_case(case, qtype)
     err = np.abs(got - want).max() / want.std()
-    assert err < TOLERANCE.get(qtype.name, QUANT_TOLERANCE), f"{case} {qtype.name}: {err:.4f} std"
+    # GELU is llama.cpp's table of fp16 values (the reference takes tanh exactly): the FFN's hidden
+    # state carries F16's rounding even with F32 weights
+    name = "F16" if config.ffn_gelu and qtype.name == "F32" else qtype.name
+    assert err < TOLERANCE.get(name, QUANT_TOLERANCE), f"{case} {qtype.name}: {err:.4f} std"
     model.close()
 
 
