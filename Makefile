@@ -8,7 +8,7 @@ MODEL  := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 VOCAB  := $(CACHE)/vocab/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model vocab neon-test bench compare run clean
+.PHONY: install build test model vocab neon-test bench compare record-families run clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -78,3 +78,7 @@ $(COMPARE_VENV)/.installed:
 
 compare: build model vocab $(COMPARE_VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/compare.py --llama-python $(COMPARE_VENV)/bin/python
+
+# llama.cpp's logits on the tiny family models: tests/data/families (its README.md says more).
+record-families: build $(COMPARE_VENV)/.installed
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/record_families.py --llama-python $(COMPARE_VENV)/bin/python
