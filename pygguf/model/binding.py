@@ -7,7 +7,8 @@ are parts of a larger tensor, given to C as row ranges of it so nothing is copie
 - Phi-3's `ffn_up` of 2 * n_ff rows with no `ffn_gate`: the gate's rows, then up's.
 Expert tensors (n_expert, rows, n) are given as one matrix of n_expert * rows rows.
 Phi-3's LongRoPE factors fill the rope_freqs slot: `rope_factors_long` when the context per
-sequence exceeds the original one, else `rope_factors_short`, as llama.cpp chooses.
+sequence (rounded up to 256, as llama.cpp pads it) exceeds the original one, else
+`rope_factors_short`, as llama.cpp chooses.
 """
 from __future__ import annotations
 
@@ -84,11 +85,16 @@ class _Fused:
             first += rows
 
 
+CTX_PAD = 256   # llama.cpp rounds n_ctx up to a multiple of 256 before it compares it
+
+
 def _rope_factors(config: Config, tensors: dict, n_ctx_seq: int):
-    """rope_freqs, or Phi-3's long/short LongRoPE factors chosen by the context"""
+    """rope_freqs, or Phi-3's long/short LongRoPE factors chosen by the context as llama.cpp
+    does (get_rope_factors, on its padded context)"""
     if "rope_freqs.weight" in tensors:
         return "rope_freqs.weight"
-    name = "rope_factors_long.weight" if n_ctx_seq > config.yarn_orig_ctx else "rope_factors_short.weight"
+    padded = -(-n_ctx_seq // CTX_PAD) * CTX_PAD
+    name = "rope_factors_long.weight" if padded > config.yarn_orig_ctx else "rope_factors_short.weight"
     return name if name in tensors else None
 
 

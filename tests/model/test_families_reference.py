@@ -37,7 +37,7 @@ CASES = {
     "gemma3": lambda: family_config("gemma3", shape=dict(n_embd=256, n_head=4, n_head_kv=1, head_dim=128),
                                     embd_scale=16.0, ffn_gelu=True, n_swa=5,
                                     swa_layers=(True, True, False), rope_base=1e6, rope_base_swa=1e4),
-    "phi3": lambda: family_config("phi3", rope_scaling="longrope", yarn_orig_ctx=32, yarn_attn_factor=1.2),
+    "phi3": lambda: family_config("phi3", rope_scaling="longrope", yarn_orig_ctx=256, yarn_attn_factor=1.2),
     "llama-moe": lambda: family_config("llama", n_expert=4, n_expert_used=2, n_ff_exp=256),
     "qwen3moe": lambda: family_config("qwen3moe", shape=dict(n_layer=2), n_expert=6, n_expert_used=3, n_ff_exp=256),
 }
@@ -109,8 +109,8 @@ def run_case(case, qtype, fused=False, n_ctx=64, threads=2, n_batch=512):
     tensors, exact = encode(family_weights(config, seed=SEEDS.get(case, 3), fused=fused), qtype)
     model = Model.from_tensors(config, tensors, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch)
     exact = unfused(exact, config)
-    if config.arch == "phi3":        # the factors C read: short while the context fits the original one
-        exact["rope_freqs.weight"] = exact["rope_factors_long.weight" if n_ctx > config.yarn_orig_ctx
+    if config.arch == "phi3":        # the factors C read: short while the context (padded to 256) fits
+        exact["rope_freqs.weight"] = exact["rope_factors_long.weight" if -(-n_ctx // 256) * 256 > config.yarn_orig_ctx
                                            else "rope_factors_short.weight"]
     ref.ROUTING_MARGINS.clear()
     want = ref.forward(exact, config, np.array(TOKENS), ref.empty_cache(config), 0)
@@ -138,7 +138,7 @@ def test_family_matches_reference(case, qtype):
 def test_phi3_fused_tensors_and_long_factors():
     """Phi-3's attn_qkv and double ffn_up are read as row ranges; a context beyond the original
     one switches to rope_factors_long"""
-    for n_ctx in (16, 64):
+    for n_ctx in (256, 257):
         config, got, want, model = run_case("phi3", by_name("F32"), fused=True, n_ctx=n_ctx)
         assert np.abs(got - want).max() / want.std() < TOLERANCE["F32"], n_ctx
         model.close()
