@@ -32,6 +32,7 @@ def family_config(arch, **switches) -> Config:
 CASES = {
     "qwen2": lambda: family_config("qwen2"),
     "qwen3": lambda: family_config("qwen3"),
+    "gemma": lambda: family_config("gemma", embd_scale=16.0, ffn_gelu=True),
     "gemma2": lambda: family_config("gemma2", embd_scale=16.0, ffn_gelu=True, attn_scale=0.1, attn_softcap=5.0,
                                     final_softcap=3.0, n_swa=4, swa_layers=(True, False, True)),
     "gemma3": lambda: family_config("gemma3", shape=dict(n_embd=256, n_head=4, n_head_kv=1, head_dim=128),
