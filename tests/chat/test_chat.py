@@ -262,3 +262,40 @@ def test_format_single_owes_the_rest_of_the_turn_ending():
     llama3 = ChatFormatter.from_metadata({}, override="llama3")
     assert llama3.format_single([U1, A1], U2, generated_end="<|eot_id|>").startswith("<|start_header_id|>user")
     assert chatml.assistant_turn_ending([U1, A1]) == "<|im_end|>\n"
+
+
+# ---- the templates other families ship ---------------------------------------------------------
+
+FAMILY_TEMPLATES = {   # llama.cpp's tokenizer test file -> the built-in its heuristics pick
+    "ggml-vocab-qwen2.gguf": "chatml",
+    "ggml-vocab-phi-3.gguf": "phi3",
+}
+
+
+@pytest.mark.parametrize("fname", sorted(FAMILY_TEMPLATES))
+def test_family_gguf_templates_render_in_the_sandbox_like_their_builtin(fname):
+    """Qwen2's and Phi-3's own Jinja templates (from llama.cpp's vocab files) render through the
+    sandbox, are recognised as llama.cpp's built-in, and agree with it where the template adds
+    nothing of its own (Qwen2's default system turn, Phi-3's leading BOS text)"""
+    from pygguf.gguf import GGUFReader
+    from pygguf_cli.paths import vocab_dir
+
+    path = vocab_dir() / fname
+    if not path.exists():
+        pytest.skip(f"{fname} not fetched (make vocab)")
+    with GGUFReader(path) as r:
+        metadata = dict(r.metadata)
+    formatter = ChatFormatter.from_metadata(metadata)
+    assert formatter.source == "gguf" and formatter.detected_builtin == FAMILY_TEMPLATES[fname]
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Name a colour."}]
+    builtin = ChatFormatter.from_metadata(metadata, override=FAMILY_TEMPLATES[fname])
+    if fname == "ggml-vocab-phi-3.gguf":          # its template drops system turns and starts with bos_token
+        chat = messages[1:]
+        assert formatter.render(chat) == metadata_bos(metadata) + builtin.render(chat)
+    else:
+        assert formatter.render(messages) == builtin.render(messages)
+
+
+def metadata_bos(metadata) -> str:
+    return metadata["tokenizer.ggml.tokens"][metadata["tokenizer.ggml.bos_token_id"]]
