@@ -41,7 +41,8 @@ FAMILIES = {
     "phi3": Family(rope_neox=True, experts="none"),
 }
 ARCHITECTURES = tuple(FAMILIES)
-GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}   # llama.cpp scales their queries by n_embd / n_head
+GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
+MAX_EXPERTS = 512                                 # the C forward's limit (csrc/model/load.c)   # llama.cpp scales their queries by n_embd / n_head
 
 
 @dataclass
@@ -111,6 +112,8 @@ class Config:
             if not (0.0 <= getattr(self, name) < math.inf):
                 raise ModelError(f"{self.arch}: {name} must be finite and non-negative, got {getattr(self, name)}")
         if self.n_expert:
+            if not 0 < self.n_expert <= MAX_EXPERTS:
+                raise ModelError(f"{self.arch}: expert_count {self.n_expert} is outside 1..{MAX_EXPERTS}")
             if not 0 < self.n_expert_used <= self.n_expert:
                 raise ModelError(f"{self.arch}: expert_used_count {self.n_expert_used} must be 1..expert_count {self.n_expert}")
             if self.n_ff_exp <= 0:
@@ -182,9 +185,8 @@ def family_switches(family: Family, arch: str, key, *, n_layer, n_embd, n_head, 
     if family.swa_pattern:
         n_swa = key("attention.sliding_window", family.swa_default)
         if n_swa > 0:
-            pattern = key("attention.sliding_window_pattern", family.swa_pattern)
             out["n_swa"] = n_swa
-            out["swa_layers"] = tuple(pattern == 0 or il % pattern < pattern - 1 for il in range(n_layer))
+            out["swa_layers"] = swa_layers(key, arch, n_layer, family.swa_pattern)
             out["rope_base_swa"] = key("rope.freq_base_swa", family.swa_rope_base or rope_base, float)
             out["rope_freq_scale_swa"] = 1.0 if family.swa_rope_base else freq_scale
     if family.experts != "none":
@@ -196,6 +198,23 @@ def family_switches(family: Family, arch: str, key, *, n_layer, n_embd, n_head, 
             out.update(n_expert=n_expert, n_expert_used=used,
                        n_ff_exp=key("expert_feed_forward_length", 0) or (n_ff // used if used and arch != "llama" else n_ff))
     return out
+
+
+def swa_layers(key, arch: str, n_layer: int, default_pattern: int) -> tuple:
+    """Which layers slide: `attention.sliding_window_pattern` as one flag per layer, or as n (layer
+    il slides when il % n < n - 1; 0: all), as llama.cpp's load_swa_pattern reads it"""
+    pattern = key("attention.sliding_window_pattern", default_pattern, lambda v: v)
+    if isinstance(pattern, (list, tuple)):
+        if len(pattern) != n_layer:
+            raise ModelError(f"{arch}.attention.sliding_window_pattern has {len(pattern)} flags for {n_layer} layers")
+        return tuple(bool(v) for v in pattern)
+    try:
+        pattern = int(pattern)
+    except (TypeError, ValueError, OverflowError):
+        raise ModelError(f"metadata key {arch}.attention.sliding_window_pattern has a bad value {pattern!r}") from None
+    if pattern < 0:
+        raise ModelError(f"{arch}.attention.sliding_window_pattern must not be negative, got {pattern}")
+    return tuple(pattern == 0 or il % pattern < pattern - 1 for il in range(n_layer))
 
 
 @dataclass(frozen=True)

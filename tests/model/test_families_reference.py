@@ -193,3 +193,18 @@ def test_moe_batch_of_several_sequences_matches_alone():
     want_a = np.array(Runner(alone).eval_all(a))
     np.testing.assert_array_equal(both[:6], want_a)
     model.close(), alone.close()
+
+
+def test_sliding_window_pattern_from_metadata():
+    """Gemma 3's default 5 local : 1 global, a pattern given as n, or one flag per layer"""
+    md = {"general.architecture": "gemma3", "gemma3.embedding_length": 256, "gemma3.block_count": 7,
+          "gemma3.attention.head_count": 4, "gemma3.feed_forward_length": 512, "gemma3.vocab_size": 300,
+          "gemma3.attention.sliding_window": 512}
+    assert Config.from_metadata(md).swa_layers == (True,) * 5 + (False, True)
+    assert Config.from_metadata({**md, "gemma3.attention.sliding_window_pattern": 2}).swa_layers == \
+        (True, False, True, False, True, False, True)
+    flags = [False, True, True, False, True, True, False]
+    assert Config.from_metadata({**md, "gemma3.attention.sliding_window_pattern": flags}).swa_layers == tuple(flags)
+    with pytest.raises(Exception, match="sliding_window_pattern has 2 flags for 7 layers"):
+        Config.from_metadata({**md, "gemma3.attention.sliding_window_pattern": [True, False]})
+    assert Config.from_metadata({k: v for k, v in md.items() if "sliding" not in k}).n_swa == 0
