@@ -231,13 +231,94 @@ def vocab_facts(vocab) -> dict:
     }
 
 
+# --- chat templates ----------------------------------------------------------------------------
+def msg(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
+
+
+CONVERSATIONS = {
+    "system_user_assistant_user": [
+        msg("system", "You are a concise assistant. Answer in one sentence."),
+        msg("user", "What is the capital of France?"),
+        msg("assistant", "The capital of France is Paris."),
+        msg("user", "And of Italy?"),
+    ],
+    "user_only": [msg("user", "Write a haiku about the sea.")],
+    "multi_turn_no_system": [
+        msg("user", "Hi!"), msg("assistant", "Hello! How can I help?"),
+        msg("user", "Count to three."), msg("assistant", "1, 2, 3."), msg("user", "Now backwards."),
+    ],
+    # gemma trims each content with C isspace (ASCII whitespace only): a no-break space, an
+    # ideographic space or U+001F at the edges stay
+    "whitespace_edges": [
+        msg("system", "  \tBe brief.\n\n"),
+        msg("user", "\n  Line one\n  line two  \n"),
+        msg("assistant", "\u00a0reply with a no-break space\u3000"),
+        msg("user", "\x1fcontrol edges\x1f \r\n"),
+    ],
+    # two system messages concatenate (no separator) into the next user turn; a system message
+    # later in the conversation waits for the next user turn too
+    "several_systems": [
+        msg("system", "Rule one."), msg("system", "Rule two."), msg("user", "Go."),
+        msg("assistant", "Done."), msg("system", "Rule three."), msg("user", "Again."),
+    ],
+    "system_then_assistant": [msg("system", "Be kind."), msg("assistant", "Hello."), msg("user", "Hi.")],
+    "unicode": [msg("user", "Traduis « bonjour » en 日本語 🙂"), msg("assistant", "こんにちは"), msg("user", "Merci !")],
+}
+TEMPLATES = ("gemma", "chatml")
+
+
+def apply_template(tmpl: bytes | None, messages: list[dict], add_ass: bool) -> str:
+    arr = (llama_cpp.llama_chat_message * len(messages))()
+    keep = []
+    for m, c in zip(messages, arr):
+        keep += [m["role"].encode(), m["content"].encode()]
+        c.role, c.content = keep[-2], keep[-1]
+    n = llama_cpp.llama_chat_apply_template(tmpl, arr, len(messages), add_ass, None, 0)
+    if n < 0:
+        raise RuntimeError(f"llama_chat_apply_template({tmpl!r}) failed: {n}")
+    buf = ctypes.create_string_buffer(n + 1)
+    llama_cpp.llama_chat_apply_template(tmpl, arr, len(messages), add_ass, buf, n + 1)
+    return buf.raw[:n].decode("utf-8")
+
+
+def record_chat(model: Path, out: Path) -> None:
+    llm = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    default = llama_cpp.llama_model_chat_template(llm._model.model, None)
+    renders = []
+    for name, messages in CONVERSATIONS.items():
+        for add_ass in (True, False):
+            renders.append({
+                "conversation": name, "add_ass": add_ass,
+                **{t: apply_template(t.encode(), messages, add_ass) for t in TEMPLATES},
+                "null_template": apply_template(None, messages, add_ass),
+            })
+    data = {
+        "tool": "llama-cpp-python 0.3.36: llama_chat_apply_template (llama.cpp's llm_chat_apply_template), "
+                "llama_model_chat_template, and Llama(vocab_only=True).chat_format",
+        "model_file": model.name,
+        "gguf_has_tokenizer_chat_template": "tokenizer.chat_template" in llm.metadata,
+        "llama_model_chat_template": default.decode() if default else None,
+        "llama_cpp_python_chat_format": llm.chat_format,
+        "what_llama_cpp_uses": (
+            "common_chat_templates_init (llama-cli, llama-completion -cnv, llama-server): no template in the "
+            "file -> CHATML_TEMPLATE_SRC, and has_explicit_template=false, so llama-completion leaves "
+            "conversation mode off unless -cnv, then warns 'chat template is not available or is not "
+            "supported'; llama_chat_apply_template(NULL) -> 'chatml'. llama-cpp-python's Llama falls back "
+            "to its own 'llama-2' chat format instead."),
+        "conversations": CONVERSATIONS,
+        "renders": renders,
+    }
+    write_json(out / "chat.json", data)
+
+
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
 
 
-STEPS = {"tokenizer": record_tokenizer}
+STEPS = {"tokenizer": record_tokenizer, "chat": record_chat}
 
 
 def main() -> None:
