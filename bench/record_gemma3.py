@@ -13,11 +13,14 @@ nothing from pygguf, so it runs where pygguf is not installed:
   "gemma" and "chatml" on a few conversations, and what llama.cpp and llama-cpp-python pick for a
   file without tokenizer.chat_template;
 - greedy.json: for a few prompts (plain text, code, gemma-templated chat), the prompt ids,
-  32 greedy tokens and at every greedy step llama.cpp's top-10 (id, logit) and top-1/top-2 margin;
+  32 greedy tokens and at every greedy step llama.cpp's top-10 (id, logit) and top-1/top-2 margin,
+  flash attention off; and how far llama.cpp moves from that with flash attention on, or with
+  n_ubatch 8 (its own spread, for choosing tolerances);
 - ppl.json: the perplexity of llama.cpp on ppl_text.txt, with pygguf's perplexity method
   (pygguf/tools/perplexity.py: chunks of n_ctx tokens from an empty cache, BOS swapped into the
-  first position, the second half of each chunk scored), flash attention off (the reference) and
-  on (llama.cpp's own spread).
+  first position, the second half of each chunk scored), flash attention off (the reference), on,
+  and with n_ubatch 16.
+Two threads throughout; the greedy step takes ~2 minutes on a 2-core machine, the others seconds.
 """
 from __future__ import annotations
 
@@ -312,13 +315,194 @@ def record_chat(model: Path, out: Path) -> None:
     write_json(out / "chat.json", data)
 
 
+# --- greedy decoding ---------------------------------------------------------------------------
+N_GREEDY = 32
+TOP_K = 10
+GREEDY_CTX = 256
+EOG_IDS = (1, 106, 212)        # <eos>, <end_of_turn>, </s>: llama_vocab_is_eog (checked below)
+PROMPTS = [
+    {"name": "plain_colors", "text": "The three primary colors are", "chat": None},
+    {"name": "plain_story", "text": "Once upon a time, in a small village by the sea, there lived", "chat": None},
+    {"name": "code_python", "text": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n", "chat": None},
+    {"name": "chat_sky", "text": None,
+     "chat": [msg("user", "Explain in three sentences why the sky is blue.")]},
+    {"name": "chat_system_poem", "text": None,
+     "chat": [msg("system", "You are a helpful assistant who writes short poems."),
+              msg("user", "Write a four-line poem about the moon.")]},
+]
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
+def last_logits(llm) -> np.ndarray:
+    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
+
+
+def top(logits: np.ndarray, k: int) -> list[list]:
+    order = np.argsort(-logits, kind="stable")[:k]          # ties: the lower id first
+    return [[int(i), round(float(logits[i]), 5)] for i in order]
+
+
+def greedy_run(model: Path, prompts: list[dict], flash_attn: bool, n_ubatch: int) -> list[dict]:
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=GREEDY_CTX, n_batch=GREEDY_CTX, n_ubatch=n_ubatch,
+                          n_threads=THREADS, n_threads_batch=THREADS, flash_attn=flash_attn, verbose=False)
+    vocab = llm._model.vocab
+    assert [i for i in EOG_IDS if llama_cpp.llama_vocab_is_eog(vocab, i)] == list(EOG_IDS)
+    out = []
+    for p in prompts:
+        llm.reset()
+        ids = p["prompt_ids"]
+        llm.eval(ids)
+        logits = last_logits(llm)
+        steps, generated = [], []
+        for _ in range(N_GREEDY):
+            t = top(logits, TOP_K)
+            steps.append({"top10": t, "margin": round(t[0][1] - t[1][1], 5)})
+            nxt = int(np.argmax(logits))                     # greedy, lowest id on ties
+            generated.append(nxt)
+            if nxt in EOG_IDS:
+                break
+            llm.eval([nxt])
+            logits = last_logits(llm)
+        out.append({"generated_ids": generated, "steps": steps})
+    return out
+
+
+def spread(prompts: list[dict], a: list[dict], b: list[dict]) -> dict:
+    """How far two llama.cpp runs are apart on the same prompts: top-10 logits of run a's top ids
+    at the steps both runs share (the same tokens so far), and the first step they pick apart."""
+    diffs, departures = [], []
+    for p, ra, rb in zip(prompts, a, b):
+        n = 0
+        for sa, sb, ta, tb in zip(ra["steps"], rb["steps"], ra["generated_ids"], rb["generated_ids"]):
+            got = dict((i, v) for i, v in sb["top10"])
+            diffs += [abs(v - got[i]) for i, v in sa["top10"] if i in got]
+            n += 1
+            if ta != tb:
+                departures.append({"prompt": p["name"], "step": n - 1, "margin_in_a": sa["margin"]})
+                break
+    d = np.asarray(diffs)
+    return {"top10_max_abs": round(float(d.max()), 4), "top10_rms": round(float(np.sqrt((d ** 2).mean())), 4),
+            "n_compared": int(d.size), "departures": departures}
+
+
+def record_greedy(model: Path, out: Path) -> None:
+    tok = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    prompts = []
+    for p in PROMPTS:
+        p = dict(p)
+        if p["chat"] is not None:
+            p["text"] = apply_template(b"gemma", p["chat"], True)
+        p["tokenize"] = {"add_special": True, "parse_special": p["chat"] is not None}
+        p["prompt_ids"] = tokenize(tok._model.vocab, p["text"], True, p["chat"] is not None)
+        prompts.append(p)
+    reference = greedy_run(model, prompts, flash_attn=False, n_ubatch=GREEDY_CTX)
+    flash = greedy_run(model, prompts, flash_attn=True, n_ubatch=GREEDY_CTX)
+    small_ubatch = greedy_run(model, prompts, flash_attn=False, n_ubatch=8)
+    for p, r in zip(prompts, reference):
+        p.update(r)
+        p["generated_text"] = detokenize(tok._model.vocab, r["generated_ids"], True)
+        p["min_margin"] = min(s["margin"] for s in r["steps"])
+        p["first_step_below_0.5"] = next((i for i, s in enumerate(r["steps"]) if s["margin"] < 0.5), None)
+    data = {
+        "tool": "llama-cpp-python 0.3.36 (llama.cpp vendored in it), CPU",
+        "model_file": model.name,
+        "settings": {"n_ctx": GREEDY_CTX, "n_batch": GREEDY_CTX, "n_ubatch": GREEDY_CTX, "n_threads": THREADS,
+                     "flash_attn": False, "type_k": "f16", "type_v": "f16", "logits": "llama_get_logits_ith(-1)",
+                     "machine": cpu_name()},
+        "method": (f"prompt_ids evaluated in one batch from an empty cache, then {N_GREEDY} greedy steps "
+                   "(argmax of the logits, the lower id on ties) one token at a time, stopping after an "
+                   "end-of-generation token; steps[i] holds the logits that chose generated_ids[i]: "
+                   "steps[0] those at the last prompt position. margin = top-1 minus top-2 logit."),
+        "eog_ids": list(EOG_IDS),
+        "llama_cpp_self_spread": {
+            "flash_attn_on_vs_off": spread(prompts, reference, flash),
+            "n_ubatch_8_vs_256": spread(prompts, reference, small_ubatch),
+        },
+        "prompts": prompts,
+    }
+    write_json(out / "greedy.json", data)
+
+
+# --- perplexity ---------------------------------------------------------------------------------
+PPL_CTX = 128
+
+
+def ppl_run(model: Path, tokens: list[int], add_bos: bool, bos: int, flash_attn: bool, n_ubatch: int = PPL_CTX) -> dict:
+    """pygguf/tools/perplexity.py's method with llama.cpp's logits: chunks of PPL_CTX tokens, each
+    from an empty cache with BOS in its first position, positions n_ctx/2 .. n_ctx-2 scored."""
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=PPL_CTX, n_batch=PPL_CTX, n_ubatch=n_ubatch,
+                          n_threads=THREADS, n_threads_batch=THREADS, logits_all=True, flash_attn=flash_attn,
+                          verbose=False)
+    n_chunk = len(tokens) // PPL_CTX
+    first, last = PPL_CTX // 2, PPL_CTX - 1
+    nll, nll2, count, estimates = 0.0, 0.0, 0, []
+    for c in range(n_chunk):
+        chunk = list(tokens[c * PPL_CTX:(c + 1) * PPL_CTX])
+        if add_bos:
+            chunk[0] = bos
+        llm.reset()
+        llm.eval(chunk)
+        logits = np.asarray(llm.scores[first:last], dtype=np.float32)
+        top_ = logits.max(axis=1, keepdims=True)
+        log_z = top_[:, 0].astype(np.float64) + np.log(np.exp(logits - top_, dtype=np.float32).sum(axis=1, dtype=np.float64))
+        x = log_z - logits[np.arange(last - first), chunk[first + 1:last + 1]].astype(np.float64)
+        nll += float(x.sum())
+        nll2 += float((x * x).sum())
+        count += x.shape[0]
+        estimates.append(round(float(np.exp(nll / count)), 6))
+    mean = nll / count
+    ppl = float(np.exp(mean))
+    err = ppl * float(np.sqrt(max(nll2 / count - mean * mean, 0.0) / (count - 1)))
+    return {"ppl": round(ppl, 6), "uncertainty": round(err, 6), "n_chunk": n_chunk, "n_scored": count,
+            "mean_nll": round(mean, 8), "chunk_estimates": estimates}
+
+
+def record_ppl(model: Path, out: Path) -> None:
+    text = (out / "ppl_text.txt").read_text(encoding="utf-8")
+    text = text[:-1] if text.endswith("\n") else text       # llama.cpp drops one trailing newline
+    tok = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    tokens = tokenize(tok._model.vocab, text, True, False)
+    add_bos = bool(llama_cpp.llama_vocab_get_add_bos(tok._model.vocab))
+    reference = ppl_run(model, tokens, add_bos, tok.token_bos(), flash_attn=False)
+    flash = ppl_run(model, tokens, add_bos, tok.token_bos(), flash_attn=True)
+    small_ubatch = ppl_run(model, tokens, add_bos, tok.token_bos(), flash_attn=False, n_ubatch=16)
+    data = {
+        "tool": "llama-cpp-python 0.3.36 (llama.cpp vendored in it), CPU",
+        "model_file": model.name,
+        "text_file": ("ppl_text.txt: an original text written for pygguf's tests, dedicated to the public "
+                      "domain. Famous public-domain texts are memorized by the model (the Gettysburg Address "
+                      "with the Preamble and the Declaration's opening: PPL 1.93, where llama.cpp with flash "
+                      "attention on is 1.5% away), so they say little about a forward's numerics."),
+        "method": ("pygguf/tools/perplexity.py's (llama-perplexity's): the text without one trailing newline, "
+                   "tokenized with BOS (add_special=true, parse_special=false); chunks of n_ctx tokens, each "
+                   "evaluated from an empty cache with BOS in its first position; the logits at positions "
+                   "n_ctx/2 .. n_ctx-2 scored against the next token; NLL = log(sum(exp(l - max))) + max - "
+                   "l[next] (float32 exp, float64 sums); PPL = exp(mean NLL)"),
+        "settings": {"n_ctx": PPL_CTX, "n_batch": PPL_CTX, "n_ubatch": PPL_CTX, "n_threads": THREADS,
+                     "flash_attn": False, "type_k": "f16", "type_v": "f16", "machine": cpu_name()},
+        "tokens": tokens,
+        "llama_cpp": reference,
+        "llama_cpp_flash_attn_on": flash,
+        "llama_cpp_n_ubatch_16": small_ubatch,
+    }
+    write_json(out / "ppl.json", data)
+
+
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
 
 
-STEPS = {"tokenizer": record_tokenizer, "chat": record_chat}
+STEPS = {"tokenizer": record_tokenizer, "chat": record_chat, "greedy": record_greedy, "ppl": record_ppl}
 
 
 def main() -> None:
