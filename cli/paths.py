@@ -1,4 +1,4 @@
-"""Where pygguf keeps what the Makefile fetches: the default model and test data."""
+"""Where pygguf keeps what the Makefile fetches: the default model, Gemma 3 and test data."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,8 @@ from pathlib import Path
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FETCH_MODEL_COMMAND = "make model"
+GEMMA3_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+FETCH_GEMMA3_COMMAND = "make gemma3"
 
 
 def cache_dir() -> Path:
@@ -17,6 +19,11 @@ def cache_dir() -> Path:
 
 def default_model_path() -> Path:
     return cache_dir() / "models" / DEFAULT_MODEL_FILE
+
+
+def gemma3_model_path() -> Path:
+    """Gemma 3 270M Q4_K_M (architecture gemma3, SentencePiece vocabulary of 262k tokens)."""
+    return cache_dir() / "models" / GEMMA3_MODEL_FILE
 
 
 def vocab_dir() -> Path:

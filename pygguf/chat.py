@@ -31,8 +31,12 @@ Message = Mapping[str, str]
 # Built-in formats (llama.cpp's llm_chat_apply_template, by name). Each takes the messages and
 # add_ass (append the opening of an assistant turn) and returns the prompt text.
 
+_C_SPACE = " \t\n\v\f\r"   # C isspace() in the "C" locale
+
+
 def _strip(text: str) -> str:
-    return text.strip()
+    """llama.cpp's trim(): ASCII whitespace only (a no-break space or U+3000 at an edge stays)."""
+    return text.strip(_C_SPACE)
 
 
 def _format_chatml(messages: Sequence[Message], add_ass: bool) -> str:
@@ -314,7 +318,11 @@ class ChatFormatter:
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, object], override: str | None = None) -> "ChatFormatter":
         """`override` is a built-in name or a Jinja template text (like `--chat-template`);
-        otherwise the GGUF's template; otherwise ChatML."""
+        otherwise the GGUF's template; otherwise ChatML, as llama.cpp's common_chat_templates_init
+        does for a file without tokenizer.chat_template (llama-cli, llama-server; the C API's
+        llama_chat_apply_template(NULL) too). Gemma 3 270M's GGUF is such a file: it gets ChatML
+        here as in llama.cpp, and `--chat-template gemma` (override="gemma") gives its own format.
+        llama-cpp-python's Llama falls back to its own "llama-2" format instead."""
         tokens = {name: _token_text(metadata, f"tokenizer.ggml.{name}_token_id")
                   for name in ("bos", "eos", "unknown", "padding")}
         special = {"bos_token": tokens["bos"], "eos_token": tokens["eos"],

@@ -28,30 +28,14 @@ def glue_chars(texts) -> set[str]:
     return glue
 
 
-def native_merger(vocab: Vocab) -> tuple["native.NativeMerger", "native.SymbolTable"]:
-    """The C merge table for SentencePiece: every token split in two pieces that can themselves be
-    symbols (a token or a single character), ordered by the token's score."""
-    symbols = native.SymbolTable(vocab.text_to_id, vocab.n_vocab)
-    text_to_id = vocab.text_to_id
-    rank = native.dense_ranks(vocab.scores)
-    columns: tuple[list[int], ...] = ([], [], [], [])
-    for token_id, text in enumerate(vocab.texts):
-        for k in range(1, len(text)):
-            left, right = text[:k], text[k:]
-            if (k == 1 or left in text_to_id) and (len(right) == 1 or right in text_to_id):
-                for column, value in zip(columns, (symbols.id(left), symbols.id(right),
-                                                   rank[vocab.scores[token_id]], token_id)):
-                    column.append(value)
-    return native.NativeMerger(*columns), symbols
-
-
 class SPMTokenizer:
     def __init__(self, vocab: Vocab, use_native: bool = True):
         self.vocab = vocab
-        self._native = native_merger(vocab) if use_native and native.HAVE_NATIVE else None
+        self._native: native.NativeMerger | None = None
         self._n_vocab = vocab.n_vocab
-        if self._native is not None:
-            self._char_get = self._native[1].char_map(vocab.texts).get
+        if use_native and native.HAVE_NATIVE:
+            self._native, chars = native.NativeMerger.sentencepiece(vocab.texts, vocab.scores)
+            self._char_get = chars.get
         self._cache: dict[str, tuple[int, ...]] = {}
         # A merged symbol is always a vocab token, so no merge can cross a boundary whose two
         # characters never sit side by side in any token. Before each U+2581 that follows a
@@ -94,7 +78,7 @@ class SPMTokenizer:
 
     def _encode_chunk(self, text: str) -> tuple[int, ...]:
         if self._native is not None and len(text) > 1:
-            syms, starts = self._native[0].merge([self._char_get(c, -1) for c in text])
+            syms, starts = self._native.merge([self._char_get(c, -1) for c in text])
             if all(0 <= s < self._n_vocab for s in syms):    # every symbol is a token
                 return tuple(syms)
             pieces = [text[s:e] for s, e in zip(starts, starts[1:] + [len(text)])]
@@ -123,7 +107,7 @@ class SPMTokenizer:
         if len(text) < 2:
             return list(text)
         if self._native is not None:
-            _, starts = self._native[0].merge([self._char_get(c, -1) for c in text])
+            _, starts = self._native.merge([self._char_get(c, -1) for c in text])
             ends = starts[1:] + [len(text)]
             return [text[s:e] for s, e in zip(starts, ends)]
         if len(text) <= SHORT_CHUNK:
