@@ -83,7 +83,7 @@ test: build model gemma3 vocab $(VENV)/.ray-installed
 	$(MAKE) neon-test
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
-bench: build model
+bench: build model vocab
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/run.py
 
 run: build model

@@ -5,6 +5,9 @@
 3. sampling: the sampler chain's cost per token against a decode step
 4. model: prompt (pp128) and generation (tg64) tokens/s on the default model at -t 1 and -t 2
 5. batch: total generated tokens/s of a 64-prompt batch run at --parallel 1, 2, 4, 8, 16
+6. moe_bytes: the bytes a mixture-of-experts decode step reads (a synthetic Mixtral-style file,
+   1.4 GB, built once in the cache) against what it should read, and its tokens/s beside a dense
+   file of the same bytes per token
 Each part is its own script in bench/; run one alone for more options.
 """
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ["kernels.py", "tokenizer.py", "sampling.py", "model.py", "batch.py"]
+PARTS = ["kernels.py", "tokenizer.py", "sampling.py", "model.py", "batch.py", "moe_bytes.py"]
 
 
 def main() -> int:

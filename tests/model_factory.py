@@ -116,3 +116,10 @@ def synthetic_small_shape():
     the first and last eighth of the layers are layers), GQA 4/2, rope base 1e6."""
     from pygguf.tools.synthetic import Shape
     return Shape("test-small", 256, 8, 4, 2, 512, 1024, rope_base=1e6, label="tiny")
+
+
+def synthetic_small_moe_shape():
+    """A Mixtral-style synthetic shape small enough for tests: 4 layers 256 wide, 4 experts of
+    n_ff 256, 2 used per token."""
+    from pygguf.tools.synthetic import Shape
+    return Shape("test-moe", 256, 4, 4, 2, 256, 1024, rope_base=1e6, label="tiny", n_expert=4, n_expert_used=2)

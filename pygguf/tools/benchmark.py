@@ -7,7 +7,8 @@ tokenizer). Each test is run once to warm up, then `reps` times; t/s is reported
 standard deviation over the repetitions. Beside them: the GB/s of weights a generation test
 streamed (bytes of the matrices one decode step multiplies by, times tokens/s) against the
 machine's streaming-read rate at the same thread count, and a prompt test's GMAC/s (one
-multiply-add per weight per token).
+multiply-add per weight per token). Of a mixture of experts' expert tensors (blk.N.ffn_*_exps) a
+token multiplies by n_used of the n_expert experts' rows, so that share of them counts.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class ModelFacts:
     ftype: str          # file type, "Q4_K_M"
     size: int           # bytes of tensor data
     params: int
-    step_bytes: int     # bytes of weights one generated token reads
+    step_bytes: int     # bytes of weights one generated token reads (its experts' only)
     macs_per_token: int
 
     @property
@@ -88,6 +89,12 @@ def model_facts(path, model: Model) -> ModelFacts:
     if model.tied_output:
         matrices["token_embd.weight"] = tensors["token_embd.weight"]
     params = sum(int(np.prod(t.shape)) for t in tensors.values())
+    c = model.config
+
+    def per_token(name: str, amount: int) -> int:
+        """amount (bytes, multiply-adds) of a matrix that one token reads: its experts' share"""
+        return amount * c.n_expert_used // c.n_expert if c.n_expert and name.endswith("_exps.weight") else amount
+
     return ModelFacts(
         path=Path(path),
         arch=str(model.metadata.get("general.architecture", "?")),
@@ -95,8 +102,8 @@ def model_facts(path, model: Model) -> ModelFacts:
         ftype=file_type_name(model.metadata.get("general.file_type")),
         size=sum(t.nbytes for t in tensors.values()),
         params=params,
-        step_bytes=sum(t.nbytes for t in matrices.values()),
-        macs_per_token=sum(int(np.prod(t.shape)) for t in matrices.values()),
+        step_bytes=sum(per_token(n, t.nbytes) for n, t in matrices.items()),
+        macs_per_token=sum(per_token(n, int(np.prod(t.shape))) for n, t in matrices.items()),
     )
 
 

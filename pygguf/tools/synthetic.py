@@ -9,11 +9,17 @@ ggml-vocab-llama-spm.gguf), and the tensor types llama-quantize picks for that f
 dequantized weights have an RMS near 0.02 (trained models' range), which keeps activations finite
 through every layer. Tensors are made one at a time while the file is written (never the whole
 file in memory), from a seed per tensor, so the same request gives the same bytes every time.
+
+Mixture-of-experts shapes (n_expert > 0) are Mixtral-style llama files as llama.cpp's converter
+writes them: `llama.expert_count` / `llama.expert_used_count`, `llama.feed_forward_length` is one
+expert's hidden size, and each layer has an F32 router blk.N.ffn_gate_inp.weight (n_embd, n_expert)
+and 3-D expert tensors blk.N.ffn_{gate,up}_exps.weight (n_embd, n_ff, n_expert) and
+blk.N.ffn_down_exps.weight (n_ff, n_embd, n_expert) in place of the dense FFN's three matrices.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +54,8 @@ class Shape:
     rope_base: float = 10000.0
     rms_eps: float = 1e-5
     label: str = ""          # llama-bench's size label ("7B")
+    n_expert: int = 0        # mixture of experts: experts per layer (0: a dense FFN)
+    n_expert_used: int = 0   # experts each token is routed to
 
     @property
     def head_dim(self) -> int:
@@ -58,9 +66,14 @@ SHAPES: dict[str, Shape] = {s.name: s for s in [
     Shape("tinyllama-1.1b", 2048, 22, 32, 4, 5632, 2048, label="1B"),
     Shape("llama2-7b", 4096, 32, 32, 32, 11008, 4096, label="7B"),
     Shape("codellama-13b", 5120, 40, 40, 40, 13824, 16384, rope_base=1e6, label="13B"),
+    Shape("mixtral-8x7b", 4096, 32, 32, 8, 14336, 32768, rope_base=1e6, label="8x7B", n_expert=8, n_expert_used=2),
+    # Mixtral's layout scaled to a small machine: TinyLlama's width and FFN, 8 layers of 8 experts
+    # (2 used), head_dim 128 and GQA 4 as Mixtral: 1.39 GB at Q4_0, of which a decode step reads ~30%
+    Shape("mixtral-mini", 2048, 8, 16, 4, 5632, 4096, rope_base=1e6, n_expert=8, n_expert_used=2),
 ]}
 SHAPE_ALIASES = {"1b": "tinyllama-1.1b", "tinyllama": "tinyllama-1.1b", "7b": "llama2-7b",
-                 "llama-2-7b": "llama2-7b", "13b": "codellama-13b", "codellama-13b-python": "codellama-13b"}
+                 "llama-2-7b": "llama2-7b", "13b": "codellama-13b", "codellama-13b-python": "codellama-13b",
+                 "mixtral": "mixtral-8x7b", "8x7b": "mixtral-8x7b"}
 
 
 def shape(name: str) -> Shape:
@@ -68,6 +81,14 @@ def shape(name: str) -> Shape:
     if key not in SHAPES:
         raise SyntheticError(f"unknown model shape {name!r}; known: {', '.join(SHAPES)}")
     return SHAPES[key]
+
+
+def dense_twin(s: Shape) -> Shape:
+    """A dense llama with a mixture-of-experts shape's attention and an FFN as wide as its used
+    experts together: the same weights read per token (its active parameters), all of them read."""
+    if not s.n_expert:
+        raise SyntheticError(f"{s.name} is not a mixture of experts")
+    return replace(s, name=f"{s.name}-dense", n_ff=s.n_ff * s.n_expert_used, label="", n_expert=0, n_expert_used=0)
 
 
 def parse_spec(spec: str) -> tuple[Shape, FileType]:
@@ -86,7 +107,8 @@ def file_name(s: Shape, ft: FileType) -> str:
 
 
 def tensor_shapes(s: Shape, n_vocab: int) -> dict[str, tuple[int, ...]]:
-    """Every tensor of a llama model, GGUF shapes (row length first)."""
+    """Every tensor of a llama model, GGUF shapes (row length first); a mixture of experts has a
+    router and 3-D expert tensors in place of the dense FFN."""
     n_kv = s.head_dim * s.n_head_kv
     shapes: dict[str, tuple[int, ...]] = {
         "token_embd.weight": (s.n_embd, n_vocab),
@@ -102,10 +124,20 @@ def tensor_shapes(s: Shape, n_vocab: int) -> dict[str, tuple[int, ...]]:
             p + "attn_v.weight": (s.n_embd, n_kv),
             p + "attn_output.weight": (s.n_embd, s.n_embd),
             p + "ffn_norm.weight": (s.n_embd,),
-            p + "ffn_gate.weight": (s.n_embd, s.n_ff),
-            p + "ffn_up.weight": (s.n_embd, s.n_ff),
-            p + "ffn_down.weight": (s.n_ff, s.n_embd),
         })
+        if s.n_expert:
+            shapes.update({
+                p + "ffn_gate_inp.weight": (s.n_embd, s.n_expert),
+                p + "ffn_gate_exps.weight": (s.n_embd, s.n_ff, s.n_expert),
+                p + "ffn_up_exps.weight": (s.n_embd, s.n_ff, s.n_expert),
+                p + "ffn_down_exps.weight": (s.n_ff, s.n_embd, s.n_expert),
+            })
+        else:
+            shapes.update({
+                p + "ffn_gate.weight": (s.n_embd, s.n_ff),
+                p + "ffn_up.weight": (s.n_embd, s.n_ff),
+                p + "ffn_down.weight": (s.n_ff, s.n_embd),
+            })
     return shapes
 
 
@@ -121,6 +153,10 @@ def metadata(s: Shape, ft: FileType, vocab: GGUFReader) -> list[tuple[str, objec
         ("llama.rope.dimension_count", s.head_dim, u32),
         ("llama.attention.head_count", s.n_head, u32),
         ("llama.attention.head_count_kv", s.n_head_kv, u32),
+    ]
+    if s.n_expert:
+        out += [("llama.expert_count", s.n_expert, u32), ("llama.expert_used_count", s.n_expert_used, u32)]
+    out += [
         ("llama.attention.layer_norm_rms_epsilon", s.rms_eps, f32),
         ("llama.rope.freq_base", s.rope_base, f32),
         ("general.file_type", ft.ftype_id, u32),
@@ -175,8 +211,8 @@ def _unit_scale(qtype: QuantType, sample: np.ndarray, dequantize) -> float:
 def plan(s: Shape, ft: FileType, n_vocab: int) -> list[TypeChoice]:
     """Every tensor in llama.cpp's order with the type llama-quantize gives it in a file of type ft."""
     shapes = tensor_shapes(s, n_vocab)
-    info = ModelInfo("llama", s.n_layer, s.n_head, s.n_head_kv)
-    return choose_types(((n, shapes[n], _source_type(shapes[n])) for n in llama_tensor_order(shapes)), ft, info)
+    info = ModelInfo("llama", s.n_layer, s.n_head, s.n_head_kv, s.n_expert)
+    return choose_types(((n, shapes[n], _source_type(n, shapes[n])) for n in llama_tensor_order(shapes)), ft, info)
 
 
 def planned_bytes(s: Shape, ft: FileType, n_vocab: int = 32000) -> int:
@@ -206,9 +242,10 @@ def build(s: Shape, ft: FileType, path, vocab_path, seed: int = 0,
     return path
 
 
-def _source_type(tensor_shape) -> QuantType:
-    """What a converted (unquantized) file holds: F32 norms, F16 matrices."""
-    return by_name("F32" if len(tensor_shape) == 1 else "F16")
+def _source_type(name: str, tensor_shape) -> QuantType:
+    """What a converted (unquantized) file holds: F32 norms and routers (convert_hf_to_gguf keeps
+    ffn_gate_inp in F32, and llama-quantize never quantizes it), F16 matrices."""
+    return by_name("F32" if len(tensor_shape) == 1 or "ffn_gate_inp" in name else "F16")
 
 
 def cached(spec: str, models_dir, vocab_dir, progress=None, on_build: Callable[[Path], None] | None = None) -> Path:

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -55,6 +56,27 @@ def test_model_facts_count_the_tied_output_once():
     layers = sum(t.nbytes for n, t in model.tensors.items() if n.startswith("blk.") and len(t.shape) > 1)
     assert f.step_bytes == layers + embd.nbytes
     assert (f.arch, f.label, f.ftype) == ("llama", "135M", "Q4_1")
+
+
+def test_model_facts_count_only_the_experts_a_token_uses(tmp_path):
+    from model_factory import synthetic_small_moe_shape
+    from tokenizer_vectors import vocab_path
+
+    from pygguf.tools import synthetic
+    from pygguf.tools.quant_mix import file_type
+    vocab = vocab_path("llama-spm")
+    if not vocab.exists():
+        pytest.skip(f"{vocab} not found (run `make vocab`)")
+    path = synthetic.build(synthetic_small_moe_shape(), file_type("Q4_0"), tmp_path / "moe.gguf", vocab)
+    model = Model.load(path, n_ctx=16, n_threads=1, repack=False)
+    try:
+        f = benchmark.model_facts(path, model)
+    finally:
+        model.close()
+    matrices = {n: t for n, t in model.tensors.items() if len(t.shape) > 1 and n != "token_embd.weight"}
+    experts = sum(t.nbytes for n, t in matrices.items() if "_exps" in n)
+    assert experts and f.step_bytes == sum(t.nbytes for t in matrices.values()) - experts + experts * 2 // 4
+    assert f.params == sum(int(np.prod(t.shape)) for t in model.tensors.values())     # all of them
 
 
 def run(*args) -> tuple[int, str]:

@@ -125,6 +125,22 @@ def test_gqa_experts_and_70b_rules():
     assert _pick(v, "Q4_0", ModelInfo("llama", 8, 32, 8, n_expert=8))["blk.0.attn_v.weight"] == "Q8_0"
 
 
+def test_expert_tensors_take_their_layer_from_their_name():
+    # llama.cpp: with experts, "the i-th ffn_down" is not the layer (Mixtral's experts were once
+    # sprinkled through the file), so the layer is parsed from the name; 3-D *_exps tensors are
+    # quantized like any matrix, the router (ffn_gate_inp) never
+    moe = ModelInfo("llama", 8, 32, 8, n_expert=8)
+    names = [f"blk.{i}.ffn_down_exps.weight" for i in (7, 0, 3, 1, 6, 2, 5, 4)]        # out of order
+    tensors = [(n, (256, 256, 8), F16) for n in names] + [("blk.0.ffn_gate_inp.weight", (256, 8), F32)]
+    got = {c.name: c.dst.name for c in choose_types(tensors, "Q4_K_M", moe)}
+    assert [i for i in range(8) if got[f"blk.{i}.ffn_down_exps.weight"] == "Q6_K"] == [0, 3, 6, 7]
+    assert got["blk.0.ffn_gate_inp.weight"] == "F32"
+    dense = {c.name: c.dst.name for c in choose_types(tensors, "Q4_K_M", ModelInfo("llama", 8, 32, 8))}
+    assert [n for n in names if dense[n] == "Q6_K"] == [names[i] for i in (0, 3, 6, 7)]   # by count
+    with pytest.raises(QuantMixError, match="cannot tell the layer"):
+        choose_types([("blk.9.ffn_up_exps.weight", (256, 256, 8), F16)], "Q4_K_M", moe)
+
+
 def test_use_more_bits_layers_for_q4_k_m_ffn_down():
     n = 32
     tensors = [(f"blk.{i}.ffn_down.weight", (256, 256)) for i in range(n)]

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from model_factory import synthetic_small_shape
+from model_factory import synthetic_small_moe_shape, synthetic_small_shape
 from tokenizer_vectors import vocab_path
 
 from pygguf.gguf.reader import GGUFReader
@@ -18,6 +18,7 @@ from pygguf.tools.quant_mix import file_type
 
 VOCAB = vocab_path("llama-spm")
 SMALL = synthetic_small_shape()
+SMALL_MOE = synthetic_small_moe_shape()
 
 needs_vocab = pytest.mark.skipif(not VOCAB.exists(), reason=f"{VOCAB} not found (run `make vocab`)")
 
@@ -102,3 +103,52 @@ def test_cached_builds_once(tmp_path, monkeypatch):
 def test_missing_vocabulary_says_how_to_get_it(tmp_path):
     with pytest.raises(synthetic.SyntheticError, match="make vocab"):
         synthetic.cached("1b:Q4_K_M", tmp_path, tmp_path / "no-vocab")
+
+
+# ---- mixture of experts ------------------------------------------------------------------------
+
+def test_mixtral_q4_k_m_mix_is_llama_quantizes():
+    s = synthetic.shape("mixtral-mini")
+    choices = {c.name: c.dst.name for c in synthetic.plan(s, file_type("Q4_K_M"), 32000)}
+    assert choices["blk.0.ffn_gate_inp.weight"] == "F32"                  # the converter's F32, never quantized
+    assert {choices[f"blk.{i}.{n}.weight"] for i in range(8) for n in ("attn_k", "attn_v")} == {"Q8_0"}   # 8 experts
+    assert {choices[f"blk.{i}.attn_output.weight"] for i in range(8)} == {"Q5_K"}
+    assert {choices[f"blk.{i}.ffn_{n}_exps.weight"] for i in range(8) for n in ("gate", "up")} == {"Q4_K"}
+    assert [i for i in range(8) if choices[f"blk.{i}.ffn_down_exps.weight"] == "Q6_K"] == [0, 3, 6, 7]
+    assert "blk.0.ffn_gate.weight" not in choices
+
+
+def test_dense_twin_reads_as_many_ffn_bytes_as_the_used_experts():
+    s = synthetic.shape("mixtral-mini")
+    twin = synthetic.dense_twin(s)
+    assert (twin.n_ff, twin.n_expert, twin.n_embd, twin.n_layer) == (2 * s.n_ff, 0, s.n_embd, s.n_layer)
+
+    def ffn_bytes(shape, part):
+        return sum(c.dst.row_bytes(c.shape[0]) * int(np.prod(c.shape[1:]))
+                   for c in synthetic.plan(shape, file_type("Q4_0"), 32000) if part in c.name)
+    assert ffn_bytes(twin, "ffn_") - ffn_bytes(twin, "ffn_norm") == ffn_bytes(s, "_exps") * 2 // 8
+    with pytest.raises(synthetic.SyntheticError, match="not a mixture of experts"):
+        synthetic.dense_twin(SMALL)
+
+
+@needs_vocab
+def test_moe_file_as_llama_cpp_writes_it_and_a_finite_forward(tmp_path):
+    path = synthetic.build(SMALL_MOE, file_type("Q4_0"), tmp_path / "moe.gguf", VOCAB)
+    with GGUFReader(path) as r:
+        assert r.metadata["llama.expert_count"] == 4 and r.metadata["llama.expert_used_count"] == 2
+        assert r.metadata["llama.feed_forward_length"] == 256
+        t = r.tensors
+        assert (t["blk.0.ffn_gate_inp.weight"].qtype.name, tuple(t["blk.0.ffn_gate_inp.weight"].shape)) == ("F32", (256, 4))
+        assert tuple(t["blk.3.ffn_gate_exps.weight"].shape) == tuple(t["blk.3.ffn_up_exps.weight"].shape) == (256, 256, 4)
+        assert tuple(t["blk.3.ffn_down_exps.weight"].shape) == (256, 256, 4)
+        assert t["blk.3.ffn_down_exps.weight"].qtype.name == "Q4_0" and "blk.0.ffn_up.weight" not in t
+    model = Model.load(path, n_ctx=32, n_threads=1, repack=False)
+    try:
+        assert (model.config.n_expert, model.config.n_expert_used, model.config.n_ff_exp) == (4, 2, 256)
+        tokens = model.tokenizer.encode("def fib(n):")
+        logits = model.decode(Batch.of(tokens))
+        assert np.isfinite(logits).all() and logits.std() > 0
+        logits = model.decode(Batch.of([int(np.argmax(logits[-1]))], len(tokens)))
+        assert np.isfinite(logits).all() and logits.std() > 0
+    finally:
+        model.close()
