@@ -406,8 +406,9 @@ def record_greedy(model: Path, out: Path) -> None:
     reference = greedy_run(model, prompts, flash_attn=False, n_ubatch=GREEDY_CTX)
     flash = greedy_run(model, prompts, flash_attn=True, n_ubatch=GREEDY_CTX)
     small_ubatch = greedy_run(model, prompts, flash_attn=False, n_ubatch=8)
-    for p, r in zip(prompts, reference):
+    for p, r, f in zip(prompts, reference, flash):
         p.update(r)
+        p["flash_attn_on"] = f       # llama.cpp's default (flash attention "auto" resolves to on for the CPU)
         p["generated_text"] = detokenize(tok._model.vocab, r["generated_ids"], True)
         p["min_margin"] = min(s["margin"] for s in r["steps"])
         p["first_step_below_0.5"] = next((i for i, s in enumerate(r["steps"]) if s["margin"] < 0.5), None)

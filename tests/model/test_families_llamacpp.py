@@ -12,10 +12,6 @@ that much once 8-bit activations round a tiny upstream difference into whole ste
 equal until llama.cpp's own top-1/top-2 margin is small (0.05 F16, 0.5 quantized), where ours
 must be one of its top two.
 
-A family pygguf cannot load yet is skipped only when Config refuses its architecture with the
-"unsupported architecture" ModelError (and the Mixtral-style llama only when the loader asks for
-the dense blk.0.ffn_gate.weight it lacks): once support lands these tests run.
-
 The float64 numpy forward of tests/families/reference.py is checked against the recorded F16
 logits too (at the same 0.03): it runs today, and states in code what llama.cpp computes.
 """
@@ -28,7 +24,6 @@ from model_factory import missing_kernels
 from model_runner import Runner
 from testpaths import TESTS
 
-from pygguf.errors import ModelError
 from pygguf.gguf import GGUFReader
 from pygguf.model import Model
 
@@ -63,21 +58,13 @@ def build(fam, t, model_dir, rec):
 
 
 def load(fam, path, n_ctx, **kwargs):
-    """Model.load, or a skip when pygguf does not support the family yet (only then)."""
+    """Model.load, or a skip when this build lacks a kernel for one of the file's types."""
     with GGUFReader(path) as r:
         for qtype in {x.qtype for x in r.tensors.values()}:
             reason = missing_kernels(qtype)
             if reason:
                 pytest.skip(f"{path.name}: {reason}")
-    f = models.FAMILIES[fam]
-    try:
-        return Model.load(path, n_ctx=n_ctx, n_threads=2, **kwargs)
-    except ModelError as e:
-        if str(e).startswith(f"unsupported architecture {f.arch!r}"):
-            pytest.skip(f"architecture {f.arch} not supported yet ({e})")
-        if f.n_expert and f.arch == "llama" and str(e) == "missing tensor blk.0.ffn_gate.weight":
-            pytest.skip(f"llama with experts (Mixtral) not supported yet ({e})")
-        raise
+    return Model.load(path, n_ctx=n_ctx, n_threads=2, **kwargs)
 
 
 def greedy(runner, logits, n):
