@@ -159,14 +159,14 @@ def main() -> None:
     ap.add_argument("--skip-tokenizer", action="store_true")
     ap.add_argument("--skip-perplexity", action="store_true")
     args = ap.parse_args()
-    files = [Path(f) for f in args.files] if args.files else variant_files()
+    files = [Path(f) for f in args.files] if args.files else variant_files() + [gemma3_model_path()]
     files += synthetic_files(args.synthetic)
     print(f"loadavg: {os.getloadavg()[0]:.2f}  (the machine should be idle)")
     compare_speed(args.llama_python, files, [int(t) for t in args.threads.split(",")], args.p, args.n, args.reps)
     if not args.skip_perplexity:
         print("\nperplexity (GPL-3 text)")
         for path in files:
-            if ".Q4_1." in path.name or ".Q8_0." in path.name:
+            if ".Q4_1." in path.name or ".Q8_0." in path.name or path == gemma3_model_path():
                 compare_perplexity(args.llama_python, path)
     if not args.skip_tokenizer:
         for vocab in (default_model_path(), vocab_dir() / "ggml-vocab-llama-spm.gguf", gemma3_model_path()):
