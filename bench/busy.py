@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from pygguf.tools import benchmark
+
 DEFAULT_MODEL = Path.home() / ".cache" / "pygguf" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # The child: load the model, then answer each line "N" on stdin with the tokens/s of N decode
@@ -89,11 +91,6 @@ def measure(children: list[Child], reps: int, n: int) -> dict:
     return results
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
 
 
 def main() -> None:
@@ -113,7 +110,7 @@ def main() -> None:
     finally:
         for c in children:
             c.close()
-    print(f"{args.model.name}, {cpu_name()}, {os.cpu_count()} CPUs; loadavg before {load_before[0]:.2f}, "
+    print(f"{args.model.name}, {benchmark.cpu_name()}, {os.cpu_count()} CPUs; loadavg before {load_before[0]:.2f}, "
           f"after {os.getloadavg()[0]:.2f}; median (min-max) tok/s of {args.reps} reps x {args.n} tokens")
     print(f"{'tree':<24} {'-t':>3} {'idle':>22} {'1 competitor':>22}")
     for tree in trees:

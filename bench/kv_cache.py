@@ -10,23 +10,14 @@ dominate. Timing, so not a test.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 from pygguf.model import Model
 from pygguf.model.batch import Batch
+from pygguf.tools import benchmark
 from pygguf_cli.paths import default_model_path
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def decode_rate(model: Model, position: int, n_tokens: int) -> float:
@@ -50,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     positions = [int(p) for p in args.positions.split(",")]
     n_ctx = max(positions) + args.tokens
-    print(f"{cpu_name()}, {args.threads} threads, {args.model}")
+    print(f"{benchmark.cpu_name()}, {args.threads} threads, {args.model}")
     for cache in args.types.split(","):
         model = Model.load(args.model, n_ctx=n_ctx, n_threads=args.threads, n_batch=512, type_k=cache, type_v=cache)
         rates, filled = [], 0

@@ -33,7 +33,6 @@ import argparse
 import json
 import mmap
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -56,15 +55,6 @@ PASSAGE = ("The committee met on a cold morning in early March to decide what th
 MB = 1e6
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class MappingPages:
@@ -341,7 +331,7 @@ def main() -> int:
     s, ft = synthetic.shape(args.shape), file_type(args.type)
     if not s.n_expert:
         sys.exit(f"{s.name} is not a mixture-of-experts shape")
-    print(f"{cpu_name()}, {os.cpu_count()} CPUs, loadavg {os.getloadavg()[0]:.2f}, -t {args.threads}; "
+    print(f"{benchmark.cpu_name()}, {os.cpu_count()} CPUs, loadavg {os.getloadavg()[0]:.2f}, -t {args.threads}; "
           f"MB = 1e6 bytes, page {PAGE} bytes", flush=True)
     moe_path = build(s, ft, print)
     dense_path = None if args.no_dense else build(synthetic.dense_twin(s), ft, print)

@@ -12,6 +12,7 @@ token multiplies by n_used of the n_expert experts' rows, so that share of them 
 """
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +24,18 @@ import numpy as np
 from pygguf.model import Model
 from pygguf.model.batch import Batch
 from pygguf.tools.quant_mix import FILE_TYPES
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for the line a benchmark prints beside its figures"""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 READ_BUFFER_BYTES = 1 << 30   # far past any last-level cache: the rate a big model's weights stream at
 
