@@ -13,11 +13,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from pygguf.sampling.params import BATCH_N_PREDICT, default
-from pygguf_cli.options import CACHE_TYPES
+from pygguf_cli.options import CACHE_TYPES, grammar_from_options
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -119,16 +120,22 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
 @click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ray workers, each loading the model once (one per machine, each with -t threads).")
 @click.option("--unordered", is_flag=True, help="Write results as they finish, not in input order.")
+@click.option("--grammar", default=None, help="GBNF grammar for records without grammar/json_schema/response_format.")
+@click.option("--grammar-file", type=click.Path(path_type=Path), default=None, help="Read that grammar from a file.")
+@click.option("-j", "--json-schema", default=None, help="JSON schema for records without their own constraint.")
+@click.option("-jf", "--json-schema-file", type=click.Path(path_type=Path), default=None,
+              help="Read that JSON schema from a file.")
 @click.pass_context
 def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, cache_type_k,
          cache_type_v, n_predict, temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered,
-         ray_address, ray_workers):
+         ray_address, ray_workers, grammar, grammar_file, json_schema, json_schema_file):
     from pygguf.errors import PyggufError
     from pygguf.tools.batch import BatchDefaults, ResultWriter, count_records, read_records, run_batch
     from pygguf.tools.distributed import ModelOptions, RayUnavailable, WorkerFailed
 
     if resume and output_path == "-":
         raise click.UsageError("--resume needs an output file (-o FILE)")
+    run_grammar = grammar_from_options(grammar, grammar_file, json_schema, json_schema_file)
     if not ray_address:                  # with --ray, each worker loads the model on its machine
         n_threads = _usable_threads(n_threads)
     options = ModelOptions(model_path, n_ctx, n_threads, n_batch, parallel, cache_type_k.lower(), cache_type_v.lower())
@@ -150,7 +157,8 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
     writer = ResultWriter(write, ordered=not unordered)
     given = dict(n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                  repeat_penalty=repeat_penalty, seed=seed)
-    defaults = BatchDefaults(**{k: v for k, v in given.items() if v is not None}, stop=tuple(stop), logprobs=logprobs)
+    defaults = BatchDefaults(**{k: v for k, v in given.items() if v is not None}, stop=tuple(stop), logprobs=logprobs,
+                             grammar=run_grammar)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         records = read_records(input_path, input_format)

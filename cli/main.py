@@ -132,6 +132,9 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
              -n -1 -p "### Instruction: Write a story about llamas\\n### Response:"
     """
     params, prompt = generation
+    if sampling.pop("print_grammar", None):
+        click.echo(sampling.get("grammar", ""), nl=False)
+        ctx.exit(0)
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime.default()
     prompt = prompt_or_piped_stdin(prompt, interactive)
     try:
@@ -283,6 +286,7 @@ def make_sampler(runtime: Runtime, model, sampling: dict, gp: GenerationParams):
         detokenize=lambda token: token_piece(tokenizer, token, special=False),
         tokenize=lambda text: tokenizer.encode(text, add_special=False, parse_special=True),
         n_ctx_train=model.config.n_ctx_train,
+        **({"pieces": tokenizer.grammar_pieces()} if sampling.get("grammar") else {}),
     )
 
 

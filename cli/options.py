@@ -181,6 +181,16 @@ _SAMPLING_OPTIONS = [
                                   help="sampler order as letters (e.g. 'kpt')")),
     ("logit_bias", click.option(*spellings("-l", "--logit-bias"), "logit_bias", multiple=True,
                                 help="TOKEN_ID(+/-)BIAS added to a logit (repeatable), e.g. 15043+1")),
+    ("grammar", click.option(*spellings("--grammar"), "grammar",
+                             help="GBNF grammar the output must match (llama.cpp's grammars/README.md)")),
+    ("grammar_file", click.option(*spellings("--grammar-file"), "grammar_file", type=click.Path(path_type=Path),
+                                  help="read the GBNF grammar from a file")),
+    ("json_schema", click.option(*spellings("-j", "--json-schema"), "json_schema",
+                                 help="JSON schema the output must match, e.g. '{}' for any JSON object")),
+    ("json_schema_file", click.option(*spellings("-jf", "--json-schema-file"), "json_schema_file",
+                                      type=click.Path(path_type=Path), help="read the JSON schema from a file")),
+    ("print_grammar", click.option("--print-grammar", "print_grammar", is_flag=True, default=None,
+                                   help="print the GBNF grammar --grammar/-j give (a schema's, converted) and exit")),
 ]
 
 
@@ -196,7 +206,40 @@ def _build_sampling(values: dict) -> dict:
     biases = given.pop("logit_bias")
     if biases:
         given["logit_bias"] = dict(_parse_bias(spec) for spec in biases)
+    grammar = grammar_from_options(given.pop("grammar", None), given.pop("grammar_file", None),
+                                    given.pop("json_schema", None), given.pop("json_schema_file", None))
+    if grammar:
+        given["grammar"] = grammar
     return given
+
+
+def _read_text(path: Path, flag: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}", param_hint=f"'{flag}'") from None
+
+
+def grammar_from_options(grammar, grammar_file, json_schema, json_schema_file) -> str:
+    """--grammar / --grammar-file / -j / -jf as the sampler's GBNF text, checked here so a bad one
+    is refused (one line, exit 1) before the model loads"""
+    given = {flag: value for flag, value in (("--grammar", grammar), ("--grammar-file", grammar_file),
+                                             ("-j", json_schema), ("-jf", json_schema_file)) if value is not None}
+    if not given:
+        return ""
+    if len(given) > 1:
+        raise click.UsageError(f"give one of {', '.join(given)}, not several")
+    (flag, value), = given.items()
+    from pygguf.errors import PyggufError
+    from pygguf.grammar.constraint import grammar_of
+    from pygguf.grammar.gbnf import parse
+    text = _read_text(value, flag) if flag in ("--grammar-file", "-jf") else value
+    try:
+        grammar = grammar_of(grammar=text) if flag.startswith("--grammar") else grammar_of(json_schema=text)
+        parse(grammar)
+    except PyggufError as e:
+        raise click.BadParameter(str(e), param_hint=f"'{flag}'") from None
+    return grammar
 
 
 def _parse_bias(spec: str) -> tuple[int, float]:

@@ -44,11 +44,13 @@ def api_finish_reason(reason: str | None) -> str | None:
 
 
 def completion_request(prompt_tokens: list[int], *, n_predict: int, temperature: float, top_k: int, top_p: float,
-                       min_p: float, repeat_penalty: float, stop, seed: int, logprobs: int | None) -> Request:
+                       min_p: float, repeat_penalty: float, stop, seed: int, logprobs: int | None,
+                       grammar: str = "") -> Request:
     """The Request of a completion call or a batch record: the API's few sampling parameters over
-    SamplerParams' defaults for the rest."""
+    SamplerParams' defaults for the rest; grammar: GBNF text the output must match
+    (pygguf.grammar.constraint.grammar_of makes it from a schema or a response_format)."""
     sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
-                             repeat_penalty=float(repeat_penalty), seed=int(seed))
+                             repeat_penalty=float(repeat_penalty), seed=int(seed), grammar=grammar)
     return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling, stop=_stop_tuple(stop),
                    logprobs=None if logprobs is None else int(logprobs))
 
@@ -101,11 +103,15 @@ class Llama:
 
     # ---- requests --------------------------------------------------------------------------
 
-    def _request(self, prompt_tokens: list[int], *, max_tokens, seed, **params) -> Request:
-        """llama-cpp-python's meanings: max_tokens None or <= 0 is no limit, seed None the Llama's."""
+    def _request(self, prompt_tokens: list[int], *, max_tokens, seed, grammar=None, response_format=None,
+                 **params) -> Request:
+        """llama-cpp-python's meanings: max_tokens None or <= 0 is no limit, seed None the Llama's;
+        grammar (GBNF text or a LlamaGrammar-like object) or OpenAI's response_format constrain the
+        output."""
+        from pygguf.grammar.constraint import grammar_of
         n_predict = -1 if max_tokens is None or max_tokens <= 0 else int(max_tokens)
         return completion_request(prompt_tokens, n_predict=n_predict, seed=self.seed if seed is None else seed,
-                                  **params)
+                                  grammar=grammar_of(grammar=grammar, response_format=response_format), **params)
 
     def _prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
@@ -136,10 +142,10 @@ class Llama:
     def create_completion(self, prompt: str | Sequence[int], max_tokens: int | None = 16, temperature: float = default("temp"),
                           top_k: int = default("top_k"), top_p: float = default("top_p"), min_p: float = default("min_p"), repeat_penalty: float = default("repeat_penalty"),
                           stop: str | Sequence[str] | None = None, seed: int | None = None, stream: bool = False,
-                          logprobs: int | None = None):
+                          logprobs: int | None = None, grammar=None, response_format: Mapping | None = None):
         request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
-                                seed=seed, logprobs=logprobs)
+                                seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
         seq = self._new_sequence(request)               # a too-long prompt raises here, before streaming
         if stream:
             return self._stream_completion(seq, self._completion_head())
@@ -177,14 +183,15 @@ class Llama:
     def batch(self, prompts: Iterable[str | Sequence[int]], *, parallel: int | None = None, max_tokens: int | None = 16,
               temperature: float = default("temp"), top_k: int = default("top_k"), top_p: float = default("top_p"), min_p: float = default("min_p"),
               repeat_penalty: float = default("repeat_penalty"), stop: str | Sequence[str] | None = None, seed: int | None = None,
-              logprobs: int | None = None) -> list[dict]:
+              logprobs: int | None = None, grammar=None, response_format: Mapping | None = None) -> list[dict]:
         """One completion dict per prompt, in order, decoded `parallel` at a time (default: n_seq_max)
         through one forward pass per token; a prompt prefix shared with another is computed once.
         Each result is the one create_completion gives with the same seed. A prompt too long for
         the context raises before anything is decoded."""
         requests = [self._request(self._prompt_tokens(p), max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
-                                  logprobs=logprobs) for p in prompts]
+                                  logprobs=logprobs, grammar=grammar, response_format=response_format)
+                    for p in prompts]
         sequences = [self._new_sequence(r) for r in requests]
         for _ in self.engine.run(sequences, self.parallel(parallel)):
             pass
@@ -220,10 +227,11 @@ class Llama:
                                temperature: float = CHAT_TEMPERATURE, top_k: int = default("top_k"), top_p: float = default("top_p"),
                                min_p: float = default("min_p"), repeat_penalty: float = default("repeat_penalty"),
                                stop: str | Sequence[str] | None = None, seed: int | None = None,
-                               stream: bool = False, logprobs: int | None = None):
+                               stream: bool = False, logprobs: int | None = None, grammar=None,
+                               response_format: Mapping | None = None):
         request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
-                                seed=seed, logprobs=logprobs)
+                                seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
         seq = self._new_sequence(request)
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
         if stream:

@@ -131,6 +131,11 @@ class FakeSampler:
     def accept(self, token: int) -> None:
         self.accepted.append(token)
 
+    grammar_done = False                # no grammar stage (pygguf.sampling.Sampler has one)
+
+    def restart_grammar(self) -> None:
+        pass
+
     def accept_all(self, tokens) -> None:
         for token in tokens:
             self.accept(token)

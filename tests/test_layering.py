@@ -7,6 +7,7 @@
     pygguf.generation           the one engine: sequences, the token loop, timings
     pygguf.model                config, Model.decode(batch), kernel wrappers
     pygguf.{tokenizer, chat, gguf, sampling}   independent of each other
+    pygguf.grammar              GBNF, JSON schemas, the grammar matcher (the sampler's grammar stage)
     pygguf.errors               PyggufError and the C status messages
     pygguf._native              the C extension (csrc/)
 `pygguf` itself (its __init__) only re-exports Llama, lazily.
@@ -25,6 +26,7 @@ LAYERS = [
     {"pygguf.generation"},
     {"pygguf.model"},
     {"pygguf.tokenizer", "pygguf.chat", "pygguf.gguf", "pygguf.sampling"},
+    {"pygguf.grammar"},
     {"pygguf.errors"},
     {"pygguf._native"},
 ]

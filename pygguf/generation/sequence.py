@@ -28,6 +28,7 @@ import numpy as np
 from pygguf.generation.stops import RECENT_TOKENS, ReversePrompts, StopStrings, stop_holdback
 from pygguf.generation.timings import Timings
 from pygguf.sampling import Sampler, SamplerParams
+from pygguf.sampling.sampler import GrammarDeadEnd
 
 
 class FinishReason(str, Enum):
@@ -91,7 +92,8 @@ class Sequence:
                  timings: Timings | None = None):
         self.request = request
         self.tokenizer = tokenizer
-        self.sampler = sampler or Sampler(request.sampling, n_vocab or tokenizer.n_vocab, eog_ids=tokenizer.eog_ids)
+        self.sampler = sampler or Sampler(request.sampling, n_vocab or tokenizer.n_vocab, eog_ids=tokenizer.eog_ids,
+                                          pieces=tokenizer.grammar_pieces() if request.sampling.grammar else None)
         self.timings = timings or Timings.start()
         self._eog_ids = np.array(sorted(tokenizer.eog_ids), dtype=np.int64)
         self.n_keep = keep_count(request.n_keep, request.prompt_tokens, tokenizer)
@@ -143,7 +145,10 @@ class Sequence:
         if self._budget_spent():
             return self.finish(FinishReason.LENGTH)
         lp = log_softmax(logits) if self.request.logprobs is not None else None
-        token = self.sample(logits)
+        try:
+            token = self.sample(logits)
+        except GrammarDeadEnd as e:             # the grammar cannot go on: what was made stands
+            return self.finish(FinishReason.STOP, str(e))
         reason = self._after_turn_token(token) if self.request.interactive else self._after_token(token, lp)
         return self.finish(reason) if reason is not None else token
 
@@ -177,6 +182,8 @@ class Sequence:
                 at = self.text.find(self.stop_string)
                 self.text = self.text[:at if at >= 0 else before]
             return FinishReason.STOP
+        if self.sampler.grammar_done:           # llama.cpp would sample the only token left, an EOG
+            return FinishReason.EOS
         return FinishReason.LENGTH if self._budget_spent() else None
 
     def _after_turn_token(self, token: int) -> FinishReason | None:
@@ -184,7 +191,7 @@ class Sequence:
         input); end of generation, a reverse prompt, the budget or Ctrl+C hands control back."""
         self._set_pending_token(token)
         self.text += self.decoder.push(token)
-        if self._is_end_of_generation(token):
+        if self._is_end_of_generation(token) or self.sampler.grammar_done:
             return FinishReason.EOS
         if self.reverse.match(self.context_tail(), token):
             return FinishReason.STOP
@@ -239,6 +246,7 @@ class Sequence:
         self.turn_tokens = 0
         self.text, self.emitted = "", 0
         self.decoder = self.tokenizer.stream_decoder(special=self.request.special)
+        self.sampler.restart_grammar()
         self._check_input = check_input
         self._stop_requested = False
 

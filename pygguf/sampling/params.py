@@ -59,6 +59,7 @@ class SamplerParams:
     samplers: str = DEFAULT_SAMPLERS   # ';'-separated names, or --sampling-seq letters
     seed: int = -1
     min_keep: int = 0
+    grammar: str = ""                  # GBNF text the output must match ("": none); -j converts a schema to it
 
 
 def parse_logit_bias(spec: str) -> tuple[int, float]:

@@ -5,7 +5,11 @@
     for t in prompt_ids: s.accept(t)          # penalties and DRY see the prompt too
     tok = s.sample(logits); s.accept(tok)
 
-The defaults (llama.cpp's common.h) and the default chain order live in `params`. The samplers
+The defaults (llama.cpp's common.h) and the default chain order live in `params`. A grammar
+(`params.grammar`, GBNF text) is a stage beside the chain, where llama.cpp's common sampler puts
+it: the chain samples first, the grammar checks that one token, and only when it refuses it are
+all the tokens the grammar refuses masked and the chain run again (same RNG, so a seed replays
+llama.cpp's draws); accepted tokens advance the grammar, prompt tokens do not. The samplers
 themselves are pure functions (`filters`, `dry`); the Sampler owns the parameters,
 the accepted-token history, mirostat's mu and the RNGs (std::mt19937, so a fixed seed replays
 llama.cpp's draws on the same logits). Chains made only of logit bias, penalties, top-k, top-p,
@@ -37,17 +41,22 @@ _DISPLAY = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top-n-sigma"
             "temperature": "temp-ext"}
 
 
+class GrammarDeadEnd(SamplerError):
+    """The grammar allows no token at this point (nor an end of generation): the sequence ends."""
+
+
 class Sampler:
     """llama.cpp's common sampler: logit-bias -> the configured chain -> dist (or mirostat)."""
 
     def __init__(self, params: SamplerParams, n_vocab: int, eog_ids: Iterable[int] = (),
                  detokenize: Callable[[int], str] | None = None, *,
                  tokenize: Callable[[str], Sequence[int]] | None = None,
-                 n_ctx_train: int | None = None):
+                 n_ctx_train: int | None = None, pieces: Sequence[bytes] | None = None):
         """eog_ids: end-of-generation tokens (banned by ignore_eos). detokenize(id) -> str and,
         optionally, tokenize(str) -> ids let DRY find its sequence breakers in the vocabulary.
         n_ctx_train: the model's training context, DRY's window when dry_penalty_last_n = -1
-        (llama.cpp's meaning); unbounded when not given."""
+        (llama.cpp's meaning); unbounded when not given. pieces: every token's bytes as the
+        grammar reads them (Tokenizer.grammar_pieces()), needed when params.grammar is set."""
         self.params = params
         self.n_vocab = int(n_vocab)
         self._check_params()
@@ -67,6 +76,7 @@ class Sampler:
         self._rng_mirostat = Mt19937(0)
         self._window_limit = max(params.repeat_last_n, 1)
         self._fast = self._build_fast_chain()
+        self._matcher = self._build_grammar(pieces, eog_ids)
         self.reset()
 
     # --- construction -------------------------------------------------------------------
@@ -106,6 +116,16 @@ class Sampler:
             return None
         return FastChain(self.n_vocab, steps, greedy=greedy, bias=self._bias)
 
+    def _build_grammar(self, pieces, eog_ids):
+        """The grammar's matcher over this vocabulary (shared by samplers of the same grammar and
+        vocabulary: it caches what it learns), or None"""
+        if not self.params.grammar:
+            return None
+        if pieces is None or len(pieces) != self.n_vocab:
+            raise SamplerError("a grammar needs every token's bytes (pieces) to match them against it")
+        from pygguf.grammar.compiled import matcher_for   # only with a grammar: keeps plain sampling light
+        return matcher_for(self.params.grammar, pieces, eog_ids)
+
     def _dry_enabled(self) -> bool:
         p = self.params
         return p.dry_multiplier != 0.0 and p.dry_base >= 1.0 and p.dry_penalty_last_n != 0
@@ -131,12 +151,26 @@ class Sampler:
         dry_window = self._context_size if p.dry_penalty_last_n == -1 else p.dry_penalty_last_n
         self._dry_history: deque[int] = deque(maxlen=max(min(dry_window, self._context_size), 1))
         self._mu = 2.0 * p.mirostat_ent
+        self.grammar = self._matcher.start() if self._matcher is not None else None   # its state
 
-    def accept(self, token: int) -> None:
-        """Record an accepted token (prompt tokens too) for the penalties and DRY."""
+    def restart_grammar(self) -> None:
+        """The grammar from its start (a new interactive turn, as llama.cpp's main does)"""
+        if self._matcher is not None:
+            self.grammar = self._matcher.start()
+
+    @property
+    def grammar_done(self) -> bool:
+        """The grammar is complete and allows nothing more but an end of generation."""
+        return self.grammar is not None and self.grammar.finished
+
+    def accept(self, token: int, *, grammar: bool = True) -> None:
+        """Record an accepted token for the penalties and DRY, and (grammar: a sampled token, not
+        the prompt's) advance the grammar over it."""
         token = int(token)
         if not 0 <= token < self.n_vocab:
             raise SamplerError(f"accepted token {token} is outside the vocabulary (0..{self.n_vocab - 1})")
+        if grammar and self.grammar is not None:
+            self.grammar.accept(token)
         if self.params.repeat_last_n > 0:
             if self._window_len == self._window.shape[0] < self._window_limit:
                 self._grow_window()
@@ -157,17 +191,32 @@ class Sampler:
         self._window_next = self._window_len
 
     def accept_all(self, tokens: Iterable[int]) -> None:
+        """Prompt or input tokens: the penalties see them, the grammar does not"""
         for token in tokens:
-            self.accept(token)
+            self.accept(token, grammar=False)
 
     # --- sampling ---------------------------------------------------------------------------
     def sample(self, logits: np.ndarray) -> int:
-        """Run the chain on one row of logits and return the chosen token id (not accepted)."""
+        """Run the chain on one row of logits and return the chosen token id (not accepted);
+        with a grammar, a token it refuses is sampled again from the tokens it allows."""
         logits = np.asarray(logits)
         if logits.ndim != 1 or logits.shape[0] != self.n_vocab:
             raise SamplerError(f"expected logits of shape ({self.n_vocab},), got {logits.shape}")
         if logits.dtype != np.float32 or not logits.flags.c_contiguous:
             logits = np.ascontiguousarray(logits, dtype=np.float32)
+        token = self._sample_chain(logits)
+        if self.grammar is None or self.grammar.allows(token):
+            return token
+        masked = logits.copy()                  # the caller's logits are not ours to edit
+        self.grammar.mask(masked)
+        for token, bias in self._bias.items():
+            if bias == -math.inf:
+                masked[token] = -math.inf
+        if not np.isfinite(masked).any():
+            raise GrammarDeadEnd("the grammar allows no token here (nor an end of generation)")
+        return self._sample_chain(masked)
+
+    def _sample_chain(self, logits: np.ndarray) -> int:
         if self._fast is not None:
             token = self._fast.sample(logits, self._window_ptr, self._window_len, self._rng_dist)
             if token is not None:

@@ -31,6 +31,7 @@ class Tokenizer:
             self._spm = None
             self._bpe = BPETokenizer(vocab, use_native)
         self._pieces: dict[int, bytes] = {}   # token id -> bytes, special=True spelling
+        self._grammar_pieces: list[bytes] | None = None
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, object]) -> "Tokenizer":
@@ -147,6 +148,14 @@ class Tokenizer:
             except ValueError:
                 raise TokenizerError(f"byte token {token_id} has text {text!r}, not <0xNN>") from None
         return b""   # unused / undefined tokens print nothing
+
+    def grammar_pieces(self) -> list[bytes]:
+        """Every token's bytes as a grammar reads them (llama.cpp's cached token_to_piece, special
+        tokens spelled out), computed once: the same list object every call, so grammar matchers
+        built over it can be shared."""
+        if self._grammar_pieces is None:
+            self._grammar_pieces = [self.token_to_bytes(t, special=True) for t in range(self.vocab.n_vocab)]
+        return self._grammar_pieces
 
     def decode_bytes(self, ids, special: bool = False) -> bytes:
         """llama.cpp's detokenize (remove_special=False): SentencePiece drops the leading space of

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from pygguf.api import completion_request
+from pygguf.grammar.constraint import grammar_of
 from pygguf.chat import ChatTemplateError
-from pygguf.errors import GenerationError, PyggufError, SamplerError
+from pygguf.errors import PyggufError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import Request, Sequence
 from pygguf.sampling.params import BATCH_N_PREDICT, default
@@ -54,6 +55,7 @@ class BatchDefaults:
     seed: int = default("seed")     # -1: a random seed per record (written in its result, to replay it)
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
+    grammar: str = ""               # GBNF text for records without grammar / json_schema / response_format
 
 
 @dataclass
@@ -93,6 +95,9 @@ PARAMS: dict[str, tuple[Callable[[object], bool], str]] = {
     "seed": (lambda v: _is_int(v) and -1 <= v < 2**32, "an integer in [-1, 2^32)"),
     "stop": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
              "a string or a list of strings"),
+    "grammar": (lambda v: isinstance(v, str) and bool(v.strip()), "GBNF text"),
+    "json_schema": (lambda v: isinstance(v, (dict, bool, str)), "a JSON schema (an object, a boolean or its JSON text)"),
+    "response_format": (lambda v: isinstance(v, dict), "an object like OpenAI's {\"type\": \"json_object\"}"),
 }
 
 
@@ -331,7 +336,7 @@ class Scheduler:
             if job.sequence is None:
                 try:
                     job.sequence = self.engine.new_sequence(job.request)
-                except (GenerationError, SamplerError) as e:
+                except PyggufError as e:        # a bad grammar among them: this record's error only
                     self.queue.pop(0)
                     done.append(Finished(job.index, job.id, error_record(job.id, str(e)), ok=False))
                     continue
@@ -380,13 +385,17 @@ def build_request(llm, record: Record, defaults: BatchDefaults) -> Request:
             tokens = llm.tokenize(record.prompt, add_bos=True, special=True)
     except ChatTemplateError as e:
         raise RecordError(f"messages: {e}") from None
+    try:
+        grammar = grammar_of(p.get("grammar"), p.get("json_schema"), p.get("response_format")) or defaults.grammar
+    except PyggufError as e:
+        raise RecordError(str(e)) from None
     return completion_request(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)),
                               temperature=p.get("temperature", defaults.temperature),
                               top_k=p.get("top_k", defaults.top_k), top_p=p.get("top_p", defaults.top_p),
                               min_p=p.get("min_p", defaults.min_p),
                               repeat_penalty=p.get("repeat_penalty", defaults.repeat_penalty),
                               stop=p.get("stop", defaults.stop), seed=p.get("seed", defaults.seed),
-                              logprobs=defaults.logprobs)
+                              logprobs=defaults.logprobs, grammar=grammar)
 
 
 def records_to_run(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: set[str],

@@ -45,6 +45,11 @@ class EchoSampler:
     def accept(self, token):
         pass
 
+    grammar_done = False                # no grammar stage (pygguf.sampling.Sampler has one)
+
+    def restart_grammar(self) -> None:
+        pass
+
     def accept_all(self, tokens):
         pass
 
