@@ -54,21 +54,8 @@ def _grammar_text(grammar: Any) -> str:
 
 
 def _response_format_grammar(response_format: Mapping) -> str:
-    """OpenAI's response_format, with llama-cpp-python's extension of a schema on json_object"""
+    """OpenAI's response_format as llama.cpp's server reads it (json_schema.response_format_grammar)"""
     if not isinstance(response_format, Mapping):
         raise ConstraintError(f"response_format must be an object, not {type(response_format).__name__}")
-    kind = response_format.get("type")
-    if kind == "text":
-        return ""
-    if kind == "json_object":
-        schema = response_format.get("schema")
-        if schema is not None:
-            return schema_grammar(schema)
-        from pygguf.grammar.json_schema import json_object_grammar
-        return json_object_grammar()
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, Mapping) or "schema" not in spec:
-            raise ConstraintError('response_format type "json_schema" needs "json_schema": {"schema": {...}}')
-        return schema_grammar(spec["schema"])
-    raise ConstraintError(f"response_format type {kind!r}: expected \"text\", \"json_object\" or \"json_schema\"")
+    from pygguf.grammar.json_schema import response_format_grammar
+    return response_format_grammar(dict(response_format)) or ""
