@@ -7,6 +7,7 @@ Answer, for greedy decoding under the grammar through llama.cpp's own grammar sa
 does when the first pick is refused):
   "tokens":   the tokens chosen (an end-of-generation token ends the list, included),
   "allowed":  per step, the sorted ids the grammar allowed,
+  "margins":  per step, the best allowed logit minus the second best (how firm the greedy pick is),
   "apply_us": per step, microseconds of one grammar apply over the whole vocabulary (the best of
               R repeats on copies of the step's state),
   "decode_us": per step, microseconds of the llama_decode of one token (its forward pass).
@@ -52,7 +53,7 @@ def main() -> None:
         print(json.dumps({"error": "llama.cpp refused the grammar"}))
         return
     llm.eval(job["prompt_ids"])
-    tokens, allowed, apply_us, decode_us = [], [], [], []
+    tokens, allowed, margins, apply_us, decode_us = [], [], [], [], []
     for _ in range(job["n_predict"]):
         logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
         best = float("inf")
@@ -63,6 +64,8 @@ def main() -> None:
         ok = np.flatnonzero(np.isfinite(masked))
         allowed.append(ok.tolist())
         token = int(ok[np.argmax(masked[ok])]) if ok.size else -1
+        top = np.sort(masked[ok])[-2:] if ok.size else np.zeros(2)
+        margins.append(float(top[-1] - top[0]) if ok.size > 1 else float("inf"))
         tokens.append(token)
         if token < 0 or llama_cpp.llama_vocab_is_eog(vocab, token):
             break
@@ -70,7 +73,8 @@ def main() -> None:
         t0 = time.perf_counter()
         llm.eval([token])
         decode_us.append((time.perf_counter() - t0) * 1e6)
-    print(json.dumps({"tokens": tokens, "allowed": allowed, "apply_us": apply_us, "decode_us": decode_us}))
+    print(json.dumps({"tokens": tokens, "allowed": allowed, "margins": margins, "apply_us": apply_us,
+                      "decode_us": decode_us}))
 
 
 if __name__ == "__main__":

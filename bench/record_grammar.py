@@ -95,6 +95,7 @@ def record(python: str) -> None:
         answer = llama_side(python, {"model": str(path), "grammar": case["grammar"], "prompt_ids": prompt_ids,
                                      "n_predict": N_PREDICT, "repeats": 1})
         data["cases"].append({**case, "prompt_ids": prompt_ids, "tokens": answer["tokens"],
+                              "margins": [round(m, 4) if m != float("inf") else 1e9 for m in answer["margins"]],
                               "steps": [compact(a, n_vocab) for a in answer["allowed"]]})
         print(f"{case['name']}: {len(answer['tokens'])} tokens, allowed {[len(a) for a in answer['allowed']]}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
