@@ -133,6 +133,22 @@ def pygguf_costs(model: Model, case: dict, tokens: list[int], repeats: int = 5) 
     return mask_us, check_us
 
 
+def own_path(model: Model, grammar: str, prompt_ids: list[int]) -> list[int]:
+    """pygguf's greedy tokens under the grammar"""
+    from pygguf.model.batch import Batch
+    from pygguf.sampling import Sampler, SamplerParams
+    tok = model.tokenizer
+    sampler = Sampler(SamplerParams(temp=0.0, grammar=grammar), model.config.n_vocab, eog_ids=tok.eog_ids,
+                      pieces=tok.grammar_pieces())
+    logits, tokens = model.decode(Batch.of(prompt_ids, 0, 0, "last"))[0].copy(), []
+    for i in range(N_PREDICT):
+        tokens.append(sampler.sample(logits))
+        if tok.is_eog(tokens[-1]) or sampler.accept(tokens[-1]) or sampler.grammar_done:
+            break
+        logits = model.decode(Batch.of([tokens[-1]], len(prompt_ids) + i, 0, "last"))[0].copy()
+    return tokens
+
+
 def decode_us(model: Model, prompt_ids: list[int], tokens: list[int]) -> float:
     """pygguf's median decode step (one token's forward pass) along the same path"""
     from pygguf.model.batch import Batch
@@ -153,8 +169,12 @@ def bench(python: str) -> None:
           f"{'decode llama':>13} {'mask/decode':>12} {'llama.cpp/mask':>15}")
     for case in cases():
         prompt_ids = model.tokenizer.encode(case["prompt"], add_special=True, parse_special=True)
-        answer = llama_side(python, {"model": str(path), "grammar": case["grammar"], "prompt_ids": prompt_ids,
-                                     "n_predict": N_PREDICT, "repeats": 3})
+        if Path(python).exists():
+            answer = llama_side(python, {"model": str(path), "grammar": case["grammar"], "prompt_ids": prompt_ids,
+                                         "n_predict": N_PREDICT, "repeats": 3})
+        else:                                   # no llama.cpp here: our own greedy path, our side only
+            answer = {"tokens": own_path(model, case["grammar"], prompt_ids), "apply_us": [float("nan")],
+                      "decode_us": []}
         mask_us, check_us = pygguf_costs(model, case, answer["tokens"])
         theirs, ours, check = (float(np.median(x)) for x in (answer["apply_us"], mask_us, check_us))
         their_decode = float(np.median(answer["decode_us"])) if answer["decode_us"] else float("nan")

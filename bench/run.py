@@ -8,6 +8,9 @@
 6. moe_bytes: the bytes a mixture-of-experts decode step reads (a synthetic Mixtral-style file,
    1.4 GB, built once in the cache) against what it should read, and its tokens/s beside a dense
    file of the same bytes per token
+7. record_grammar --bench: the grammar stage's cost per token on SmolLM2 (json.gbnf, a nested JSON
+   schema, a long enum, ...) against a decode step, beside llama.cpp's grammar sampler when the
+   `make compare` venv exists
 Each part is its own script in bench/; run one alone for more options.
 """
 from __future__ import annotations
@@ -18,19 +21,21 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ["kernels.py", "tokenizer.py", "sampling.py", "model.py", "batch.py", "moe_bytes.py"]
+COMPARE_PYTHON = HERE.parent / ".venv-compare" / "bin" / "python"
+PARTS = [["kernels.py"], ["tokenizer.py"], ["sampling.py"], ["model.py"], ["batch.py"], ["moe_bytes.py"],
+         ["record_grammar.py", "--bench", "--llama-python", str(COMPARE_PYTHON)]]
 
 
 def main() -> int:
     print(f"loadavg {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (benchmarks want an idle machine)", flush=True)
     failed = []
-    for part in PARTS:
+    for part, *args in PARTS:
         script = HERE / part
         if not script.exists():
             print(f"\n== {part}: not present, skipped", flush=True)
             continue
         print(f"\n== {part}", flush=True)
-        if subprocess.run([sys.executable, str(script)]).returncode != 0:
+        if subprocess.run([sys.executable, str(script), *args]).returncode != 0:
             failed.append(part)
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
