@@ -1,0 +1,25 @@
+"""Grammars: GBNF parsed exactly as llama.cpp parses it (gbnf.py). `parse(text)` gives a
+`ParsedGrammar` (llama.cpp's rules and symbol ids); `to_text` prints it as llama.cpp's print_grammar
+does. Bad grammars raise `GrammarError`."""
+from pygguf.errors import GrammarError
+from pygguf.grammar.gbnf import (
+                                 ALT,
+                                 CHAR,
+                                 CHAR_ALT,
+                                 CHAR_ANY,
+                                 CHAR_NOT,
+                                 CHAR_RNG_UPPER,
+                                 ELEMENT_NAMES,
+                                 END,
+                                 MAX_REPETITION_THRESHOLD,
+                                 RULE_REF,
+                                 TOKEN,
+                                 TOKEN_NOT,
+                                 ParsedGrammar,
+                                 parse,
+                                 to_text,
+)
+
+__all__ = ["ALT", "CHAR", "CHAR_ALT", "CHAR_ANY", "CHAR_NOT", "CHAR_RNG_UPPER", "ELEMENT_NAMES", "END",
+           "MAX_REPETITION_THRESHOLD", "RULE_REF", "TOKEN", "TOKEN_NOT", "GrammarError", "ParsedGrammar", "parse",
+           "to_text"]
