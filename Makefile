@@ -7,9 +7,10 @@ CACHE  := $(shell $(PYTHON) -c "import os;print(os.environ.get('PYGGUF_CACHE') o
 MODEL  := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA3 := $(CACHE)/models/gemma-3-270m-q4_k_m.gguf
 VOCAB  := $(CACHE)/vocab/.done
+GRAMMARS := $(CACHE)/grammars/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model gemma3 vocab neon-test bench compare record-families run clean
+.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-grammars run clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -63,14 +64,23 @@ $(GEMMA3):
 	mv $(GEMMA3_TMP)/$(notdir $@) $@
 	rm -rf $(GEMMA3_TMP)
 
-# llama.cpp's tokenizer test vectors, from the llama-cpp-python sdist.
-vocab: $(VOCAB)
+# llama.cpp's tokenizer test vectors and its example GBNF grammars, from the llama-cpp-python sdist.
+vocab: $(VOCAB) $(GRAMMARS)
 $(VOCAB):
 	mkdir -p $(CACHE)/vocab $(CACHE)/tmp-vocab
 	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(CACHE)/tmp-vocab
 	tar -xzf $(CACHE)/tmp-vocab/llama_cpp_python-0.3.36.tar.gz -C $(CACHE)/tmp-vocab --wildcards '*/vendor/llama.cpp/models/ggml-vocab-*'
 	mv $(CACHE)/tmp-vocab/llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-* $(CACHE)/vocab/
 	rm -rf $(CACHE)/tmp-vocab
+	touch $@
+
+# grammars/*.gbnf (MIT, never committed): tests/grammar parses every one as llama.cpp does.
+$(GRAMMARS):
+	mkdir -p $(CACHE)/grammars $(CACHE)/tmp-grammars
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(CACHE)/tmp-grammars
+	tar -xzf $(CACHE)/tmp-grammars/llama_cpp_python-0.3.36.tar.gz -C $(CACHE)/tmp-grammars --wildcards '*/vendor/llama.cpp/grammars/*.gbnf'
+	mv $(CACHE)/tmp-grammars/llama_cpp_python-0.3.36/vendor/llama.cpp/grammars/*.gbnf $(CACHE)/grammars/
+	rm -rf $(CACHE)/tmp-grammars
 	touch $@
 
 # The NEON kernels, cross-compiled and run under qemu-user against the scalar reference.
@@ -108,3 +118,17 @@ compare: build model gemma3 vocab $(COMPARE_VENV)/.installed
 # llama.cpp's logits on the tiny family models: tests/data/families (its README.md says more).
 record-families: build $(COMPARE_VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/record_families.py --llama-python $(COMPARE_VENV)/bin/python
+
+# llama.cpp's GBNF parser test cases and its parse of grammars: tests/data/grammar (its README.md
+# says more). Needs g++ (bench/llama_cpp_grammar_oracle.cpp is built against the compare venv's
+# libllama.so). FUZZ=N also runs N random grammars through both parsers.
+LLAMA_SRC := $(CACHE)/tmp-llama-src
+record-grammars: install $(COMPARE_VENV)/.installed
+	rm -rf $(LLAMA_SRC) && mkdir -p $(LLAMA_SRC)
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(LLAMA_SRC)
+	tar -xzf $(LLAMA_SRC)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_SRC) --wildcards '*/vendor/llama.cpp/src/*' \
+		'*/vendor/llama.cpp/include/*' '*/vendor/llama.cpp/ggml/include/*' '*/vendor/llama.cpp/grammars/*' \
+		'*/vendor/llama.cpp/tests/test-grammar-*.cpp'
+	$(PY) bench/record_grammars.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
+		--llama-lib $$(ls -d $(COMPARE_VENV)/lib/python*/site-packages/llama_cpp/lib) --fuzz $(or $(FUZZ),0)
+	rm -rf $(LLAMA_SRC)

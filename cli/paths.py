@@ -31,6 +31,11 @@ def vocab_dir() -> Path:
     return cache_dir() / "vocab"
 
 
+def grammars_dir() -> Path:
+    """llama.cpp's example GBNF grammars (grammars/*.gbnf of the llama-cpp-python sdist, `make vocab`)."""
+    return cache_dir() / "grammars"
+
+
 def shared_dir() -> Path | None:
     """../shared beside the checkout (reference data measured with llama.cpp), if present."""
     here = Path(__file__).resolve().parent.parent

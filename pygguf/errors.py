@@ -51,6 +51,16 @@ class SamplerError(PyggufError, ValueError):
     """Bad sampler parameters or input (the message says which and why)."""
 
 
+class GrammarError(PyggufError, ValueError):
+    """A GBNF grammar llama.cpp would refuse (or one past pygguf's size limits): llama.cpp's reason,
+    then where, on one line. `reason` is llama.cpp's text; `line`, `column` (1-based, characters)
+    and `offset` (into the UTF-8 bytes) say where, or are None when the error has no one place."""
+    reason: str | None = None
+    line: int | None = None
+    column: int | None = None
+    offset: int | None = None
+
+
 class ChatTemplateError(PyggufError):
     """A chat template that cannot be compiled or rendered, or that tried to escape the sandbox."""
 
