@@ -51,6 +51,11 @@ class SamplerError(PyggufError, ValueError):
     """Bad sampler parameters or input (the message says which and why)."""
 
 
+class GrammarError(PyggufError, ValueError):
+    """A grammar that cannot be used (malformed, left-recursive, too ambiguous), or input it
+    rejects; the message says which."""
+
+
 class ChatTemplateError(PyggufError):
     """A chat template that cannot be compiled or rendered, or that tried to escape the sandbox."""
 
@@ -84,6 +89,12 @@ _C_STATUS_MESSAGES = {
     "PG_EBADISA": "instruction set not supported by this CPU",
     "PG_ENOMEM": "out of memory",
     "PG_EBADARG": "bad argument",
+    "PG_EGRAMMAR_RULES": "malformed grammar rules",
+    "PG_EGRAMMAR_RECURSION": "a grammar rule reaches itself without consuming input (left recursion)",
+    "PG_EGRAMMAR_EMPTY": "the grammar's root matches no input",
+    "PG_EGRAMMAR_STACKS": "too many grammar stacks (an ambiguous grammar)",
+    "PG_EGRAMMAR_LIMIT": "the grammar's caches passed their memory limit",
+    "PG_EGRAMMAR_REJECTED": "rejected by the grammar",
 }
 
 

@@ -6,7 +6,7 @@
     pygguf.api                  Llama
     pygguf.generation           the one engine: sequences, the token loop, timings
     pygguf.model                config, Model.decode(batch), kernel wrappers
-    pygguf.{tokenizer, chat, gguf, sampling}   independent of each other
+    pygguf.{tokenizer, chat, gguf, sampling, grammar}   independent of each other
     pygguf.errors               PyggufError and the C status messages
     pygguf._native              the C extension (csrc/)
 `pygguf` itself (its __init__) only re-exports Llama, lazily.
@@ -24,7 +24,7 @@ LAYERS = [
     {"pygguf.api"},
     {"pygguf.generation"},
     {"pygguf.model"},
-    {"pygguf.tokenizer", "pygguf.chat", "pygguf.gguf", "pygguf.sampling"},
+    {"pygguf.tokenizer", "pygguf.chat", "pygguf.gguf", "pygguf.sampling", "pygguf.grammar"},
     {"pygguf.errors"},
     {"pygguf._native"},
 ]
