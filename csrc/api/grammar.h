@@ -80,7 +80,8 @@ int pg_grammar_new(const uint32_t *types, const uint32_t *values, int64_t n_elem
                    const pg_token_trie *trie, const pg_grammar_limits *limits,
                    pg_grammar **out, int64_t *where);
 void pg_grammar_free(pg_grammar *g);
-void pg_grammar_flush(pg_grammar *g);   /* drop every cache now (states stay valid) */
+void pg_grammar_flush(pg_grammar *g);          /* drop every cache now (states stay valid) */
+void pg_grammar_flush_masks(pg_grammar *g);    /* drop only the cached allowed sets */
 
 typedef struct {
     int64_t bytes;           /* memory held now: rules, caches, scratch (not the trie) */

@@ -15,6 +15,8 @@ enum {
     GT_TOKEN_NOT = PG_GRAMMAR_TOKEN_NOT, GT_N_TYPES = 10
 };
 
+#define DECODE_INVALID 0xFF
+
 /* token kinds in the trie */
 enum { TOK_REFUSED = 0, TOK_TRIE = 1, TOK_EOG = 2 };
 
@@ -27,6 +29,9 @@ struct pg_token_trie {
     int64_t n_vocab, n_nodes, n_tokens;
     uint32_t max_depth;
     uint8_t *byte;          /* [n_nodes] the byte on the edge into the node (root: 0) */
+    uint32_t *dval;         /* [n_nodes] decode_utf8 of the node's prefix from no partial state: */
+    uint8_t *drem;          /*   drem 0: dval is the code point the node's byte completes; 1..3: the
+                                 bytes still to come and dval the value so far; DECODE_INVALID */
     uint32_t *depth;        /* [n_nodes] */
     uint32_t *size;         /* [n_nodes] */
     uint32_t *tok_begin;    /* [n_nodes + 1] */
@@ -96,7 +101,7 @@ struct pg_grammar {
     uint32_t *cps; uint64_t cap_cps;
     /* trie walk */
     uint32_t *w_set, *w_val; int32_t *w_rem; uint8_t *w_cont;
-    uint8_t *w_allowed;     /* [trie n_tokens] in trie order */
+    uint64_t *w_bits;       /* the walk's output: allowed tokens, one bit per token id */
     uint8_t w_valid_bit;    /* the walk's bit of trie->valid_from: 1 << the partial sequence's remaining bytes */
 
     mask_entry *cache; int64_t n_cache; uint64_t tick;

@@ -189,17 +189,25 @@ static int eval_token(pg_grammar *g, uint32_t set, uint32_t pval, int32_t nrem, 
 
 /* ---- every token: the trie walk ------------------------------------------------------------- */
 
-static void mark_range(uint8_t *allowed, uint32_t a, uint32_t b) {
-    if (b > a) memset(allowed + a, 1, b - a);
+static inline void set_bit(uint64_t *bits, int32_t token) {
+    bits[(uint32_t)token >> 6] |= 1ULL << (token & 63);
 }
 
-/* the same for tokens whose whole piece decodes (llama.cpp refuses a piece with an invalid byte
+/* the trie's tokens [a, b) (trie order) are allowed */
+static void mark_range(pg_grammar *g, uint32_t a, uint32_t b) {
+    const int32_t *tokens = g->trie->tokens;
+    for (uint32_t j = a; j < b; j++) set_bit(g->w_bits, tokens[j]);
+}
+
+/* the same for those whose whole piece decodes (llama.cpp refuses a piece with an invalid byte
  * anywhere, before any stack sees it): the walk reached node i, so the bytes up to it are valid,
  * and the rest is valid iff the piece is valid from where the state's partial sequence ends */
-static void mark_valid_range(const pg_grammar *g, uint32_t a, uint32_t b) {
+static void mark_valid_range(pg_grammar *g, uint32_t a, uint32_t b) {
+    const int32_t *tokens = g->trie->tokens;
     const uint8_t *valid = g->trie->valid_from;
     uint8_t bit = g->w_valid_bit;
-    for (uint32_t j = a; j < b; j++) g->w_allowed[j] |= (valid[j] & bit) != 0;
+    for (uint32_t j = a; j < b; j++)
+        if (valid[j] & bit) set_bit(g->w_bits, tokens[j]);
 }
 
 /* token elements on top of the set's stacks meet the tokens under node i: each of them has one
@@ -225,24 +233,80 @@ static void mark_token_tops(pg_grammar *g, uint32_t set, uint32_t i) {
     }
 }
 
-static int walk(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nrem0, mask_entry *e) {
+/* the tokens under node i, one by one (a decoded code point 0 ends llama.cpp's candidate) */
+static int judge_subtree(pg_grammar *g, uint32_t i, uint32_t set0, uint32_t pval0, int32_t nrem0) {
+    const pg_token_trie *t = g->trie;
+    for (uint32_t j = t->tok_begin[i]; j < t->tok_begin[i + t->size[i]]; j++) {
+        int r = eval_token(g, set0, pval0, nrem0, t->tokens[j]);
+        if (r < 0) return r;
+        if (r) set_bit(g->w_bits, t->tokens[j]);
+    }
+    return PG_OK;
+}
+
+/* the set after `set` reads cp: the per-set ASCII table first */
+static inline int64_t step(pg_grammar *g, uint32_t set, uint32_t cp) {
+    const uint32_t *tbl = cp < 128 ? g->set_ascii[set] : NULL;
+    return tbl && tbl[cp] != NO_TRANSITION ? (int64_t)tbl[cp] : grammar_step(g, set, cp);
+}
+
+/* The walk from a state with no partial UTF-8 sequence: each node's decode is the trie's
+ * (dval, drem), so a node costs its set's step where it completes a code point. */
+static int walk_clean(pg_grammar *g, uint32_t set0, int64_t *visited) {
+    const pg_token_trie *t = g->trie;
+    const uint32_t *depth = t->depth, *size = t->size, *tok_begin = t->tok_begin, *dval = t->dval;
+    const uint8_t *drem = t->drem;
+    uint32_t *w_set = g->w_set;
+    uint32_t n_nodes = (uint32_t)t->n_nodes, i = 1;
+    int64_t count = 0;
+    w_set[0] = set0;
+    while (i < n_nodes) {
+        uint32_t d = depth[i], set = w_set[d - 1];
+        uint8_t rem = drem[i];
+        count++;
+        if (rem == DECODE_INVALID) goto skip;
+        if (rem == 0) {
+            uint32_t cp = dval[i];
+            if (cp == 0) {
+                int rc = judge_subtree(g, i, set0, 0, 0);
+                if (rc) return rc;
+                goto skip;
+            }
+            if (g->set_flags[set] & SET_HAS_TOKEN) mark_token_tops(g, set, i);
+            int64_t next = step(g, set, cp);
+            if (next <= 0) {
+                if (next < 0) return (int)next;
+                goto skip;
+            }
+            set = (uint32_t)next;
+        }
+        w_set[d] = set;
+        if (tok_begin[i + 1] > tok_begin[i] && (rem == 0 || partial_ok(g, set, dval[i], rem)))
+            mark_range(g, tok_begin[i], tok_begin[i + 1]);
+        i++;
+        continue;
+    skip:
+        i += size[i];
+    }
+    *visited = count;
+    return PG_OK;
+}
+
+/* The walk from a partial sequence (pval0, nrem0 > 0): the first nrem0 bytes must continue it. */
+static int walk_partial(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nrem0, int64_t *visited) {
     static const int lookup[] = { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 3, 4 };
     const pg_token_trie *t = g->trie;
     const uint8_t *byte = t->byte;
     const uint32_t *depth = t->depth, *size = t->size, *tok_begin = t->tok_begin;
-    uint8_t *allowed = g->w_allowed;
     uint32_t *w_set = g->w_set, *w_val = g->w_val;
     int32_t *w_rem = g->w_rem;
     uint8_t *w_cont = g->w_cont;
-    int64_t visited = 0;
-    memset(allowed, 0, (size_t)t->n_tokens);
+    uint32_t n_nodes = (uint32_t)t->n_nodes, i = 1;
+    int64_t count = 0;
     w_set[0] = set0;
     w_val[0] = pval0;
-    w_rem[0] = nrem0 > 0 ? nrem0 : 0;
-    w_cont[0] = nrem0 > 0;
-    g->w_valid_bit = (uint8_t)(1u << (nrem0 > 0 ? nrem0 : 0));
-    uint32_t n_nodes = (uint32_t)t->n_nodes;
-    uint32_t i = 1;
+    w_rem[0] = nrem0;
+    w_cont[0] = 1;
     while (i < n_nodes) {
         uint32_t d = depth[i], p = d - 1;
         uint8_t b = byte[i];
@@ -250,7 +314,7 @@ static int walk(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nrem0, mas
         int32_t rem = w_rem[p];
         uint8_t cont = w_cont[p];
         int emit = 0;
-        visited++;
+        count++;
         if (cont) {                     /* continuing the state's partial sequence */
             if ((b >> 6) != 2) goto skip;
             val = (val << 6) + (b & 0x3F);
@@ -266,19 +330,17 @@ static int walk(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nrem0, mas
             emit = --rem == 0;
         }
         if (emit) {
-            if (val == 0) {             /* llama.cpp's candidate ends here: token by token */
-                for (uint32_t j = tok_begin[i]; j < tok_begin[i + size[i]]; j++) {
-                    int r = eval_token(g, set0, pval0, nrem0, t->tokens[j]);
-                    if (r < 0) return r;
-                    allowed[j] = allowed[j] | (uint8_t)r;
-                }
+            if (val == 0) {
+                int rc = judge_subtree(g, i, set0, pval0, nrem0);
+                if (rc) return rc;
                 goto skip;
             }
             if (g->set_flags[set] & SET_HAS_TOKEN) mark_token_tops(g, set, i);
-            const uint32_t *tbl = val < 128 ? g->set_ascii[set] : NULL;
-            int64_t next = tbl && tbl[val] != NO_TRANSITION ? (int64_t)tbl[val] : grammar_step(g, set, val);
-            if (next < 0) return (int)next;
-            if (next == 0) goto skip;
+            int64_t next = step(g, set, val);
+            if (next <= 0) {
+                if (next < 0) return (int)next;
+                goto skip;
+            }
             set = (uint32_t)next;
         }
         w_set[d] = set;
@@ -286,30 +348,31 @@ static int walk(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nrem0, mas
         w_rem[d] = rem;
         w_cont[d] = cont;
         if (tok_begin[i + 1] > tok_begin[i] && (rem == 0 || partial_ok(g, set, val, rem)))
-            mark_range(allowed, tok_begin[i], tok_begin[i + 1]);
+            mark_range(g, tok_begin[i], tok_begin[i + 1]);
         i++;
         continue;
     skip:
         i += size[i];
     }
+    *visited = count;
+    return PG_OK;
+}
+
+static int walk(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nrem0, mask_entry *e) {
+    const pg_token_trie *t = g->trie;
+    int64_t words = (t->n_vocab + 63) / 64, visited = 0;
+    g->w_bits = e->bits;
+    memset(e->bits, 0, (size_t)words * sizeof(uint64_t));
+    g->w_valid_bit = (uint8_t)(1u << (nrem0 > 0 ? nrem0 : 0));
+    int rc = nrem0 > 0 ? walk_partial(g, set0, pval0, nrem0, &visited) : walk_clean(g, set0, &visited);
+    if (rc) return rc;
     g->stats.walks++;
     g->stats.walk_nodes += visited;
-
-    uint64_t *bits = e->bits;
-    memset(bits, 0, ((size_t)t->n_vocab + 63) / 64 * sizeof(uint64_t));
     int64_t n_allowed = 0;
-    for (int64_t j = 0; j < t->n_tokens; j++) {
-        if (!allowed[j]) continue;
-        uint32_t tok = (uint32_t)t->tokens[j];
-        bits[tok >> 6] |= 1ULL << (tok & 63);
-        n_allowed++;
-    }
+    for (int64_t w = 0; w < words; w++) n_allowed += __builtin_popcountll(e->bits[w]);
     e->n_not_eog = n_allowed;
     if (g->set_flags[set0] & SET_HAS_EMPTY) {
-        for (int64_t k = 0; k < t->n_eog; k++) {
-            uint32_t tok = (uint32_t)t->eog_ids[k];
-            bits[tok >> 6] |= 1ULL << (tok & 63);
-        }
+        for (int64_t k = 0; k < t->n_eog; k++) set_bit(e->bits, t->eog_ids[k]);
         n_allowed += t->n_eog;
     }
     e->n_allowed = n_allowed;
@@ -500,9 +563,12 @@ int64_t pg_grammar_mask(pg_grammar_state *st, float *logits, int64_t n, int64_t 
         for (int64_t w = 0; w < words; w++) {
             uint64_t bits = e->bits[w];
             int64_t base = w * 64, end = base + 64 < n ? base + 64 : n;
-            if (bits == ~0ULL && end - base == 64) continue;
-            for (int64_t t = base; t < end; t++)
-                if (!((bits >> (t - base)) & 1)) logits[t] = -INFINITY;
+            if (bits == 0) {
+                for (int64_t t = base; t < end; t++) logits[t] = -INFINITY;
+            } else if (bits != ~0ULL || end - base != 64) {
+                for (int64_t t = base; t < end; t++)
+                    if (!((bits >> (t - base)) & 1)) logits[t] = -INFINITY;
+            }
         }
         if (n_not_eog) *n_not_eog = e->n_not_eog;
         rc = e->n_allowed;

@@ -237,7 +237,7 @@ void pg_grammar_free(pg_grammar *g) {
     grammar_caches_free(g);
     free(g->el); free(g->alt_off); free(g->alts); free(g->next_item); free(g->ascii);
     free(g->todo); free(g->out); free(g->tmp); free(g->cps);
-    free(g->w_set); free(g->w_val); free(g->w_rem); free(g->w_cont); free(g->w_allowed);
+    free(g->w_set); free(g->w_val); free(g->w_rem); free(g->w_cont);
     if (g->cache)
         for (int64_t i = 0; i < g->n_cache; i++) free(g->cache[i].bits);
     free(g->cache);
@@ -297,18 +297,17 @@ int pg_grammar_new(const uint32_t *types, const uint32_t *values, int64_t n_elem
     g->w_val = malloc(depth * sizeof(uint32_t));
     g->w_rem = malloc(depth * sizeof(int32_t));
     g->w_cont = malloc(depth);
-    g->w_allowed = malloc((size_t)t->n_tokens + 1);
     g->n_cache = g->lim.mask_cache;
     g->cache = calloc((size_t)g->n_cache, sizeof(mask_entry));
     rc = PG_ENOMEM;
-    if (!g->w_set || !g->w_val || !g->w_rem || !g->w_cont || !g->w_allowed || !g->cache) goto fail;
+    if (!g->w_set || !g->w_val || !g->w_rem || !g->w_cont || !g->cache) goto fail;
     size_t words = ((size_t)t->n_vocab + 63) / 64 + 1;
     for (int64_t i = 0; i < g->n_cache; i++) {
         g->cache[i].bits = malloc(words * sizeof(uint64_t));
         if (!g->cache[i].bits) goto fail;
     }
     g->fixed_bytes = (int64_t)sizeof *g + n_elements * (8 + 4 + 16) + (n_rules + 1) * 4
-                     + (int64_t)g->alt_off[n_rules] * 4 + (int64_t)depth * 13 + t->n_tokens + 1
+                     + (int64_t)g->alt_off[n_rules] * 4 + (int64_t)depth * 13
                      + g->n_cache * ((int64_t)sizeof(mask_entry) + (int64_t)words * 8);
     rc = grammar_caches_init(g);
     if (rc) goto fail;
@@ -326,6 +325,12 @@ fail:
 void pg_grammar_flush(pg_grammar *g) {
     pthread_mutex_lock(&g->lock);
     grammar_caches_flush(g);
+    pthread_mutex_unlock(&g->lock);
+}
+
+void pg_grammar_flush_masks(pg_grammar *g) {
+    pthread_mutex_lock(&g->lock);
+    for (int64_t i = 0; i < g->n_cache; i++) g->cache[i].valid = 0;
     pthread_mutex_unlock(&g->lock);
 }
 

@@ -48,7 +48,7 @@ static void sort_by_piece(const piece_view *v, int32_t *ids, int32_t *tmp, int64
 
 void pg_token_trie_free(pg_token_trie *t) {
     if (!t) return;
-    free(t->byte); free(t->depth); free(t->size); free(t->tok_begin); free(t->tokens); free(t->valid_from);
+    free(t->byte); free(t->dval); free(t->drem); free(t->depth); free(t->size); free(t->tok_begin); free(t->tokens); free(t->valid_from);
     free(t->dfs_index); free(t->kind); free(t->eog_ids); free(t->pieces); free(t->piece_off);
     free(t);
 }
@@ -130,6 +130,8 @@ int pg_token_trie_new(const uint8_t *data, const int64_t *offsets, int64_t n_voc
     t->n_tokens = n_tokens;
     t->max_depth = (uint32_t)max_len;
     t->byte = calloc((size_t)n_nodes, 1);
+    t->dval = calloc((size_t)n_nodes, sizeof(uint32_t));
+    t->drem = calloc((size_t)n_nodes, 1);
     t->depth = calloc((size_t)n_nodes, sizeof(uint32_t));
     t->size = malloc((size_t)n_nodes * sizeof(uint32_t));
     t->tok_begin = calloc((size_t)n_nodes + 1, sizeof(uint32_t));
@@ -138,7 +140,7 @@ int pg_token_trie_new(const uint8_t *data, const int64_t *offsets, int64_t n_voc
     uint32_t *parent = malloc((size_t)n_nodes * sizeof(uint32_t));
     uint32_t *path = malloc(((size_t)max_len + 1) * sizeof(uint32_t));
     uint32_t *node_of = malloc(((size_t)n_tokens + 1) * sizeof(uint32_t));
-    if (!t->byte || !t->depth || !t->size || !t->tok_begin || !t->tokens || !t->valid_from || !parent || !path
+    if (!t->byte || !t->dval || !t->drem || !t->depth || !t->size || !t->tok_begin || !t->tokens || !t->valid_from || !parent || !path
         || !node_of) {
         free(parent); free(path); free(node_of);
         goto nomem;
@@ -167,6 +169,21 @@ int pg_token_trie_new(const uint8_t *data, const int64_t *offsets, int64_t n_voc
         for (int64_t off = 0; off < 4; off++)
             t->valid_from[k] |= (uint8_t)(valid_from(b, len[ids[k]], off) << off);
     }
+    /* each node's decode from no partial state, from its parent's (preorder: parents first) */
+    static const int seq_len[] = { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 3, 4 };
+    for (int64_t i = 1; i < n_nodes; i++) {
+        uint8_t b = t->byte[i], prem = t->drem[parent[i]];
+        if (prem == DECODE_INVALID) {
+            t->drem[i] = DECODE_INVALID;
+        } else if (prem == 0) {          /* a lead byte */
+            int r = seq_len[b >> 4] - 1;
+            t->drem[i] = r < 0 ? DECODE_INVALID : (uint8_t)r;
+            t->dval[i] = r < 0 ? 0 : b & (uint32_t)((1 << (7 - r)) - 1);
+        } else {                         /* inside a sequence: not checked, as llama.cpp */
+            t->drem[i] = (uint8_t)(prem - 1);
+            t->dval[i] = (t->dval[parent[i]] << 6) + (b & 0x3F);
+        }
+    }
     for (int64_t i = 0; i < n_nodes; i++) t->size[i] = 1;
     for (int64_t i = n_nodes - 1; i > 0; i--) t->size[parent[i]] += t->size[i];
     /* tok_begin[i] = tokens ending at nodes before i (tokens are in node preorder) */
@@ -175,7 +192,7 @@ int pg_token_trie_new(const uint8_t *data, const int64_t *offsets, int64_t n_voc
     free(parent); free(path); free(node_of);
     free(len); free(ids); free(tmp);
 
-    t->bytes = (int64_t)sizeof *t + n_nodes * (1 + 4 + 4 + 4) + 4 + n_tokens * 5 + n_vocab * (4 + 1 + 8) + 8
+    t->bytes = (int64_t)sizeof *t + n_nodes * (1 + 4 + 1 + 4 + 4 + 4) + 4 + n_tokens * 5 + n_vocab * (4 + 1 + 8) + 8
                + n_eog * 4 + kept;
     *out = t;
     return PG_OK;

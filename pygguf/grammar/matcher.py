@@ -158,9 +158,10 @@ class TokenMatcher:
                 "transitions": s.transitions, "walks": s.walks, "walk_nodes": s.walk_nodes,
                 "mask_hits": s.mask_hits, "flushes": s.flushes}
 
-    def flush(self) -> None:
-        """Drop every cache (states stay valid): for tests and measurements."""
-        _lib.pg_grammar_flush(self._g)
+    def flush(self, masks_only: bool = False) -> None:
+        """Drop every cache, or only the allowed sets (states stay valid): for tests and
+        measurements."""
+        (_lib.pg_grammar_flush_masks if masks_only else _lib.pg_grammar_flush)(self._g)
 
 
 class MatchState:
