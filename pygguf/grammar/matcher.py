@@ -46,10 +46,10 @@ class GrammarVocab:
             raise GrammarError(f"EOG token ids must be in [0, {n})")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.fromiter((len(p) for p in pieces), dtype=np.int64, count=n), out=offsets[1:])
-        self._data = b"".join(pieces) + b"\0"
+        data = b"".join(pieces) + b"\0"      # the trie keeps its own copy
         out = _ffi.new("pg_token_trie **")
         eog_arr = _ffi.new("int32_t[]", eog or [0])
-        rc = _lib.pg_token_trie_new(self._data, _ffi.from_buffer("int64_t[]", offsets), n, eog_arr, len(eog), out)
+        rc = _lib.pg_token_trie_new(data, _ffi.from_buffer("int64_t[]", offsets), n, eog_arr, len(eog), out)
         if rc < 0:
             raise GrammarError(f"vocabulary for the grammar: {c_status_message(rc)}")
         self._trie = _ffi.gc(out[0], _lib.pg_token_trie_free)
@@ -178,7 +178,10 @@ class MatchState:
 
     def allows(self, token: int) -> bool:
         """Whether llama.cpp's grammar sampler would leave this token's logit alone."""
-        rc = _lib.pg_grammar_allows(self._st, token)
+        try:
+            rc = _lib.pg_grammar_allows(self._st, token)
+        except (OverflowError, TypeError):
+            rc = _lib.PG_EBADARG
         if rc < 0:
             self._bad_token(token, rc)
         return rc == 1
@@ -212,7 +215,10 @@ class MatchState:
         """Advance over a token (llama.cpp's llama_grammar_accept_impl): an EOG token leaves the
         state as it is where some stack is empty; GrammarError where llama.cpp would throw or
         abort (no stack left), and the state is then unchanged."""
-        rc = _lib.pg_grammar_accept(self._st, token)
+        try:
+            rc = _lib.pg_grammar_accept(self._st, token)
+        except (OverflowError, TypeError):
+            rc = _lib.PG_EBADARG
         if rc < 0:
             if rc == _REJECTED:
                 raise GrammarError(f"token {token} ({self.matcher.vocab.piece(token)!r}) is not accepted "

@@ -334,6 +334,43 @@ def test_token_out_of_range():
         st.allows(len(PIECES))
     with pytest.raises(GrammarError, match="out of range"):
         st.accept(-1)
+    with pytest.raises(GrammarError, match="out of range"):
+        st.allows(2**40)
+
+
+def test_states_of_one_matcher_in_threads():
+    # the C calls run without the GIL: the grammar's lock keeps its shared caches whole
+    import threading
+    g = json_grammar()
+    m = matcher(g, cache_bytes=1 << 14, mask_cache=2)       # small caches: flushes while others run
+    texts = [b'{"a": [1, 2, {"b": "c\xc3\xa9"}], "d": true}', b'{"x":-1.5e3}', b'{ "k" : null }']
+    expected = []
+    for text in texts:
+        st, seq = m.start(), []
+        for k in range(len(text)):
+            st.accept_text(text[k:k + 1])
+            seq.append(st.allowed().copy())
+        expected.append(seq)
+    errors = []
+
+    def run(i):
+        try:
+            for _ in range(20):
+                st = m.start()
+                text = texts[i % len(texts)]
+                for k in range(len(text)):
+                    assert st.accept_text(text[k:k + 1])
+                    assert np.array_equal(st.allowed(), expected[i % len(texts)][k])
+                    assert all(st.allows(t) == expected[i % len(texts)][k][t] for t in range(len(PIECES)))
+        except Exception as e:       # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
 
 
 def test_a_vocab_is_shared_between_matchers():
