@@ -8,19 +8,20 @@
  *   - otherwise the piece is decoded as a C string (decode_utf8, continuing the state's partial
  *     UTF-8 sequence); an invalid sequence (a stray continuation byte, or a partial sequence not
  *     continued by a continuation byte) leaves no code points and a -1 "partial": refused. The
- *     token is allowed iff some stack accepts it, and a stack accepts the code points c1..cn then
- *     a partial tail when: at its end (no code point left; a code point 0 also ends it), the
- *     stack is non-empty-or-empty with no partial tail, or its top is a character group that
- *     some completion of the tail could match (match_partial_char); before its end, an empty
- *     stack refuses, a token element on top accepts iff it matches the token id (whatever code
- *     points are left), a character group accepts iff it matches c1 and one of the stacks it
- *     advances to accepts c2..cn and the tail.
+ *     token is allowed iff some stack accepts it. A stack accepts the code points c1..cn and a
+ *     partial tail: at their end (no code point left; a code point 0 also ends them), whatever
+ *     it holds if there is no tail, else only if its top is a character group that some
+ *     completion of the tail could match (match_partial_char); before their end, an empty stack
+ *     refuses, a token element on top accepts iff it matches the token id (whatever code points
+ *     are left), a character group accepts iff it matches c1 and one of the stacks it advances
+ *     to accepts c2..cn and the tail.
  * The trie walk computes exactly that for every token at once: the set of stacks reached after a
  * prefix's code points is shared by every token under that prefix, a prefix no stack accepts
- * drops its whole subtree, and a token element meets a whole subtree at once (a token id range
- * of the trie). A decoded code point 0 (only from an overlong or continued-partial encoding) ends
- * llama.cpp's candidate early with the partial state of the piece's end: that subtree is judged
- * token by token. */
+ * drops its whole subtree, and a token element meets a whole subtree at once (a range of the
+ * trie's tokens, less those whose piece turns invalid further on). A decoded code point 0 (only
+ * from an overlong encoding) ends llama.cpp's candidate early with the partial state of the
+ * piece's end: that subtree is judged token by token. From a state with no partial sequence the
+ * walk reads each node's decode from the trie (walk_clean); otherwise it decodes as it goes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,8 +486,8 @@ int pg_grammar_state_copy(const pg_grammar_state *src, pg_grammar_state **out) {
         pg_grammar_state_free(st);
         return PG_ENOMEM;
     }
-    memcpy(st->lens, src->lens, (size_t)src->n_stacks * sizeof(uint32_t));
-    memcpy(st->pos, src->pos, (size_t)src->n_pos * sizeof(uint32_t));
+    if (src->n_stacks) memcpy(st->lens, src->lens, (size_t)src->n_stacks * sizeof(uint32_t));
+    if (src->n_pos) memcpy(st->pos, src->pos, (size_t)src->n_pos * sizeof(uint32_t));
     st->cap_stacks = src->n_stacks + 1;
     st->cap_pos = src->n_pos + 1;
     *out = st;
@@ -507,8 +508,8 @@ int64_t pg_grammar_state_stacks(const pg_grammar_state *st, uint32_t *positions,
                                 uint32_t *lengths, int64_t max_stacks) {
     if (st->n_stacks > max_stacks || st->n_pos > max_positions) return PG_EBADSIZE;
     if ((st->n_stacks && !lengths) || (st->n_pos && !positions)) return PG_EBADARG;
-    memcpy(lengths, st->lens, (size_t)st->n_stacks * sizeof(uint32_t));
-    memcpy(positions, st->pos, (size_t)st->n_pos * sizeof(uint32_t));
+    if (st->n_stacks) memcpy(lengths, st->lens, (size_t)st->n_stacks * sizeof(uint32_t));
+    if (st->n_pos) memcpy(positions, st->pos, (size_t)st->n_pos * sizeof(uint32_t));
     return st->n_stacks;
 }
 
