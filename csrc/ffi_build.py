@@ -15,7 +15,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the product API, each header after the ones whose types it uses
-API_HEADERS = ["status.h", "isa.h", "pool.h", "kernels.h", "model.h", "sampling.h", "bpe.h", "gguf_strings.h", "machine.h"]
+API_HEADERS = ["status.h", "isa.h", "pool.h", "kernels.h", "model.h", "sampling.h", "bpe.h", "gguf_strings.h", "machine.h", "grammar.h"]
 HEADERS_CDEF = ([os.path.join(HERE, "api", h) for h in API_HEADERS]
                 + sorted(glob.glob(os.path.join(HERE, "testing", "*.h"))))
 SOURCES = sorted(glob.glob(os.path.join(HERE, "**", "*.c"), recursive=True))

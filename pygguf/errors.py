@@ -52,8 +52,8 @@ class SamplerError(PyggufError, ValueError):
 
 
 class GrammarError(PyggufError, ValueError):
-    """A GBNF grammar llama.cpp would refuse (or one past pygguf's size limits): llama.cpp's reason,
-    then where, on one line. `reason` is llama.cpp's text; `line`, `column` (1-based, characters)
+    """A GBNF grammar llama.cpp would refuse (or one past pygguf's size limits), or input the
+    matcher rejects: llama.cpp's reason, then where, on one line. `reason` is llama.cpp's text; `line`, `column` (1-based, characters)
     and `offset` (into the UTF-8 bytes) say where, or are None when the error has no one place."""
     reason: str | None = None
     line: int | None = None
@@ -94,6 +94,12 @@ _C_STATUS_MESSAGES = {
     "PG_EBADISA": "instruction set not supported by this CPU",
     "PG_ENOMEM": "out of memory",
     "PG_EBADARG": "bad argument",
+    "PG_EGRAMMAR_RULES": "malformed grammar rules",
+    "PG_EGRAMMAR_RECURSION": "a grammar rule reaches itself without consuming input (left recursion)",
+    "PG_EGRAMMAR_EMPTY": "the grammar's root matches no input",
+    "PG_EGRAMMAR_STACKS": "too many grammar stacks (an ambiguous grammar)",
+    "PG_EGRAMMAR_LIMIT": "the grammar's caches passed their memory limit",
+    "PG_EGRAMMAR_REJECTED": "rejected by the grammar",
 }
 
 
