@@ -78,7 +78,10 @@ def test_batch_every_schema_result_validates_and_bad_records_fail_alone(tmp_path
         {"id": "p2", "prompt": chat("Another person as JSON."), "json_schema": PERSON, "temperature": 0.7, "seed": 2},
         {"id": "l1", "prompt": chat("Sentiment of 'I love it'?"), "json_schema": LABEL, "seed": 3},
         {"id": "n1", "prompt": chat("How tall is a door in metres?"), "json_schema": NUMBER, "seed": 4},
-        {"id": "o1", "prompt": chat("Any JSON object."), "response_format": {"type": "json_object"}, "seed": 5},
+        {"id": "o1", "prompt": chat('Reply with the JSON object {"ok": true} and nothing else.'),
+         "response_format": {"type": "json_object", "schema": {
+             "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+             "additionalProperties": False}}, "seed": 5},
         {"id": "bad-grammar", "prompt": "x", "grammar": "root ::= missing"},
         {"id": "bad-schema", "prompt": "x", "json_schema": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}},
         {"id": "plain", "prompt": "The capital of France is", "seed": 6},
@@ -96,10 +99,12 @@ def test_batch_every_schema_result_validates_and_bad_records_fail_alone(tmp_path
             assert "error" in result and "\n" not in result["error"]
             continue
         assert "error" not in result, result
+        if "json_schema" in record or "response_format" in record:
+            assert result["finish_reason"] == "eos", result     # the grammar ended it, not the budget
         if "json_schema" in record:
             jsonschema.validate(json.loads(result["text"]), record["json_schema"])
         if "response_format" in record:
-            assert isinstance(json.loads(result["text"]), dict)
+            jsonschema.validate(json.loads(result["text"]), record["response_format"]["schema"])
 
 
 @pytest.fixture(scope="module")
