@@ -73,14 +73,18 @@ def llama_side(python: str, job: dict) -> dict:
     return answer
 
 
+LISTED = 2000      # a step's set is written out when it or its complement is this small; else only its hash
+
+
 def compact(ids: list[int], n_vocab: int) -> dict:
-    """the smaller of the allowed set and its complement, with a hash of the allowed set"""
+    """the allowed set's size and hash, and the set itself (or its complement) when small"""
     allowed = np.asarray(ids, dtype=np.int64)
-    digest = hashlib.sha256(allowed.astype("<i4").tobytes()).hexdigest()[:16]
-    if allowed.size * 2 <= n_vocab:
-        return {"count": int(allowed.size), "sha": digest, "allowed": allowed.tolist()}
-    refused = np.setdiff1d(np.arange(n_vocab), allowed)
-    return {"count": int(allowed.size), "sha": digest, "refused": refused.tolist()}
+    out = {"count": int(allowed.size), "sha": hashlib.sha256(allowed.astype("<i4").tobytes()).hexdigest()[:16]}
+    if allowed.size <= LISTED:
+        out["allowed"] = allowed.tolist()
+    elif n_vocab - allowed.size <= LISTED:
+        out["refused"] = np.setdiff1d(np.arange(n_vocab), allowed).tolist()
+    return out
 
 
 def record(python: str) -> None:

@@ -51,10 +51,13 @@ def allowed_set(state, n_vocab: int) -> np.ndarray:
     return np.flatnonzero(np.isfinite(logits))
 
 
-def recorded_set(step: dict, n_vocab: int) -> np.ndarray:
+def recorded_set(step: dict, n_vocab: int) -> np.ndarray | None:
+    """the set when the data lists it (else only its size and hash are kept)"""
     if "allowed" in step:
         return np.asarray(step["allowed"], dtype=np.int64)
-    return np.setdiff1d(np.arange(n_vocab), np.asarray(step["refused"], dtype=np.int64))
+    if "refused" in step:
+        return np.setdiff1d(np.arange(n_vocab), np.asarray(step["refused"], dtype=np.int64))
+    return None
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -66,10 +69,12 @@ def test_allowed_tokens_equal_llama_cpp_at_every_step(model, name):
     for i, (token, step) in enumerate(zip(c["tokens"], c["steps"])):
         ours = allowed_set(state, n_vocab)
         want = recorded_set(step, n_vocab)
-        assert ours.size == step["count"] and np.array_equal(ours, want), \
-            f"{name} step {i}: {ours.size} allowed, llama.cpp {step['count']}; " \
-            f"extra {np.setdiff1d(ours, want)[:10].tolist()}, missing {np.setdiff1d(want, ours)[:10].tolist()}"
-        assert hashlib.sha256(ours.astype("<i4").tobytes()).hexdigest()[:16] == step["sha"]
+        if want is not None:
+            assert np.array_equal(ours, want), \
+                f"{name} step {i}: {ours.size} allowed, llama.cpp {step['count']}; " \
+                f"extra {np.setdiff1d(ours, want)[:10].tolist()}, missing {np.setdiff1d(want, ours)[:10].tolist()}"
+        assert ours.size == step["count"], f"{name} step {i}: {ours.size} allowed, llama.cpp {step['count']}"
+        assert hashlib.sha256(ours.astype("<i4").tobytes()).hexdigest()[:16] == step["sha"], f"{name} step {i}"
         for t in (int(ours[0]), int(ours[-1]), token):         # the one-token check agrees with the mask
             assert state.allows(t)
         if tok.is_eog(token):
