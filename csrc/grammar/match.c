@@ -251,6 +251,18 @@ static inline int64_t step(pg_grammar *g, uint32_t set, uint32_t cp) {
     return tbl && tbl[cp] != NO_TRANSITION ? (int64_t)tbl[cp] : grammar_step(g, set, cp);
 }
 
+/* Node i completes code point cp: the set after it (> 0), or 0 when the subtree is settled here
+ * (refused, or a NUL that ends llama.cpp's candidate: its tokens judged one by one), or an error */
+static int64_t advance(pg_grammar *g, uint32_t set, uint32_t cp, uint32_t i, uint32_t set0, uint32_t pval0,
+                       int32_t nrem0) {
+    if (cp == 0) {
+        const int rc = judge_subtree(g, i, set0, pval0, nrem0);
+        return rc < 0 ? rc : 0;
+    }
+    if (g->set_flags[set] & SET_HAS_TOKEN) mark_token_tops(g, set, i);
+    return step(g, set, cp);
+}
+
 /* The walk from a state with no partial UTF-8 sequence: each node's decode is the trie's
  * (dval, drem), so a node costs its set's step where it completes a code point. */
 static int walk_clean(pg_grammar *g, uint32_t set0, int64_t *visited) {
@@ -267,14 +279,7 @@ static int walk_clean(pg_grammar *g, uint32_t set0, int64_t *visited) {
         count++;
         if (rem == DECODE_INVALID) goto skip;
         if (rem == 0) {
-            uint32_t cp = dval[i];
-            if (cp == 0) {
-                int rc = judge_subtree(g, i, set0, 0, 0);
-                if (rc) return rc;
-                goto skip;
-            }
-            if (g->set_flags[set] & SET_HAS_TOKEN) mark_token_tops(g, set, i);
-            int64_t next = step(g, set, cp);
+            const int64_t next = advance(g, set, dval[i], i, set0, 0, 0);
             if (next <= 0) {
                 if (next < 0) return (int)next;
                 goto skip;
@@ -331,13 +336,7 @@ static int walk_partial(pg_grammar *g, uint32_t set0, uint32_t pval0, int32_t nr
             emit = --rem == 0;
         }
         if (emit) {
-            if (val == 0) {
-                int rc = judge_subtree(g, i, set0, pval0, nrem0);
-                if (rc) return rc;
-                goto skip;
-            }
-            if (g->set_flags[set] & SET_HAS_TOKEN) mark_token_tops(g, set, i);
-            int64_t next = step(g, set, val);
+            const int64_t next = advance(g, set, val, i, set0, pval0, nrem0);
             if (next <= 0) {
                 if (next < 0) return (int)next;
                 goto skip;
