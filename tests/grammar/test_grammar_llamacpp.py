@@ -109,3 +109,37 @@ def masked(sampler, logits: np.ndarray) -> np.ndarray:
     row = logits.copy()
     sampler.grammar.mask(row)
     return row
+
+
+def grammar_files():
+    folder = paths.grammars_dir()
+    return sorted(p.name for p in folder.glob("*.gbnf")) if folder.is_dir() else ["(make vocab)"]
+
+
+@pytest.mark.parametrize("fname", grammar_files())
+def test_every_llama_cpp_grammar_file_constrains_a_generation(model, fname):
+    """each of llama.cpp's grammars/*.gbnf drives 16 greedy steps on SmolLM2: every token the
+    sampler picks is one the grammar allows, and the text so far stays a prefix the grammar accepts"""
+    from pygguf.model.batch import Batch
+    from pygguf.sampling import Sampler, SamplerParams
+    path = paths.grammars_dir() / fname
+    if not path.exists():
+        pytest.skip(f"{path} not fetched (make vocab)")
+    tok = model.tokenizer
+    sampler = Sampler(SamplerParams(temp=0.0, grammar=path.read_text(encoding="utf-8")), model.config.n_vocab,
+                      eog_ids=tok.eog_ids, pieces=tok.grammar_pieces())
+    prompt = tok.encode("<|im_start|>user\nWrite something.<|im_end|>\n<|im_start|>assistant\n", add_special=True,
+                        parse_special=True)
+    logits = model.decode(Batch.of(prompt, 0, 0, "last"))[0].copy()
+    from pygguf.grammar.compiled import matcher_for
+    check = matcher_for(sampler.params.grammar, tok.grammar_pieces(), tok.eog_ids).start()
+    for i in range(16):
+        token = sampler.sample(logits)
+        assert check.allows(token), f"{fname} step {i}: token {token} is not allowed"
+        if tok.is_eog(token):
+            break
+        sampler.accept(token)
+        check.accept(token)
+        if sampler.grammar_done:
+            break
+        logits = model.decode(Batch.of([token], len(prompt) + i, 0, "last"))[0].copy()
