@@ -42,7 +42,10 @@ FAMILIES = {
 }
 ARCHITECTURES = tuple(FAMILIES)
 GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
-MAX_EXPERTS = 512                                 # the C forward's limit (csrc/model/load.c)   # llama.cpp scales their queries by n_embd / n_head
+MAX_EXPERTS = 512                                 # the C forward's limit (csrc/model/load.c)
+# The C loader's limits (csrc/model/load.c): checked here first, so that a file's huge value
+# neither builds a table per layer in Python nor overflows a C int on its way there
+MAX_DIM, MAX_LAYERS, MAX_VOCAB, MAX_WINDOW = 1 << 20, 1 << 12, 1 << 24, (1 << 31) - 1   # llama.cpp scales their queries by n_embd / n_head
 
 
 @dataclass
@@ -85,6 +88,12 @@ class Config:
         for name in ("n_vocab", "n_embd", "n_layer", "n_head", "n_head_kv", "n_ff"):
             if getattr(self, name) <= 0:
                 raise ModelError(f"{self.arch}: {name} must be positive, got {getattr(self, name)}")
+        limits = {"n_vocab": MAX_VOCAB, "n_layer": MAX_LAYERS, "n_embd": MAX_DIM, "n_head": MAX_DIM,
+                  "n_head_kv": MAX_DIM, "n_ff": MAX_DIM, "head_dim": MAX_DIM, "n_rot": MAX_DIM,
+                  "n_ff_exp": MAX_DIM, "n_swa": MAX_WINDOW, "n_ctx_train": MAX_WINDOW, "yarn_orig_ctx": MAX_WINDOW}
+        for name, most in limits.items():
+            if not -most <= getattr(self, name) <= most:
+                raise ModelError(f"{self.arch}: {name} {getattr(self, name)} is beyond the loader's limit {most}")
         if self.n_head % self.n_head_kv:
             raise ModelError(f"{self.arch}: head_count {self.n_head} is not a multiple of head_count_kv {self.n_head_kv}")
         if self.head_dim == 0:
@@ -148,6 +157,10 @@ class Config:
         if n_vocab is None:
             raise ModelError(f"cannot tell the vocabulary size: no {arch}.vocab_size and no tokenizer.ggml.tokens")
         n_embd, n_head, n_layer = key("embedding_length"), key("attention.head_count"), key("block_count")
+        for name, value, most in (("embedding_length", n_embd, MAX_DIM), ("attention.head_count", n_head, MAX_DIM),
+                                  ("block_count", n_layer, MAX_LAYERS)):
+            if not 0 < value <= most:   # before the family's switches divide by them or build a table per layer
+                raise ModelError(f"{arch}: {name} must be 1..{most}, got {value}")
         scaling = str(md.get(f"{arch}.rope.scaling.type", "none"))
         if scaling == "su":                       # Phi-3's first name for LongRoPE
             scaling = "longrope"
@@ -174,11 +187,13 @@ def family_switches(family: Family, arch: str, key, *, n_layer, n_embd, n_head, 
     """The Config fields a family sets from its metadata, as llama.cpp's load_arch_hparams does"""
     out = {"rope_neox": family.rope_neox}
     head_dim = key("attention.key_length", 0) or n_embd // n_head
+    if not 0 < head_dim <= MAX_DIM:
+        raise ModelError(f"{arch}: head_dim {head_dim} (attention.key_length, or embedding_length / head_count) must be 1..{MAX_DIM}")
     if family.gemma:
         out["embd_scale"] = float(math.sqrt(n_embd))
         out["ffn_gelu"] = True
         big = GEMMA_27B_LAYERS.get(arch) == n_layer      # llama.cpp: the 27B scales by n_embd / n_head
-        out["attn_scale"] = 1.0 / math.sqrt(n_embd // n_head if big else head_dim)
+        out["attn_scale"] = 1.0 / math.sqrt(max(n_embd // n_head, 1) if big else head_dim)
         out["final_softcap"] = key("final_logit_softcapping", 0.0, float)
     if family.attn_softcap:
         out["attn_softcap"] = key("attn_logit_softcapping", 0.0, float)
