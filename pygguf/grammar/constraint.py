@@ -39,6 +39,8 @@ def schema_grammar(schema: Any) -> str:
             schema = json.loads(schema)
         except ValueError as e:
             raise ConstraintError(f"JSON schema is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ConstraintError("JSON schema is nested too deeply") from None
     if not isinstance(schema, (dict, bool)):
         raise ConstraintError(f"a JSON schema is an object or a boolean, not {type(schema).__name__}")
     return schema_to_grammar(schema)

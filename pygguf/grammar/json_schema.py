@@ -1060,13 +1060,16 @@ def schema_to_grammar(schema: dict | bool) -> str:
     is a SchemaError. SchemaError also for a malformed or unsupported schema (the message says
     where); a pattern the grammar cannot express accepts any string and logs a warning."""
     try:
-        root = _Builder(schema).build()
-    except _BuildError as err:
-        raise SchemaError(f"JSON schema conversion failed: {err}") from None
-    converter = _Converter()
-    converter.visit(root, "")
-    converter.check_errors()
-    return converter.format_grammar()
+        try:
+            root = _Builder(schema).build()
+        except _BuildError as err:
+            raise SchemaError(f"JSON schema conversion failed: {err}") from None
+        converter = _Converter()
+        converter.visit(root, "")
+        converter.check_errors()
+        return converter.format_grammar()
+    except RecursionError:   # both passes recurse over the schema's nesting
+        raise SchemaError("JSON schema conversion failed: the schema is nested too deeply") from None
 
 
 def response_format_grammar(response_format: dict | None) -> str | None:

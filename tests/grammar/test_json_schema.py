@@ -201,3 +201,20 @@ def test_response_format():
     assert response_format_grammar({"type": "json_schema", "json_schema": {"name": "x"}}) == JSON_OBJECT_GRAMMAR
     with pytest.raises(SchemaError, match='must be one of "text" or "json_object", but got: xml'):
         response_format_grammar({"type": "xml"})
+
+
+def test_hostile_nesting_is_a_schema_error():
+    """Review: deep nesting (and 3000 flat properties) raised RecursionError, not SchemaError."""
+    import pytest
+    from pygguf.errors import PyggufError
+    from pygguf.grammar.constraint import schema_grammar
+    from pygguf.grammar.json_schema import schema_to_grammar
+    deep = {}
+    for _ in range(3000):
+        deep = {"type": "array", "items": deep}
+    many = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(3000)}}
+    for schema in (deep, many, {"anyOf": [deep]}):
+        with pytest.raises(PyggufError):
+            schema_to_grammar(schema)
+    with pytest.raises(PyggufError):
+        schema_grammar("[" * 100000 + "]" * 100000)
