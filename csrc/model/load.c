@@ -19,8 +19,10 @@ static int family_ok(const pg_model_params *p) {
     if (p->n_swa < 0 || (p->n_swa > 0 && (!finite_positive(p->rope_base_swa) || !finite_positive(p->rope_freq_scale_swa))))
         return 0;
     if (p->n_expert == 0) return 1;
+    /* the grouped (token, expert) rows of a batch are counted in int32 (moe.c) */
     return p->n_expert > 0 && p->n_expert <= EXPERT_MAX && p->n_expert_used > 0 && p->n_expert_used <= p->n_expert &&
-           p->n_ff_exp > 0 && p->n_ff_exp <= DIM_MAX && (int64_t)p->n_expert * p->n_ff_exp <= (int64_t)DIM_MAX * 64;
+           p->n_ff_exp > 0 && p->n_ff_exp <= DIM_MAX && (int64_t)p->n_expert * p->n_ff_exp <= (int64_t)DIM_MAX * 64 &&
+           (int64_t)p->n_batch * p->n_expert_used <= INT32_MAX;
 }
 
 static int params_ok(const pg_model_params *p) {
