@@ -906,20 +906,23 @@ class _Converter:
             if required_props:
                 rule += ' "," space ( '
 
-            def recursive_refs(keys: list[str], first_is_optional: bool) -> str:
-                if not keys:
-                    return ""
-                k = keys[0]
+            def head(k: str, first_is_optional: bool) -> str:
                 comma_ref = f'( "," space {kv_rule[k]} )'
                 if first_is_optional:
-                    res = comma_ref + ("*" if k == "*" else "?")
-                else:
-                    res = kv_rule[k] + (" " + comma_ref + "*" if k == "*" else "")
-                if len(keys) > 1:
-                    res += " " + self.add_rule(f"{prefix}{k}-rest", recursive_refs(keys[1:], True))
-                return res
+                    return comma_ref + ("*" if k == "*" else "?")
+                return kv_rule[k] + (" " + comma_ref + "*" if k == "*" else "")
 
-            rule += " | ".join(recursive_refs(optional_props[i:], False) for i in range(len(optional_props)))
+            # rest[j]: the rule for the optional properties after the (j-1)th, each optional in
+            # turn, named after the (j-1)th; built from the last one back (llama.cpp builds the
+            # same rules recursively, deepest first: the same names and bodies in the same order,
+            # without a call per property on the stack)
+            n_opt = len(optional_props)
+            rest: list[str] = [""] * (n_opt + 1)
+            for j in range(n_opt - 1, 0, -1):
+                body = head(optional_props[j], True) + (" " + rest[j + 1] if j + 1 < n_opt else "")
+                rest[j] = self.add_rule(f"{prefix}{optional_props[j - 1]}-rest", body)
+            rule += " | ".join(head(optional_props[i], False) + (" " + rest[i + 1] if i + 1 < n_opt else "")
+                               for i in range(n_opt))
             if required_props:
                 rule += " )"
             rule += " )?"
