@@ -66,6 +66,7 @@ def attention(q, K, V, pos, n_rep, c=None, window=0):                    # q [n,
 
 ROUTING_MARGINS = []    # the router logit of the last expert chosen minus the next one's, per token: near 0 a
                         # rounding anywhere upstream can flip the choice (tests check it is not)
+ROUTING_CHOICES = []    # each token's chosen experts, best first, layer after layer
 
 
 def moe(h, w, p, c):                                                     # [n, d] -> [n, d] llama.cpp's build_moe_ffn
@@ -74,6 +75,7 @@ def moe(h, w, p, c):                                                     # [n, d
     for t in range(len(h)):
         order = np.argsort(-probs[t], kind="stable")
         chosen = order[:c.n_expert_used]                                 # best first
+        ROUTING_CHOICES.append(chosen)
         if c.n_expert_used < c.n_expert:
             ROUTING_MARGINS.append(np.log(probs[t, order[c.n_expert_used - 1]] / probs[t, order[c.n_expert_used]]))
         weights = probs[t, chosen] / probs[t, chosen].sum()

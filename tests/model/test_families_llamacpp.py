@@ -12,7 +12,7 @@ that much once 8-bit activations round a tiny upstream difference into whole ste
 equal until llama.cpp's own top-1/top-2 margin is small (0.05 F16, 0.5 quantized), where ours
 must be one of its top two.
 
-The float64 numpy forward of tests/families/reference.py is checked against the recorded F16
+The float64 numpy forward of tests/reference_forward.py is checked against the recorded F16
 logits too (at the same 0.03): it runs today, and states in code what llama.cpp computes.
 """
 import json
@@ -133,20 +133,25 @@ def test_batch_equals_token_by_token(case, model_dir):
 
 @pytest.mark.parametrize("fam", FAMILIES)
 def test_reference_forward_matches_llama_cpp(fam, model_dir):
-    """tests/families/reference.py (float64) against llama.cpp's F16 logits: the recorded data and
-    the stated semantics agree."""
+    """tests/reference_forward.py (float64, the oracle of the C forward's family tests) against
+    llama.cpp's F16 logits: the family semantics it states are llama.cpp's."""
+    import reference_forward as ref
+    from pygguf.gguf import GGUFReader
+    from pygguf.model.config import Config
     rec = record(fam, "F16")
     path = build(fam, "F16", model_dir, rec)
-    trace = []
-    got = reference.forward(fam, reference.load_weights(path), rec["tokens"], int(rec["n_ctx"]), trace)
+    with GGUFReader(path) as r:
+        config = Config.from_metadata(dict(r.metadata))
+    w = reference.reference_weights(reference.load_weights(path), config, int(rec["n_ctx"]))
+    ref.ROUTING_CHOICES.clear()
+    got = ref.forward(w, config, np.asarray(rec["tokens"]), ref.empty_cache(config), 0)
     diff = got - rec["logits"]
     assert np.abs(diff).max() < F16_TOL[0] and np.sqrt(np.mean(diff ** 2)) < F16_TOL[1]
     f = models.FAMILIES[fam]
     if f.n_expert:
         n = len(rec["tokens"])
-        for il, logits in enumerate(trace):
-            chosen = np.argsort(-logits, axis=1, kind="stable")[:, :f.n_expert_used]
-            assert np.array_equal(np.sort(chosen, axis=1), np.sort(rec["experts"][il, :n], axis=1))
+        chosen = np.asarray(ref.ROUTING_CHOICES).reshape(f.n_layer, n, f.n_expert_used)
+        assert np.array_equal(np.sort(chosen, axis=2), np.sort(rec["experts"][:, :n], axis=2))
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if models.FAMILIES[c[0]].n_expert], ids=ids)
