@@ -10,7 +10,7 @@ VOCAB  := $(CACHE)/vocab/.done
 GRAMMARS := $(CACHE)/grammars/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-grammars run clean
+.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-gbnf-parses run clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -123,12 +123,12 @@ record-families: build $(COMPARE_VENV)/.installed
 # says more). Needs g++ (bench/llama_cpp_grammar_oracle.cpp is built against the compare venv's
 # libllama.so). FUZZ=N also runs N random grammars through both parsers.
 LLAMA_SRC := $(CACHE)/tmp-llama-src
-record-grammars: install $(COMPARE_VENV)/.installed
+record-gbnf-parses: install $(COMPARE_VENV)/.installed
 	rm -rf $(LLAMA_SRC) && mkdir -p $(LLAMA_SRC)
 	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(LLAMA_SRC)
 	tar -xzf $(LLAMA_SRC)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_SRC) --wildcards '*/vendor/llama.cpp/src/*' \
 		'*/vendor/llama.cpp/include/*' '*/vendor/llama.cpp/ggml/include/*' '*/vendor/llama.cpp/grammars/*' \
 		'*/vendor/llama.cpp/tests/test-grammar-*.cpp'
-	$(PY) bench/record_grammars.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
+	$(PY) bench/record_gbnf_parses.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
 		--llama-lib $$(ls -d $(COMPARE_VENV)/lib/python*/site-packages/llama_cpp/lib) --fuzz $(or $(FUZZ),0)
 	rm -rf $(LLAMA_SRC)

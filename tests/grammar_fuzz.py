@@ -1,6 +1,6 @@
 """Random GBNF inputs for fuzzing the grammar parser: random grammars built from every construct,
 mutations of real grammars, and raw random bytes. Shared by tests/grammar/test_gbnf_fuzz.py (pygguf
-alone: only GrammarError may come out) and bench/record_grammars.py --fuzz (pygguf against
+alone: only GrammarError may come out) and bench/record_gbnf_parses.py --fuzz (pygguf against
 llama.cpp's own parser)."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 (tests/data/grammar/parser_cases.json, read out of test-grammar-parser.cpp and
 test-grammar-integration.cpp) and what llama.cpp's parser made of more grammars, of bad grammars and
 of its grammars/*.gbnf (tests/data/grammar/llama_cpp_parses.json, recorded through
-bench/record_grammars.py). tests/data/grammar/README.md says how both were made."""
+bench/record_gbnf_parses.py). tests/data/grammar/README.md says how both were made."""
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +24,7 @@ def as_lists(rules) -> list:
 
 
 def canonical(g) -> str:
-    """bench/record_grammars.py's canonical form of symbol ids and rules, which it hashes."""
+    """bench/record_gbnf_parses.py's canonical form of symbol ids and rules, which it hashes."""
     return json.dumps({"symbols": dict(sorted(g.symbol_ids.items())), "rules": as_lists(g.rules)},
                       separators=(",", ":"))
 

@@ -1,5 +1,5 @@
 """Fuzzing pygguf's GBNF parser: whatever the input, it returns a well-formed grammar or raises
-GrammarError, quickly. (bench/record_grammars.py --fuzz runs the same inputs through llama.cpp's
+GrammarError, quickly. (bench/record_gbnf_parses.py --fuzz runs the same inputs through llama.cpp's
 parser too and compares the results: 20000 inputs agreed when this was written.)"""
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """llama.cpp's GBNF parser as test data for pygguf.grammar (tests/data/grammar/, its README.md says
 more), and a differential fuzzer of the two parsers.
 
-    python bench/record_grammars.py --llama-cpp DIR [--llama-lib DIR] [--fuzz N] [--seed S]
+    python bench/record_gbnf_parses.py --llama-cpp DIR [--llama-lib DIR] [--fuzz N] [--seed S]
 
-DIR is vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist (`make record-grammars` extracts it).
+DIR is vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist (`make record-gbnf-parses` extracts it).
 
 1. parser_cases.json: the cases of DIR/tests/test-grammar-parser.cpp (each grammar with the symbol
    ids and rule elements it states, and the grammars it expects to fail) and the failing-grammar
@@ -306,7 +306,7 @@ def record(oracle: Oracle, cases: dict, grammars_dir: Path) -> dict:
                             "n_rules": len(out["rules"]), "n_elements": sum(map(len, out["rules"])),
                             "rules_sha256": sha256(canonical(out["symbols"], out["rules"])),
                             "print_sha256": sha256(out["print"])}
-    return {"source": SOURCE, "recorded_with": "bench/record_grammars.py, bench/llama_cpp_grammar_oracle.cpp",
+    return {"source": SOURCE, "recorded_with": "bench/record_gbnf_parses.py, bench/llama_cpp_grammar_oracle.cpp",
             "grammars": grammars, "errors": errors, "files": files}
 
 
@@ -386,7 +386,7 @@ def main():
     DATA.mkdir(parents=True, exist_ok=True)
     if not args.no_write:
         out = {"source": SOURCE + ": tests/test-grammar-parser.cpp and tests/test-grammar-integration.cpp",
-               "written_by": "bench/record_grammars.py", **cases}
+               "written_by": "bench/record_gbnf_parses.py", **cases}
         (DATA / "parser_cases.json").write_text(dump(out) + "\n")
         print(f"parser_cases.json: {len(cases['parser']['parsing'])} parsing cases, "
               f"{len(cases['parser']['failures'])} failures (test-grammar-parser.cpp); "
