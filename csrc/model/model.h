@@ -89,7 +89,7 @@ typedef struct {
     pg_act_buffers act_hidden;     /* of hb, the input of ffn_down */
     float *per_thread;             /* (n_threads, per_thread_floats) scores, rope and K/V rows */
     size_t per_thread_floats;
-    size_t angles_offset;          /* where each thread's RoPE angles (n_rot,) start */
+    size_t angles_offset;          /* where each thread's RoPE angles start: (2, n_rot), the full-attention and the sliding-window layers' (a context shift) */
     int32_t *out_rows;          /* (n_batch,) the batch rows whose logits are wanted */
     pg_moe_state moe;              /* mixture-of-experts layers only */
     char *k_cache, *v_cache;       /* (n_layer, n_head_kv, n_seq, n_ctx) rows of head_dim values, */

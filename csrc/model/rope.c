@@ -1,4 +1,4 @@
-/* RoPE angles (linear and YaRN scaling, as llama.cpp) and the rotation of adjacent pairs. */
+/* RoPE angles (linear and YaRN scaling, as llama.cpp) and the rotation of a head's pairs: adjacent (2i, 2i+1) or NEOX (i, i + n_rot/2). */
 #include <math.h>
 #include <stddef.h>
 #include "model/rope.h"
