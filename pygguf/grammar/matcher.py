@@ -60,8 +60,7 @@ class GrammarVocab:
     @classmethod
     def from_tokenizer(cls, tokenizer) -> "GrammarVocab":
         """pygguf.tokenizer.Tokenizer's pieces (special=True, as llama.cpp's grammar reads them)."""
-        n = tokenizer.n_vocab
-        return cls([tokenizer.token_to_bytes(t, special=True) for t in range(n)], tokenizer.eog_ids)
+        return cls(tokenizer.grammar_pieces(), tokenizer.eog_ids)
 
     def piece(self, token: int) -> bytes:
         return self._pieces[token]
