@@ -7,6 +7,10 @@ model it tests. A header's preprocessor lines (its include guard, its #includes)
 the cdef, so C code includes these headers like any other. Each ISA translation unit selects its
 own instruction set with `#pragma GCC target`, so nothing here is built with -march=native and the
 dispatch table (csrc/kernels/dispatch.c) picks at run time.
+
+PYGGUF_SANITIZE=address,undefined (any -fsanitize= list) builds it instrumented, for `make asan`
+(.ci/asan), which puts that build in build/asan/ so the in-place one is never replaced: -O1 and
+frame pointers for readable stacks, and the first UBSan report ends the run like an ASan one.
 """
 import glob
 import os
@@ -32,6 +36,13 @@ def cdef_text(path: str) -> str:
         return "".join(line for line in f if not line.lstrip().startswith("#"))
 
 
+COMPILE_ARGS = ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread", "-fno-math-errno", "-ffp-contract=off"]
+LINK_ARGS = ["-pthread", "-lm"]
+SANITIZE = os.environ.get("PYGGUF_SANITIZE", "").strip()
+if SANITIZE:
+    COMPILE_ARGS += [f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
+    LINK_ARGS += [f"-fsanitize={SANITIZE}"]
+
 ffibuilder = FFI()
 for header in HEADERS_CDEF:
     ffibuilder.cdef(cdef_text(header))
@@ -43,8 +54,8 @@ ffibuilder.set_source(
     sources=[os.path.relpath(s, os.path.dirname(HERE)) for s in SOURCES],
     depends=[os.path.relpath(h, os.path.dirname(HERE)) for h in HEADERS],
     include_dirs=[os.path.relpath(HERE, os.path.dirname(HERE))],
-    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread", "-fno-math-errno", "-ffp-contract=off"],
-    extra_link_args=["-pthread", "-lm"],
+    extra_compile_args=COMPILE_ARGS,
+    extra_link_args=LINK_ARGS,
 )
 
 if __name__ == "__main__":

@@ -76,8 +76,10 @@ def tiny_config(**overrides) -> Config:
     return Config(**{**TINY, **overrides})
 
 
-def write_gguf(path, config: Config, tensors: dict, arch: str = "llama", drop_keys=()) -> None:
-    """A GGUF file holding `tensors` (as for Model.from_tensors) and config's llama.* keys."""
+def write_gguf(path, config: Config, tensors: dict, arch: str = "llama", drop_keys=(),
+               extra: dict | None = None) -> None:
+    """A GGUF file holding `tensors` (as for Model.from_tensors), config's llama.* keys and the
+    `extra` ones ({key: value or (value, type)}: general.alignment sets the file's alignment)."""
     from pygguf.gguf import GGUFWriter
 
     w = GGUFWriter(path, arch=arch)
@@ -94,6 +96,8 @@ def write_gguf(path, config: Config, tensors: dict, arch: str = "llama", drop_ke
             continue
         value, vtype = value if isinstance(value, tuple) else (value, "uint32")
         w.add(f"{arch}.{key}", value, vtype)
+    for key, value in (extra or {}).items():
+        w.add(key, *(value if isinstance(value, tuple) else (value,)))
     for name, (raw, qtype, shape) in tensors.items():
         w.add_tensor(name, raw, shape, qtype)
     w.write()

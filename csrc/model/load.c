@@ -60,6 +60,8 @@ static int bind_weight(pg_weight *w, const pg_tensor_desc *d, int64_t n, int64_t
     if (d->ne0 != n || d->ne1 != rows || n % t->blck_size) return PG_EBADSIZE;
     size_t rb = pg_row_bytes(t, n);
     if ((uint64_t)rows > UINT64_MAX / rb || !in_mapping(d->offset, (uint64_t)rows * rb, map_size)) return PG_EBADSIZE;
+    /* blocks are read as structs: Model copies a file's misaligned tensors before it gets here */
+    if ((uintptr_t)(map + d->offset) % t->align) return PG_EBADARG;
     if (as_embedding) {
         if (!t->dequantize) return PG_ENOKERNEL;
     } else {

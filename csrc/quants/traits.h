@@ -20,6 +20,7 @@ typedef struct {
     const char *name;
     int64_t blck_size;           /* values per block */
     size_t type_size;            /* bytes per block */
+    size_t align;                /* _Alignof the block: its widest field, 2 (fp16) or 4 (float) */
     enum pg_type act_type;       /* activation format the dot product consumes */
     pg_quantize_fn quantize_ref;  /* weights; activations take the dispatch table's quantize_act */
     pg_dequantize_fn dequantize;

@@ -14,6 +14,7 @@ class QuantType:
     block_size: int   # values per block
     type_size: int    # bytes per block
     act_name: str     # activation format its dot product consumes
+    align: int = 2    # bytes a block's address must be a multiple of: its widest field (fp16; F32, Q8_K: float)
 
     def row_bytes(self, n: int) -> int:
         if n % self.block_size:
@@ -26,7 +27,7 @@ QK_K = 256   # values per K-quant super-block
 HALF = 2     # bytes of an fp16 scale
 
 TYPES: list[QuantType] = [
-    QuantType("F32", 0, 1, 4, "F32"),
+    QuantType("F32", 0, 1, 4, "F32", align=4),
     QuantType("F16", 1, 1, 2, "F16"),
     QuantType("BF16", 30, 1, 2, "BF16"),
     QuantType("Q4_0", 2, QK, HALF + QK // 2, "Q8_0"),
@@ -40,7 +41,7 @@ TYPES: list[QuantType] = [
     QuantType("Q4_K", 12, QK_K, 2 * HALF + 12 + QK_K // 2, "Q8_K"),
     QuantType("Q5_K", 13, QK_K, 2 * HALF + 12 + QK_K // 8 + QK_K // 2, "Q8_K"),
     QuantType("Q6_K", 14, QK_K, QK_K // 2 + QK_K // 4 + QK_K // 16 + HALF, "Q8_K"),
-    QuantType("Q8_K", 15, QK_K, 4 + QK_K + QK_K // 16 * 2, "Q8_K"),
+    QuantType("Q8_K", 15, QK_K, 4 + QK_K + QK_K // 16 * 2, "Q8_K", align=4),
 ]
 
 BY_NAME: dict[str, QuantType] = {t.name: t for t in TYPES}

@@ -54,7 +54,7 @@ def set_isa(name: str) -> None:
 def quantize(qtype: QuantType | str, x: np.ndarray) -> np.ndarray:
     """floats -> raw blocks (uint8), with the reference quantizer."""
     qtype = by_name(qtype) if isinstance(qtype, str) else qtype
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    x = np.require(x, np.float32, ["C", "A"]).reshape(-1)      # aligned: a view of a file may not be
     out = np.empty(qtype.row_bytes(x.size), dtype=np.uint8)
     check(lib.pg_quantize(qtype.ggml_id, _ptr(x, "float *"), _ptr(out), x.size), f"quantize {qtype.name}")
     return out
@@ -66,6 +66,8 @@ def dequantize(qtype: QuantType | str, raw: np.ndarray, n: int) -> np.ndarray:
     raw = np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
     if raw.size < qtype.row_bytes(n):
         raise ValueError(f"{qtype.name}: {raw.size} bytes hold fewer than {n} values")
+    if raw.ctypes.data % qtype.align:      # a tensor of a file with general.alignment = 1: C reads blocks as structs
+        raw = raw[:qtype.row_bytes(n)].copy()
     out = np.empty(n, dtype=np.float32)
     check(lib.pg_dequantize(qtype.ggml_id, _ptr(raw), _ptr(out, "float *"), n), f"dequantize {qtype.name}")
     return out

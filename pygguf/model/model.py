@@ -22,7 +22,7 @@ import numpy as np
 from pygguf._native import ffi, lib
 from pygguf.errors import ModelError
 from pygguf.gguf.types import QuantType, by_name
-from pygguf.model import binding, kernels, kv_cache
+from pygguf.model import binding, kernels, kv_cache, relocate
 from pygguf.model.batch import Batch
 from pygguf.model.config import Config
 from pygguf.model.kv_cache import CacheShape
@@ -98,6 +98,7 @@ class Model:
         self.n_ctx = context_for(config, n_ctx, self.n_seq, self.cache, sum(t.nbytes for t in tensors.values()))
         self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0/Q4_K/Q5_K matrices repacked once for faster kernels
         self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
+        tensors = self._aligned(tensors)
         self.tensors = tensors
         table = binding.bind(config, tensors, self.n_ctx)
         descs = ffi.new("pg_tensor_desc[]", len(table))
@@ -113,7 +114,7 @@ class Model:
         self.n_threads = n_threads
         self._rows = np.zeros((1, config.n_vocab), dtype=np.float32)   # decode's logits, grown on demand
         self._rows_ptr = ffi.from_buffer("float[]", self._rows)
-        base = np.frombuffer(buffer, dtype=np.uint8)
+        base = np.frombuffer(self._buffer, dtype=np.uint8)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
         rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(table),
                               self._pool.handle, out, bad)
@@ -129,6 +130,21 @@ class Model:
                                  f"(KV cache {self.cache.bytes(self.n_ctx, self.n_seq) / 2**30:.2f} GiB)")
             raise ModelError(f"model rejected by the C loader: {what} ({config})")
         self._model = out[0]
+
+    def _aligned(self, tensors: dict) -> dict:
+        """tensors, or (a file with general.alignment = 1 putting some at odd offsets) all of them
+        copied once to where C can read their blocks (relocate.py), the mapping then closed"""
+        odd = relocate.misaligned(np.frombuffer(self._buffer, dtype=np.uint8).ctypes.data, tensors)
+        if not odd:
+            return tensors
+        self._buffer, tensors = relocate.aligned_copy(self._buffer, tensors, ALIGN)
+        log.info("%d of %d tensors (%s first) lie at addresses their blocks cannot be read at "
+                 "(general.alignment = %s): copied once into %.1f MiB", len(odd), len(tensors), odd[0],
+                 self.metadata.get("general.alignment", "unset"), self._buffer.nbytes / 2**20)
+        if self._mapping is not None:
+            self._mapping.close()
+            self._mapping = None
+        return tensors
 
     def _params(self):
         c = self.config

@@ -34,6 +34,7 @@ def test_block_sizes_match_c(qt):
     rc = lib.pg_type_info(qt.ggml_id, blck, size, act)
     assert rc in (lib.PG_OK, lib.PG_ENOKERNEL)
     assert (blck[0], size[0], act[0]) == (qt.block_size, qt.type_size, by_name(qt.act_name).ggml_id)
+    assert lib.pg_type_alignment(qt.ggml_id) == qt.align     # what a block's address must be a multiple of
     if qt.name in LEGACY + FLOATS + ["Q8_1"]:
         assert rc == lib.PG_OK, f"{qt.name}: a reference function is missing"
 
