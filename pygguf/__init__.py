@@ -1,4 +1,10 @@
 """pygguf: a llama.cpp-style GGUF model runner with its hot kernels in C."""
+import os as _os
+
+# `make asan` (.ci/asan) names the folder of its sanitizer build of the C extension, so that every
+# process it starts (tests, CLIs, fuzz workers) loads pygguf._native from there, the rest from here
+if _os.environ.get("PYGGUF_NATIVE_DIR"):
+    __path__.insert(0, _os.environ["PYGGUF_NATIVE_DIR"])
 
 __version__ = "0.1.0"
 
