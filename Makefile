@@ -10,7 +10,7 @@ VOCAB  := $(CACHE)/vocab/.done
 GRAMMARS := $(CACHE)/grammars/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test asan model gemma3 vocab neon-test bench compare record-families record-gbnf-parses run clean
+.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-gbnf-parses run clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,7 @@ test: build model gemma3 vocab $(VENV)/.ray-installed
 # The sanitizer job (.ci/asan, which says more): the C extension built with ASan and UBSan into
 # build/asan/ (the in-place build untouched), then the kernel, model, sampling, grammar and tokenizer
 # tests and the fuzz smoke run against it; any report fails it.
+.PHONY: asan
 asan: install model gemma3 vocab
 	PY=$(PY) .ci/asan
 
