@@ -37,6 +37,15 @@ class ModelError(PyggufError, ValueError):
     key, tensor, architecture or argument."""
 
 
+class StateError(PyggufError, ValueError):
+    """A saved state (prompt cache, Llama.save_state) that cannot be used: not one, truncated,
+    corrupt, or inconsistent with the model; the message names the file and the reason."""
+
+
+class StateMismatch(StateError):
+    """An intact saved state of another model or other settings (-c, cache types, RoPE)."""
+
+
 class KernelError(PyggufError, RuntimeError):
     """A C kernel refused its arguments."""
 
