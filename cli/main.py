@@ -38,6 +38,7 @@ from .options import (
     sampling_options,
 )
 from .output import TextOut, log, warn
+from .prompt_cache import PromptCache, PromptCacheParams, check_interactive, prompt_cache_options
 from .report import log_run_setup, log_verbose_prompt, report, token_piece
 from .runtime import Runtime
 from .system import physical_cores, resolve_threads, system_info, usable_cpus
@@ -121,9 +122,10 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
 @generation_options
 @display_options
 @interactive_options
+@prompt_cache_options
 @click.pass_context
 def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tuple[GenerationParams, PromptInput],
-        display: DisplayParams, **interactive) -> None:
+        display: DisplayParams, prompt_cache: PromptCacheParams, **interactive) -> None:
     """Complete a prompt with a GGUF model, like llama.cpp's main.
 
     \b
@@ -138,7 +140,7 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime.default()
     prompt = prompt_or_piped_stdin(prompt, interactive)
     try:
-        code = complete(runtime, model, sampling, params, prompt, display, interactive)
+        code = complete(runtime, model, sampling, params, prompt, display, interactive, prompt_cache)
     except KeyboardInterrupt:                   # during loading, before the generator took over
         log("Interrupted by user")
         code = EXIT_INTERRUPTED
@@ -153,7 +155,8 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
 
 
 def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationParams, prompt: PromptInput,
-             display: DisplayParams, interactive: dict | None = None) -> int:
+             display: DisplayParams, interactive: dict | None = None,
+             prompt_cache: PromptCacheParams = PromptCacheParams()) -> int:
     timings = Timings.start(runtime.clock)
     model = load_model(runtime, mp, timings)
     try:
@@ -161,14 +164,20 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
         sampler = make_sampler(runtime, model, sampling, gp)
         plan = interactive_plan(interactive or {}, model, gp, prompt, display)
         if plan.interactive:
+            check_interactive(prompt_cache)
             return run_session(model, sampler, plan, gp, mp, display, timings)
-        prompt_tokens = tokenize_prompt(tokenizer, prompt.text)
         engine = Engine(model, tokenizer, slots=1, clock=runtime.clock)
+        cache = PromptCache(prompt_cache, engine)
+        session_tokens = cache.load()           # before the prompt: without -p/-f it is the prompt
+        prompt_tokens = (session_tokens if session_tokens and not prompt.given
+                         else tokenize_prompt(tokenizer, prompt.text))
+        cache.match(prompt_tokens, prompt.given)
         seq = engine.new_sequence(one_shot_request(prompt_tokens, gp), sampler=sampler, timings=timings)
         if display.verbose_prompt:
             log_verbose_prompt(tokenizer, prompt.text, prompt_tokens, gp)
         log_run_setup(model, sampler, gp, mp, prompt_tokens)
-        run_generation(engine, seq, display)
+        run_generation(engine, seq, display, on_step=cache.after_step)
+        cache.finish(engine.slots[0], seq.tokens, interrupted=seq.finish_reason is FinishReason.INTERRUPTED)
     finally:
         model.close()
     report(seq, display)
@@ -290,26 +299,31 @@ def make_sampler(runtime: Runtime, model, sampling: dict, gp: GenerationParams):
     )
 
 
-def run_generation(engine: Engine, seq: Sequence, display: DisplayParams) -> None:
+def run_generation(engine: Engine, seq: Sequence, display: DisplayParams,
+                   on_step: Callable[[object], None] | None = None) -> None:
     """Print the prompt, then each piece of text as soon as it is final (nothing with --json)."""
     if display.json:
-        generate_text(engine, seq, lambda text: None)
+        generate_text(engine, seq, lambda text: None, on_step)
         return
     out = TextOut(color=display.color)
     try:
         if display.display_prompt:
             out.prompt(seq.prompt_text)
-        generate_text(engine, seq, out.generated)
+        generate_text(engine, seq, out.generated, on_step)
     finally:
         out.end()
 
 
-def generate_text(engine: Engine, seq: Sequence, on_text: Callable[[str], None]) -> None:
-    """Run the sequence to its end, handing each non-empty piece of text to on_text; Ctrl+C ends
-    it as INTERRUPTED (the decoder's held bytes come out too)."""
+def generate_text(engine: Engine, seq: Sequence, on_text: Callable[[str], None],
+                  on_step: Callable[[object], None] | None = None) -> None:
+    """Run the sequence to its end, handing each non-empty piece of text to on_text, and its slot
+    to on_step between steps (the prompt cache saves the prompt there); Ctrl+C ends it as
+    INTERRUPTED (the decoder's held bytes come out too)."""
     try:
         engine.admit(seq)
         for delta in engine.generate(seq):
+            if on_step is not None:
+                on_step(seq.slot)
             if delta:
                 on_text(delta)
     except KeyboardInterrupt:

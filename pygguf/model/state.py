@@ -170,6 +170,7 @@ def write_file(path, parts) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp's 0600 would differ from a plain open's
         with os.fdopen(fd, "wb") as f:
             for part in parts:
                 f.write(part)
@@ -183,6 +184,12 @@ def write_file(path, parts) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:
