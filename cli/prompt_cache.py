@@ -100,7 +100,7 @@ class PromptCache:
             elif n_match >= n:
                 self.say("main: session file has exact match for prompt!")
             elif n_match < n // 2:
-                warn(f"main: session file has low similarity to prompt ({n_match} / {n} tokens); "
+                self.say(f"main: session file has low similarity to prompt ({n_match} / {n} tokens); "
                      "will mostly be reevaluated")
             else:
                 self.say(f"main: session file matches {n_match} / {n} tokens of prompt")
