@@ -165,7 +165,7 @@ def complete(runtime: Runtime, mp: ModelParams, sampling: dict, gp: GenerationPa
         plan = interactive_plan(interactive or {}, model, gp, prompt, display)
         if plan.interactive:
             check_interactive(prompt_cache)
-            return run_session(model, sampler, plan, gp, mp, display, timings)
+            return run_session(model, sampler, plan, gp, mp, display, timings, PromptCache(prompt_cache))
         engine = Engine(model, tokenizer, slots=1, clock=runtime.clock)
         cache = PromptCache(prompt_cache, engine)
         session_tokens = cache.load()           # before the prompt: without -p/-f it is the prompt
@@ -210,7 +210,7 @@ def interactive_plan(interactive: dict, model, gp: GenerationParams, prompt: Pro
 
 
 def run_session(model, sampler, plan, gp: GenerationParams, mp: ModelParams, display: DisplayParams,
-                timings: Timings) -> int:
+                timings: Timings, prompt_cache: PromptCache | None = None) -> int:
     log_run_setup(model, sampler, gp, mp, [])
 
     def print_perf_block(session_timings) -> None:
@@ -221,7 +221,7 @@ def run_session(model, sampler, plan, gp: GenerationParams, mp: ModelParams, dis
 
     with make_console("on" if display.color else "off") as console:
         return run_interactive(model, sampler, plan.params, console, plan=plan, timings=timings,
-                               report_timings=print_perf_block)
+                               report_timings=print_perf_block, prompt_cache=prompt_cache)
 
 
 # ---- steps ----------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ in llama.cpp's words. Without -p/-f, the file's tokens are the prompt ("using fu
 session file"). After the prompt is evaluated, before generation goes on, its state is written
 (atomically) when the prompt had tokens the file lacked; --prompt-cache-all also writes the
 generated part at the end (not after a context shift, as llama.cpp); --prompt-cache-ro never
-writes. Interactive modes: --prompt-cache-all is refused, as llama.cpp refuses it; --prompt-cache
-is not used there (one notice), see README.md.
+writes. Interactive modes, as llama.cpp's: the file is loaded and the first prompt (-p/-f, or a
+template's system and first user turns) reuses it and is saved once evaluated, before the first
+user input; later input is never saved, and --prompt-cache-all is refused.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pygguf.generation.engine import common_prefix
 from pygguf.model import state
 
 from .options import _bundle, _given, spellings
-from .output import log, warn
+from .output import log
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ prompt_cache_options = _bundle("prompt_cache", _PROMPT_CACHE_OPTIONS, _build_pro
 
 class PromptCache:
     """One run's session file: loaded into the engine's slot 0 at start, saved after the prompt
-    and (--prompt-cache-all) at the end. Inactive (every method does nothing) without a path."""
+    and (--prompt-cache-all) at the end. Inactive (every method does nothing) without a path.
+    `engine` may be given later (an interactive session sets its own)."""
 
-    def __init__(self, params: PromptCacheParams, engine, say: Callable[[str], None] = log):
+    def __init__(self, params: PromptCacheParams, engine=None, say: Callable[[str], None] = log):
         self.params = params
         self.engine = engine
         self.say = say
@@ -91,7 +93,7 @@ class PromptCache:
     def match(self, prompt_tokens: list[int], prompt_given: bool) -> None:
         """Say how much of the prompt the file holds; decide whether the prompt will be saved."""
         self.prompt_tokens = list(prompt_tokens)
-        if self.path is None:
+        if self.path is None or not prompt_tokens:     # an interactive session waiting for its first input
             return
         n_match, n = common_prefix(self.session_tokens, prompt_tokens), len(prompt_tokens)
         if self.session_tokens:
@@ -130,10 +132,7 @@ class PromptCache:
 
 
 def check_interactive(params: PromptCacheParams) -> None:
-    """llama.cpp refuses --prompt-cache-all in interactive mode; pygguf's interactive modes do not
-    use the prompt cache (yet): say so rather than ignore the flag silently."""
+    """llama.cpp refuses --prompt-cache-all in interactive mode (its words)."""
     if params.path is not None and params.save_all:
         raise StateError("--prompt-cache-all not supported in interactive mode yet")
-    if params.path is not None:
-        warn(f"--prompt-cache {params.path}: not used in interactive modes (pygguf)")
 

@@ -145,3 +145,18 @@ def test_prompt_cache_all_is_refused_in_interactive_mode(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == \
         "main: error: --prompt-cache-all not supported in interactive mode yet"
+
+
+def test_interactive_mode_reuses_and_saves_the_first_prompt(tmp_path):
+    """as llama.cpp: the first prompt is saved once evaluated (before the first input); the next
+    session evaluates one token of it"""
+    cache = tmp_path / "p.bin"
+    args = [*ARGS, "-i", "-no-cnv", "--prompt-cache", str(cache), "-p", PROMPT]
+    first = CliRunner().invoke(cli, args, input="")
+    assert first.exit_code == 0, first.stderr
+    assert "session file does not exist, will create." in first.stderr and cache.stat().st_size > 0
+    second = CliRunner().invoke(cli, args, input="")
+    assert second.exit_code == 0, second.stderr
+    assert "main: session file has exact match for prompt!" in second.stderr
+    assert prompt_evaluated(second) == 1
+    assert second.stdout == first.stdout
