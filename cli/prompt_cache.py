@@ -79,6 +79,8 @@ class PromptCache:
             return []
         self.say(f"main: attempting to load saved session from '{self.path}'")
         if not self.path.exists():
+            if not self.params.read_only and not self.path.parent.is_dir():   # found now, not after the prompt
+                raise StateError(f"--prompt-cache {self.path}: directory {self.path.parent} does not exist")
             self.say("main: session file does not exist, will create.")
         elif self.path.is_dir():
             raise StateError(f"--prompt-cache {self.path}: is a directory")
@@ -114,7 +116,7 @@ class PromptCache:
             return
         n = len(self.prompt_tokens)
         if len(slot.cached) >= n and slot.cached[:n] == self.prompt_tokens:
-            state.write_file(self.path, self.engine.state_parts(slot.index, n))
+            self._write(self.engine.state_parts(slot.index, n))
             self.save_prompt = False
 
     def finish(self, slot, generated: list[int], interrupted: bool = False) -> None:
@@ -127,8 +129,15 @@ class PromptCache:
             self.say("main: the context was shifted: the final session is not saved")
             return
         self.say(f"\nmain: saving final output to session file '{self.path}'")
-        state.write_file(self.path, self.engine.state_parts(slot.index))
+        self._write(self.engine.state_parts(slot.index))
         self.say(f"saved final session to {self.path}, n_tokens = {len(slot.cached)}")
+
+
+    def _write(self, parts) -> None:
+        try:
+            state.write_file(self.path, parts)
+        except OSError as e:
+            raise StateError(f"--prompt-cache {self.path}: cannot write: {e.strerror or e}") from None
 
 
 def check_interactive(params: PromptCacheParams) -> None:

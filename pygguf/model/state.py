@@ -91,6 +91,8 @@ def decode(model, data, source: str = "state") -> SavedState:
     """data checked against model (see the module's docstring); StateError (corrupt, truncated) or
     StateMismatch (another model or other settings) names `source` and what is wrong."""
     view = memoryview(data).cast("B")
+    if 0 < view.nbytes < len(MAGIC) and MAGIC.startswith(bytes(view)):
+        raise StateError(f"{source}: truncated ({view.nbytes} bytes)")
     if view.nbytes < len(MAGIC) or bytes(view[:len(MAGIC)]) != MAGIC:
         raise StateError(f"{source}: not a pygguf state file")
     if view.nbytes < _HEADER.size + _CHECKSUM:
