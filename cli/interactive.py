@@ -336,7 +336,7 @@ class InteractiveSession:
                 with self.sigint_stops_generation():
                     reason = self.generate_reply(input_fed)
                 self.close_reply(reason)
-                if reason is FinishReason.CONTEXT:
+                if reason is FinishReason.CONTEXT or self.p.single_turn:
                     return self.finish(0)
             text = self.read_user_text()
             if text is None:
