@@ -109,6 +109,12 @@ def record(arg_cpp: str) -> list[dict]:
     return flags
 
 
+def one_flag_a_line(document: dict) -> str:
+    """JSON with one flag per line, so a diff of two recordings reads flag by flag."""
+    lines = ",\n  ".join(json.dumps(flag) for flag in document["flags"])
+    return f'{{"source": {json.dumps(document["source"])},\n "flags": [\n  {lines}\n ]\n}}\n'
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama-cpp", required=True, type=Path, help="vendor/llama.cpp of the llama-cpp-python sdist")
@@ -118,7 +124,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {"source": "common/arg.cpp of vendor/llama.cpp in the llama-cpp-python 0.3.36 sdist",
                 "flags": flags}
-    args.out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(one_flag_a_line(document), encoding="utf-8")
     print(f"{len(flags)} options, {sum(len(f['spellings']) + len(f['negatives']) for f in flags)} spellings "
           f"-> {args.out}")
 

@@ -162,7 +162,8 @@ REFUSED_FLAGS = (
     + group(REFUSED, "the KV cache holds f16, q8_0 or q4_0 with -ctk/-ctv, not f32", "--memory-f32")
     + group(REFUSED, "tail-free sampling is not implemented; llama.cpp removed it in 2024", "--tfs N")
     + group(REFUSED, "the newline is penalised like any token; llama.cpp removed the switch",
-            "--no-penalize-nl", "--penalize-nl")
+            "--no-penalize-nl")
+    + group(REFUSED, "no adaptive-p sampler", "--adaptive-target N", "--adaptive-decay N")
     + group(REFUSED, "no classifier-free guidance",
             "--cfg-negative-prompt PROMPT", "--cfg-negative-prompt-file FNAME", "--cfg-scale N")
     + group(REFUSED, "no thinking-model handling: reasoning formats, budgets",
