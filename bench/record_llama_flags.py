@@ -1,6 +1,6 @@
 """llama.cpp's command-line flags as test data for pygguf's argv tokeniser (tests/data/cli/llamacpp_flags.json).
 
-    python bench/record_llama_flags.py --llama-cpp DIR
+    python bench/record_llama_flags.py --llama-cpp DIR     (or: make record-llama-flags)
 
 DIR is vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist. Every `add_opt(common_arg(...))` of
 DIR/common/arg.cpp is read out of the C++ source: its spellings, its negative spellings (the

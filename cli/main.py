@@ -134,6 +134,9 @@ def cli(ctx: click.Context, model: ModelParams, sampling: dict, generation: tupl
         display: DisplayParams, logs: LogParams, **interactive) -> None:
     """Complete a prompt with a GGUF model, like llama.cpp's main.
 
+    llama.cpp's other flags are accepted and ignored with a notice saying why, or refused with the
+    reason (the table: pygguf_cli/llama_flags.py).
+
     \b
     Example:
       pygguf -m codellama-13b-python.Q4_K_M.gguf -c 4096 --temp 0.7 --repeat_penalty 1.1 \\
