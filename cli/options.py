@@ -26,7 +26,7 @@ class ModelParams:
     n_threads_batch: int = -1           # <= 0: same as n_threads
     n_batch: int = 2048                 # logical batch (llama.cpp -b)
     n_ubatch: int = 512                 # physical batch: most tokens per model.decode (-ub)
-    n_gpu_layers: int | None = None     # accepted for compatibility; there is no GPU backend
+    n_gpu_layers: int | str | None = None   # N, "auto" or "all": accepted for compatibility; there is no GPU backend
     rope_freq_base: float | None = None     # None: from the GGUF
     rope_freq_scale: float | None = None    # None: from the GGUF
     cache_type_k: str = "f16"           # KV cache types (-ctk/-ctv): f16, q8_0, q4_0
@@ -98,6 +98,21 @@ def _given(values: dict) -> dict:
 
 # ---- model ------------------------------------------------------------------------------------
 
+class _GpuLayers(click.ParamType):
+    """-ngl N|auto|all, as today's llama.cpp takes it."""
+    name = "N|auto|all"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value in ("auto", "all"):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number, 'auto' or 'all'", param, ctx)
+
+
+GPU_LAYERS = _GpuLayers()
+
 _MODEL_OPTIONS = [
     ("path", click.option(*spellings("-m", "--model"), "path", type=click.Path(path_type=Path),
                           help="GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 that `make model` fetches)")),
@@ -111,7 +126,7 @@ _MODEL_OPTIONS = [
                              help=f"logical batch size ({_default(ModelParams, 'n_batch')})")),
     ("n_ubatch", click.option(*spellings("-ub", "--ubatch-size"), "n_ubatch", type=int,
                               help=f"physical batch size ({_default(ModelParams, 'n_ubatch')})")),
-    ("n_gpu_layers", click.option(*spellings("-ngl", "--gpu-layers", "--n-gpu-layers"), "n_gpu_layers", type=int,
+    ("n_gpu_layers", click.option(*spellings("-ngl", "--gpu-layers", "--n-gpu-layers"), "n_gpu_layers", type=GPU_LAYERS,
                                   help="accepted for llama.cpp compatibility; ignored (CPU only)")),
     ("rope_freq_base", click.option(*spellings("--rope-freq-base"), "rope_freq_base", type=float,
                                     help="RoPE base frequency (default: from the model)")),

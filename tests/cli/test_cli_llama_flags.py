@@ -74,6 +74,20 @@ def test_nkvo_st_sp_are_not_swallowed_by_later_n_and_s(model_file):
     assert h.samplers[0].params == {"seed": 5}
 
 
+@pytest.mark.parametrize("value", ["32", "auto", "all"])
+def test_gpu_layers_take_todays_values_and_warn(model_file, value):
+    result, h = invoke(["-m", model_file, "-ngl", value, "-p", "x"])
+    assert result.exit_code == 0, result.output
+    assert "--gpu-layers option will be ignored" in result.stderr
+
+
+def test_empty_values_reach_their_flag(model_file):
+    result, h = invoke(["-m", model_file, "-p", "", "--in-prefix", "", "-n", "1"])
+    assert result.exit_code == 0, result.output
+    assert h.models[0].calls[0] == [BOS]                   # the prompt is empty
+    assert "n_predict = 1" in result.stderr
+
+
 def test_value_starting_with_a_dash_goes_to_its_flag(model_file):
     result, h = invoke(["-m", model_file, "-p", "-x", "-n", "-1"])
     assert result.exit_code == 0, result.output
