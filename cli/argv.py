@@ -109,22 +109,31 @@ def _split_inline(arg: str) -> tuple[str, str | None]:
 
 
 def _take_values(flag: Flag, name: str, inline: str | None, argv: list[str], i: int) -> tuple[list[str], int]:
-    """The flag's values and the index of the next argument."""
+    """The flag's values and the index of the next argument. A value that always follows is taken
+    whatever it looks like (`-n -1`); an optional one only when the flag accepts it (`--color on`)."""
     if inline is not None:
-        if not flag.values and not flag.takes_optional:
-            raise ArgvError(f"error: {name} takes no value")
-        if flag.takes_optional and not flag.accepts_optional(inline):
-            raise ArgvError(f"error: invalid value for {name}: {inline!r} (one of {', '.join(flag.optional)})")
-        values = [inline]
-        need = max(flag.values - 1, 0)
-    elif flag.values:
-        values, need = [], flag.values
-    else:
-        return ([argv[i]], i + 1) if i < len(argv) and flag.takes_optional and flag.accepts_optional(argv[i]) \
-            else ([], i)
-    if i + need > len(argv):
+        return _inline_values(flag, name, inline, argv, i)
+    if flag.takes_optional:
+        taken = i < len(argv) and flag.accepts_optional(argv[i])
+        return (argv[i:i + 1], i + 1) if taken else ([], i)
+    if i + flag.values > len(argv):
         raise ArgvError(f"error: expected value for argument: {name}")
-    return values + argv[i:i + need], i + need
+    return argv[i:i + flag.values], i + flag.values
+
+
+def _inline_values(flag: Flag, name: str, inline: str, argv: list[str], i: int) -> tuple[list[str], int]:
+    """`--long=value` (and, for a flag of two values, the next argument)."""
+    if flag.takes_optional:
+        if not flag.accepts_optional(inline):
+            accepted = ", ".join(flag.optional) if flag.optional else "an integer"
+            raise ArgvError(f"error: invalid value for {name}: {inline!r} (expected {accepted})")
+        return [inline], i
+    if not flag.values:
+        raise ArgvError(f"error: {name} takes no value")
+    more = flag.values - 1
+    if i + more > len(argv):
+        raise ArgvError(f"error: expected value for argument: {name}")
+    return [inline] + argv[i:i + more], i + more
 
 
 def _hand_to_click(parsed: Parsed, flag: Flag, name: str, values: list[str], click_long: Mapping[str, str]) -> None:
