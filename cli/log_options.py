@@ -87,8 +87,19 @@ class _Tee:
 @contextmanager
 def log_destination(params: LogParams) -> Iterator[None]:
     """While the run lasts, stderr (and the logging handlers writing to it) goes where `params` say."""
+    logger = logging.getLogger("pygguf")
+    level = logger.level
     if params.verbose:
-        logging.getLogger("pygguf").setLevel(logging.DEBUG)
+        logger.setLevel(logging.DEBUG)
+    try:
+        with _stderr_redirected(params):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
+def _stderr_redirected(params: LogParams) -> Iterator[None]:
     if not params.quiet and params.file is None:
         yield
         return

@@ -182,6 +182,21 @@ def test_verbose_prints_the_prompt_tokens(model_file, args):
     assert "main: number of tokens in prompt = 3" in result.stderr
 
 
+def test_verbose_turns_on_pygguf_debug_messages_for_the_run_only(model_file, monkeypatch):
+    import logging
+    seen = []
+    monkeypatch.setattr(logging.getLogger("pygguf"), "level", logging.NOTSET)
+    original = Harness.load
+
+    def load(self, path, **kwargs):
+        seen.append(logging.getLogger("pygguf").getEffectiveLevel())
+        return original(self, path, **kwargs)
+    monkeypatch.setattr(Harness, "load", load)
+    invoke(["-m", model_file, "-p", "Hi", "-v"])
+    invoke(["-m", model_file, "-p", "Hi"])
+    assert seen[0] == logging.DEBUG and seen[1] != logging.DEBUG
+
+
 def test_low_verbosity_drops_log_lines_and_default_changes_nothing(model_file):
     quiet, _ = invoke(["-m", model_file, "-p", "Hi", "-lv", "1"])
     assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == "Hi there\n"
