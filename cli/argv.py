@@ -13,9 +13,9 @@ A flag in no table is `error: invalid argument: FLAG`, as in llama.cpp.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Mapping
 
 # llama.cpp's spellings of on / off / auto (common_arg_utils::is_truthy, is_falsey, is_autoy)
 ON_OFF_AUTO = ("on", "enabled", "true", "1", "off", "disabled", "false", "0", "auto", "-1")

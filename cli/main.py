@@ -27,8 +27,9 @@ from pygguf_cli.escapes import process_escapes
 from pygguf_cli.interactive import run_interactive
 from pygguf_cli.interactive_params import prompt_from_stdin
 
-from .llama_flags import IGNORED_NOTICES, TYPED_FLAGS, read_command_line
 from .interactive_options import interactive_options, make_console, params_from_options, plan_from_options
+from .llama_flags import IGNORED_NOTICES, TYPED_FLAGS, read_command_line
+from .log_options import LogParams, log_destination, log_options
 from .options import (
     DisplayParams,
     GenerationParams,
@@ -39,7 +40,6 @@ from .options import (
     model_options,
     sampling_options,
 )
-from .log_options import LogParams, log_destination, log_options
 from .output import TextOut, log, warn
 from .report import log_run_setup, log_verbose_prompt, report, token_piece
 from .runtime import Runtime

@@ -10,10 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # tests/: the fakes
 
-from interactive_fakes import FakeModel, FakeTokenizer  # noqa: E402
-from interactive_pty_app import TEMPLATE, EchoSampler  # noqa: E402
-from pygguf_cli.main import cli  # noqa: E402
-from pygguf_cli.runtime import Runtime  # noqa: E402
+from interactive_fakes import FakeModel, FakeTokenizer
+from interactive_pty_app import TEMPLATE, EchoSampler
+
+from pygguf_cli.main import cli
+from pygguf_cli.runtime import Runtime
 
 
 class CommandEchoSampler(EchoSampler):

@@ -59,8 +59,8 @@ def test_typed_spellings_are_remembered_for_messages():
     (["stray"], "error: invalid argument: stray"),
     (["-"], "error: invalid argument: -"),
     (["--"], "error: invalid argument: --"),
-    (["--color=purple"], "error: invalid value for --color: 'purple' (expected on, enabled, true, 1, off, "
-                         "disabled, false, 0, auto, -1)"),
+    (["--color=purple"], ("error: invalid value for --color: 'purple' (expected on, enabled, true, 1, off, "
+                          "disabled, false, 0, auto, -1)")),
     (["--verbosity=x"], "error: invalid value for --verbosity: 'x' (expected an integer)"),
     (["-nkvo=1"], "error: invalid argument: -nkvo=1"),
 ])

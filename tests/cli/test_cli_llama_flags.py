@@ -4,11 +4,11 @@ implemented with the tokeniser (--color, --log-*, -v, -lv, -sysf, -sp, -st, --ji
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
-
 from cli_fakes import BOS, EOS, tokens_of
-from pygguf_cli.main import cli
+from click.testing import CliRunner
 from test_cli import Harness, invoke
+
+from pygguf_cli.main import cli
 
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -46,7 +46,7 @@ def test_hf_is_refused_not_help():
 
 
 def test_fa_on_is_ignored_and_n_keeps_its_value(model_file):
-    result, h = invoke(["-m", model_file, "-fa", "on", "-n", "3", "-p", "Hi"], Harness(script=tokens_of("abcdef")))
+    result, _ = invoke(["-m", model_file, "-fa", "on", "-n", "3", "-p", "Hi"], Harness(script=tokens_of("abcdef")))
     assert result.exit_code == 0, result.output
     assert result.stdout == "Hiabc\n"                                     # n_predict 3
     assert result.stderr.count("ignored: -fa (") == 1
@@ -60,7 +60,7 @@ def test_cache_type_k_word(model_file):
 
 @pytest.mark.parametrize("flag, value", [("-np", "4"), ("-sm", "none"), ("-md", "x.gguf"), ("-lm", "mmap")])
 def test_flags_with_a_value_are_ignored_with_their_value(model_file, flag, value):
-    result, h = invoke(["-m", model_file, flag, value, "-p", "hi"])
+    result, _ = invoke(["-m", model_file, flag, value, "-p", "hi"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("hi")
     assert [line for line in result.stderr.splitlines() if line.startswith("ignored:")] == \
@@ -76,7 +76,7 @@ def test_nkvo_st_sp_are_not_swallowed_by_later_n_and_s(model_file):
 
 @pytest.mark.parametrize("value", ["32", "auto", "all"])
 def test_gpu_layers_take_todays_values_and_warn(model_file, value):
-    result, h = invoke(["-m", model_file, "-ngl", value, "-p", "x"])
+    result, _ = invoke(["-m", model_file, "-ngl", value, "-p", "x"])
     assert result.exit_code == 0, result.output
     assert "--gpu-layers option will be ignored" in result.stderr
 
@@ -89,7 +89,7 @@ def test_empty_values_reach_their_flag(model_file):
 
 
 def test_value_starting_with_a_dash_goes_to_its_flag(model_file):
-    result, h = invoke(["-m", model_file, "-p", "-x", "-n", "-1"])
+    result, _ = invoke(["-m", model_file, "-p", "-x", "-n", "-1"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("-x there")
     assert "n_predict = -1" in result.stderr

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from testpaths import TESTS
 
 from pygguf_cli.argv import Answer, ArgvError, normalise, tokenise
 from pygguf_cli.llama_flags import LLAMA_FLAGS, click_options, command_table
 from pygguf_cli.main import cli
-from testpaths import TESTS
 
 DATA = TESTS / "data" / "cli"
 ARG_CPP = json.loads((DATA / "llamacpp_flags.json").read_text())["flags"]
