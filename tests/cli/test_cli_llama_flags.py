@@ -243,6 +243,9 @@ def test_single_turn_answers_once_then_exits(model_file):
     fed = h.models[0].tokenizer.decode(h.models[0].cache, special=True)
     assert "first" in fed and "second" not in fed
     assert "EOF by user" not in result.stdout
+    cut, _ = run(["-m", model_file, "-cnv", "-st", "-n", "1"], ChatHarness(script=tokens_of("ok") + [EOS]),
+                 stdin="first\n")
+    assert cut.exit_code == 0 and cut.stdout.endswith("o\n")    # cut by -n: still ends the line
     many = ChatHarness(script=tokens_of("ok") + [EOS])
     result, _ = run(["-m", model_file, "-cnv"], many, stdin="first\n")
     assert "EOF by user" in result.stdout                   # without -st the session waits for more
