@@ -10,7 +10,7 @@ VOCAB  := $(CACHE)/vocab/.done
 GRAMMARS := $(CACHE)/grammars/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-gbnf-parses run clean
+.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-gbnf-parses record-llama-flags run clean
 
 # The C extension is compiled here, once, with a line per file (setup.py keeps every object under
 # build/objects/ by content, so the editable install below and later builds only link, and an
@@ -136,4 +136,13 @@ record-gbnf-parses: install $(COMPARE_VENV)/.installed
 		'*/vendor/llama.cpp/tests/test-grammar-*.cpp'
 	$(PY) bench/record_gbnf_parses.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
 		--llama-lib $$(ls -d $(COMPARE_VENV)/lib/python*/site-packages/llama_cpp/lib) --fuzz $(or $(FUZZ),0)
+	rm -rf $(LLAMA_SRC)
+
+# llama.cpp's command-line flags (common/arg.cpp): tests/data/cli/llamacpp_flags.json, which the test of
+# the `pygguf` flag table (tests/cli/test_llama_flags.py) walks.
+record-llama-flags: install
+	rm -rf $(LLAMA_SRC) && mkdir -p $(LLAMA_SRC)
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(LLAMA_SRC)
+	tar -xzf $(LLAMA_SRC)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_SRC) --wildcards '*/vendor/llama.cpp/common/arg.cpp'
+	$(PY) bench/record_llama_flags.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp
 	rm -rf $(LLAMA_SRC)
