@@ -347,6 +347,8 @@ class InteractiveSession:
                 self.close_reply(reason)
                 if reason is FinishReason.CONTEXT:
                     return self.finish(0)
+                if self.p.single_turn:
+                    return self.finish_single_turn(reason)
             text = self.read_user_text()
             if text is None:
                 self.console.write("EOF by user\n", "output")
@@ -358,6 +360,12 @@ class InteractiveSession:
                 return self.finish(1)
             # An empty line gives control back to the model, if it has anything to go on.
             waiting = not input_fed and self.context_is_empty()
+
+    def finish_single_turn(self, reason: FinishReason) -> int:
+        """-st: the session ends after its one reply, the shell's prompt on a line of its own."""
+        if reason is not FinishReason.EOS:          # (an end of generation already wrote the newline)
+            self.console.write("\n", "output")
+        return self.finish(0)
 
     def finish(self, code: int, message: str | None = None) -> int:
         self.report_timings(self.timings)
