@@ -22,7 +22,7 @@ MAIN_2023 = json.loads((DATA / "llama2023_main_flags.json").read_text())["flags"
 TABLE, CLICK_LONG = command_table(cli)
 
 # implemented, but declared by another part of issue #17 (prompt cache; --mmap/--no-mmap/--mlock)
-DECLARED_ELSEWHERE = {"--prompt-cache", "--prompt-cache-all", "--prompt-cache-ro", "--mlock", "--no-mmap", "--mmap"}
+DECLARED_ELSEWHERE = {"--mlock", "--no-mmap", "--mmap"}
 
 
 def underscored(spelling: str) -> list[str]:
