@@ -27,8 +27,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Collection, Mapping
-from typing import Callable, TypeVar
+from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar
 
 from jinja2.utils import Namespace
 
@@ -202,7 +202,7 @@ def _check_int_bits(bits: int, what: str) -> None:
 
 
 # printf-style conversions: %[(key)][flags][width][.precision][length]type
-_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.S)
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.DOTALL)
 
 
 def check_printf(fmt, args) -> None:

@@ -26,8 +26,19 @@ from jinja2.utils import generate_lorem_ipsum
 from markupsafe import Markup
 
 from pygguf.chat import limits
-from pygguf.chat.limits import (TemplateLimitError, bounded_concat, bounded_join, bounded_str, check_format_spec,
-                                check_items, check_printf, check_text, replaced_size, text_size, within_deadline)
+from pygguf.chat.limits import (
+    TemplateLimitError,
+    bounded_concat,
+    bounded_join,
+    bounded_str,
+    check_format_spec,
+    check_items,
+    check_printf,
+    check_text,
+    replaced_size,
+    text_size,
+    within_deadline,
+)
 from pygguf.errors import ChatTemplateError
 
 MAX_TEMPLATE_CHARS = 1 << 20    # the longest template text compiled (real ones are under 50 k)
@@ -103,7 +114,7 @@ class _StrictSandbox(ImmutableSandboxedEnvironment):
         limits.check_binop(operator, left, right)
         return self.binop_table[operator](left, right)
 
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805  (Jinja's own signature)
+    def call(__self, __context, __obj, *args, **kwargs):     # Jinja's signature: no clash with kwargs
         if isinstance(__obj, (types.BuiltinMethodType, types.MethodType)) \
                 and isinstance(getattr(__obj, "__self__", None), (str, bytes)):
             args, kwargs = limits.checked_text_method_call(__obj, args, kwargs)
@@ -160,7 +171,7 @@ def _tojson(value, indent=None, separators=None, sort_keys=False, ensure_ascii=F
                       ensure_ascii=ensure_ascii)
 
 
-def _lipsum(n=5, html=True, min=20, max=100):     # noqa: A002  (Jinja's parameter names)
+def _lipsum(n=5, html=True, min=20, max=100):      # Jinja's parameter names
     check_text(n * max * 16 if isinstance(n, int) and isinstance(max, int) else 0, "lorem ipsum")
     return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
 

@@ -235,6 +235,7 @@ HOSTILE = "{{ 'a' * 10**10 }}"
 
 def test_cli_conversation_reports_a_hostile_template_on_one_line():
     from interactive_fakes import FakeModel, FakeSampler, FakeTokenizer, ScriptedConsole
+
     from pygguf_cli.interactive import InteractiveParams, run_interactive
     tok = FakeTokenizer()
     model = FakeModel(tok, n_ctx=4096, metadata={"tokenizer.chat_template": HOSTILE})
@@ -251,6 +252,7 @@ def test_batch_gives_the_record_its_error_and_goes_on(tmp_path):
     import json
 
     from batch_fakes import FakeContextModel
+
     from pygguf.api import Llama
     from pygguf_cli.batch import main as batch_cli
 
