@@ -314,16 +314,16 @@ class _Watchdog:
     than rendering a real template (~150 us against ~300 us)."""
 
     def __init__(self) -> None:
+        self._start_afresh()
+        os.register_at_fork(after_in_child=self._start_afresh)     # a child has no watchdog thread
+
+    def _start_afresh(self) -> None:
         self._cond = threading.Condition()
         self._armed: dict[int, tuple[float, int]] = {}      # token -> (deadline, thread id)
         self._fired: dict[int, int] = {}                    # token -> thread id
         self._tokens = itertools.count()
         self._wakes_at = math.inf
         self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forget_thread)
-
-    def _forget_thread(self) -> None:
-        self.__init__()
 
     def arm(self, seconds: float) -> int:
         with self._cond:
