@@ -152,6 +152,13 @@ def _text(name, value) -> str:
     return value
 
 
+def _sampler_spec(name, value):
+    """';'-separated names or sequence letters, or a list of names (parse_samplers reads both)."""
+    if isinstance(value, str) or isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return value
+    raise SamplerValueError(name, value, "must be a string of sampler names or letters, or a list of names")
+
+
 def _boolean(name, value) -> bool:
     if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
         raise SamplerValueError(name, value, "must be true or false")
@@ -189,7 +196,7 @@ _RULES = {
     "mirostat_lr": _number(),
     "mirostat_ent": _number(),
     "ignore_eos": _boolean,
-    "samplers": _text,
+    "samplers": _sampler_spec,
     "seed": _integer(-2 ** 63, 2 ** 64 - 1),                    # llama.cpp's stoul range, used mod 2^32
     "min_keep": _integer(0, what="must be an integer in [0, 2147483647]"),
     "grammar": _text,
