@@ -16,6 +16,7 @@ import click
 from pygguf.sampling import SamplerParams
 from pygguf_cli.argv import ON_OFF_AUTO
 from pygguf_cli.escapes import process_escapes
+from pygguf_cli.value_checks import check_model, check_sampling
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ _MODEL_OPTIONS = [
 
 
 def _build_model_params(values: dict) -> ModelParams:
-    return ModelParams(**_given(values))
+    return ModelParams(**check_model(_given(values), ModelParams.n_batch))
 
 
 model_options = _bundle("model", _MODEL_OPTIONS, _build_model_params)
@@ -227,6 +228,7 @@ def _build_sampling(values: dict) -> dict:
                                     given.pop("json_schema", None), given.pop("json_schema_file", None))
     if grammar:
         given["grammar"] = grammar
+    check_sampling(given)
     return given
 
 

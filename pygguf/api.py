@@ -50,8 +50,10 @@ def completion_request(prompt_tokens: list[int], *, n_predict: int, temperature:
     """The Request of a completion call or a batch record: the API's few sampling parameters over
     SamplerParams' defaults for the rest; grammar: GBNF text the output must match
     (pygguf.grammar.constraint.grammar_of makes it from a schema or a response_format)."""
-    sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
-                             repeat_penalty=float(repeat_penalty), seed=int(seed), grammar=grammar)
+    # handed over as given: SamplerParams checks each value (a SamplerValueError naming it, never an
+    # OverflowError from int(inf) or a str() of a 5000-digit integer)
+    sampling = SamplerParams(temp=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                             repeat_penalty=repeat_penalty, seed=seed, grammar=grammar)
     return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling, stop=_stop_tuple(stop),
                    logprobs=None if logprobs is None else int(logprobs))
 

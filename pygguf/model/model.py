@@ -26,6 +26,7 @@ from pygguf.gguf.types import QuantType, by_name
 from pygguf.model import binding, kernels, kv_cache
 from pygguf.model.batch import Batch
 from pygguf.model.config import Config
+from pygguf.model.context_args import check_context_args
 from pygguf.model.kv_cache import CacheShape
 
 __all__ = ["Model", "TensorRef"]
@@ -165,6 +166,8 @@ class Model:
         quantized cache (None: on unless LLAMA_ATTN_ROT_DISABLE is set, as llama.cpp)."""
         from pygguf.gguf import GGUFError, GGUFReader  # imported here so a model can be built without it
 
+        check_context_args(n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, rope_freq_base=rope_freq_base,
+                           rope_freq_scale=rope_freq_scale)
         path = os.fspath(path)
         try:
             with GGUFReader(path) as reader:
