@@ -92,7 +92,7 @@ RECORDS = [
 def test_bad_records_say_why(line, error):
     record = parse_record(0, 4, line)
     assert isinstance(record, BadRecord) and error in record.error
-    assert record.id in ("x", 4)
+    assert record.id in ("x", None) and record.line == 4          # a line number is never an id
 
 
 def test_plain_text_input_ids_are_line_numbers(tmp_path):
@@ -119,11 +119,13 @@ def test_ordered_writer_flushes_every_finished_prefix():
     assert len(unordered) == 1
 
 
-def test_resume_ids_cut_a_torn_last_line(tmp_path):
+def test_resume_ids_move_a_torn_last_line_aside(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_bytes(b'{"id": "a", "text": "x"}\n{"id": 2, "error": "e"}\n{"id": "c", "te')
-    assert completed_ids(str(out)) == {'"a"', "2"}
-    assert out.read_bytes().endswith(b'"e"}\n')
+    out.write_bytes(b'{"id": "a", "text": "x"}\n{"id": 2, "line": 2, "error": "e"}\n{"id": "c", "te')
+    assert completed_ids(str(out)) == {'"a"'}                 # an error line is not done: it is retried
+    assert out.read_bytes() == b'{"id": "a", "text": "x"}\n'
+    assert (tmp_path / "out.jsonl.damaged").read_bytes() == b'{"id": "c", "te\n'
+
 
 
 # ---- the command on the fake model ---------------------------------------------------------
@@ -135,7 +137,8 @@ def test_results_in_input_order_with_error_records(tmp_path):
     result = run_cli(["-i", inp, "-o", out, "-n", "8", "--logprobs", "2"])
     assert result.exit_code == 1, result.output
     got = read_results(out)
-    assert [r["id"] for r in got] == ["g", 7, 3, "long", "a", "chat", "g"]
+    assert [r.get("id") for r in got] == ["g", 7, None, "long", "a", "chat", "g"]
+    assert [r.get("line") for r in got if "error" in r] == [3, 4, 7]
     by_id = {r["id"]: r for r in got[:2]}
     assert by_id["g"]["text"] == "Hello world STOP" and by_id["g"]["finish_reason"] == "stop"
     assert by_id[7]["finish_reason"] == "length" and by_id[7]["completion_tokens"] == 5 == len(by_id[7]["tokens"])
