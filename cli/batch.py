@@ -183,8 +183,8 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
             out.close()                             # fsync: the lines are on the disk before we say so
             out = None
     except (RayUnavailable, WorkerFailed, BatchWriteError) as e:
-        log(f"error: {e}" + ("" if isinstance(e, RayUnavailable) else
-                             f" ({writer.written} records written; rerun with --resume to go on)"))
+        resumable = not isinstance(e, RayUnavailable) and output_path != "-"
+        log(f"error: {e}" + (f" ({writer.written} records written; rerun with --resume to go on)" if resumable else ""))
         ctx.exit(EXIT_FAILED)
     except (PyggufError, OSError) as e:             # the input file, say, unreadable half-way
         log(f"error: {e}")

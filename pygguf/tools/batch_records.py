@@ -34,7 +34,7 @@ class RecordError(PyggufError, ValueError):
 @dataclass
 class Record:
     index: int                      # position among the input's records (0-based), for ordering
-    id: object                      # str or int, as given (or the line number)
+    id: object                      # str or int, as given (or, for a good record without one, its line number)
     prompt: str | None = None
     messages: list | None = None
     params: dict = field(default_factory=dict)
@@ -130,8 +130,8 @@ def _parse(index: int, n: int, line: str) -> Record | BadRecord:
         return bad(f"line {n}: invalid JSON: {e}")
     if not isinstance(obj, dict):
         return bad(f"line {n}: a record must be a JSON object")
-    rid = obj.get("id", n)
-    if not (_is_int(rid) or isinstance(rid, str)):
+    rid = obj.get("id")                         # a bad line has no id unless it gave one
+    if "id" in obj and not (_is_int(rid) or isinstance(rid, str)):
         return bad(f"line {n}: id must be a string or an integer")
     prompt, messages = obj.get("prompt"), obj.get("messages")
     if (prompt is None) == (messages is None):
@@ -152,7 +152,7 @@ def _parse(index: int, n: int, line: str) -> Record | BadRecord:
             if surrogate:
                 return bad(surrogate, rid)
             params[name] = obj[name]
-    return Record(index, rid, prompt=prompt, messages=messages, params=params, line=n)
+    return Record(index, n if rid is None else rid, prompt=prompt, messages=messages, params=params, line=n)
 
 
 # ---- files -------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from batch_fakes import CRASH_PROMPT, NAN_PROMPT, FaultyModel
 from pygguf.api import Llama
 from pygguf.tools.batch import BadRecord, BatchDefaults, Record, ResultWriter, parse_record, read_records, run_batch
-from pygguf.tools.batch_output import encode_line
-from pygguf.tools.batch_records import PARAMS
+
+PARAMS = ["n_predict", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed", "stop", "grammar",
+          "json_schema", "response_format"]
 
 TEXT = st.text(st.characters(codec=None), max_size=12) | st.sampled_from(["\ud800", "x\udfff", NAN_PROMPT, CRASH_PROMPT])
 HUGE = "<an integer of 5,000 digits>"          # raw_json writes it (its repr would fail in Hypothesis' reports)
@@ -41,7 +42,9 @@ def assert_one_line(record) -> None:
     if isinstance(record, BadRecord):
         assert record.error and "\n" not in record.error and len(record.error) <= 400
         assert record.id is None or isinstance(record.id, (int, str))
-        encode_line({"id": record.id, "line": record.line, "error": record.error}).decode("utf-8")
+        written = []
+        ResultWriter(written.append).put(0, {"id": record.id, "line": record.line, "error": record.error})
+        assert json.loads(written[0])["error"] == record.error
     else:
         assert (record.prompt is None) != (record.messages is None)
 

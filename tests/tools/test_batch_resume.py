@@ -7,7 +7,7 @@ import json
 
 from test_batch import Harness, read_results, run_cli, write_jsonl
 
-from pygguf.tools.batch import ResumeState, prepare_resume
+from pygguf.tools.batch import completed_ids
 
 RECS = [{"id": f"r{i}", "prompt": f"prompt number {i}", "seed": i, "n_predict": 3} for i in range(4)]
 
@@ -70,8 +70,7 @@ def test_damaged_lines_move_aside_and_their_records_run_again(tmp_path):
 def test_a_whole_last_record_missing_its_newline_stands(tmp_path):
     inp, out, lines = full_run(tmp_path)
     out.write_text("\n".join(lines))                                    # no final newline
-    state = prepare_resume(str(out))
-    assert state == ResumeState(done={'"r0"', '"r1"', '"r2"', '"r3"'})
+    assert completed_ids(str(out)) == {'"r0"', '"r1"', '"r2"', '"r3"'}
     assert out.read_text() == "\n".join(lines) + "\n"
 
 
