@@ -98,7 +98,7 @@ def matrix_input() -> tuple[list, dict]:
     ("error", None) or ("either", id) (NaN logits: an error, or a result if the sampler copes)."""
     bad = ['{"prompt": oops', '{"prompt": "x", "n_predict": ' + "9" * 5000 + "}", '{"prompt": "\\ud800"}',
            '{"prompt": "x", "temperature": 1e-45, "n_predict": 4}', '{"id": 3, "prompt": "x", "top_k": -1e30}',
-           '[1, 2, 3]', json.dumps({"id": "crash", "prompt": CRASH_PROMPT, "n_predict": 8, "seed": 1})]
+           '[1, 2, 3]', {"id": "crash", "prompt": CRASH_PROMPT, "n_predict": 8, "seed": 1}]
     lines = []
     for i, good in enumerate(GOOD):
         lines.append(good)
