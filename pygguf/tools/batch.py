@@ -112,7 +112,7 @@ class Job:
     request: Request
     sequence: Sequence | None = None        # made on the first try to admit it
 
-    def error(self, message: str) -> "Finished":
+    def error(self, message: str) -> Finished:
         return Finished(self.index, error_record(self.id, message, self.line), ok=False)
 
 

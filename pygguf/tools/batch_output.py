@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pygguf.errors import PyggufError
-from pygguf.tools.batch_records import id_key, one_line
+from pygguf.tools.batch_records import id_key
 
 __all__ = ["BatchWriteError", "BatchOutputError", "LineFile", "stream_writer", "encode_line", "ResultWriter",
            "ResumeState", "prepare_resume", "completed_ids", "damaged_path"]
@@ -85,7 +85,7 @@ class LineFile:
         self.regular = stat.S_ISREG(os.fstat(fd).st_mode)
 
     @classmethod
-    def open(cls, path: str, append: bool) -> "LineFile":
+    def open(cls, path: str, append: bool) -> LineFile:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         try:
             fd = os.open(path, flags, 0o644)

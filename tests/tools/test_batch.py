@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -257,7 +258,7 @@ def test_a_hostile_record_is_its_own_error_line_and_the_run_goes_on(tmp_path, pa
             assert (said or "") in bad["error"] and "\n" not in bad["error"] and len(bad["error"]) <= 400, bad
     assert got[-1]["id"] == "last" and "text" in got[-1]
     alone = tmp_path / "good.jsonl"                                     # the good ones' text is their own
-    good_only = [json.loads(x) for x in open(inp) if x.startswith('{"id"')]
+    good_only = [json.loads(x) for x in Path(inp).read_text().splitlines() if x.startswith('{"id"')]
     run_cli(["-i", write_jsonl(tmp_path / "good_in.jsonl", good_only), "-o", alone])
     assert [r["text"] for r in got if r.get("id") in (*range(100, 100 + len(HOSTILE)), "last")] == \
         [r["text"] for r in read_results(alone)]

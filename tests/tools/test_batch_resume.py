@@ -68,7 +68,7 @@ def test_damaged_lines_move_aside_and_their_records_run_again(tmp_path):
 
 
 def test_a_whole_last_record_missing_its_newline_stands(tmp_path):
-    inp, out, lines = full_run(tmp_path)
+    _, out, lines = full_run(tmp_path)
     out.write_text("\n".join(lines))                                    # no final newline
     assert completed_ids(str(out)) == {'"r0"', '"r1"', '"r2"', '"r3"'}
     assert out.read_text() == "\n".join(lines) + "\n"
