@@ -95,15 +95,16 @@ class LineFile:
 
     def write_line(self, data: bytes) -> None:
         start = os.lseek(self.fd, 0, os.SEEK_END) if self.regular else 0
+        written = 0
         try:
-            written = os.write(self.fd, data)
-            while written < len(data):          # short: a full disk (the next write says so) or a pipe
+            while written < len(data):          # once, unless short: a full disk (the next write says so), a pipe
                 written += os.write(self.fd, data[written:])
         except OSError as e:
             self._cut_back(start)
             raise BatchWriteError(f"cannot write to {self.name}: {_reason(e)}") from None
         except BaseException:                   # Ctrl+C between two parts of one line
-            self._cut_back(start)
+            if written < len(data):
+                self._cut_back(start)
             raise
 
     def _cut_back(self, start: int) -> None:
