@@ -13,6 +13,7 @@ import click
 
 from pygguf_cli.console import TerminalConsole, color_enabled
 from pygguf_cli.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
+from pygguf_cli.streams import MAX_PROMPT_BYTES, read_file_capped, stdin_is_terminal
 
 def _read_system_prompt_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> str | None:
     """-sysf FILE: the file's text, one trailing newline dropped (as llama.cpp does)."""
@@ -80,7 +81,8 @@ def params_from_options(options: Mapping[str, object], *, prompt: str = "", prom
 
     template = options.get("chat_template")
     if options.get("chat_template_file"):
-        template = Path(options["chat_template_file"]).read_text(encoding="utf-8")
+        template = read_file_capped(Path(options["chat_template_file"]), MAX_PROMPT_BYTES,
+                                    "--chat-template-file").decode("utf-8", errors="replace")
     return InteractiveParams(
         prompt=prompt, prompt_given=prompt_given,
         interactive=bool(options.get("interactive")), interactive_first=bool(options.get("interactive_first")),
@@ -109,7 +111,7 @@ def system_prompt(options: Mapping[str, object], escape: bool) -> str:
 def plan_from_options(options: Mapping[str, object], metadata: Mapping[str, object],
                       stdin_is_tty: bool | None = None, **params) -> SessionPlan:
     """Resolve the session; `plan.interactive` False means: run a plain completion."""
-    tty = sys.stdin.isatty() if stdin_is_tty is None else stdin_is_tty
+    tty = stdin_is_terminal(sys.stdin) if stdin_is_tty is None else stdin_is_tty
     return plan_session(params_from_options(options, **params), metadata, tty)
 
 
