@@ -66,7 +66,7 @@ def test_prompt_file_from_dev_zero_is_refused_naming_f(tmp_path):
     result = run(tmp_path, "-f /dev/zero -n 3", "")
     assert result.returncode == 1
     assert error_lines(result.stderr) == [
-        "error: Invalid value for '-f': the prompt file '/dev/zero' is longer than 64 MiB; nothing that long "
+        "error: invalid value for -f: the prompt file '/dev/zero' is longer than 64 MiB; nothing that long "
         "fits a context"]
 
 
