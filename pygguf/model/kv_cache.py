@@ -21,6 +21,8 @@ CACHE_TYPES = ("f16", "q8_0", "q4_0")          # the names -ctk/-ctv take, llama
 _GGML_IDS = {by_name(name).ggml_id: name for name in CACHE_TYPES}   # llama-cpp-python's ints
 CONTEXT_STEP = 256                             # an automatic context is a multiple of this
 MARGIN_SHARE, MARGIN_MIN = 0.10, 512 << 20     # available memory an automatic context leaves free
+RUN_RESERVE = 512 << 20                        # an explicit context's allowance for the rest of the run
+                                               # (logits rows, scratch, the interpreter, the tokenizer)
 ROTATION_OFF = "LLAMA_ATTN_ROT_DISABLE"        # llama.cpp's switch for its Hadamard rotation
 
 
@@ -170,16 +172,18 @@ def fit_context(n_ctx_train: int, per_position: int, weights: int, available: in
 def check_context(n_ctx: int, n_seq: int, per_position: int, weights: int, available: int | None,
                   types: str = "f16") -> None:
     """An explicit context is refused, before anything is allocated, when the C cache cannot take it
-    or when its cache and the weights cannot fit in available memory (no margin: the user asked
-    for it). ContextTooLarge names n_ctx; the CLI names -c."""
+    or when its cache, the weights and RUN_RESERVE cannot fit in available memory (the cache is
+    allocated untouched: one that does not fit would be accepted and kill the run when it fills).
+    ContextTooLarge names n_ctx; the CLI names -c."""
     if n_ctx > MAX_CONTEXT:
         raise ContextTooLarge(n_ctx, f"is beyond the largest context pygguf can allocate ({MAX_CONTEXT} tokens)")
     need = n_ctx * n_seq * per_position
-    if available is not None and need + weights > available:
+    if available is not None and need + weights + RUN_RESERVE > available:
         seqs = f"x {n_seq} sequences " if n_seq > 1 else ""
-        raise ContextTooLarge(n_ctx, f"{seqs}needs {_gib(need)} of KV cache ({types}) and {_gib(weights)} of "
-                                     f"weights but only {_gib(available)} of memory is available: use a smaller "
-                                     f"context (0 picks one that fits) or a quantized KV cache (q8_0 halves it)")
+        raise ContextTooLarge(n_ctx, f"{seqs}needs {_gib(need)} of KV cache ({types}), {_gib(weights)} of weights "
+                                     f"and {_gib(RUN_RESERVE)} for the rest of the run but only {_gib(available)} "
+                                     f"of memory is available: use a smaller context (0 picks one that fits) or "
+                                     f"a quantized KV cache (q8_0 halves it)")
 
 
 def _margin(available: int) -> int:

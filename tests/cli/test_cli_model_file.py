@@ -87,9 +87,9 @@ def test_c_beyond_memory_is_refused_at_start_with_the_numbers(tiny_gguf, monkeyp
     monkeypatch.setattr(kv_cache, "available_memory", lambda: 5 << 30)
     result = run_real(["-m", tiny_gguf, "-p", "x", "-c", "8000000", "-t", "1"])    # 1 KiB a position
     assert result.exit_code == 1
-    assert last_line(result) == ("main: error: -c 8000000 needs 7.6 GiB of KV cache (f16) and 0.0 GiB of weights "
-                                 "but only 5.0 GiB of memory is available: use a smaller context (0 picks one "
-                                 "that fits) or a quantized KV cache (q8_0 halves it)")
+    assert last_line(result) == ("main: error: -c 8000000 needs 7.6 GiB of KV cache (f16), 0.0 GiB of weights and "
+                                 "0.5 GiB for the rest of the run but only 5.0 GiB of memory is available: use a "
+                                 "smaller context (0 picks one that fits) or a quantized KV cache (q8_0 halves it)")
 
 
 @pytest.mark.parametrize("n_ctx", ["99999999", "2147483648"])

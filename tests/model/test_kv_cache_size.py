@@ -51,11 +51,12 @@ def test_at_least_256_positions_even_without_room():
 
 def test_an_explicit_context_that_cannot_fit_is_refused_naming_c():
     per_pos = CacheShape(**CODELLAMA_13B).bytes_per_position()
-    check_context(16384, 1, per_pos, 7 * GiB, 20 * GiB)
+    check_context(16384, 1, per_pos, 7 * GiB, 20 * GiB)             # 12.5 + 7 + 0.5: just fits
     check_context(16384, 1, per_pos, 7 * GiB, None)
-    with pytest.raises(ModelError, match=r"^n_ctx=16384 needs 12\.5 GiB of KV cache \(f16\) and 7\.0 GiB of weights "
-                                         r"but only 16\.0 GiB of memory is available: use a smaller context \(0 "
-                                         r"picks one that fits\) or a quantized KV cache \(q8_0 halves it\)$") as info:
+    with pytest.raises(ModelError, match=r"^n_ctx=16384 needs 12\.5 GiB of KV cache \(f16\), 7\.0 GiB of weights "
+                                         r"and 0\.5 GiB for the rest of the run but only 16\.0 GiB of memory is "
+                                         r"available: use a smaller context \(0 picks one that fits\) or a "
+                                         r"quantized KV cache \(q8_0 halves it\)$") as info:
         check_context(16384, 1, per_pos, 7 * GiB, 16 * GiB)
     assert info.value.naming("-c").startswith("-c 16384 needs 12.5 GiB of KV cache (f16)")     # the CLI's flag
     with pytest.raises(ModelError, match=r"^n_ctx=8192 x 2 sequences needs 12\.5 GiB"):
@@ -65,7 +66,7 @@ def test_an_explicit_context_that_cannot_fit_is_refused_naming_c():
 def test_model_refuses_before_allocating(monkeypatch):
     config = tiny_config()
     tensors, _ = encode(random_weights(config, seed=1), by_name("F32"), config)
-    monkeypatch.setattr(kv_cache, "available_memory", lambda: 64 << 20)
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: 576 << 20)     # the run's 512 MiB and 64
     with pytest.raises(ModelError, match=r"^n_ctx=1000000 needs 1\.0 GiB of KV cache \(f16\)"):
         Model.from_tensors(config, tensors, n_ctx=1_000_000)           # 1 KiB per position
     with Model.from_tensors(config, tensors, n_ctx=64, type_k="q4_0") as m:

@@ -131,16 +131,12 @@ def test_the_c_loader_refusal_names_values_not_the_config_repr(monkeypatch):
     assert f"n_ctx={MAX_CONTEXT + 1}" in str(info.value)
 
 
-def test_an_automatic_context_is_capped_to_what_c_allocates(caplog):
+def test_an_automatic_context_is_capped_to_what_c_allocates(caplog, monkeypatch):
     config = tiny_config(n_ctx_train=(1 << 31) - 1)
     cache = kv_cache.CacheShape(config.n_layer, config.n_head_kv, config.head_dim)
-    original = kv_cache.available_memory
-    kv_cache.available_memory = lambda: None
-    try:
-        with caplog.at_level(logging.WARNING, logger="pygguf"):
-            assert model_module.context_for(config, None, 1, cache, 0) == MAX_CONTEXT
-    finally:
-        kv_cache.available_memory = original
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="pygguf"):
+        assert model_module.context_for(config, None, 1, cache, 0) == MAX_CONTEXT
     assert any(f"using at most {MAX_CONTEXT}" in r.getMessage() for r in caplog.records)
 
 
@@ -150,7 +146,8 @@ def test_a_cache_beyond_memory_is_refused_with_the_numbers(tiny_file, monkeypatc
         Model.load(tiny_file, n_ctx=1_000_000, type_v="q8_0")
     message = info.value.naming("-c")
     assert message.startswith("-c 1000000 needs ")
-    assert "GiB of KV cache (K f16, V q8_0) and 0.0 GiB of weights but only 0.1 GiB of memory is available" in message
+    assert ("GiB of KV cache (K f16, V q8_0), 0.0 GiB of weights and 0.5 GiB for the rest of the run but only "
+            "0.1 GiB of memory is available") in message
 
 
 def test_mlock_past_rlimit_memlock_for_real_warns_and_loads(tiny_file):
