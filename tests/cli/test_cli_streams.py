@@ -70,6 +70,14 @@ def test_prompt_file_from_dev_zero_is_refused_naming_f(tmp_path):
         "fits a context"]
 
 
+def test_system_prompt_file_from_dev_zero_is_refused_naming_sysf(tmp_path):
+    result = run(tmp_path, "-sysf /dev/zero -cnv -n 3", "</dev/null")
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        "error: invalid value for -sysf: the system prompt file '/dev/zero' is longer than 64 MiB; nothing that "
+        "long fits a context"]
+
+
 def test_piped_prompt_from_dev_zero_is_refused(tmp_path):
     result = run(tmp_path, "-n 3", "</dev/zero")
     assert result.returncode == 1
