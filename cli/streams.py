@@ -97,7 +97,7 @@ def reopen_closed_standard_streams() -> None:
     if sys.stdout is None:
         sys.stdout = ClosedStdout()
     if sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115  (the process's stderr, open until exit)
 
 
 def stdin_is_terminal(stdin=None) -> bool:

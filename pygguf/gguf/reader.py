@@ -11,6 +11,7 @@ import struct
 import numpy as np
 
 from pygguf.errors import GGUFError, GGUFTruncatedError, GGUFUnsupportedError
+from pygguf.gguf.file_bytes import MIN_FILE_BYTES, file_bytes
 from pygguf.gguf.format import (
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
@@ -27,7 +28,6 @@ from pygguf.gguf.format import (
     min_encoded_size,
     tensor_nbytes,
 )
-from pygguf.gguf.file_bytes import MIN_FILE_BYTES, file_bytes
 from pygguf.gguf.strings import read_strings
 from pygguf.gguf.types import BY_ID, QuantType
 

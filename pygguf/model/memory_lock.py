@@ -15,8 +15,8 @@ import ctypes.util
 import errno
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -10,10 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # tests/: the fakes
 
-from cli_fakes import EOS, FakeModel, FakeSampler, FakeSamplerParams, tokens_of  # noqa: E402
-from pygguf.errors import PyggufError  # noqa: E402
-from pygguf_cli import main as cli_main  # noqa: E402
-from pygguf_cli.runtime import Runtime  # noqa: E402
+from cli_fakes import EOS, FakeModel, FakeSampler, FakeSamplerParams, tokens_of
+
+from pygguf.errors import PyggufError
+from pygguf_cli import main as cli_main
+from pygguf_cli.runtime import Runtime
 
 RUNTIME = Runtime(load_model=lambda path, **kwargs: FakeModel(tokens_of(" there") + [EOS], n_ctx=512),
                   make_sampler=FakeSampler, sampler_params=FakeSamplerParams, errors=(PyggufError, OSError))

@@ -3,15 +3,14 @@ memory or the loader cannot take (named as -c, with the numbers), and --no-mmap 
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 from click.testing import CliRunner
+from test_cli import invoke
 
 from pygguf_cli import main as main_module
 from pygguf_cli.main import cli
 from pygguf_cli.options import ModelParams
-from test_cli import Harness, invoke
 
 
 def last_line(result) -> str:
@@ -29,7 +28,7 @@ def test_a_directory_as_model_says_so(tmp_path):
 def test_a_fifo_as_model_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "model.fifo"
     os.mkfifo(fifo)
-    result, h = invoke(["-m", fifo, "-p", "x"])                      # opening it would wait for a writer
+    result, _ = invoke(["-m", fifo, "-p", "x"])                      # opening it would wait for a writer
     assert result.exit_code == 1
     assert last_line(result) == f"main: error: -m {fifo} is not a regular file, not a GGUF file"
 
@@ -69,6 +68,7 @@ def test_mmap_and_mlock_reach_the_loader(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory):
     from model_factory import encode, random_weights, tiny_config, write_gguf
+
     from pygguf.gguf.types import by_name
     config = tiny_config()
     tensors, _ = encode(random_weights(config, seed=2), by_name("F32"), config)

@@ -23,7 +23,7 @@ def run(tmp_path, args: str, redirections: str):
     model.write_bytes(b"GGUF")
     command = f'exec "$0" "{APP}" -m "{model}" {args} {redirections}'
     return subprocess.run(["sh", "-c", command, sys.executable], capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path, env={**os.environ, "PYTHONSAFEPATH": "1"})
+                          cwd=tmp_path, env={**os.environ, "PYTHONSAFEPATH": "1"}, check=False)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -66,23 +66,23 @@ def test_prompt_file_from_dev_zero_is_refused_naming_f(tmp_path):
     result = run(tmp_path, "-f /dev/zero -n 3", "")
     assert result.returncode == 1
     assert error_lines(result.stderr) == [
-        "error: invalid value for -f: the prompt file '/dev/zero' is longer than 64 MiB; nothing that long "
-        "fits a context"]
+        ("error: invalid value for -f: the prompt file '/dev/zero' is longer than 64 MiB; nothing that long "
+         "fits a context")]
 
 
 def test_system_prompt_file_from_dev_zero_is_refused_naming_sysf(tmp_path):
     result = run(tmp_path, "-sysf /dev/zero -cnv -n 3", "</dev/null")
     assert result.returncode == 1
     assert error_lines(result.stderr) == [
-        "error: invalid value for -sysf: the system prompt file '/dev/zero' is longer than 64 MiB; nothing that "
-        "long fits a context"]
+        ("error: invalid value for -sysf: the system prompt file '/dev/zero' is longer than 64 MiB; nothing "
+         "that long fits a context")]
 
 
 def test_piped_prompt_from_dev_zero_is_refused(tmp_path):
     result = run(tmp_path, "-n 3", "</dev/zero")
     assert result.returncode == 1
     assert error_lines(result.stderr) == [
-        "main: error: the prompt piped on stdin is longer than 64 MiB; nothing that long fits a context"]
+        ("main: error: the prompt piped on stdin is longer than 64 MiB; nothing that long fits a context")]
 
 
 def test_interactive_line_from_dev_zero_is_refused(tmp_path):

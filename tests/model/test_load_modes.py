@@ -9,9 +9,9 @@ import mmap
 
 import numpy as np
 import pytest
-
 from model_factory import encode, random_weights, tiny_config, write_gguf
 from model_runner import Runner
+
 from pygguf.errors import ContextTooLarge, ModelError
 from pygguf.gguf import GGUFReader
 from pygguf.gguf.types import by_name
@@ -72,10 +72,9 @@ def test_mlock_refused_warns_once_with_the_numbers_and_runs(tiny_file, monkeypat
     monkeypatch.setattr(memory_lock, "_mlock", lambda address, size: errno.ENOMEM)
     monkeypatch.setattr(memory_lock, "_raise_soft_limit", lambda size: False)
     size = tiny_file.stat().st_size
-    with caplog.at_level(logging.WARNING, logger="pygguf"):
-        with Model.load(tiny_file, n_ctx=32, use_mlock=True) as model:
-            assert model._locked is None
-            assert np.isfinite(logits(model)).all()
+    with caplog.at_level(logging.WARNING, logger="pygguf"), Model.load(tiny_file, n_ctx=32, use_mlock=True) as model:
+        assert model._locked is None
+        assert np.isfinite(logits(model)).all()
     warnings = [r.getMessage() for r in caplog.records if "mlock" in r.getMessage()]
     assert len(warnings) == 1
     assert f"failed to mlock the model's {memory_lock._size(size)} ({size} bytes): Cannot allocate memory" in warnings[0]
@@ -167,7 +166,7 @@ def test_mlock_past_rlimit_memlock_for_real_warns_and_loads(tiny_file):
     script = ("import sys; from pygguf.model import Model\n"
               "with Model.load(sys.argv[1], n_ctx=32, use_mlock=True) as m: print('locked' if m._locked else 'unlocked')")
     result = subprocess.run(prefix + [sys.executable, "-c", script, str(tiny_file)], capture_output=True, text=True,
-                            timeout=60, env=os.environ,
+                            timeout=60, env=os.environ, check=False,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_MEMLOCK, (4096, 4096)))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "unlocked"
