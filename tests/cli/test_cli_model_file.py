@@ -92,7 +92,7 @@ def test_c_beyond_memory_is_refused_at_start_with_the_numbers(tiny_gguf, monkeyp
                                  "smaller context (0 picks one that fits) or a quantized KV cache (q8_0 halves it)")
 
 
-@pytest.mark.parametrize("n_ctx", ["99999999", "2147483648"])
+@pytest.mark.parametrize("n_ctx", ["99999999", "2147483647"])
 def test_c_beyond_the_loader_is_refused_naming_c(tiny_gguf, monkeypatch, n_ctx):
     from pygguf.model import kv_cache
     monkeypatch.setattr(kv_cache, "available_memory", lambda: None)    # nothing but the loader's limit stops it
@@ -100,3 +100,14 @@ def test_c_beyond_the_loader_is_refused_naming_c(tiny_gguf, monkeypatch, n_ctx):
     assert result.exit_code == 1
     assert last_line(result) == f"main: error: -c {n_ctx} is beyond the largest context pygguf can allocate (16777216 tokens)"
     assert "Config(" not in result.stderr and "Traceback" not in result.stderr and "BufferError" not in result.stderr
+
+
+def test_c_of_2_31_is_one_clean_line(tiny_gguf, monkeypatch):
+    """Was OverflowError under `BufferError: cannot close exported pointers exist` (the value check
+    of cli/value_checks.py refuses it first now; either way one line, no traceback)."""
+    from pygguf.model import kv_cache
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: None)
+    result = run_real(["-m", tiny_gguf, "-p", "x", "-c", "2147483648", "-t", "1"])
+    assert result.exit_code == 1
+    assert "2147483648" in last_line(result) and "error" in last_line(result)
+    assert "Traceback" not in result.stderr and "BufferError" not in result.stderr and "Config(" not in result.stderr

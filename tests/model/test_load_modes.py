@@ -96,11 +96,13 @@ def test_a_context_past_the_c_limit_is_refused_cleanly(tiny_file, monkeypatch):
     """Was: OverflowError (int32 n_ctx) hidden under `BufferError: cannot close exported pointers
     exist` when memory could not be read, or the C loader's 'bad argument (Config(...))'."""
     monkeypatch.setattr(kv_cache, "available_memory", lambda: None)
-    for n_ctx in (MAX_CONTEXT + 1, 99_999_999, 2 ** 31):
+    for n_ctx in (MAX_CONTEXT + 1, 99_999_999, 2 ** 31 - 1):
         with pytest.raises(ContextTooLarge) as info:
             Model.load(tiny_file, n_ctx=n_ctx)
         assert str(info.value) == f"n_ctx={n_ctx} is beyond the largest context pygguf can allocate ({MAX_CONTEXT} tokens)"
         assert info.value.naming("-c").startswith(f"-c {n_ctx} is beyond")
+    with pytest.raises(ModelError, match="^n_ctx = 2147483648: must be an integer"):   # context_args.py, first
+        Model.load(tiny_file, n_ctx=2 ** 31)
 
 
 def test_an_error_inside_the_c_call_leaves_no_view_of_the_mapping(tiny_file, monkeypatch):
