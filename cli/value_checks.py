@@ -10,6 +10,7 @@ import click
 
 from pygguf.errors import BadValue, shown_value
 from pygguf.sampling import SamplerParams
+from pygguf_cli.llama_flags import TYPED_FLAGS
 from pygguf_cli.output import warn
 
 _SAMPLER_FIELDS = {f.name for f in fields(SamplerParams)}
@@ -18,12 +19,15 @@ _CONTEXT_FIELDS = ("n_ctx", "n_batch", "n_ubatch", "n_threads", "n_threads_batch
 
 
 def flag_of(field: str) -> str:
-    """The option that sets `field`, by its long name (what the user typed may have been rewritten
-    by the time Click sees it, so the declared name is the one to show)."""
+    """The option that sets `field` as the user typed it (`-c`, `--ctx_size`): pygguf_cli.argv
+    records the spelling behind each name Click sees; else the option's long name."""
     ctx = click.get_current_context(silent=True)
+    typed = ctx.meta.get(TYPED_FLAGS, {}) if ctx is not None else {}
     for param in ctx.command.params if ctx is not None else ():
         if param.name == field and getattr(param, "opts", None):
-            return next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
+            names = param.opts + param.secondary_opts
+            return next((typed[name] for name in names if name in typed),
+                        next((opt for opt in param.opts if opt.startswith("--")), param.opts[0]))
     return field
 
 

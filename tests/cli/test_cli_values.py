@@ -39,7 +39,7 @@ def invoke(tmp_path, *args):
 
 @pytest.mark.parametrize("args, line", [
     (["--repeat-penalty", "0"], "error: --repeat-penalty 0: must be greater than 0 (1.0 = off), as in llama.cpp"),
-    (["--repeat_penalty", "-1"], "error: --repeat-penalty -1: must be greater than 0 (1.0 = off), as in llama.cpp"),
+    (["--repeat_penalty", "-1"], "error: --repeat_penalty -1: must be greater than 0 (1.0 = off), as in llama.cpp"),
     (["--top-p", "-1"], "error: --top-p -1: must be in [0, 1] (1 = off)"),
     (["--min-p", "nan"], "error: --min-p nan: must be a finite number"),
     (["--temp", "inf"], "error: --temp inf: must be a finite number"),
@@ -49,10 +49,10 @@ def invoke(tmp_path, *args):
     (["--repeat-last-n", "-1"], "error: --repeat-last-n -1: must be an integer in [0, 2147483647] (0 = off)"),
     (["--repeat-last-n", "1" + "0" * 30], "error: --repeat-last-n 1" + "0" * 30
      + ": must be an integer in [0, 2147483647] (0 = off)"),
-    (["-l", "5+inf"], "error: --logit-bias inf: a bias must be a number below +inf (-inf bans the token)"),
-    (["-b", "0"], "error: --batch-size 0: must be an integer in [1, 2147483647]"),
-    (["-ub", "-1"], "error: --ubatch-size -1: must be an integer in [0, 2147483647] (0 = the same as n_batch)"),
-    (["-c", "2147483648"], "error: --ctx-size 2147483648: must be an integer in [0, 2147483647] "
+    (["-l", "5+inf"], "error: -l inf: a bias must be a number below +inf (-inf bans the token)"),
+    (["-b", "0"], "error: -b 0: must be an integer in [1, 2147483647]"),
+    (["-ub", "-1"], "error: -ub -1: must be an integer in [0, 2147483647] (0 = the same as n_batch)"),
+    (["-c", "2147483648"], "error: -c 2147483648: must be an integer in [0, 2147483647] "
      "(0 = the model's training context)"),
     (["--rope-freq-base", "-1"], "error: --rope-freq-base -1: must be a finite number >= 0 (0 = from the model)"),
     (["--rope-freq-scale", "inf"], "error: --rope-freq-scale inf: must be a finite number >= 0 (0 = from the model)"),
@@ -76,13 +76,13 @@ def test_an_integer_of_5000_digits_is_one_line(tmp_path):
      lambda loads: loads.sampler_params[0]["top_p"] == 2.0),
     (["--xtc-probability", "2"], "warning: --xtc-probability 2: above 1 applies XTC at every step, as 1.0 does",
      lambda loads: True),
-    (["-ub", "0"], "warning: --ubatch-size 0: 0 means: the same as n_batch (llama.cpp's rule)",
+    (["-ub", "0"], "warning: -ub 0: 0 means: the same as n_batch (llama.cpp's rule)",
      lambda loads: loads.calls[0]["n_batch"] == 2048),
-    (["-b", "64", "-ub", "0"], "warning: --ubatch-size 0: 0 means: the same as n_batch (llama.cpp's rule)",
+    (["-b", "64", "-ub", "0"], "warning: -ub 0: 0 means: the same as n_batch (llama.cpp's rule)",
      lambda loads: loads.calls[0]["n_batch"] == 64),
     (["--rope-freq-base", "0"], "warning: --rope-freq-base 0: 0 means: from the model (llama.cpp's rule)",
      lambda loads: loads.calls[0]["rope_freq_base"] is None),
-    (["-s", str(2 ** 40)], f"warning: --seed {2 ** 40}: is used modulo 2^32, as llama.cpp does",
+    (["-s", str(2 ** 40)], f"warning: -s {2 ** 40}: is used modulo 2^32, as llama.cpp does",
      lambda loads: True),
 ])
 def test_values_llama_cpp_reads_its_own_way_run_with_a_warning(tmp_path, args, warning, check):
