@@ -13,6 +13,11 @@ pygguf-batch. A fixed seed (per call, or the Llama's) gives the same text every 
 was run before: each call starts a fresh sampler, and a prompt prefix reused from the KV cache
 gives the same logits as recomputing it. With seed=-1 (the default) every call draws a new random
 seed. Sampling defaults are SamplerParams' (llama.cpp's), but for chat's temperature.
+
+A Llama may be shared between threads: its calls take turns on its one engine (see
+pygguf.generation.turns: a call from another thread waits, a stream holds the Llama from its first
+read to its end or close()), and each call has its own Sequence and sampler, so every call gives
+the text it would give alone.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from pygguf.errors import PyggufError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason, Request, Sequence as DecodeSequence
+from pygguf.generation.turns import Turns
 from pygguf.sampling import SamplerParams
 from pygguf.sampling.params import default
 
@@ -85,6 +91,7 @@ class Llama:
         self.model = model
         self.tokenizer = model.tokenizer
         self.engine = Engine(model, self.tokenizer)        # one slot per sequence of the KV cache
+        self._turns = Turns()                              # its calls, one at a time
         self._chat = None
 
     # ---- tokens ----------------------------------------------------------------------------
@@ -146,20 +153,29 @@ class Llama:
         request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
-        seq = self._new_sequence(request)               # a too-long prompt raises here, before streaming
+        seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
         if stream:
             return self._stream_completion(seq, self._completion_head())
         self._run(seq)
         return self._completion(seq)
 
-    def _new_sequence(self, request: Request) -> DecodeSequence:
-        """Calls run one at a time: a stream the caller stopped reading gives its slot back."""
-        self.engine.abandon()
-        return self.engine.new_sequence(request)
-
     def _run(self, seq: DecodeSequence) -> None:
-        for _ in self.engine.stream(seq):
-            pass
+        with self._turns.call():
+            self.engine.abandon()                       # a stream of this thread, left open, ends
+            for _ in self.engine.stream(seq):
+                pass
+
+    def _stream(self, seq: DecodeSequence) -> Iterator[str]:
+        """seq's text in pieces, the turn held from the first read to the end (turns.py)."""
+        with self._turns.call() as turn:
+            self.engine.abandon()
+            for delta in self.engine.stream(seq):
+                with self._turns.paused(turn):
+                    yield delta
+                if turn.taken_over:                     # by a later call of this thread
+                    if not seq.finished:
+                        seq.finish(FinishReason.INTERRUPTED)
+                    return
 
     def _completion_head(self) -> dict:
         return {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
@@ -174,7 +190,7 @@ class Llama:
     __call__ = create_completion
 
     def _stream_completion(self, seq: DecodeSequence, head: dict) -> Iterator[dict]:
-        for delta in self.engine.stream(seq):
+        for delta in self._stream(seq):
             yield dict(head, choices=[{"text": delta, "index": 0, "logprobs": None, "finish_reason": None}])
         yield dict(head, choices=[{"text": "", "index": 0, "logprobs": self._logprobs_dict(seq),
                                    "finish_reason": api_finish_reason(seq.finish_reason)}],
@@ -192,9 +208,12 @@ class Llama:
                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
                                   logprobs=logprobs, grammar=grammar, response_format=response_format)
                     for p in prompts]
-        sequences = [self._new_sequence(r) for r in requests]
-        for _ in self.engine.run(sequences, self.parallel(parallel)):
-            pass
+        sequences = [self.engine.new_sequence(r) for r in requests]
+        parallel = self.parallel(parallel)
+        with self._turns.call():
+            self.engine.abandon()
+            for _ in self.engine.run(sequences, parallel):
+                pass
         return [self._completion(seq) for seq in sequences]
 
     def parallel(self, parallel: int | None = None) -> int:
@@ -232,7 +251,7 @@ class Llama:
         request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
-        seq = self._new_sequence(request)
+        seq = self.engine.new_sequence(request)
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
         if stream:
             return self._stream_chat(seq, head)
@@ -247,7 +266,7 @@ class Llama:
         chunk = dict(head, object="chat.completion.chunk")
         yield dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant"}, "logprobs": None,
                                     "finish_reason": None}])
-        for delta in self.engine.stream(seq):
+        for delta in self._stream(seq):
             yield dict(chunk, choices=[{"index": 0, "delta": {"content": delta}, "logprobs": None,
                                         "finish_reason": None}])
         yield dict(chunk, choices=[{"index": 0, "delta": {}, "logprobs": None,
@@ -255,14 +274,17 @@ class Llama:
 
     def reset(self) -> None:
         """Forget the KV cache's contents: no prompt prefix is reused by the next call."""
-        self.engine.reset()
+        with self._turns.call():
+            self.engine.reset()
 
     # ---- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Frees the model once no other thread's call is using it."""
         close = getattr(self.model, "close", None)
         if close is not None:
-            close()
+            with self._turns.call():
+                close()
 
     def __enter__(self):
         return self
