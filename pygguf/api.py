@@ -160,22 +160,25 @@ class Llama:
         return self._completion(seq)
 
     def _run(self, seq: DecodeSequence) -> None:
-        with self._turns.call():
-            self.engine.abandon()                       # a stream of this thread, left open, ends
-            for _ in self.engine.stream(seq):
-                pass
+        for _ in self._stream(seq):
+            pass
 
     def _stream(self, seq: DecodeSequence) -> Iterator[str]:
-        """seq's text in pieces, the turn held from the first read to the end (turns.py)."""
+        """seq's text in pieces, the turn held from the first read to the end (turns.py); the
+        engine's generator is closed inside the turn, where it gives its slot back."""
         with self._turns.call() as turn:
-            self.engine.abandon()
-            for delta in self.engine.stream(seq):
-                with self._turns.paused(turn):
-                    yield delta
-                if turn.taken_over:                     # by a later call of this thread
-                    if not seq.finished:
-                        seq.finish(FinishReason.INTERRUPTED)
-                    return
+            self.engine.abandon()                       # a stream of this thread, left open, ends
+            pieces = self.engine.stream(seq)
+            try:
+                for delta in pieces:
+                    with self._turns.paused(turn):
+                        yield delta
+                    if turn.taken_over:                 # by a later call of this thread
+                        if not seq.finished:
+                            seq.finish(FinishReason.INTERRUPTED)
+                        return
+            finally:
+                pieces.close()
 
     def _completion_head(self) -> dict:
         return {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
