@@ -65,16 +65,17 @@ def color_enabled(mode: str, stdout: TextIO) -> bool:
 
 class TerminalConsole:
     def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None, color: bool = False):
+                 stderr: TextIO | None = None, color: bool = False, simple_io: bool = False):
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.is_tty = _isatty(self.stdin)
         self.color = color and _isatty(self.stdout)
+        self.simple_io = simple_io          # --simple-io: lines read as the terminal delivers them
         self._current = RESET
         self._readline = None
         self._saved_tty = None
-        if self.is_tty and self.stdin is sys.stdin:
+        if self.is_tty and self.stdin is sys.stdin and not simple_io:
             try:
                 import readline  # noqa: F401  (importing it gives input() editing + history)
                 self._readline = readline
@@ -123,7 +124,7 @@ class TerminalConsole:
     def read_line(self, prompt: str = "") -> str | None:
         """One line without its newline; None at end of input (Ctrl+D). Ctrl+C raises
         KeyboardInterrupt."""
-        if not self.is_tty or self.stdin is not sys.stdin:
+        if not self.is_tty or self.stdin is not sys.stdin or self.simple_io:
             self.write(prompt)
             line = self.stdin.readline()
             if not line:

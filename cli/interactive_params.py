@@ -32,6 +32,8 @@ class InteractiveParams:
     chat_template: str | None = None    # --chat-template NAME|JINJA
     verbose_prompt: bool = False        # --verbose-prompt / --print-prompt
     multiline_input: bool = False       # -mli
+    single_turn: bool = False           # -st: one reply, then the session ends
+    simple_io: bool = False             # --simple-io: plain line input (no readline)
     escape: bool = True                 # -e: process \n, \t, ... in typed input
     special: bool = False               # -sp: print special tokens
     display_prompt: bool = True

@@ -30,10 +30,11 @@ from pygguf.errors import PyggufError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason, Request, Sequence as DecodeSequence
 from pygguf.generation.turns import Turns
+from pygguf.model import state as saved_state
 from pygguf.sampling import SamplerParams
 from pygguf.sampling.params import default
 
-__all__ = ["Llama"]
+__all__ = ["Llama", "LlamaState"]
 
 CHAT_TEMPERATURE = 0.2      # llama-cpp-python's create_chat_completion default (completions use SamplerParams')
 
@@ -55,8 +56,10 @@ def completion_request(prompt_tokens: list[int], *, n_predict: int, temperature:
     """The Request of a completion call or a batch record: the API's few sampling parameters over
     SamplerParams' defaults for the rest; grammar: GBNF text the output must match
     (pygguf.grammar.constraint.grammar_of makes it from a schema or a response_format)."""
-    sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
-                             repeat_penalty=float(repeat_penalty), seed=int(seed), grammar=grammar)
+    # handed over as given: SamplerParams checks each value (a SamplerValueError naming it, never an
+    # OverflowError from int(inf) or a str() of a 5000-digit integer)
+    sampling = SamplerParams(temp=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                             repeat_penalty=repeat_penalty, seed=seed, grammar=grammar)
     return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling, stop=_stop_tuple(stop),
                    logprobs=None if logprobs is None else int(logprobs))
 
@@ -67,6 +70,21 @@ def _stop_tuple(stop) -> tuple[str, ...]:
     if isinstance(stop, str):
         return (stop,)
     return tuple(s for s in stop if s)
+
+
+class LlamaState:
+    """llama-cpp-python's LlamaState, over pygguf's state format (pygguf.model.state): llama_state
+    holds the tokens, their KV cache and a checksum, checked against the model on load. scores is
+    None: logits are not saved (the last token is evaluated again when the next call reuses the
+    state, as llama.cpp's main replays it)."""
+
+    def __init__(self, input_ids, scores, n_tokens: int, llama_state: bytes, llama_state_size: int, seed: int):
+        self.input_ids = input_ids
+        self.scores = scores
+        self.n_tokens = n_tokens
+        self.llama_state = llama_state
+        self.llama_state_size = llama_state_size
+        self.seed = seed
 
 
 class Llama:
@@ -168,6 +186,7 @@ class Llama:
         engine's generator is closed inside the turn, where it gives its slot back."""
         with self._turns.call() as turn:
             self.engine.abandon()                       # a stream of this thread, left open, ends
+            self._last_seq = seq                        # whose slot save_state saves
             pieces = self.engine.stream(seq)
             try:
                 for delta in pieces:
@@ -215,6 +234,7 @@ class Llama:
         parallel = self.parallel(parallel)
         with self._turns.call():
             self.engine.abandon()
+            self._last_seq = sequences[-1] if sequences else self._last_seq
             for _ in self.engine.run(sequences, parallel):
                 pass
         return [self._completion(seq) for seq in sequences]
@@ -274,6 +294,43 @@ class Llama:
                                         "finish_reason": None}])
         yield dict(chunk, choices=[{"index": 0, "delta": {}, "logprobs": None,
                                     "finish_reason": api_finish_reason(seq.finish_reason)}])
+
+    # ---- saved state -----------------------------------------------------------------------
+
+    def _state_slot(self) -> int:
+        """The slot of the last call (the only one unless n_seq_max > 1)."""
+        last = getattr(self, "_last_seq", None)
+        return last.slot.index if last is not None and last.slot is not None else 0
+
+    def save_state(self) -> LlamaState:
+        """The tokens the last call left in the KV cache and their cells (llama-cpp-python's name)."""
+        import numpy as np
+        with self._turns.call():
+            self.engine.abandon()                   # a stream left unread gives its slot back
+            slot = self._state_slot()
+            data = self.engine.save_state(slot)
+            tokens = self.engine.slots[slot].cached
+            return LlamaState(np.asarray(tokens, dtype=np.intc), None, len(tokens), data, len(data), self.seed)
+
+    def load_state(self, state: LlamaState) -> None:
+        """Restore a save_state() of this model with this n_ctx and cache types (else StateError,
+        saying what differs): the next prompt sharing a prefix with its tokens evaluates only the rest."""
+        with self._turns.call():
+            self.engine.abandon()
+            self.engine.load_state(state.llama_state, self._state_slot(), source="LlamaState")
+            self.seed = int(state.seed)
+
+    def save_state_file(self, path: str | os.PathLike) -> None:
+        """save_state() written to path atomically (a temporary file renamed over it)."""
+        with self._turns.call():
+            self.engine.abandon()
+            saved_state.write_file(path, self.engine.state_parts(self._state_slot()))
+
+    def load_state_file(self, path: str | os.PathLike) -> None:
+        """A save_state_file() restored, checked as load_state; the seed stays this Llama's."""
+        with self._turns.call():
+            self.engine.abandon()
+            self.engine.load_state(saved_state.read_file(path), self._state_slot(), source=os.fspath(path))
 
     def reset(self) -> None:
         """Forget the KV cache's contents: no prompt prefix is reused by the next call."""

@@ -37,6 +37,15 @@ class ModelError(PyggufError, ValueError):
     key, tensor, architecture or argument."""
 
 
+class StateError(PyggufError, ValueError):
+    """A saved state (prompt cache, Llama.save_state) that cannot be used: not one, truncated,
+    corrupt, or inconsistent with the model; the message names the file and the reason."""
+
+
+class StateMismatch(StateError):
+    """An intact saved state of another model or other settings (-c, cache types, RoPE)."""
+
+
 class KernelError(PyggufError, RuntimeError):
     """A C kernel refused its arguments."""
 
@@ -47,8 +56,39 @@ class TokenizerError(PyggufError, ValueError):
 
 # ---- requests --------------------------------------------------------------------------------
 
+class BadValue(PyggufError, ValueError):
+    """A parameter's value outside what it accepts: `field` names the parameter (a front end maps
+    it to its own spelling, e.g. the CLI's flag), `shown` is the value as text (never str() of a
+    huge int), `problem` says what is accepted."""
+
+    def __init__(self, field: str, value, problem: str):
+        self.field, self.shown, self.problem = field, shown_value(value), problem
+        super().__init__(f"{field} = {self.shown}: {problem}")
+
+
+def shown_value(value) -> str:
+    """A value for a message: short, one line, and safe for ints too long for str()."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 256 else f"an integer of about {value.bit_length() * 3 // 10} digits"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    return f"a {type(value).__name__}"
+
+
 class SamplerError(PyggufError, ValueError):
     """Bad sampler parameters or input (the message says which and why)."""
+
+
+class SamplerValueError(SamplerError, BadValue):
+    """A SamplerParams field out of range (llama.cpp's ranges): `field` is the field's name."""
+
+
+class ContextValueError(ModelError, BadValue):
+    """A model/context argument out of range (n_ctx, n_batch, n_ubatch, threads, RoPE)."""
 
 
 class GrammarError(PyggufError, ValueError):

@@ -17,6 +17,8 @@ What the engine owns, once for every front end:
 - prefix reuse: a new prompt starts from the longest prefix any slot holds (its own cells, or
   another slot's copied with model.kv_copy); when a prefix it shares is being computed for another
   slot in this very step, the prompt waits one step rather than compute it twice;
+- saved states (`save_state` / `load_state`, pygguf.model.state): a slot's cells and tokens as
+  bytes, and back, so a restored prompt is reused like any cached prefix;
 - the context policy (`_make_room`): llama.cpp's "full" rule, the shift (keep n_keep, drop half
   of the rest) or the end of the sequence with llama.cpp's words;
 - the timings: a step's wall time is charged to every sequence in it.
@@ -29,6 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence as Seq
 
 from pygguf.errors import EmptyPrompt, PromptTooLong
 from pygguf.generation.sequence import FinishReason, Request, Sequence
+from pygguf.model import state
 from pygguf.model.batch import Batch
 
 PROMPT_MARGIN = 4           # llama.cpp refuses a prompt that leaves fewer than 4 free cells
@@ -124,6 +127,32 @@ class Engine:
             if n > best_n:
                 best, best_n = s, n
         return best, best_n
+
+    # ---- saved states ----------------------------------------------------------------------
+
+    def state_parts(self, slot: int = 0, n_tokens: int | None = None) -> list[bytes]:
+        """The first n_tokens (default: all) cached tokens of slot `slot` and their KV cells, in
+        pygguf.model.state's format, as the pieces of one file (state.write_file takes them)."""
+        cached = self.slots[slot].cached
+        tokens = cached if n_tokens is None else cached[:n_tokens]
+        return state.encode_parts(self.model, self.slots[slot].index, list(tokens))
+
+    def save_state(self, slot: int = 0, n_tokens: int | None = None) -> bytes:
+        return b"".join(self.state_parts(slot, n_tokens))
+
+    def load_state(self, data, slot: int = 0, source: str = "state") -> list[int]:
+        """A saved state checked and put into slot `slot` (which must be free): its cells and
+        tokens, reused by the next prompt sharing a prefix with them like any cached prefix (the
+        last prompt token is always evaluated again, so its logits exist). Returns the tokens. A
+        state that fails its checks changes nothing."""
+        target = self.slots[slot]
+        if not target.free:
+            raise RuntimeError("load_state: the slot is running a sequence")
+        saved = state.decode(self.model, data, source)
+        target.cached = []                      # from here the cells are being overwritten
+        self.model.kv_write(target.index, saved.kv, len(saved.tokens))
+        target.cached = list(saved.tokens)
+        return list(saved.tokens)
 
     def release(self, seq: Sequence) -> None:
         """The sequence leaves its slot; the slot's cells keep what was computed (for reuse)."""

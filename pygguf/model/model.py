@@ -12,6 +12,7 @@ not track what each sequence holds: its caller (pygguf.generation.Engine) does, 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import mmap
 import os
@@ -25,6 +26,7 @@ from pygguf.gguf.types import QuantType, by_name
 from pygguf.model import binding, kernels, kv_cache
 from pygguf.model.batch import Batch
 from pygguf.model.config import Config
+from pygguf.model.context_args import check_context_args
 from pygguf.model.kv_cache import CacheShape
 
 __all__ = ["Model", "TensorRef"]
@@ -73,13 +75,15 @@ class Model:
     """A loaded model. Use Model.load(path); Model.from_tensors builds one from arrays (tests)."""
 
     _model = None
+    _identity = None
 
     def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
                  n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, repack: bool = True,
                  type_k: str | int | None = "f16", type_v: str | int | None = "f16",
-                 attn_rotation: bool | None = None, _mapping=None):
+                 attn_rotation: bool | None = None, _mapping=None, _data_offset: int | None = None):
         self.config, self.metadata = config, metadata
         self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
+        self._data_offset = _data_offset                      # where a GGUF file's tensor data starts
         self._tokenizer = None
         if n_ctx is not None and n_ctx < 0:
             raise ModelError(f"n_ctx must be positive (or 0: from the model), got {n_ctx}")
@@ -162,10 +166,13 @@ class Model:
         quantized cache (None: on unless LLAMA_ATTN_ROT_DISABLE is set, as llama.cpp)."""
         from pygguf.gguf import GGUFError, GGUFReader  # imported here so a model can be built without it
 
+        check_context_args(n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, rope_freq_base=rope_freq_base,
+                           rope_freq_scale=rope_freq_scale)
         path = os.fspath(path)
         try:
             with GGUFReader(path) as reader:
                 metadata = dict(reader.metadata)
+                data_offset = int(reader.data_offset)
                 tensors = {t.name: TensorRef(int(t.offset), t.qtype, tuple(t.shape), int(t.nbytes))
                            for t in reader.tensors.values()}
         except GGUFError as e:
@@ -181,7 +188,7 @@ class Model:
         try:
             return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
                        n_seq=n_seq, repack=repack, type_k=type_k, type_v=type_v, attn_rotation=attn_rotation,
-                       _mapping=mapping)
+                       _mapping=mapping, _data_offset=data_offset)
         except BaseException:
             mapping.close()
             raise
@@ -202,6 +209,21 @@ class Model:
             buffer[offsets[name]:offsets[name] + raw.size] = raw
             refs[name] = TensorRef(offsets[name], qtype, tuple(shape), raw.size)
         return cls(config, dict(metadata or {}), buffer, refs, **kwargs)
+
+    @property
+    def identity(self) -> bytes:
+        """sha256 of what makes this model this model, computed once: for a GGUF file, every byte
+        before its tensor data (header, metadata, tensor table); for a model built from arrays,
+        its tensor table and buffer. A saved KV state (pygguf/model/state.py) records it."""
+        if self._identity is None:
+            h = hashlib.sha256()
+            if self._data_offset is not None:
+                h.update(memoryview(self._buffer)[:self._data_offset])
+            else:
+                h.update(repr(sorted((n, t.offset, t.qtype.name, t.shape) for n, t in self.tensors.items())).encode())
+                h.update(memoryview(self._buffer).cast("B"))
+            self._identity = h.digest()
+        return self._identity
 
     @property
     def tokenizer(self):
@@ -281,6 +303,39 @@ class Model:
         if not 0 <= n <= self.n_ctx:
             raise ModelError(f"cannot copy {n} positions: n_ctx={self.n_ctx}")
         kernels.check(lib.pg_model_kv_copy(self._model, src, dst, n), "copy KV cache")
+
+    def kv_state_bytes(self, n: int) -> int:
+        """The bytes kv_read gives for n positions (the C side's own count must agree)."""
+        return self.cache.bytes_per_position() * int(n)
+
+    def kv_read(self, seq: int, n: int) -> bytearray:
+        """Positions [0, n) of sequence seq as bytes: every (layer, KV head)'s K rows, then their V
+        rows, as the cache holds them (for a saved state; a 7B model's 1,500 positions are 750 MiB
+        at F16, so they are not copied a second time into a bytes object)."""
+        self._check_state_args(seq, n)
+        out = bytearray(self.kv_state_bytes(n))
+        kernels.check(lib.pg_model_kv_export(self._model, seq, n, ffi.from_buffer(out), len(out)), "read KV cache")
+        return out
+
+    def kv_write(self, seq: int, data, n: int) -> None:
+        """Bytes from kv_read(seq', n) put back into positions [0, n) of sequence seq; their length
+        must be this model's count for n positions, which the C side checks again."""
+        self._check_state_args(seq, n)
+        view = memoryview(data).cast("B")
+        if view.nbytes != self.kv_state_bytes(n):
+            raise ModelError(f"KV state of {view.nbytes} bytes for {n} positions: this model's cache needs "
+                             f"{self.kv_state_bytes(n)}")
+        kernels.check(lib.pg_model_kv_import(self._model, seq, n, ffi.from_buffer(view), view.nbytes), "write KV cache")
+
+    def _check_state_args(self, seq: int, n: int) -> None:
+        self._check_open()
+        self._check_seq(seq)
+        if not 0 <= n <= self.n_ctx:
+            raise ModelError(f"KV state of {n} positions: the context holds 0..{self.n_ctx}")
+        size = ffi.new("uint64_t *")
+        kernels.check(lib.pg_model_kv_export_bytes(self._model, n, size), "size of KV state")
+        if size[0] != self.kv_state_bytes(n):         # the Python and C layouts disagree: never copy
+            raise ModelError(f"KV state size mismatch: C counts {size[0]} bytes, Python {self.kv_state_bytes(n)}")
 
     def _check_seq(self, seq: int) -> None:
         if not 0 <= seq < self.n_seq:

@@ -185,14 +185,22 @@ def xtc(cand: Candidates, probability: float, threshold: float, min_keep: int, r
 
 def temperature(cand: Candidates, temp: float) -> Candidates:
     """logits / temp; temp <= 0 keeps only the first maximum (every other logit -> -inf)."""
-    if temp <= 0.0:
+    if temp <= 0.0 or np.float32(temp) == 0.0:     # (a temperature below float32's range is 0 there)
         best = int(np.argmax(cand.logits))
         logits = np.full(len(cand), -np.inf, dtype=np.float32)
         logits[best] = cand.logits[best]
         return cand.with_logits(logits, cand.sorted)
     if temp == 1.0:
         return cand
-    return cand.with_logits((cand.logits / np.float32(temp)).astype(np.float32), cand.sorted)
+    with np.errstate(over="ignore"):
+        scaled = (cand.logits / np.float32(temp)).astype(np.float32)
+    if np.isposinf(scaled).any() and np.isfinite(cand.logits).any():
+        # a tiny temperature overflowed float32: the same distribution, from logits shifted so the
+        # largest is 0 (softmax does not change; nothing can overflow upwards)
+        top = cand.logits[np.isfinite(cand.logits)].max()
+        with np.errstate(over="ignore"):
+            scaled = ((cand.logits - top) / np.float32(temp)).astype(np.float32)
+    return cand.with_logits(scaled, cand.sorted)
 
 
 def temperature_ext(cand: Candidates, temp: float, delta: float, exponent: float) -> Candidates:

@@ -81,17 +81,9 @@ class Sampler:
 
     # --- construction -------------------------------------------------------------------
     def _check_params(self) -> None:
-        p = self.params
         if self.n_vocab <= 0:
             raise SamplerError(f"n_vocab must be positive, got {self.n_vocab}")
-        if p.repeat_last_n < 0:
-            raise SamplerError(f"repeat_last_n must be >= 0, got {p.repeat_last_n}")
-        if p.dry_penalty_last_n < -1:
-            raise SamplerError(f"dry_penalty_last_n must be >= -1, got {p.dry_penalty_last_n}")
-        if p.mirostat not in (0, 1, 2):
-            raise SamplerError(f"mirostat must be 0, 1 or 2, got {p.mirostat}")
-        if p.min_keep < 0:
-            raise SamplerError(f"min_keep must be >= 0, got {p.min_keep}")
+        self.params.check()             # again: a dataclass's fields can be set after it was built
 
     def _build_bias(self, eog_ids: Iterable[int]) -> dict[int, float]:
         bias: dict[int, float] = {}

@@ -480,7 +480,7 @@ def test_bad_value_found_while_building_params_is_one_line(model_file, monkeypat
     monkeypatch.setattr(options, "_parse_bias", refuse)
     result, h = invoke(["-m", model_file, "-l", "1+1"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: Invalid value for '-l': no good"
+    assert result.stderr.strip() == "error: invalid value for -l: no good"
     assert h.load_calls == []
 
 

@@ -1,7 +1,8 @@
 """A thread pool serves one caller at a time: a second thread entering it while a task runs is
 refused with PG_EBUSY at once, where it used to join the first caller's workers, barriers and
 task words and livelock both (two threads calling one Llama hung at 100% CPU). A model on the
-pool refuses a second thread's decode, shift and copy the same way, before it touches anything."""
+pool refuses a second thread's decode, shift, copy, read and write of its KV cache the same way,
+before it touches anything."""
 import threading
 
 import numpy as np
@@ -99,4 +100,8 @@ def test_a_model_refuses_a_second_thread_and_is_untouched(threads):
                 model.kv_copy(0, 1, 4)
             with pytest.raises(KernelError, match="in use by another thread"):
                 model.kv_shift(0, 4, 1, 2)
+            with pytest.raises(KernelError, match="in use by another thread"):
+                model.kv_read(0, 4)
+            with pytest.raises(KernelError, match="in use by another thread"):
+                model.kv_write(1, bytes(model.kv_state_bytes(4)), 4)
         assert np.array_equal(model.decode(prompt), expected)       # nothing was left half done
