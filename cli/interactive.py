@@ -104,10 +104,13 @@ class InteractiveSession:
         self.engine.admit(self.seq)
         if self.p.verbose_prompt:
             self.print_verbose_prompt(prompt_tokens)
+        # llama.cpp's order: the banner and a blank line, then the prompt in its colour, the
+        # colour reset once it is out (the cursor stays where the prompt ends, after "User:")
+        self.print_interactive_banner()
         if self.p.display_prompt and prompt_tokens:
             self.console.write(self.tok.decode(prompt_tokens, special=self.p.special or not self.plan.conversation),
                                "prompt")
-        self.print_interactive_banner()
+            self.console.write("", "output")
 
     def initial_prompt_tokens(self) -> list[int]:
         if self.use_template:
@@ -150,6 +153,7 @@ class InteractiveSession:
         self.console.info(" - If you want to submit another line, end your input with '\\'."
                           if not self.p.multiline_input else " - Press Return to start a new line.")
         self.console.info(" - Press Ctrl+D on an empty line to end the session.")
+        self.console.info("")
 
     # -- chat formatting -------------------------------------------------------------------------
     def add_chat_message(self, role: str, content: str, add_generation_prompt: bool) -> tuple[str, bool]:

@@ -13,13 +13,16 @@ import click
 
 from pygguf_cli.console import TerminalConsole, color_enabled
 from pygguf_cli.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
+from pygguf_cli.streams import MAX_PROMPT_BYTES, InputTooLong, read_file_capped, stdin_is_terminal
 
 def _read_system_prompt_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> str | None:
     """-sysf FILE: the file's text, one trailing newline dropped (as llama.cpp does)."""
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_file_capped(path, MAX_PROMPT_BYTES, f"the system prompt file {str(path)!r}").decode("utf-8")
+    except InputTooLong as e:                   # -sysf /dev/zero
+        raise click.BadParameter(str(e)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
     return text[:-1] if text.endswith("\n") else text
@@ -80,7 +83,8 @@ def params_from_options(options: Mapping[str, object], *, prompt: str = "", prom
 
     template = options.get("chat_template")
     if options.get("chat_template_file"):
-        template = Path(options["chat_template_file"]).read_text(encoding="utf-8")
+        template = read_file_capped(Path(options["chat_template_file"]), MAX_PROMPT_BYTES,
+                                    "--chat-template-file").decode("utf-8", errors="replace")
     return InteractiveParams(
         prompt=prompt, prompt_given=prompt_given,
         interactive=bool(options.get("interactive")), interactive_first=bool(options.get("interactive_first")),
@@ -109,7 +113,7 @@ def system_prompt(options: Mapping[str, object], escape: bool) -> str:
 def plan_from_options(options: Mapping[str, object], metadata: Mapping[str, object],
                       stdin_is_tty: bool | None = None, **params) -> SessionPlan:
     """Resolve the session; `plan.interactive` False means: run a plain completion."""
-    tty = sys.stdin.isatty() if stdin_is_tty is None else stdin_is_tty
+    tty = stdin_is_terminal(sys.stdin) if stdin_is_tty is None else stdin_is_tty
     return plan_session(params_from_options(options, **params), metadata, tty)
 
 

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 from pygguf.errors import PyggufError
 from pygguf_cli.escapes import process_escapes  # noqa: F401  (re-exported for the interactive session)
+from pygguf_cli.streams import MAX_PROMPT_BYTES, read_capped, stdin_is_terminal
 
 
 class InteractiveError(PyggufError):
@@ -94,7 +95,7 @@ def prompt_from_stdin(params: InteractiveParams, stdin) -> str | None:
     interactive modes asked for explicitly read their turns from the pipe line by line."""
     asked_interactive = (params.interactive or params.interactive_first or params.instruct
                          or params.chatml or params.conversation)
-    if params.prompt_given or asked_interactive or stdin.isatty():
-        return None
-    text = stdin.read()
+    if params.prompt_given or asked_interactive or stdin is None or stdin_is_terminal(stdin):
+        return None                             # None: stdin closed, nothing was piped
+    text = read_capped(stdin, MAX_PROMPT_BYTES, "the prompt piped on stdin")
     return text[:-1] if text.endswith("\n") else text

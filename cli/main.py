@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Callable
 import click
 
 import pygguf
-from pygguf.errors import PromptTooLong
+from pygguf.errors import ContextTooLarge, PromptTooLong
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason, Request, Sequence
 from pygguf.generation.timings import Timings, format_perf_block
@@ -44,6 +45,7 @@ from .output import TextOut, log, warn
 from .prompt_cache import PromptCache, PromptCacheParams, check_interactive, prompt_cache_options
 from .report import log_run_setup, log_verbose_prompt, report, token_piece
 from .runtime import Runtime
+from .streams import InputTooLong, StdoutError, is_write_failure, reopen_closed_standard_streams, stdout_failure
 from .system import physical_cores, resolve_threads, system_info, usable_cpus
 
 EXIT_ERROR = 1
@@ -171,6 +173,9 @@ def run_logged(runtime: Runtime, model: ModelParams, sampling: dict, params: Gen
     except BrokenPipeError:                     # `pygguf ... | head`: the reader left; stop quietly
         silence_stdout()
         code = EXIT_BROKEN_PIPE
+    except StdoutError as e:                    # stdout closed or full: one line, exit 1
+        silence_stdout()
+        raise CommandError(f"main: error: {e}") from None
     except PromptTooLong as e:
         raise CommandError(f"main: {e}") from None
     except runtime.errors as e:
@@ -219,7 +224,10 @@ def one_shot_request(prompt_tokens: list[int], gp: GenerationParams) -> Request:
 
 def prompt_or_piped_stdin(prompt: PromptInput, interactive: dict) -> PromptInput:
     """Without -p/-f and without a terminal on stdin, the prompt is what was piped in."""
-    piped = prompt_from_stdin(params_from_options(interactive, prompt_given=prompt.given), sys.stdin)
+    try:
+        piped = prompt_from_stdin(params_from_options(interactive, prompt_given=prompt.given), sys.stdin)
+    except InputTooLong as e:                   # `pygguf < /dev/zero`
+        raise CommandError(f"main: error: {e}") from None
     if piped is None:
         return prompt
     return replace(prompt, text=process_escapes(piped) if prompt.escape else piped, given=True)
@@ -253,14 +261,34 @@ def run_session(model, sampler, plan, gp: GenerationParams, mp: ModelParams, dis
 
 def model_path(mp: ModelParams) -> Path:
     if mp.path is not None:
-        if not mp.path.is_file():
-            raise CommandError(f"main: error: model file not found: {mp.path}")
+        check_model_file(mp.path)
         return mp.path
     path = paths.default_model_path()
-    if not path.is_file():
+    if not path.exists():
         raise CommandError(f"main: error: no -m given and the default model is missing ({path}); "
                            f"run `{paths.FETCH_MODEL_COMMAND}` to fetch it")
+    check_model_file(path)
     return path
+
+
+def check_model_file(path: Path) -> None:
+    """Say what is wrong with -m's path before the loader opens it: missing, a directory, not a
+    regular file (a FIFO would block the open), or unreadable (and why)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CommandError(f"main: error: model file not found: {path}") from None
+    except OSError as e:
+        raise CommandError(f"main: error: -m {path}: cannot read the model file: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise CommandError(f"main: error: -m {path} is a directory, not a GGUF file")
+    if not stat.S_ISREG(mode):
+        raise CommandError(f"main: error: -m {path} is not a regular file, not a GGUF file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise CommandError(f"main: error: -m {path}: cannot read the model file: {e.strerror or e}") from None
 
 
 def load_model(runtime: Runtime, mp: ModelParams, timings: Timings):
@@ -285,10 +313,14 @@ def load_model(runtime: Runtime, mp: ModelParams, timings: Timings):
         warn(f"scaling RoPE frequency by {mp.rope_freq_scale:g}.")
     path = model_path(mp)
     t0 = timings.now()
-    model = runtime.load_model(path, n_ctx=n_ctx or None, n_threads=n_threads,
-                               n_batch=max(1, min(mp.n_batch, mp.n_ubatch)),
-                               rope_freq_base=mp.rope_freq_base, rope_freq_scale=mp.rope_freq_scale,
-                               type_k=mp.cache_type_k, type_v=mp.cache_type_v)
+    try:
+        model = runtime.load_model(path, n_ctx=n_ctx or None, n_threads=n_threads,
+                                   n_batch=max(1, min(mp.n_batch, mp.n_ubatch)),
+                                   rope_freq_base=mp.rope_freq_base, rope_freq_scale=mp.rope_freq_scale,
+                                   type_k=mp.cache_type_k, type_v=mp.cache_type_v,
+                                   use_mmap=mp.use_mmap, use_mlock=mp.use_mlock)
+    except ContextTooLarge as e:                # the library names n_ctx; the user typed -c
+        raise CommandError(f"main: error: {e.naming('-c')}") from None
     model.tokenizer                             # built on first use: count it in the load, as llama.cpp does
     timings.load_ms = Timings.ms_between(t0, timings.now())
     n_ctx_train = model.config.n_ctx_train
@@ -361,8 +393,16 @@ def generate_text(engine: Engine, seq: Sequence, on_text: Callable[[str], None],
 def main(argv: list[str] | None = None) -> None:
     # pygguf's modules warn through `logging` (e.g. the model capping n_ctx to fit memory): show
     # those on stderr with the module's name, like llama.cpp's `function: message` lines.
+    reopen_closed_standard_streams()            # `<&-`, `>&-`: see pygguf_cli.streams
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    cli.main(args=argv, prog_name="pygguf")
+    try:
+        cli.main(args=argv, prog_name="pygguf")
+    except OSError as e:                        # Click's own writes (--help, --version) to a closed or full stdout
+        if not is_write_failure(e):
+            raise
+        silence_stdout()
+        log(f"main: error: {stdout_failure(e)}")
+        sys.exit(EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import click
 from pygguf.sampling import SamplerParams
 from pygguf_cli.argv import ON_OFF_AUTO
 from pygguf_cli.escapes import process_escapes
+from pygguf_cli.streams import MAX_PROMPT_BYTES, InputTooLong, read_file_capped
 from pygguf_cli.value_checks import check_model, check_sampling
 
 
@@ -32,6 +33,8 @@ class ModelParams:
     rope_freq_scale: float | None = None    # None: from the GGUF
     cache_type_k: str = "f16"           # KV cache types (-ctk/-ctv): f16, q8_0, q4_0
     cache_type_v: str = "f16"
+    use_mmap: bool = True               # map the GGUF file (--no-mmap: read it into memory)
+    use_mlock: bool = False             # lock the model in RAM (--mlock; a warning if the limit forbids it)
 
 
 # pygguf.model.kv_cache.CACHE_TYPES, written out so `--help` does not load the C extension (a test
@@ -139,6 +142,12 @@ _MODEL_OPTIONS = [
     ("cache_type_v", click.option(*spellings("-ctv", "--cache-type-v"), "cache_type_v",
                                   type=click.Choice(CACHE_TYPES, case_sensitive=False),
                                   help=f"KV cache type for V ({_default(ModelParams, 'cache_type_v')})")),
+    ("use_mmap", click.option("--mmap/--no-mmap", "use_mmap", default=None,
+                              help="map the model file (default), or read it into memory (slower load; "
+                                   "nothing is read from the file afterwards)")),
+    ("use_mlock", click.option("--mlock", "use_mlock", is_flag=True, default=None,
+                               help="lock the model in RAM so it is never paged out (a warning, and no "
+                                    "lock, when RLIMIT_MEMLOCK forbids it)")),
 ]
 
 
@@ -234,7 +243,9 @@ def _build_sampling(values: dict) -> dict:
 
 def _read_text(path: Path, flag: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_file_capped(path, MAX_PROMPT_BYTES, f"{str(path)!r}").decode("utf-8")
+    except InputTooLong as e:
+        raise click.BadParameter(str(e), param_hint=f"'{flag}'") from None
     except (OSError, UnicodeDecodeError) as e:
         raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}", param_hint=f"'{flag}'") from None
 
@@ -275,11 +286,15 @@ sampling_options = _bundle("sampling", _SAMPLING_OPTIONS, _build_sampling)
 # ---- generation -------------------------------------------------------------------------------
 
 def read_prompt_file(path: Path) -> str:
-    """The file's text with one trailing newline removed, as llama.cpp's -f does."""
+    """The file's text with one trailing newline removed, as llama.cpp's -f does; at most
+    MAX_PROMPT_BYTES (`-f /dev/zero` is refused, not read until memory runs out)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = read_file_capped(path, MAX_PROMPT_BYTES, f"the prompt file {str(path)!r}")
+    except InputTooLong as e:
+        raise click.BadParameter(str(e), param_hint="'-f'") from None
     except OSError as e:
         raise click.BadParameter(f"cannot read {str(path)!r}: {e.strerror or e}", param_hint="'-f'") from None
+    text = data.decode("utf-8", errors="replace")
     return text[:-1] if text.endswith("\n") else text
 
 

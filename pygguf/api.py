@@ -90,11 +90,13 @@ class LlamaState:
 class Llama:
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int | None = None,
                  n_batch: int = 512, seed: int = -1, verbose: bool = False, n_seq_max: int = 1,
-                 type_k: str | int | None = None, type_v: str | int | None = None, model=None):
+                 type_k: str | int | None = None, type_v: str | int | None = None, use_mmap: bool = True,
+                 use_mlock: bool = False, model=None):
         """n_ctx is each sequence's context (0: the model's, capped to fit in memory); n_seq_max
         sequences can be decoded together by batch() (the KV cache holds n_seq_max * n_ctx
         positions). type_k, type_v: the KV cache types, "f16" (None), "q8_0" or "q4_0", or
-        llama-cpp-python's ggml type ids (1, 8, 2). `model` (tests): an already-built object with
+        llama-cpp-python's ggml type ids (1, 8, 2). use_mmap=False reads the file into memory;
+        use_mlock locks the model in RAM (a warning when the system refuses). `model` (tests): an already-built object with
         Model's interface, used instead of loading."""
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
@@ -105,7 +107,8 @@ class Llama:
                 import sys
                 print(f"pygguf: loading {self.model_path}", file=sys.stderr)
             model = Model.load(self.model_path, n_ctx=n_ctx or None, n_threads=n_threads or 2, n_batch=n_batch,
-                               n_seq=n_seq_max, type_k=type_k, type_v=type_v)
+                               n_seq=n_seq_max, type_k=type_k, type_v=type_v, use_mmap=use_mmap,
+                               use_mlock=use_mlock)
         self.model = model
         self.tokenizer = model.tokenizer
         self.engine = Engine(model, self.tokenizer)        # one slot per sequence of the KV cache

@@ -46,6 +46,19 @@ class StateMismatch(StateError):
     """An intact saved state of another model or other settings (-c, cache types, RoPE)."""
 
 
+class ContextTooLarge(ModelError):
+    """A context that cannot be allocated: past the loader's limit, or a KV cache beyond the memory
+    available. The message names the API's `n_ctx`; a front end names its own flag with
+    `naming("-c")`."""
+
+    def __init__(self, n_ctx: int, reason: str):
+        self.n_ctx, self.reason = n_ctx, reason
+        super().__init__(self.naming("n_ctx"))
+
+    def naming(self, flag: str) -> str:
+        return f"{flag}{' ' if flag.startswith('-') else '='}{self.n_ctx} {self.reason}"
+
+
 class KernelError(PyggufError, RuntimeError):
     """A C kernel refused its arguments."""
 

@@ -177,10 +177,12 @@ class Engine:
 
     # ---- one step --------------------------------------------------------------------------
 
-    def step(self) -> list[Sequence]:
-        """One forward pass over every running slot's pending tokens; returns the sequences that
-        finished (their slots are free again)."""
-        parts = self._build_batch()
+    def step(self, only: list[Slot] | None = None) -> list[Sequence]:
+        """One forward pass over every running slot's pending tokens (or only those of `only`);
+        returns the sequences that finished (their slots are free again). A sequence whose own
+        sampling raises ends with FinishReason.ERROR (`seq.error`) and the others go on; an error
+        of the forward pass itself propagates, leaving every slot as it was before the step."""
+        parts = self._build_batch(only)
         if not parts:
             return []
         t0 = self.clock()
@@ -204,11 +206,11 @@ class Engine:
             row += 1
         return finished
 
-    def _build_batch(self) -> list[tuple[Slot, int, bool]]:
+    def _build_batch(self, only: list[Slot] | None = None) -> list[tuple[Slot, int, bool]]:
         """Each generating slot's next token first, then prompt chunks, within n_batch tokens."""
         batch = self._batch
         batch.clear()
-        running = (s for s in self.slots if not s.free and s.seq.pending)
+        running = (s for s in (self.slots if only is None else only) if not s.free and s.seq.pending)
         parts = []
         for slot in sorted(running, key=lambda s: len(s.seq.pending) > 1):
             pending = slot.seq.pending
@@ -227,10 +229,12 @@ class Engine:
         """Sample slot's next token from its logits; True once its sequence has finished."""
         seq = slot.seq
         n_before = len(seq.tokens)
-        token = seq.on_logits(logits)
+        try:
+            if seq.on_logits(logits) is not None:
+                self._make_room(slot)
+        except Exception as e:                  # noqa: BLE001 - this sequence's failure ends it, not the step
+            seq.fail(e)
         self.generated_tokens += len(seq.tokens) - n_before
-        if token is not None:
-            self._make_room(slot)
         return seq.finished
 
     def _make_room(self, slot: Slot) -> bool:
@@ -280,6 +284,8 @@ class Engine:
                     seq.finish(FinishReason.INTERRUPTED)
                     break
                 self.step()
+            if seq.error is not None:
+                raise seq.error
             yield seq.take_delta()
         finally:
             self.release(seq)
@@ -309,4 +315,7 @@ class Engine:
         while queue or self.running:
             while queue and self.admit(queue[0], slots) is not None:
                 queue.pop(0)
-            yield from self.step()
+            for seq in self.step():
+                if seq.error is not None:
+                    raise seq.error
+                yield seq

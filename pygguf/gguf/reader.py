@@ -5,13 +5,13 @@ before it is used, so a hostile or truncated file raises `GGUFError` naming the 
 """
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 
 import numpy as np
 
 from pygguf.errors import GGUFError, GGUFTruncatedError, GGUFUnsupportedError
+from pygguf.gguf.file_bytes import MIN_FILE_BYTES, file_bytes
 from pygguf.gguf.format import (
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
@@ -76,17 +76,20 @@ class _Cursor:
 
 
 class GGUFReader:
-    """A GGUF v2/v3 file, memory-mapped read-only; tensors are zero-copy numpy views."""
+    """A GGUF v2/v3 file, memory-mapped read-only (or read into memory: use_mmap=False); tensors
+    are zero-copy numpy views. `data`: the file's bytes already in memory (file_bytes), parsed in
+    place and left open by close(): their owner closes them."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, use_mmap: bool = True, data=None):
         self.path = os.fspath(path)
         self.metadata: dict[str, object] = {}
         self.metadata_types: dict[str, ValueTypeSpec] = {}
         self.tensors: dict[str, TensorInfo] = {}
         self._mmap = None
+        self._owns_mmap = data is None
         self._bytes = None
         try:
-            self._map()
+            self._map(use_mmap, data)
             self._parse()
         except BaseException:
             self.close()
@@ -97,16 +100,11 @@ class GGUFReader:
         raise cls(self.path, problem)
 
     # -- mapping --
-    def _map(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < 4 + 4 + 8 + 8:
-                    self._fail(GGUFTruncatedError, f"truncated header: {size} bytes, a GGUF header needs 24")
-                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except OSError as e:
-            self._fail(GGUFError, f"cannot open: {e.strerror or e}")
-        self.file_size = size
+    def _map(self, use_mmap: bool, data) -> None:
+        self._mmap = file_bytes(self.path, use_mmap) if data is None else data
+        self.file_size = len(self._mmap)
+        if self.file_size < MIN_FILE_BYTES:
+            self._fail(GGUFTruncatedError, f"truncated header: {self.file_size} bytes, a GGUF header needs {MIN_FILE_BYTES}")
         self._bytes = np.frombuffer(self._mmap, dtype=np.uint8)
 
     # -- parsing --
@@ -292,12 +290,12 @@ class GGUFReader:
         for t in self.tensors.values():
             t.data = None
         self._bytes = None
-        if self._mmap is not None:
+        if self._mmap is not None and self._owns_mmap:
             try:
                 self._mmap.close()
             except BufferError:
                 pass    # a caller still holds a view: the map is released with it
-            self._mmap = None
+        self._mmap = None
 
     def __enter__(self):
         return self

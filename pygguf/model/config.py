@@ -46,6 +46,13 @@ MAX_EXPERTS = 512                                 # the C forward's limit (csrc/
 # The C loader's limits (csrc/model/load.c): checked here first, so that a file's huge value
 # neither builds a table per layer in Python nor overflows a C int on its way there
 MAX_DIM, MAX_LAYERS, MAX_VOCAB, MAX_WINDOW = 1 << 20, 1 << 12, 1 << 24, (1 << 31) - 1   # llama.cpp scales their queries by n_embd / n_head
+# the GGUF keys (after "{arch}.") of the Config fields an error may name: the file's words, not ours
+METADATA_KEYS = {"n_vocab": "vocab_size", "n_embd": "embedding_length", "n_layer": "block_count",
+                 "n_head": "attention.head_count", "n_head_kv": "attention.head_count_kv",
+                 "n_ff": "feed_forward_length", "head_dim": "attention.key_length", "n_rot": "rope.dimension_count",
+                 "n_ff_exp": "expert_feed_forward_length", "n_swa": "attention.sliding_window",
+                 "n_ctx_train": "context_length", "yarn_orig_ctx": "rope.scaling.original_context_length"}
+MAX_CONTEXT = 1 << 24                             # the most positions per sequence the C cache takes (CTX_MAX)
 
 
 @dataclass
@@ -93,7 +100,8 @@ class Config:
                   "n_ff_exp": MAX_DIM, "n_swa": MAX_WINDOW, "n_ctx_train": MAX_WINDOW, "yarn_orig_ctx": MAX_WINDOW}
         for name, most in limits.items():
             if not -most <= getattr(self, name) <= most:
-                raise ModelError(f"{self.arch}: {name} {getattr(self, name)} is beyond the loader's limit {most}")
+                raise ModelError(f"{self.arch}.{METADATA_KEYS[name]} {getattr(self, name)} is beyond the loader's "
+                                 f"limit {most}")
         if self.n_head % self.n_head_kv:
             raise ModelError(f"{self.arch}: head_count {self.n_head} is not a multiple of head_count_kv {self.n_head_kv}")
         if self.head_dim == 0:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import mmap
 import os
 from dataclasses import dataclass
 
@@ -23,9 +22,9 @@ import numpy as np
 from pygguf._native import ffi, lib
 from pygguf.errors import ModelError
 from pygguf.gguf.types import QuantType, by_name
-from pygguf.model import binding, kernels, kv_cache
+from pygguf.model import binding, kernels, kv_cache, memory_lock
 from pygguf.model.batch import Batch
-from pygguf.model.config import Config
+from pygguf.model.config import MAX_CONTEXT, Config
 from pygguf.model.context_args import check_context_args
 from pygguf.model.kv_cache import CacheShape
 
@@ -53,9 +52,12 @@ def context_for(config: Config, n_ctx: int | None, n_seq: int, cache: CacheShape
     (kv_cache.fit_context, which says so on stderr)."""
     available = kv_cache.available_memory()
     if n_ctx:
-        kv_cache.check_context(int(n_ctx), n_seq, cache.bytes_per_position(), weights, available)
+        kv_cache.check_context(int(n_ctx), n_seq, cache.bytes_per_position(), weights, available, cache.types())
         return int(n_ctx)
     n_ctx_train = config.n_ctx_train if config.n_ctx_train > 0 else 4096
+    if n_ctx_train > MAX_CONTEXT:
+        log.warning(f"the model's context_length {n_ctx_train} is beyond what pygguf allocates: using at most {MAX_CONTEXT}")
+        n_ctx_train = MAX_CONTEXT
     chosen, note = kv_cache.fit_context(n_ctx_train, cache.bytes_per_position() * n_seq, weights, available)
     if note:
         log.warning(note)
@@ -76,14 +78,20 @@ class Model:
 
     _model = None
     _identity = None
+    _mapping = None
+    _locked = None
 
     def __init__(self, config: Config, metadata: dict, buffer, tensors: dict[str, TensorRef], *,
                  n_ctx: int | None = None, n_threads: int = 2, n_batch: int = 512, n_seq: int = 1, repack: bool = True,
                  type_k: str | int | None = "f16", type_v: str | int | None = "f16",
-                 attn_rotation: bool | None = None, _mapping=None, _data_offset: int | None = None):
+                 attn_rotation: bool | None = None, _mapping=None, _data_offset: int | None = None,
+                 _file_backed: bool | None = None, _locked=None):
         self.config, self.metadata = config, metadata
         self._buffer, self._mapping = buffer, _mapping        # kept alive while C points into them
         self._data_offset = _data_offset                      # where a GGUF file's tensor data starts
+        # a shared mapping of the file: the pages under repacked matrices can be handed back
+        self._file_backed = _mapping is not None if _file_backed is None else _file_backed
+        self._locked = _locked                                # memory_lock.LockedRange, or None
         self._tokenizer = None
         if n_ctx is not None and n_ctx < 0:
             raise ModelError(f"n_ctx must be positive (or 0: from the model), got {n_ctx}")
@@ -101,7 +109,7 @@ class Model:
         self.cache = CacheShape(config.n_layer, config.n_head_kv, config.head_dim, self.type_k, self.type_v)
         self.n_ctx = context_for(config, n_ctx, self.n_seq, self.cache, sum(t.nbytes for t in tensors.values()))
         self.repack = bool(repack)      # x86: Q4_0/Q4_1/Q8_0/Q4_K/Q5_K matrices repacked once for faster kernels
-        self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq)
+        self.n_batch = min(int(n_batch), self.n_ctx * self.n_seq, MAX_CONTEXT)
         self.tensors = tensors
         table = binding.bind(config, tensors, self.n_ctx)
         descs = ffi.new("pg_tensor_desc[]", len(table))
@@ -113,15 +121,13 @@ class Model:
         self.tied_output = table[2] is None
         self._swa_layers = ffi.new("uint8_t[]", [int(b) for b in config.swa_layers] or [0])
 
-        self._pool = kernels.ThreadPool(n_threads)
         self.n_threads = n_threads
         self._rows = np.zeros((1, config.n_vocab), dtype=np.float32)   # decode's logits, grown on demand
         self._rows_ptr = ffi.from_buffer("float[]", self._rows)
-        base = np.frombuffer(buffer, dtype=np.uint8)
+        params = self._params()         # before any view of the buffer exists (see _new_c_model)
+        self._pool = kernels.ThreadPool(n_threads)
         out, bad = ffi.new("pg_model **"), ffi.new("int64_t *")
-        rc = lib.pg_model_new(self._params(), ffi.cast("void *", base.ctypes.data), base.nbytes, descs, len(table),
-                              self._pool.handle, out, bad)
-        del base
+        rc = self._new_c_model(params, buffer, descs, len(table), out, bad)
         if rc != lib.PG_OK:
             self._pool.close()
             what = _C_ERRORS.get(rc, f"error {rc}")
@@ -131,8 +137,21 @@ class Model:
             if rc == lib.PG_ENOMEM:
                 raise ModelError(f"out of memory for n_ctx={self.n_ctx}, n_seq={self.n_seq}, n_batch={self.n_batch} "
                                  f"(KV cache {self.cache.bytes(self.n_ctx, self.n_seq) / 2**30:.2f} GiB)")
-            raise ModelError(f"model rejected by the C loader: {what} ({config})")
+            raise ModelError(f"model rejected by the C loader: {what} ({config.arch}, n_ctx={self.n_ctx}, "
+                             f"n_seq={self.n_seq}, n_batch={self.n_batch})")
         self._model = out[0]
+
+    def _new_c_model(self, params, buffer, descs, n_descs: int, out, bad) -> int:
+        """pg_model_new over the buffer's bytes. The numpy view that gives C the address is
+        dropped whatever happens: a view left in a frame of an exception's traceback keeps the
+        mmap exported, and closing the mapping on the error path then raised BufferError over the
+        real error."""
+        base = np.frombuffer(buffer, dtype=np.uint8)
+        try:
+            return lib.pg_model_new(params, ffi.cast("void *", base.ctypes.data), base.nbytes, descs, n_descs,
+                                    self._pool.handle, out, bad)
+        finally:
+            del base
 
     def _params(self):
         c = self.config
@@ -143,7 +162,7 @@ class Model:
         p.type_k, p.type_v = CACHE_TYPE_IDS[self.type_k], CACHE_TYPE_IDS[self.type_v]
         p.gguf_layout_only = int(not self.repack)
         p.attn_rot_disable = int(not self.attn_rotation)
-        p.map_is_file = int(self._mapping is not None)   # Model.load's read-only mmap of the file
+        p.map_is_file = int(self._file_backed)           # Model.load's read-only mmap of the file
         p.rms_eps, p.rope_base, p.rope_freq_scale = c.rms_eps, c.rope_base, c.rope_freq_scale
         p.rope_yarn = int(c.rope_scaling == "yarn")
         p.yarn_n_ctx_orig, p.yarn_ext_factor, p.yarn_attn_factor = c.yarn_orig_ctx, 1.0, c.yarn_attn_factor
@@ -159,36 +178,44 @@ class Model:
 
     @classmethod
     def load(cls, path, n_ctx=None, n_threads=2, n_batch=512, rope_freq_base=None, rope_freq_scale=None,
-             n_seq=1, repack=True, type_k="f16", type_v="f16", attn_rotation=None) -> "Model":
-        """Maps a GGUF file and builds the model; the tokenizer is built on first use. n_ctx None
-        or 0: the training context, capped to fit in memory; type_k, type_v: the KV cache types
-        (f16, q8_0, q4_0, or their ggml ids); attn_rotation: llama.cpp's Hadamard rotation of a
-        quantized cache (None: on unless LLAMA_ATTN_ROT_DISABLE is set, as llama.cpp)."""
+             n_seq=1, repack=True, type_k="f16", type_v="f16", attn_rotation=None, use_mmap=True,
+             use_mlock=False) -> "Model":
+        """Maps a GGUF file (use_mmap=False: reads it into memory) and builds the model; the
+        tokenizer is built on first use. n_ctx None or 0: the training context, capped to fit in
+        memory; type_k, type_v: the KV cache types (f16, q8_0, q4_0, or their ggml ids);
+        attn_rotation: llama.cpp's Hadamard rotation of a quantized cache (None: on unless
+        LLAMA_ATTN_ROT_DISABLE is set, as llama.cpp); use_mlock: lock the bytes in RAM
+        (memory_lock.py: a warning, not an error, when the system refuses)."""
         from pygguf.gguf import GGUFError, GGUFReader  # imported here so a model can be built without it
+        from pygguf.gguf.file_bytes import file_bytes
 
         check_context_args(n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, rope_freq_base=rope_freq_base,
                            rope_freq_scale=rope_freq_scale)
         path = os.fspath(path)
         try:
-            with GGUFReader(path) as reader:
-                metadata = dict(reader.metadata)
-                data_offset = int(reader.data_offset)
-                tensors = {t.name: TensorRef(int(t.offset), t.qtype, tuple(t.shape), int(t.nbytes))
-                           for t in reader.tensors.values()}
+            mapping = file_bytes(path, use_mmap)
         except GGUFError as e:
             raise ModelError(str(e)) from e
-        embd = tensors.get("token_embd.weight")
-        config = Config.from_metadata(metadata, embd.shape[1] if embd and len(embd.shape) > 1 else None)
-        if rope_freq_base:
-            config.rope_base = float(rope_freq_base)
-        if rope_freq_scale:
-            config.rope_freq_scale = float(rope_freq_scale)
-        with open(path, "rb") as f:
-            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
+            try:
+                with GGUFReader(path, data=mapping) as reader:
+                    metadata = dict(reader.metadata)
+                    data_offset = int(reader.data_offset)
+                    tensors = {t.name: TensorRef(int(t.offset), t.qtype, tuple(t.shape), int(t.nbytes))
+                               for t in reader.tensors.values()}
+            except GGUFError as e:
+                raise ModelError(str(e)) from e
+            embd = tensors.get("token_embd.weight")
+            config = Config.from_metadata(metadata, embd.shape[1] if embd and len(embd.shape) > 1 else None)
+            if rope_freq_base:
+                config.rope_base = float(rope_freq_base)
+            if rope_freq_scale:
+                config.rope_freq_scale = float(rope_freq_scale)
+            # locked before the C loader repacks, which unlocks what it hands back
+            locked = memory_lock.lock(mapping, "model") if use_mlock else None
             return cls(config, metadata, mapping, tensors, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
                        n_seq=n_seq, repack=repack, type_k=type_k, type_v=type_v, attn_rotation=attn_rotation,
-                       _mapping=mapping, _data_offset=data_offset)
+                       _mapping=mapping, _data_offset=data_offset, _file_backed=bool(use_mmap), _locked=locked)
         except BaseException:
             mapping.close()
             raise
@@ -348,6 +375,9 @@ class Model:
             lib.pg_model_free(self._model)
             self._model = None
             self._pool.close()
+        if self._locked is not None:
+            self._locked.unlock()
+            self._locked = None
         if self._mapping is not None:
             self._buffer = None
             self._mapping.close()

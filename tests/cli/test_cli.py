@@ -120,7 +120,7 @@ def test_model_flags_reach_the_loader(model_file):
     path, kwargs = h.load_calls[0]
     assert path == model_file
     assert kwargs == {"n_ctx": 4096, "n_threads": 1, "n_batch": 32, "rope_freq_base": 1e6, "rope_freq_scale": 0.5,
-                      "type_k": "f16", "type_v": "f16"}
+                      "type_k": "f16", "type_v": "f16", "use_mmap": True, "use_mlock": False}
     assert "warning: changing RoPE frequency base to 1e+06." in result.stderr
     assert "warning: scaling RoPE frequency by 0.5." in result.stderr
 

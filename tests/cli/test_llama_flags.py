@@ -21,8 +21,9 @@ ARG_CPP = json.loads((DATA / "llamacpp_flags.json").read_text())["flags"]
 MAIN_2023 = json.loads((DATA / "llama2023_main_flags.json").read_text())["flags"]
 TABLE, CLICK_LONG = command_table(cli)
 
-# implemented, but declared by another part of issue #17 (prompt cache; --mmap/--no-mmap/--mlock)
-DECLARED_ELSEWHERE = {"--mlock", "--no-mmap", "--mmap"}
+# implemented, but declared by another part of issue #17 (none left: the prompt cache and
+# --mmap/--no-mmap/--mlock are declared in the command's options)
+DECLARED_ELSEWHERE: set[str] = set()
 
 
 def underscored(spelling: str) -> list[str]:
