@@ -104,7 +104,9 @@ int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_u
     for (int t = 0; t < tasks; t++) {
         memset(arrived, 0, (size_t)(stages > 0 ? stages : 1) * sizeof *arrived);
         barrier_task bt = {pool, stages, max_sleep_us, seed + (uint32_t)t, arrived, 0, 0};
-        if (pg_pool_run(pool, arrive_at_barriers, &bt) != PG_OK || bt.early || __atomic_load_n(&bt.finished, __ATOMIC_RELAXED) != pg_pool_size(pool)) failures++;
+        if (pg_pool_run(pool, arrive_at_barriers, &bt) != PG_OK || bt.early ||
+            __atomic_load_n(&bt.finished, __ATOMIC_RELAXED) != pg_pool_size(pool))
+            failures++;
         random_delay(&rng, max_sleep_us);   /* between tasks too: workers that went to sleep must wake */
     }
     free(arrived);
