@@ -13,6 +13,11 @@ pygguf-batch. A fixed seed (per call, or the Llama's) gives the same text every 
 was run before: each call starts a fresh sampler, and a prompt prefix reused from the KV cache
 gives the same logits as recomputing it. With seed=-1 (the default) every call draws a new random
 seed. Sampling defaults are SamplerParams' (llama.cpp's), but for chat's temperature.
+
+A Llama may be shared between threads: its calls take turns on its one engine (see
+pygguf.generation.turns: a call from another thread waits, a stream holds the Llama from its first
+read to its end or close()), and each call has its own Sequence and sampler, so every call gives
+the text it would give alone.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from pygguf.errors import PyggufError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason, Request, Sequence as DecodeSequence
+from pygguf.generation.turns import Turns
 from pygguf.model import state as saved_state
 from pygguf.sampling import SamplerParams
 from pygguf.sampling.params import default
@@ -106,6 +112,7 @@ class Llama:
         self.model = model
         self.tokenizer = model.tokenizer
         self.engine = Engine(model, self.tokenizer)        # one slot per sequence of the KV cache
+        self._turns = Turns()                              # its calls, one at a time
         self._chat = None
 
     # ---- tokens ----------------------------------------------------------------------------
@@ -167,21 +174,33 @@ class Llama:
         request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
-        seq = self._new_sequence(request)               # a too-long prompt raises here, before streaming
+        seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
         if stream:
             return self._stream_completion(seq, self._completion_head())
         self._run(seq)
         return self._completion(seq)
 
-    def _new_sequence(self, request: Request) -> DecodeSequence:
-        """Calls run one at a time: a stream the caller stopped reading gives its slot back."""
-        self.engine.abandon()
-        self._last_seq = self.engine.new_sequence(request)
-        return self._last_seq
-
     def _run(self, seq: DecodeSequence) -> None:
-        for _ in self.engine.stream(seq):
+        for _ in self._stream(seq):
             pass
+
+    def _stream(self, seq: DecodeSequence) -> Iterator[str]:
+        """seq's text in pieces, the turn held from the first read to the end (turns.py); the
+        engine's generator is closed inside the turn, where it gives its slot back."""
+        with self._turns.call() as turn:
+            self.engine.abandon()                       # a stream of this thread, left open, ends
+            self._last_seq = seq                        # whose slot save_state saves
+            pieces = self.engine.stream(seq)
+            try:
+                for delta in pieces:
+                    with self._turns.paused(turn):
+                        yield delta
+                    if turn.taken_over:                 # by a later call of this thread
+                        if not seq.finished:
+                            seq.finish(FinishReason.INTERRUPTED)
+                        return
+            finally:
+                pieces.close()
 
     def _completion_head(self) -> dict:
         return {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
@@ -196,7 +215,7 @@ class Llama:
     __call__ = create_completion
 
     def _stream_completion(self, seq: DecodeSequence, head: dict) -> Iterator[dict]:
-        for delta in self.engine.stream(seq):
+        for delta in self._stream(seq):
             yield dict(head, choices=[{"text": delta, "index": 0, "logprobs": None, "finish_reason": None}])
         yield dict(head, choices=[{"text": "", "index": 0, "logprobs": self._logprobs_dict(seq),
                                    "finish_reason": api_finish_reason(seq.finish_reason)}],
@@ -214,9 +233,13 @@ class Llama:
                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
                                   logprobs=logprobs, grammar=grammar, response_format=response_format)
                     for p in prompts]
-        sequences = [self._new_sequence(r) for r in requests]
-        for _ in self.engine.run(sequences, self.parallel(parallel)):
-            pass
+        sequences = [self.engine.new_sequence(r) for r in requests]
+        parallel = self.parallel(parallel)
+        with self._turns.call():
+            self.engine.abandon()
+            self._last_seq = sequences[-1] if sequences else self._last_seq
+            for _ in self.engine.run(sequences, parallel):
+                pass
         return [self._completion(seq) for seq in sequences]
 
     def parallel(self, parallel: int | None = None) -> int:
@@ -254,7 +277,7 @@ class Llama:
         request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
-        seq = self._new_sequence(request)
+        seq = self.engine.new_sequence(request)
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
         if stream:
             return self._stream_chat(seq, head)
@@ -269,7 +292,7 @@ class Llama:
         chunk = dict(head, object="chat.completion.chunk")
         yield dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant"}, "logprobs": None,
                                     "finish_reason": None}])
-        for delta in self.engine.stream(seq):
+        for delta in self._stream(seq):
             yield dict(chunk, choices=[{"index": 0, "delta": {"content": delta}, "logprobs": None,
                                         "finish_reason": None}])
         yield dict(chunk, choices=[{"index": 0, "delta": {}, "logprobs": None,
@@ -285,39 +308,46 @@ class Llama:
     def save_state(self) -> LlamaState:
         """The tokens the last call left in the KV cache and their cells (llama-cpp-python's name)."""
         import numpy as np
-        self.engine.abandon()                   # a stream left unread gives its slot back
-        slot = self._state_slot()
-        data = self.engine.save_state(slot)
-        tokens = self.engine.slots[slot].cached
-        return LlamaState(np.asarray(tokens, dtype=np.intc), None, len(tokens), data, len(data), self.seed)
+        with self._turns.call():
+            self.engine.abandon()                   # a stream left unread gives its slot back
+            slot = self._state_slot()
+            data = self.engine.save_state(slot)
+            tokens = self.engine.slots[slot].cached
+            return LlamaState(np.asarray(tokens, dtype=np.intc), None, len(tokens), data, len(data), self.seed)
 
     def load_state(self, state: LlamaState) -> None:
         """Restore a save_state() of this model with this n_ctx and cache types (else StateError,
         saying what differs): the next prompt sharing a prefix with its tokens evaluates only the rest."""
-        self.engine.abandon()
-        self.engine.load_state(state.llama_state, self._state_slot(), source="LlamaState")
-        self.seed = int(state.seed)
+        with self._turns.call():
+            self.engine.abandon()
+            self.engine.load_state(state.llama_state, self._state_slot(), source="LlamaState")
+            self.seed = int(state.seed)
 
     def save_state_file(self, path: str | os.PathLike) -> None:
         """save_state() written to path atomically (a temporary file renamed over it)."""
-        self.engine.abandon()
-        saved_state.write_file(path, self.engine.state_parts(self._state_slot()))
+        with self._turns.call():
+            self.engine.abandon()
+            saved_state.write_file(path, self.engine.state_parts(self._state_slot()))
 
     def load_state_file(self, path: str | os.PathLike) -> None:
         """A save_state_file() restored, checked as load_state; the seed stays this Llama's."""
-        self.engine.abandon()
-        self.engine.load_state(saved_state.read_file(path), self._state_slot(), source=os.fspath(path))
+        with self._turns.call():
+            self.engine.abandon()
+            self.engine.load_state(saved_state.read_file(path), self._state_slot(), source=os.fspath(path))
 
     def reset(self) -> None:
         """Forget the KV cache's contents: no prompt prefix is reused by the next call."""
-        self.engine.reset()
+        with self._turns.call():
+            self.engine.reset()
 
     # ---- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Frees the model once no other thread's call is using it."""
         close = getattr(self.model, "close", None)
         if close is not None:
-            close()
+            with self._turns.call():
+                close()
 
     def __enter__(self):
         return self

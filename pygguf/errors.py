@@ -147,6 +147,7 @@ _C_STATUS_MESSAGES = {
     "PG_EBADISA": "instruction set not supported by this CPU",
     "PG_ENOMEM": "out of memory",
     "PG_EBADARG": "bad argument",
+    "PG_EBUSY": "the model or thread pool is in use by another thread (a Llama shared between threads takes turns; a bare Model does not)",
     "PG_EGRAMMAR_RULES": "malformed grammar rules",
     "PG_EGRAMMAR_RECURSION": "a grammar rule reaches itself without consuming input (left recursion)",
     "PG_EGRAMMAR_EMPTY": "the grammar's root matches no input",

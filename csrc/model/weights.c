@@ -58,8 +58,7 @@ void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool) {
     char *packed = bytes ? malloc(bytes) : NULL;
     if (!packed) return;   /* the GGUF rows serve, only slower */
     repack_job job = {w, packed, 0};
-    if (pool) pg_pool_run(pool, repack_share, &job);
-    else repack_share(&job, 0, 1);
+    if (!pool || pg_pool_run(pool, repack_share, &job) != PG_OK) repack_share(&job, 0, 1);   /* busy: alone */
     if (atomic_load(&job.failed)) {
         free(packed);
         return;

@@ -109,6 +109,7 @@ class Engine:
         slot = max(free, key=lambda s: (common_prefix(s.cached, prompt[:limit]), -s.index))
         own = common_prefix(slot.cached, prompt[:limit])
         if source is not None and shared > own:
+            slot.cached = []                    # while the copy overwrites its cells (if it fails)
             self.model.kv_copy(source.index, slot.index, shared)
             slot.cached = list(prompt[:shared])
         else:
@@ -255,8 +256,10 @@ class Engine:
         elif n_past - discard + n_new >= n_ctx:
             seq.finish(FinishReason.CONTEXT, f"input of {n_new} tokens does not fit the context of {n_ctx}")
         else:
+            shifted = slot.cached[:keep] + slot.cached[keep + discard:]
+            slot.cached = []                    # while the shift moves its cells (if it fails)
             self.model.kv_shift(slot.index, n_past, keep, discard)
-            del slot.cached[keep:keep + discard]
+            slot.cached = shifted
             return True
         return False
 
