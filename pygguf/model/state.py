@@ -20,14 +20,12 @@ atomically: a temporary file in the same directory, fsynced, then renamed over t
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from pygguf.atomic_file import replaced
 from pygguf.errors import StateError, StateMismatch
 from pygguf.gguf.types import by_id, by_name
 
@@ -165,44 +163,8 @@ def read_file(path) -> bytes:
 
 
 def write_file(path, parts) -> None:
-    """The parts written to path atomically: into a temporary file of the same directory, fsynced,
-    renamed over path, and the directory fsynced, so a kill leaves the old file or the new one,
-    never half of one; on any failure the temporary file is removed and path is untouched."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp's 0600 would differ from a plain open's
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: Path) -> None:
-    """The rename itself made durable (where the platform lets a directory be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """The parts written to path atomically (pygguf.atomic_file): a kill leaves the old file or
+    the new one, never half of one; on any failure path is untouched."""
+    with replaced(path) as f:
+        for part in parts:
+            f.write(part)

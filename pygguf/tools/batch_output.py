@@ -30,6 +30,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pygguf.atomic_file import replaced
 from pygguf.errors import PyggufError
 from pygguf.tools.batch_records import id_key
 
@@ -279,9 +280,9 @@ def _keeps(kind: str, obj: dict | None, retry_errors: bool) -> bool:
 
 def _rewrite(path: str, retry_errors: bool) -> None:
     """The damaged lines appended (and synced) to path.damaged first, then path replaced by a copy
-    holding the lines that stand: a kill at any point leaves the old file or the new one whole."""
-    tmp = path + ".resume-tmp"
-    with open(path, "rb") as f, open(tmp, "wb") as out:
+    holding the lines that stand (pygguf.atomic_file): a kill at any point leaves the old file or
+    the new one whole."""
+    with open(path, "rb") as f, replaced(path) as out:
         damaged = []
         for raw, _ in _lines(f):
             kind, obj = _classify(raw)
@@ -289,28 +290,11 @@ def _rewrite(path: str, retry_errors: bool) -> None:
                 damaged.append(raw + b"\n")
             elif _keeps(kind, obj, retry_errors):
                 out.write(raw + b"\n")
-        out.flush()
-        os.fsync(out.fileno())
-    if damaged:
-        with open(damaged_path(path), "ab") as d:
-            d.writelines(damaged)
-            d.flush()
-            os.fsync(d.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        if damaged:
+            with open(damaged_path(path), "ab") as d:
+                d.writelines(damaged)
+                d.flush()
+                os.fsync(d.fileno())
 
 
 def completed_ids(path: str) -> set[str]:

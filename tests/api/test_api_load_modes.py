@@ -6,15 +6,6 @@ import pytest
 from pygguf.api import Llama
 from pygguf.errors import ContextTooLarge
 from pygguf.model.config import MAX_CONTEXT
-from pygguf_cli import paths
-
-
-@pytest.fixture(scope="module")
-def smol_path():
-    path = paths.default_model_path()
-    if not path.exists():
-        pytest.skip(f"SmolLM2 not found at {path} (`{paths.FETCH_MODEL_COMMAND}` fetches it)")
-    return path
 
 
 def complete(path, **kwargs) -> str:

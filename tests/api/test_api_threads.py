@@ -14,7 +14,6 @@ import time
 import pytest
 
 from batch_fakes import FakeContextModel
-from pygguf_cli import paths
 from pygguf.api import Llama
 from pygguf.generation.turns import ReentrantCall
 
@@ -199,14 +198,6 @@ def test_a_failed_prefix_copy_leaves_the_prompt_cache_true():
 
 
 # ---- the real model ------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def smol_path():
-    path = paths.default_model_path()
-    if not path.exists():
-        pytest.skip(f"SmolLM2 not found at {path} (`{paths.FETCH_MODEL_COMMAND}` fetches it)")
-    return path
-
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_smollm2_threads_sharing_a_llama(smol_path, n_threads):
