@@ -335,6 +335,20 @@ def required(spec: TensorSpec, config: Config) -> bool:
     return spec.required
 
 
+def check_layer_count(config: Config, names) -> None:
+    """block_count against the layers the file holds tensors for (blk.N.*), before a table of
+    tensor names is built per layer: a file claiming more layers than it has is refused at once."""
+    present = 0
+    for name in names:
+        if name.startswith("blk."):
+            index = name[4:].partition(".")[0]
+            if index.isdigit() and len(index) < 10:
+                present = max(present, int(index) + 1)
+    if config.n_layer > present:
+        raise ModelError(f"{config.arch}.block_count is {config.n_layer}, but the file holds tensors for "
+                         f"{present} layers")
+
+
 def tensor_names(config: Config) -> list[tuple[str, TensorSpec]]:
     """Every (name, spec) slot the forward reads, in the C side's order."""
     names = [(spec.pattern, spec) for spec in GLOBAL_TENSORS]

@@ -24,7 +24,7 @@ from pygguf.errors import ModelError
 from pygguf.gguf.types import QuantType, by_name
 from pygguf.model import binding, kernels, kv_cache
 from pygguf.model.batch import Batch
-from pygguf.model.config import Config
+from pygguf.model.config import Config, check_layer_count
 from pygguf.model.kv_cache import CacheShape
 
 __all__ = ["Model", "TensorRef"]
@@ -172,6 +172,7 @@ class Model:
             raise ModelError(str(e)) from e
         embd = tensors.get("token_embd.weight")
         config = Config.from_metadata(metadata, embd.shape[1] if embd and len(embd.shape) > 1 else None)
+        check_layer_count(config, tensors)
         if rope_freq_base:
             config.rope_base = float(rope_freq_base)
         if rope_freq_scale:
