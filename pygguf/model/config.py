@@ -137,7 +137,7 @@ class Config:
     @classmethod
     def from_metadata(cls, md: dict, n_vocab_fallback: int | None = None) -> "Config":
         arch = md.get("general.architecture")
-        if arch not in FAMILIES:
+        if not isinstance(arch, str) or arch not in FAMILIES:     # (an array is unhashable)
             raise ModelError(f"unsupported architecture {shown(arch)} (supported: {', '.join(ARCHITECTURES)})")
         family = FAMILIES[arch]
 

@@ -43,9 +43,9 @@ def run_case(path: str, steps: int) -> dict:
             sampler = Sampler(SamplerParams(seed=7), model.config.n_vocab, eog_ids=tokenizer.eog_ids)
             rows = model.decode(Batch.of(prompt))
             for step in range(steps + 1):
+                token = sampler.sample(rows[-1])          # NaN or +inf: NonFiniteLogits, a clean error
                 if not np.isfinite(rows[-1]).all():
                     return {"outcome": "nonfinite", "detail": f"logits not finite at step {step}, sampler accepted"}
-                token = sampler.sample(rows[-1])
                 sampler.accept(token)
                 tokenizer.decode([token])
                 if step < steps and len(prompt) + step < model.n_ctx:

@@ -78,3 +78,11 @@ def test_a_context_length_past_int32_names_the_key(value):
     # issue 18: OverflowError on its way to C, shown as "BufferError: cannot close exported pointers exist"
     with pytest.raises(ModelError, match=r"llama\.context_length .* is outside 0\.\.2147483647"):
         Config.from_metadata(_llama_md(llama__context_length=value))
+
+
+@pytest.mark.parametrize("arch", [["llama"], 7, None, b"llama", "x" * 10**6])
+def test_an_architecture_that_is_not_a_known_name(arch):
+    # main: TypeError (unhashable list) for an array
+    with pytest.raises(ModelError, match="unsupported architecture") as e:
+        Config.from_metadata({**_llama_md(), "general.architecture": arch})
+    assert len(str(e.value)) < 300
