@@ -24,6 +24,23 @@ def cap_memory(megabytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+_tokenizers: dict = {}     # the last tokenizer built, by its tokenizer.* metadata (most mutants keep the seed's)
+
+
+def tokenizer_for(metadata: dict):
+    """Tokenizer.from_metadata, reused while the tokenizer.* values are the same as last time's
+    (building SmolLM2's takes longer than the two decode steps; it reads general.name too)."""
+    from pygguf.tokenizer import Tokenizer
+
+    keys = {k: v for k, v in metadata.items() if k.startswith(("tokenizer.", "general."))}
+    cached = _tokenizers.get("last")
+    if cached is not None and cached[0] == keys:
+        return cached[1]
+    tokenizer = Tokenizer.from_metadata(metadata)
+    _tokenizers["last"] = (keys, tokenizer)
+    return tokenizer
+
+
 def run_case(path: str, steps: int) -> dict:
     import numpy as np
 
@@ -38,7 +55,7 @@ def run_case(path: str, steps: int) -> dict:
         with GGUFReader(path) as reader:
             n_values = len(reader.metadata) + sum(int(t.nbytes > 0) for t in reader.tensors.values())
         with Model.load(path, n_ctx=32, n_threads=1, n_batch=8) as model:
-            tokenizer = model.tokenizer
+            tokenizer = tokenizer_for(model.metadata)
             prompt = tokenizer.encode("Hi there")[:8] or [0]
             sampler = Sampler(SamplerParams(seed=7), model.config.n_vocab, eog_ids=tokenizer.eog_ids)
             rows = model.decode(Batch.of(prompt))
