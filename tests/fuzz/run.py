@@ -242,6 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mem-mb", type=int, default=None, help="address-space cap per case (0: none)")
     parser.add_argument("--keep", help="save failing mutants in this directory")
     parser.add_argument("--verbose", "-v", action="store_true", help="one line per case")
+    parser.add_argument("--table-json", help="also write the outcome table to this file (JSON)")
     args = parser.parse_args(argv)
     model = args.model or default_model()
     if not model.exists():
@@ -260,6 +261,9 @@ def main(argv=None) -> int:
                        steps=args.steps, cli_every=args.cli_every, mem_mb=args.mem_mb, keep=args.keep,
                        progress=progress)
     print(results.render())
+    if args.table_json:
+        with open(args.table_json, "w") as f:
+            json.dump({name: dict(row) for name, row in results.table.items()}, f, indent=1)
     print(f"{args.cases} mutants of {model.name}, seed {args.seed}, {time.monotonic() - start:.0f} s")
     for category, case, description, outcome, detail in results.failures[:20]:
         print(f"\n--- {outcome}: {category} case {case}: {description}\n{detail}")
