@@ -43,3 +43,25 @@ def test_block_count_past_the_loader_limit(tiny_f32, tmp_path, block_count):
     w.write()
     with pytest.raises(ModelError, match="block_count"):
         Model.load(tmp_path / "huge.gguf", n_ctx=16)
+
+
+@pytest.mark.parametrize("case", ["norm_as_f16", "transposed_embedding", "short_ffn"])
+def test_a_tensor_whose_type_or_shape_disagrees_is_named(tiny_f32, tmp_path, case):
+    import numpy as np
+    config, tensors = tiny_f32
+    tensors = dict(tensors)
+    if case == "norm_as_f16":
+        raw, _, shape = tensors["blk.1.attn_norm.weight"]
+        tensors["blk.1.attn_norm.weight"] = (np.asarray(raw, np.float16), by_name("F16"), shape)
+        words = r"blk\.1\.attn_norm\.weight is F16"
+    elif case == "transposed_embedding":
+        raw, qtype, shape = tensors["token_embd.weight"]
+        tensors["token_embd.weight"] = (raw, qtype, shape[::-1])
+        words = r"token_embd\.weight has shape"
+    else:
+        raw, qtype, shape = tensors["blk.0.ffn_down.weight"]
+        tensors["blk.0.ffn_down.weight"] = (np.asarray(raw)[: shape[1] // 2], qtype, (shape[0], shape[1] // 2))
+        words = r"blk\.0\.ffn_down\.weight has shape"
+    write_gguf(tmp_path / "m.gguf", config, tensors)
+    with pytest.raises(ModelError, match=words):
+        Model.load(tmp_path / "m.gguf", n_ctx=16)
