@@ -54,6 +54,16 @@ def check_finite(logits: np.ndarray) -> None:
                               "overflows): nothing can be sampled")
 
 
+def check_model_logits(logits: np.ndarray) -> None:
+    """NonFiniteLogits unless every logit a model gave is finite: -inf too, which a caller may
+    set to ban a token but a model never computes (a -inf scale in its weights does). Two
+    reductions, no temporary array."""
+    if float(logits.min()) == -math.inf:
+        raise NonFiniteLogits("the model's logits hold -inf (a corrupt weight in the model, or a setting that "
+                              "overflows): nothing can be sampled")
+    check_finite(logits)                     # NaN, +inf
+
+
 class GrammarDeadEnd(SamplerError):
     """The grammar allows no token at this point (nor an end of generation): the sequence ends."""
 

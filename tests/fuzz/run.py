@@ -20,6 +20,7 @@ import mmap
 import os
 import resource
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -189,7 +190,7 @@ def have_cli() -> bool:
     return probe.returncode == 0
 
 
-def campaign(model: Path, *, seed: int, cases: int, categories=None, timeout: float = 30.0, steps: int = 2,
+def campaign(model: Path, *, seed: int, cases: int, start: int = 0, categories=None, timeout: float = 30.0, steps: int = 2,
              cli_every: int = 50, mem_mb: int | None = None, workdir: str | None = None, keep: str | None = None,
              progress=None) -> Results:
     categories = list(categories or CATEGORIES)
@@ -206,7 +207,7 @@ def campaign(model: Path, *, seed: int, cases: int, categories=None, timeout: fl
     worker = Worker(mem_mb)
     use_cli = cli_every > 0 and have_cli()
     try:
-        for case in range(cases):
+        for case in range(start, start + cases):
             category = categories[case % len(categories)]
             m = mutant(layout, category, seed * 1_000_003 + case, data_size)
             write_mutant(m, source_fd, layout.data_offset, data_size, path)
@@ -216,11 +217,11 @@ def campaign(model: Path, *, seed: int, cases: int, categories=None, timeout: fl
                 for name, argv in cli_commands(path).items():
                     o, d = cli_outcome(argv, timeout, mem_mb)
                     results.add(name, case, f"{category}: {m.description}", o, d)
-            if keep and results.failures and results.failures[-1][1] == case:
-                os.makedirs(keep, exist_ok=True)
-                os.replace(path, os.path.join(keep, f"{category}-{seed}-{case}.gguf"))
             if progress:
                 progress(case, category, m.description, outcome, detail)
+            if keep and results.failures and results.failures[-1][1] == case:
+                os.makedirs(keep, exist_ok=True)
+                shutil.move(path, os.path.join(keep, f"{category}-{seed}-{case}.gguf"))
     finally:
         worker.stop()
         os.close(source_fd)
@@ -234,6 +235,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--start", type=int, default=0, help="the first case's number (to replay one: --cases 1)")
     parser.add_argument("--model", type=Path, default=None, help="the seed GGUF file (default: SmolLM2 Q4_1)")
     parser.add_argument("--category", action="append", choices=list(CATEGORIES), help="only these (repeatable)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per case before it counts as a hang")
@@ -257,7 +259,7 @@ def main(argv=None) -> int:
         elif case % 100 == 99:
             print(f"... {case + 1} cases, {time.monotonic() - start:.0f} s", flush=True)
 
-    results = campaign(model, seed=args.seed, cases=args.cases, categories=args.category, timeout=args.timeout,
+    results = campaign(model, seed=args.seed, cases=args.cases, start=args.start, categories=args.category, timeout=args.timeout,
                        steps=args.steps, cli_every=args.cli_every, mem_mb=args.mem_mb, keep=args.keep,
                        progress=progress)
     print(results.render())

@@ -49,7 +49,7 @@ def run_case(path: str, steps: int) -> dict:
     from pygguf.model.batch import Batch
     from pygguf.model.model import Model
     from pygguf.sampling.params import SamplerParams
-    from pygguf.sampling.sampler import Sampler
+    from pygguf.sampling.sampler import Sampler, check_model_logits
 
     try:
         with GGUFReader(path) as reader:
@@ -60,7 +60,8 @@ def run_case(path: str, steps: int) -> dict:
             sampler = Sampler(SamplerParams(seed=7), model.config.n_vocab, eog_ids=tokenizer.eog_ids)
             rows = model.decode(Batch.of(prompt))
             for step in range(steps + 1):
-                token = sampler.sample(rows[-1])          # NaN or +inf: NonFiniteLogits, a clean error
+                check_model_logits(rows[-1])               # what the engine does with each row of logits
+                token = sampler.sample(rows[-1])
                 if not np.isfinite(rows[-1]).all():
                     return {"outcome": "nonfinite", "detail": f"logits not finite at step {step}, sampler accepted"}
                 sampler.accept(token)
