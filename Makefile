@@ -10,7 +10,7 @@ VOCAB  := $(CACHE)/vocab/.done
 GRAMMARS := $(CACHE)/grammars/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-gbnf-parses record-llama-flags run clean
+.PHONY: install build test model gemma3 vocab neon-test fuzz bench compare record-families record-gbnf-parses record-llama-flags run clean
 
 # The C extension is compiled here, once, with a line per file (setup.py keeps every object under
 # build/objects/ by content, so the editable install below and later builds only link, and an
@@ -97,6 +97,14 @@ neon-test:
 test: build model gemma3 vocab $(VENV)/.ray-installed
 	$(MAKE) neon-test
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
+
+# The GGUF fuzzer's long campaign (tests/fuzz; a seeded smoke run of it is part of `make test`):
+# FUZZ_CASES mutants of the default model, each through the reader, Model.load, two decode steps
+# and the sampler in a worker with a timeout and a memory cap; prints the outcome table.
+FUZZ_CASES ?= 5000
+FUZZ_SEED  ?= 1
+fuzz: build model
+	OPENBLAS_NUM_THREADS=1 nice $(PY) -m tests.fuzz.run --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
 
 bench: build model vocab
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/run.py

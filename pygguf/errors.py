@@ -137,6 +137,11 @@ class EmptyPrompt(GenerationError):
     pass
 
 
+class NonFiniteLogits(PyggufError, ArithmeticError):
+    """The logits to sample from hold a NaN or +inf, or are all -inf (a corrupt weight, a RoPE
+    setting that overflows): no token can be drawn from them, so the generation stops here."""
+
+
 # ---- C status codes --------------------------------------------------------------------------
 
 # by the names of csrc/api's enum: the numbers are read from the extension, never written here

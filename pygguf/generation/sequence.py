@@ -28,7 +28,7 @@ import numpy as np
 from pygguf.generation.stops import RECENT_TOKENS, ReversePrompts, StopStrings, stop_holdback
 from pygguf.generation.timings import Timings
 from pygguf.sampling import Sampler, SamplerParams
-from pygguf.sampling.sampler import GrammarDeadEnd
+from pygguf.sampling.sampler import GrammarDeadEnd, check_model_logits
 
 
 class FinishReason(str, Enum):
@@ -146,6 +146,7 @@ class Sequence:
         self._check_input = False
         if self._budget_spent():
             return self.finish(FinishReason.LENGTH)
+        check_model_logits(logits)              # a NaN, inf or -inf from the model: NonFiniteLogits
         lp = log_softmax(logits) if self.request.logprobs is not None else None
         try:
             token = self.sample(logits)

@@ -24,7 +24,7 @@ from pygguf.errors import ModelError
 from pygguf.gguf.types import QuantType, by_name
 from pygguf.model import binding, kernels, kv_cache, memory_lock
 from pygguf.model.batch import Batch
-from pygguf.model.config import MAX_CONTEXT, Config
+from pygguf.model.config import MAX_CONTEXT, Config, check_layer_count
 from pygguf.model.context_args import check_context_args
 from pygguf.model.kv_cache import CacheShape
 
@@ -207,6 +207,7 @@ class Model:
                 raise ModelError(str(e)) from e
             embd = tensors.get("token_embd.weight")
             config = Config.from_metadata(metadata, embd.shape[1] if embd and len(embd.shape) > 1 else None)
+            check_layer_count(config, tensors)
             if rope_freq_base:
                 config.rope_base = float(rope_freq_base)
             if rope_freq_scale:
