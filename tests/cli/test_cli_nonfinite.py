@@ -1,5 +1,5 @@
-"""A model whose logits go NaN (issue 18: one NaN fp16 scale in the file, or a RoPE frequency
-scale of inf) ends the generation with one line and exit 1 (main: an IndexError traceback from
+"""A model whose logits go NaN (issue 18: one NaN fp16 scale in the file; a RoPE frequency scale
+of inf did it too and is refused now) ends the generation with one line and exit 1 (main: an IndexError traceback from
 the sampler's top-k threshold)."""
 from __future__ import annotations
 
@@ -45,11 +45,14 @@ def test_a_nan_scale_is_one_line_and_exit_1(nan_model):
     assert "NaN" in last and "nothing can be sampled" in last
 
 
-def test_an_infinite_rope_freq_scale_is_non_finite_logits():
-    from pygguf.model.batch import Batch
+def test_an_infinite_rope_freq_scale_is_refused_before_it_can_poison_the_logits():
+    """--rope-freq-scale inf made every logit NaN; the value is now refused at load, and the CLI
+    says so in one line naming the flag."""
+    from pygguf.errors import PyggufError
     from pygguf.model.model import Model
-    from pygguf.sampling import Sampler, SamplerParams
-    with Model.load(MODEL, n_ctx=32, n_threads=1, rope_freq_scale=float("inf")) as model:
-        rows = model.decode(Batch.of(model.tokenizer.encode("Hello there")))
-        with pytest.raises(NonFiniteLogits):
-            Sampler(SamplerParams(seed=1), model.config.n_vocab).sample(rows[-1])
+    from pygguf_cli.main import cli
+    with pytest.raises(PyggufError, match="rope_freq_scale"):
+        Model.load(MODEL, n_ctx=32, n_threads=1, rope_freq_scale=float("inf"))
+    result = CliRunner().invoke(cli, ["-m", str(MODEL), "-p", "Hello", "-n", "2", "--rope-freq-scale", "inf"])
+    assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+        "error: --rope-freq-scale inf: must be a finite number >= 0 (0 = from the model)"]

@@ -187,4 +187,4 @@ def test_a_file_context_length_of_2_31_is_a_clean_error_naming_the_key(tmp_path)
     path.write_bytes(bytes(data))
     with pytest.raises(ModelError) as info:
         Model.load(path)
-    assert str(info.value) == "llama.context_length 2147483648 is beyond the loader's limit 2147483647"
+    assert str(info.value) == "llama.context_length 2147483648 is outside 0..2147483647"
