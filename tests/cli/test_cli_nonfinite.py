@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from fuzz.layout import build, parse
 from fuzz.mutations import POISON_F16, SCALES, Mutant
 from fuzz.run import write_mutant
-from pygguf.errors import NonFiniteLogits
 from pygguf_cli import paths
 
 MODEL = paths.default_model_path()
