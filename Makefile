@@ -10,20 +10,28 @@ VOCAB  := $(CACHE)/vocab/.done
 GRAMMARS := $(CACHE)/grammars/.done
 PROMPT ?= The three primary colors are
 
-.PHONY: install build test model gemma3 vocab neon-test bench compare record-families record-gbnf-parses run clean
+.PHONY: install build test model gemma3 vocab neon-test fuzz bench compare record-families record-gbnf-parses record-llama-flags run clean
 
+# The C extension is compiled here, once, with a line per file (setup.py keeps every object under
+# build/objects/ by content, so the editable install below and later builds only link, and an
+# edited .c file is the only one recompiled).
 $(VENV)/.installed: pyproject.toml setup.py
+	@echo "==> $(VENV): a virtual environment with pip, setuptools and cffi"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "setuptools>=68" wheel "cffi>=1.16"
-	$(PIP) install -q --no-build-isolation -e ".[test]"
+	@echo "==> compiling the C extension (csrc/, every CPU at once)"
+	$(PY) setup.py -q build_ext --inplace
+	@echo "==> installing pygguf (editable) with numpy, click, rich, regex, jinja2 and the test tools (pytest, hypothesis, gguf, jsonschema, pexpect)"
+	$(PIP) install --progress-bar off --no-build-isolation -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
 
 # Ray, for pygguf-batch --ray and its test on a local Ray instance (not needed to run a model).
 $(VENV)/.ray-installed: $(VENV)/.installed
-	$(PIP) install -q --no-build-isolation -e ".[ray]"
+	@echo "==> installing Ray (about 240 MB, for the pygguf-batch --ray test)"
+	$(PIP) install --progress-bar off --no-build-isolation -e ".[ray]"
 	touch $@
 
 # Recompile the C extension after editing csrc/.
@@ -64,24 +72,21 @@ $(GEMMA3):
 	mv $(GEMMA3_TMP)/$(notdir $@) $@
 	rm -rf $(GEMMA3_TMP)
 
-# llama.cpp's tokenizer test vectors and its example GBNF grammars, from the llama-cpp-python sdist.
+# llama.cpp's tokenizer test vectors and its example GBNF grammars (MIT, never committed: tests/grammar
+# parses every grammars/*.gbnf as llama.cpp does), from one download of the llama-cpp-python sdist.
+LLAMA_SDIST_TMP := $(CACHE)/tmp-llama-sdist
 vocab: $(VOCAB) $(GRAMMARS)
-$(VOCAB):
-	mkdir -p $(CACHE)/vocab $(CACHE)/tmp-vocab
-	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(CACHE)/tmp-vocab
-	tar -xzf $(CACHE)/tmp-vocab/llama_cpp_python-0.3.36.tar.gz -C $(CACHE)/tmp-vocab --wildcards '*/vendor/llama.cpp/models/ggml-vocab-*'
-	mv $(CACHE)/tmp-vocab/llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-* $(CACHE)/vocab/
-	rm -rf $(CACHE)/tmp-vocab
-	touch $@
-
-# grammars/*.gbnf (MIT, never committed): tests/grammar parses every one as llama.cpp does.
-$(GRAMMARS):
-	mkdir -p $(CACHE)/grammars $(CACHE)/tmp-grammars
-	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(CACHE)/tmp-grammars
-	tar -xzf $(CACHE)/tmp-grammars/llama_cpp_python-0.3.36.tar.gz -C $(CACHE)/tmp-grammars --wildcards '*/vendor/llama.cpp/grammars/*.gbnf'
-	mv $(CACHE)/tmp-grammars/llama_cpp_python-0.3.36/vendor/llama.cpp/grammars/*.gbnf $(CACHE)/grammars/
-	rm -rf $(CACHE)/tmp-grammars
-	touch $@
+$(VOCAB) $(GRAMMARS) &:
+	rm -rf $(LLAMA_SDIST_TMP)
+	mkdir -p $(CACHE)/vocab $(CACHE)/grammars $(LLAMA_SDIST_TMP)
+	@echo "==> llama.cpp's tokenizer vectors and grammars, from the llama-cpp-python 0.3.36 sdist (PyPI)"
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(LLAMA_SDIST_TMP)
+	tar -xzf $(LLAMA_SDIST_TMP)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_SDIST_TMP) --wildcards \
+		'*/vendor/llama.cpp/models/ggml-vocab-*' '*/vendor/llama.cpp/grammars/*.gbnf'
+	mv $(LLAMA_SDIST_TMP)/llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-* $(CACHE)/vocab/
+	mv $(LLAMA_SDIST_TMP)/llama_cpp_python-0.3.36/vendor/llama.cpp/grammars/*.gbnf $(CACHE)/grammars/
+	rm -rf $(LLAMA_SDIST_TMP)
+	touch $(VOCAB) $(GRAMMARS)
 
 # The NEON kernels, cross-compiled and run under qemu-user against the scalar reference.
 neon-test:
@@ -99,6 +104,14 @@ test: build model gemma3 vocab $(VENV)/.ray-installed
 .PHONY: asan
 asan: install model gemma3 vocab
 	PY=$(PY) .ci/asan
+
+# The GGUF fuzzer's long campaign (tests/fuzz; a seeded smoke run of it is part of `make test`):
+# FUZZ_CASES mutants of the default model, each through the reader, Model.load, two decode steps
+# and the sampler in a worker with a timeout and a memory cap; prints the outcome table.
+FUZZ_CASES ?= 5000
+FUZZ_SEED  ?= 1
+fuzz: build model
+	OPENBLAS_NUM_THREADS=1 nice $(PY) -m tests.fuzz.run --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
 
 bench: build model vocab
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/run.py
@@ -138,4 +151,13 @@ record-gbnf-parses: install $(COMPARE_VENV)/.installed
 		'*/vendor/llama.cpp/tests/test-grammar-*.cpp'
 	$(PY) bench/record_gbnf_parses.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
 		--llama-lib $$(ls -d $(COMPARE_VENV)/lib/python*/site-packages/llama_cpp/lib) --fuzz $(or $(FUZZ),0)
+	rm -rf $(LLAMA_SRC)
+
+# llama.cpp's command-line flags (common/arg.cpp): tests/data/cli/llamacpp_flags.json, which the test of
+# the `pygguf` flag table (tests/cli/test_llama_flags.py) walks.
+record-llama-flags: install
+	rm -rf $(LLAMA_SRC) && mkdir -p $(LLAMA_SRC)
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(LLAMA_SRC)
+	tar -xzf $(LLAMA_SRC)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_SRC) --wildcards '*/vendor/llama.cpp/common/arg.cpp'
+	$(PY) bench/record_llama_flags.py --llama-cpp $(LLAMA_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp
 	rm -rf $(LLAMA_SRC)

@@ -11,6 +11,8 @@
 7. record_grammar --bench: the grammar stage's cost per token on SmolLM2 (json.gbnf, a nested JSON
    schema, a long enum, ...) against a decode step, beside llama.cpp's grammar sampler when the
    `make compare` venv exists
+8. prompt_cache: time to first token on a 1,500-token prompt with a warm --prompt-cache file vs
+   without, on SmolLM2 (bench/prompt_cache.py --synthetic llama2-7b:Q4_K_M for the 7B shape)
 Each part is its own script in bench/; run one alone for more options.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 COMPARE_PYTHON = HERE.parent / ".venv-compare" / "bin" / "python"
 PARTS = [["kernels.py"], ["tokenizer.py"], ["sampling.py"], ["model.py"], ["batch.py"], ["moe_bytes.py"],
-         ["record_grammar.py", "--bench", "--llama-python", str(COMPARE_PYTHON)]]
+         ["record_grammar.py", "--bench", "--llama-python", str(COMPARE_PYTHON)], ["prompt_cache.py"]]
 
 
 def main() -> int:

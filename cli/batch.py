@@ -2,10 +2,12 @@
 
     pygguf-batch -m model.gguf -i prompts.jsonl -o results.jsonl [--resume] [--parallel N] ...
 
-The output holds only results (and error records): without -o they go to stdout. A progress bar
-goes to stderr when it is a terminal, nothing otherwise but one-line notices and errors. Exit
-status: 0 when every record succeeded, 1 when any failed (or the run could not start),
-130 after Ctrl+C / 143 after SIGTERM (every finished record is in the output: --resume goes on).
+The output holds only results and error records, one line per input record (the schema:
+pygguf/tools/batch_output.py): without -o they go to stdout. A progress bar goes to stderr when
+it is a terminal, nothing otherwise but one-line notices and errors. Exit status: 0 when every
+record in the output succeeded, 1 when any failed (kept error lines of --resume --no-retry-errors
+count) or the run could not start or could not write its output, 130 after Ctrl+C / 143 after
+SIGTERM (every finished record is in the output: --resume goes on).
 """
 from __future__ import annotations
 
@@ -70,9 +72,9 @@ def _load_llm(options):
     return options.load()
 
 
-def _run_on_ray(address, workers, records, writer, defaults, skip, progress, options):
+def _run_on_ray(address, workers, records, writer, defaults, skip, skip_lines, progress, options):
     from pygguf.tools.distributed import run_on_ray
-    return run_on_ray(address, records, writer, defaults, options, workers=workers, skip=skip,
+    return run_on_ray(address, records, writer, defaults, options, workers=workers, skip=skip, skip_lines=skip_lines,
                       on_progress=progress.advance, ray_init=dict(log_to_driver=False, include_dashboard=False))
 
 
@@ -113,7 +115,10 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
 @click.option("--stop", "stop", multiple=True, help="Stop string (repeatable); records may set their own.")
 @click.option("--logprobs", type=click.IntRange(min=0), default=None,
               help="Write each generated token's log-probability and the top N alternatives.")
-@click.option("--resume", is_flag=True, help="Skip records whose id is already in the output file.")
+@click.option("--resume", is_flag=True,
+              help="Go on with an existing output: skip the records it holds results for, run its error records "
+                   "again, move damaged lines to OUTPUT.damaged.")
+@click.option("--no-retry-errors", is_flag=True, help="With --resume: keep the error records instead of retrying them.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Spread the records over a Ray cluster ('auto', 'ray://host:10001', or 'local' to start one "
                    "here); the model file must be at the same path on every machine.")
@@ -127,14 +132,16 @@ def _run_on_ray(address, workers, records, writer, defaults, skip, progress, opt
               help="Read that JSON schema from a file.")
 @click.pass_context
 def main(ctx, model_path, input_path, output_path, input_format, parallel, n_threads, n_ctx, n_batch, cache_type_k,
-         cache_type_v, n_predict, temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, unordered,
-         ray_address, ray_workers, grammar, grammar_file, json_schema, json_schema_file):
+         cache_type_v, n_predict, temp, top_k, top_p, min_p, repeat_penalty, seed, stop, logprobs, resume, no_retry_errors,
+         unordered, ray_address, ray_workers, grammar, grammar_file, json_schema, json_schema_file):
     from pygguf.errors import PyggufError
-    from pygguf.tools.batch import BatchDefaults, ResultWriter, count_records, read_records, run_batch
+    from pygguf.tools.batch import BatchDefaults, BatchWriteError, ResultWriter, count_records, read_records, run_batch
     from pygguf.tools.distributed import ModelOptions, RayUnavailable, WorkerFailed
 
     if resume and output_path == "-":
         raise click.UsageError("--resume needs an output file (-o FILE)")
+    if no_retry_errors and not resume:
+        raise click.UsageError("--no-retry-errors goes with --resume")
     run_grammar = grammar_from_options(grammar, grammar_file, json_schema, json_schema_file)
     if not ray_address:                  # with --ray, each worker loads the model on its machine
         n_threads = _usable_threads(n_threads)
@@ -148,12 +155,15 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
             log(f"error: cannot load {model_path}: {e}")
             ctx.exit(EXIT_FAILED)
     try:
-        write, fd, skip = _open_output(output_path, resume)
-    except OSError as e:
-        log(f"error: cannot open {output_path}: {e}")
+        write, out, state = _open_output(output_path, resume, retry_errors=not no_retry_errors)
+    except PyggufError as e:
+        log(f"error: {e}")
         ctx.exit(EXIT_FAILED)
+    if resume:
+        log(state.summary(output_path))
 
-    progress = Progress(count_records(input_path) - len(skip), enabled=sys.stderr.isatty())
+    skip, skip_lines = state.done, state.kept_lines
+    progress = Progress(count_records(input_path) - len(skip) - len(skip_lines), enabled=sys.stderr.isatty())
     writer = ResultWriter(write, ordered=not unordered)
     given = dict(n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p,
                  repeat_penalty=repeat_penalty, seed=seed)
@@ -163,20 +173,28 @@ def main(ctx, model_path, input_path, output_path, input_format, parallel, n_thr
     try:
         records = read_records(input_path, input_format)
         if ray_address:
-            summary = _run_on_ray(ray_address, ray_workers, records, writer, defaults, skip, progress, options)
+            summary = _run_on_ray(ray_address, ray_workers, records, writer, defaults, skip, skip_lines, progress,
+                                  options)
         else:
-            summary = run_batch(llm, records, writer, defaults, skip=skip, parallel=parallel,
+            summary = run_batch(llm, records, writer, defaults, skip=skip, skip_lines=skip_lines, parallel=parallel,
                                 on_progress=progress.advance)
         terminated = isinstance(summary.interruption, Terminated)
-    except (RayUnavailable, WorkerFailed) as e:
-        log(f"error: {e}" + ("; rerun with --resume to go on" if isinstance(e, WorkerFailed) else ""))
+        if out is not None:
+            out.close()                             # fsync: the lines are on the disk before we say so
+            out = None
+    except (RayUnavailable, WorkerFailed, BatchWriteError) as e:
+        resumable = not isinstance(e, RayUnavailable) and output_path != "-"
+        log(f"error: {e}" + (f" ({writer.written} records written; rerun with --resume to go on)" if resumable else ""))
+        ctx.exit(EXIT_FAILED)
+    except (PyggufError, OSError) as e:             # the input file, say, unreadable half-way
+        log(f"error: {e}")
         ctx.exit(EXIT_FAILED)
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
-        if fd is not None:
-            os.close(fd)
-    ctx.exit(_report(summary, terminated))
+        if out is not None:
+            _close_quietly(out)
+    ctx.exit(_report(summary, terminated, state.kept_errors))
 
 
 def _usable_threads(n_threads: int) -> int:
@@ -188,25 +206,37 @@ def _usable_threads(n_threads: int) -> int:
     return n_threads
 
 
-def _open_output(output_path: str, resume: bool):
-    """(write one line, the fd to close or None, the ids --resume skips)"""
-    from pygguf.tools.batch import completed_ids, fd_writer, stream_writer
-    skip = completed_ids(output_path) if resume else set()
+def _open_output(output_path: str, resume: bool, retry_errors: bool):
+    """(write one line, the LineFile to close or None, what --resume found): --resume first
+    repairs the output (batch_output.prepare_resume), then appends to it."""
+    from pygguf.tools.batch import LineFile, ResumeState, prepare_resume, stream_writer
+    state = prepare_resume(output_path, retry_errors) if resume else ResumeState()
     if output_path == "-":
         sys.stdout.flush()
-        return stream_writer(getattr(sys.stdout, "buffer", sys.stdout)), None, skip
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
-    fd = os.open(output_path, flags, 0o644)
-    return fd_writer(fd), fd, skip
+        try:
+            out = LineFile(sys.stdout.fileno(), "stdout")     # unbuffered: nothing left to flush at exit
+        except (AttributeError, OSError, ValueError):         # a captured stdout (tests)
+            return stream_writer(getattr(sys.stdout, "buffer", sys.stdout)), None, state
+    else:
+        out = LineFile.open(output_path, append=resume)
+    return out.write_line, out, state
 
 
-def _report(summary, terminated: bool) -> int:
-    """The closing line on stderr and the exit status."""
+def _close_quietly(out) -> None:
+    try:
+        out.close()
+    except OSError:
+        pass
+
+
+def _report(summary, terminated: bool, kept_errors: int = 0) -> int:
+    """The closing line on stderr and the exit status (non-zero while errors remain in the output)."""
     if summary.interrupted:
         log(f"interrupted: {summary.ok + summary.failed} records written; rerun with --resume to go on")
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    if summary.failed:
-        log(f"{summary.failed} of {summary.ok + summary.failed} records failed (see their \"error\" field)")
+    if summary.failed or kept_errors:
+        kept = f"; {kept_errors} error records kept from before" if kept_errors else ""
+        log(f"{summary.failed} of {summary.ok + summary.failed} records failed (see their \"error\" field){kept}")
         return EXIT_FAILED
     return EXIT_OK
 

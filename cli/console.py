@@ -10,6 +10,8 @@ import atexit
 import sys
 from typing import TextIO
 
+from pygguf_cli.streams import read_line_capped, stdout_failure
+
 try:
     import termios
 except ImportError:          # not a POSIX terminal API (Windows)
@@ -65,16 +67,17 @@ def color_enabled(mode: str, stdout: TextIO) -> bool:
 
 class TerminalConsole:
     def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None, color: bool = False):
-        self.stdin = stdin or sys.stdin
+                 stderr: TextIO | None = None, color: bool = False, simple_io: bool = False):
+        self.stdin = stdin or sys.stdin         # None: stdin is closed, read as end of input
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.is_tty = _isatty(self.stdin)
         self.color = color and _isatty(self.stdout)
+        self.simple_io = simple_io          # --simple-io: lines read as the terminal delivers them
         self._current = RESET
         self._readline = None
         self._saved_tty = None
-        if self.is_tty and self.stdin is sys.stdin:
+        if self.is_tty and self.stdin is sys.stdin and not simple_io:
             try:
                 import readline  # noqa: F401  (importing it gives input() editing + history)
                 self._readline = readline
@@ -107,14 +110,27 @@ class TerminalConsole:
             code = _KIND_COLORS[kind]
             text = (code if self._current == RESET or code == RESET else RESET + code) + text
             self._current = _KIND_COLORS[kind]
-        self.stdout.write(text)
-        self.stdout.flush()
+        try:
+            self.stdout.write(text)
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise                               # the reader left: the command stops quietly
+        except OSError as e:                    # closed, full: one line on stderr, exit 1
+            raise stdout_failure(e) from None
+
+    def reset_color(self) -> None:
+        """Back to the default colour, so that what comes next (on stdout or stderr, one
+        terminal) is not painted in the colour of the prompt or the user's input."""
+        if self.color and self._current != RESET:
+            self.write("", "output")
 
     def info(self, text: str) -> None:
+        self.reset_color()
         self.stderr.write(text + "\n")
         self.stderr.flush()
 
     def error(self, text: str) -> None:
+        self.reset_color()
         if self.color and _isatty(self.stderr):
             text = ERROR_COLOR + text + RESET
         self.stderr.write(text + "\n")
@@ -123,9 +139,11 @@ class TerminalConsole:
     def read_line(self, prompt: str = "") -> str | None:
         """One line without its newline; None at end of input (Ctrl+D). Ctrl+C raises
         KeyboardInterrupt."""
-        if not self.is_tty or self.stdin is not sys.stdin:
+        if not self.is_tty or self.stdin is not sys.stdin or self.simple_io:
             self.write(prompt)
-            line = self.stdin.readline()
+            if self.stdin is None:
+                return None
+            line = read_line_capped(self.stdin)
             if not line:
                 return None
             return line[:-1] if line.endswith("\n") else line

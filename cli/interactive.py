@@ -59,7 +59,8 @@ def default_timings_report(timings, write_err: Callable[[str], None]) -> None:
 
 class InteractiveSession:
     def __init__(self, model, sampler, plan: SessionPlan, console, timings=None,
-                 report_timings: Callable[[object], None] | None = None, handle_signals: bool = True):
+                 report_timings: Callable[[object], None] | None = None, handle_signals: bool = True,
+                 prompt_cache=None):
         self.model = model
         self.tok = model.tokenizer
         self.sampler = sampler
@@ -74,6 +75,9 @@ class InteractiveSession:
         self.chat: list[dict[str, str]] = []
         self.reverse_prompts = list(self.p.reverse_prompts)
         self.engine = Engine(model, self.tok, slots=1)
+        self.prompt_cache = prompt_cache      # --prompt-cache (pygguf_cli.prompt_cache.PromptCache) or None
+        if prompt_cache is not None:
+            prompt_cache.engine = self.engine
         self.seq = None                       # the session's Sequence, made by start()
         self.after_reverse_prompt = False     # the last hand-over came from a reverse prompt
         self.need_end_of_turn = False         # conversation reply cut by Ctrl+C: close it first
@@ -93,14 +97,20 @@ class InteractiveSession:
         for note in self.plan.notes:
             self.console.info(note)
         prompt_tokens = self.initial_prompt_tokens()
+        if self.prompt_cache is not None:     # llama.cpp: the session file's cells reused by the first prompt
+            self.prompt_cache.load()
+            self.prompt_cache.match(prompt_tokens, prompt_given=True)
         self.seq = self.new_sequence(prompt_tokens)
         self.engine.admit(self.seq)
         if self.p.verbose_prompt:
             self.print_verbose_prompt(prompt_tokens)
+        # llama.cpp's order: the banner and a blank line, then the prompt in its colour, the
+        # colour reset once it is out (the cursor stays where the prompt ends, after "User:")
+        self.print_interactive_banner()
         if self.p.display_prompt and prompt_tokens:
             self.console.write(self.tok.decode(prompt_tokens, special=self.p.special or not self.plan.conversation),
                                "prompt")
-        self.print_interactive_banner()
+            self.console.write("", "output")
 
     def initial_prompt_tokens(self) -> list[int]:
         if self.use_template:
@@ -143,6 +153,7 @@ class InteractiveSession:
         self.console.info(" - If you want to submit another line, end your input with '\\'."
                           if not self.p.multiline_input else " - Press Return to start a new line.")
         self.console.info(" - Press Ctrl+D on an empty line to end the session.")
+        self.console.info("")
 
     # -- chat formatting -------------------------------------------------------------------------
     def add_chat_message(self, role: str, content: str, add_generation_prompt: bool) -> tuple[str, bool]:
@@ -251,6 +262,8 @@ class InteractiveSession:
     # -- user input --------------------------------------------------------------------------------
     def read_user_text(self) -> str | None:
         """One user input (continuation lines joined); None on Ctrl+D at an empty prompt."""
+        if self.prompt_cache is not None:     # the first prompt is evaluated by now: saved once
+            self.prompt_cache.after_step(self.seq.slot)
         prompt = ""
         if self.plan.conversation or self.p.instruct or self.p.chatml:
             self.console.write("\n", "output")
@@ -338,6 +351,8 @@ class InteractiveSession:
                 self.close_reply(reason)
                 if reason is FinishReason.CONTEXT:
                     return self.finish(0)
+                if self.p.single_turn:
+                    return self.finish_single_turn(reason)
             text = self.read_user_text()
             if text is None:
                 self.console.write("EOF by user\n", "output")
@@ -349,6 +364,12 @@ class InteractiveSession:
                 return self.finish(1)
             # An empty line gives control back to the model, if it has anything to go on.
             waiting = not input_fed and self.context_is_empty()
+
+    def finish_single_turn(self, reason: FinishReason) -> int:
+        """-st: the session ends after its one reply, the shell's prompt on a line of its own."""
+        if reason is not FinishReason.EOS:          # (an end of generation already wrote the newline)
+            self.console.write("\n", "output")
+        return self.finish(0)
 
     def finish(self, code: int, message: str | None = None) -> int:
         self.report_timings(self.timings)
@@ -403,12 +424,13 @@ class _NoSignals:
 
 def run_interactive(model, sampler, params: InteractiveParams, console, *, stdin_is_tty: bool | None = None,
                     timings=None, report_timings: Callable[[object], None] | None = None,
-                    plan: SessionPlan | None = None) -> int:
+                    plan: SessionPlan | None = None, prompt_cache=None) -> int:
     """Run an interactive session; returns the process exit code (0, or 130 after Ctrl+C at the
     prompt). `report_timings(timings)` prints the perf block at the end."""
     if plan is None:
         tty = console.is_tty if stdin_is_tty is None else stdin_is_tty
         plan = plan_session(params, model.metadata, tty)
-    session = InteractiveSession(model, sampler, plan, console, timings=timings, report_timings=report_timings)
+    session = InteractiveSession(model, sampler, plan, console, timings=timings, report_timings=report_timings,
+                                 prompt_cache=prompt_cache)
     return session.run()
 

@@ -13,6 +13,20 @@ import click
 
 from pygguf_cli.console import TerminalConsole, color_enabled
 from pygguf_cli.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
+from pygguf_cli.streams import MAX_PROMPT_BYTES, InputTooLong, read_file_capped, stdin_is_terminal
+
+def _read_system_prompt_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> str | None:
+    """-sysf FILE: the file's text, one trailing newline dropped (as llama.cpp does)."""
+    if path is None:
+        return None
+    try:
+        text = read_file_capped(path, MAX_PROMPT_BYTES, f"the system prompt file {str(path)!r}").decode("utf-8")
+    except InputTooLong as e:                   # -sysf /dev/zero
+        raise click.BadParameter(str(e)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
+    return text[:-1] if text.endswith("\n") else text
+
 
 _OPTIONS = [
     click.option("-i", "--interactive", is_flag=True, help="Run in interactive mode."),
@@ -32,6 +46,16 @@ _OPTIONS = [
                       "template and no prompt or other interactive mode is given)."),
     click.option("-sys", "--system-prompt", "--system_prompt", "system_prompt", default="", metavar="PROMPT",
                  help="System prompt for conversation mode."),
+    click.option("-sysf", "--system-prompt-file", "system_prompt_file", type=click.Path(path_type=Path),
+                 callback=_read_system_prompt_file, metavar="FNAME",
+                 help="System prompt for conversation mode, from a file (one trailing newline dropped)."),
+    click.option("-st", "--single-turn", "single_turn", is_flag=True,
+                 help="Conversation mode: one turn (the -p prompt, or one typed input), its reply, then exit."),
+    click.option("--simple-io", "simple_io", is_flag=True,
+                 help="Plain line input in interactive mode: no readline editing or history, the terminal "
+                      "left as it is (for pipes and limited consoles)."),
+    click.option("--jinja/--no-jinja", "jinja", default=None, expose_value=False,
+                 help="Accepted for llama.cpp compatibility: chat templates are always rendered with Jinja here."),
     click.option("--chat-template", "--chat_template", "chat_template", default=None, metavar="NAME|JINJA",
                  help="Built-in template name (chatml, llama2, llama3, mistral-v7, ...) or a Jinja template."),
     click.option("--chat-template-file", "--chat_template_file", "chat_template_file", default=None,
@@ -59,7 +83,8 @@ def params_from_options(options: Mapping[str, object], *, prompt: str = "", prom
 
     template = options.get("chat_template")
     if options.get("chat_template_file"):
-        template = Path(options["chat_template_file"]).read_text(encoding="utf-8")
+        template = read_file_capped(Path(options["chat_template_file"]), MAX_PROMPT_BYTES,
+                                    "--chat-template-file").decode("utf-8", errors="replace")
     return InteractiveParams(
         prompt=prompt, prompt_given=prompt_given,
         interactive=bool(options.get("interactive")), interactive_first=bool(options.get("interactive_first")),
@@ -68,20 +93,29 @@ def params_from_options(options: Mapping[str, object], *, prompt: str = "", prom
         in_prefix=text("in_prefix"), in_suffix=text("in_suffix"),
         in_prefix_bos=bool(options.get("in_prefix_bos")),
         instruct=bool(options.get("instruct")), chatml=bool(options.get("chatml")),
-        conversation=options.get("conversation"), system_prompt=text("system_prompt"),
+        conversation=options.get("conversation"), system_prompt=system_prompt(options, escape),
         chat_template=template,
         verbose_prompt=bool(options.get("verbose_prompt") or options.get("print_prompt") or verbose_prompt),
         multiline_input=bool(options.get("multiline_input")), escape=escape, special=special,
+        single_turn=bool(options.get("single_turn")), simple_io=bool(options.get("simple_io")),
         display_prompt=display_prompt is not False, n_predict=n_predict, n_keep=n_keep,
         context_shift=context_shift)
+
+
+def system_prompt(options: Mapping[str, object], escape: bool) -> str:
+    """-sysf's file (as written) or -sys's text (escapes processed under -e, as in llama.cpp)."""
+    if options.get("system_prompt_file") is not None:
+        return str(options["system_prompt_file"])
+    value = str(options.get("system_prompt") or "")
+    return process_escapes(value) if escape else value
 
 
 def plan_from_options(options: Mapping[str, object], metadata: Mapping[str, object],
                       stdin_is_tty: bool | None = None, **params) -> SessionPlan:
     """Resolve the session; `plan.interactive` False means: run a plain completion."""
-    tty = sys.stdin.isatty() if stdin_is_tty is None else stdin_is_tty
+    tty = stdin_is_terminal(sys.stdin) if stdin_is_tty is None else stdin_is_tty
     return plan_session(params_from_options(options, **params), metadata, tty)
 
 
-def make_console(color: str = "auto") -> TerminalConsole:
-    return TerminalConsole(color=color_enabled(color, sys.stdout))
+def make_console(color: str = "auto", simple_io: bool = False) -> TerminalConsole:
+    return TerminalConsole(color=color_enabled(color, sys.stdout), simple_io=simple_io)

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 from pygguf.errors import PyggufError
 from pygguf_cli.escapes import process_escapes  # noqa: F401  (re-exported for the interactive session)
+from pygguf_cli.streams import MAX_PROMPT_BYTES, read_capped, stdin_is_terminal
 
 
 class InteractiveError(PyggufError):
@@ -32,6 +33,8 @@ class InteractiveParams:
     chat_template: str | None = None    # --chat-template NAME|JINJA
     verbose_prompt: bool = False        # --verbose-prompt / --print-prompt
     multiline_input: bool = False       # -mli
+    single_turn: bool = False           # -st: one reply, then the session ends
+    simple_io: bool = False             # --simple-io: plain line input (no readline)
     escape: bool = True                 # -e: process \n, \t, ... in typed input
     special: bool = False               # -sp: print special tokens
     display_prompt: bool = True
@@ -92,7 +95,7 @@ def prompt_from_stdin(params: InteractiveParams, stdin) -> str | None:
     interactive modes asked for explicitly read their turns from the pipe line by line."""
     asked_interactive = (params.interactive or params.interactive_first or params.instruct
                          or params.chatml or params.conversation)
-    if params.prompt_given or asked_interactive or stdin.isatty():
-        return None
-    text = stdin.read()
+    if params.prompt_given or asked_interactive or stdin is None or stdin_is_terminal(stdin):
+        return None                             # None: stdin closed, nothing was piped
+    text = read_capped(stdin, MAX_PROMPT_BYTES, "the prompt piped on stdin")
     return text[:-1] if text.endswith("\n") else text

@@ -14,7 +14,10 @@ from pathlib import Path
 import click
 
 from pygguf.sampling import SamplerParams
+from pygguf_cli.argv import ON_OFF_AUTO
 from pygguf_cli.escapes import process_escapes
+from pygguf_cli.streams import MAX_PROMPT_BYTES, InputTooLong, read_file_capped
+from pygguf_cli.value_checks import check_model, check_sampling
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,13 @@ class ModelParams:
     n_threads_batch: int = -1           # <= 0: same as n_threads
     n_batch: int = 2048                 # logical batch (llama.cpp -b)
     n_ubatch: int = 512                 # physical batch: most tokens per model.decode (-ub)
-    n_gpu_layers: int | None = None     # accepted for compatibility; there is no GPU backend
+    n_gpu_layers: int | str | None = None   # N, "auto" or "all": accepted for compatibility; there is no GPU backend
     rope_freq_base: float | None = None     # None: from the GGUF
     rope_freq_scale: float | None = None    # None: from the GGUF
     cache_type_k: str = "f16"           # KV cache types (-ctk/-ctv): f16, q8_0, q4_0
     cache_type_v: str = "f16"
+    use_mmap: bool = True               # map the GGUF file (--no-mmap: read it into memory)
+    use_mlock: bool = False             # lock the model in RAM (--mlock; a warning if the limit forbids it)
 
 
 # pygguf.model.kv_cache.CACHE_TYPES, written out so `--help` does not load the C extension (a test
@@ -44,11 +49,12 @@ class GenerationParams:
     ignore_eos: bool = False        # never sample an end-of-generation token
     reverse_prompts: tuple[str, ...] = ()   # stop strings (-r), matched on the generated text
     context_shift: bool = True      # when the context fills: shift it (True) or stop (False)
+    special: bool = False           # -sp: special tokens (<|im_end|>, ...) printed as text
 
 
 @dataclass(frozen=True)
 class DisplayParams:
-    color: bool = False                 # colour prompt vs generation (only on a terminal)
+    color: bool = False                 # colour prompt vs generation (only on a terminal): --color on|auto
     display_prompt: bool = True         # echo the prompt before the generated text
     verbose_prompt: bool = False        # print the prompt's tokens on stderr
     json: bool = False                  # one JSON object on stdout instead of streaming
@@ -96,6 +102,21 @@ def _given(values: dict) -> dict:
 
 # ---- model ------------------------------------------------------------------------------------
 
+class _GpuLayers(click.ParamType):
+    """-ngl N|auto|all, as today's llama.cpp takes it."""
+    name = "N|auto|all"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value in ("auto", "all"):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number, 'auto' or 'all'", param, ctx)
+
+
+GPU_LAYERS = _GpuLayers()
+
 _MODEL_OPTIONS = [
     ("path", click.option(*spellings("-m", "--model"), "path", type=click.Path(path_type=Path),
                           help="GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 that `make model` fetches)")),
@@ -109,7 +130,7 @@ _MODEL_OPTIONS = [
                              help=f"logical batch size ({_default(ModelParams, 'n_batch')})")),
     ("n_ubatch", click.option(*spellings("-ub", "--ubatch-size"), "n_ubatch", type=int,
                               help=f"physical batch size ({_default(ModelParams, 'n_ubatch')})")),
-    ("n_gpu_layers", click.option(*spellings("-ngl", "--gpu-layers", "--n-gpu-layers"), "n_gpu_layers", type=int,
+    ("n_gpu_layers", click.option(*spellings("-ngl", "--gpu-layers", "--n-gpu-layers"), "n_gpu_layers", type=GPU_LAYERS,
                                   help="accepted for llama.cpp compatibility; ignored (CPU only)")),
     ("rope_freq_base", click.option(*spellings("--rope-freq-base"), "rope_freq_base", type=float,
                                     help="RoPE base frequency (default: from the model)")),
@@ -121,11 +142,17 @@ _MODEL_OPTIONS = [
     ("cache_type_v", click.option(*spellings("-ctv", "--cache-type-v"), "cache_type_v",
                                   type=click.Choice(CACHE_TYPES, case_sensitive=False),
                                   help=f"KV cache type for V ({_default(ModelParams, 'cache_type_v')})")),
+    ("use_mmap", click.option("--mmap/--no-mmap", "use_mmap", default=None,
+                              help="map the model file (default), or read it into memory (slower load; "
+                                   "nothing is read from the file afterwards)")),
+    ("use_mlock", click.option("--mlock", "use_mlock", is_flag=True, default=None,
+                               help="lock the model in RAM so it is never paged out (a warning, and no "
+                                    "lock, when RLIMIT_MEMLOCK forbids it)")),
 ]
 
 
 def _build_model_params(values: dict) -> ModelParams:
-    return ModelParams(**_given(values))
+    return ModelParams(**check_model(_given(values), ModelParams.n_batch))
 
 
 model_options = _bundle("model", _MODEL_OPTIONS, _build_model_params)
@@ -135,11 +162,11 @@ model_options = _bundle("model", _MODEL_OPTIONS, _build_model_params)
 # Names are pygguf.sampling.SamplerParams fields; the command builds SamplerParams(**given).
 
 _SAMPLING_OPTIONS = [
-    ("temp", click.option(*spellings("--temp"), "temp", type=float, help="temperature; <= 0 is greedy" f" ({_default(SamplerParams, 'temp')})")),
+    ("temp", click.option(*spellings("--temp", "--temperature"), "temp", type=float, help="temperature; <= 0 is greedy" f" ({_default(SamplerParams, 'temp')})")),
     ("top_k", click.option(*spellings("--top-k"), "top_k", type=int, help="top-k sampling, <= 0 = off" f" ({_default(SamplerParams, 'top_k')})")),
     ("top_p", click.option(*spellings("--top-p"), "top_p", type=float, help="top-p sampling, 1.0 = off" f" ({_default(SamplerParams, 'top_p')})")),
     ("min_p", click.option(*spellings("--min-p"), "min_p", type=float, help="min-p sampling, 0.0 = off" f" ({_default(SamplerParams, 'min_p')})")),
-    ("typical_p", click.option(*spellings("--typical"), "typical_p", type=float,
+    ("typical_p", click.option(*spellings("--typical", "--typical-p"), "typical_p", type=float,
                                help="locally typical sampling, 1.0 = off" f" ({_default(SamplerParams, 'typical_p')})")),
     ("repeat_penalty", click.option(*spellings("--repeat-penalty"), "repeat_penalty", type=float,
                                     help="penalise repeated tokens, 1.0 = off" f" ({_default(SamplerParams, 'repeat_penalty')})")),
@@ -150,7 +177,7 @@ _SAMPLING_OPTIONS = [
     ("frequency_penalty", click.option(*spellings("--frequency-penalty"), "frequency_penalty", type=float,
                                        help="frequency penalty, 0.0 = off" f" ({_default(SamplerParams, 'frequency_penalty')})")),
     ("seed", click.option(*spellings("-s", "--seed"), "seed", type=int, help="RNG seed, -1 = random" f" ({_default(SamplerParams, 'seed')})")),
-    ("top_n_sigma", click.option(*spellings("--top-nsigma"), "top_n_sigma", type=float,
+    ("top_n_sigma", click.option(*spellings("--top-nsigma", "--top-n-sigma"), "top_n_sigma", type=float,
                                  help="top-n-sigma sampling, <= 0 = off" f" ({_default(SamplerParams, 'top_n_sigma')})")),
     ("dynatemp_range", click.option(*spellings("--dynatemp-range"), "dynatemp_range", type=float,
                                     help="dynamic temperature range, 0.0 = off" f" ({_default(SamplerParams, 'dynatemp_range')})")),
@@ -177,7 +204,7 @@ _SAMPLING_OPTIONS = [
                                            multiple=True, help="DRY sequence breaker (repeatable; 'none' = none)")),
     ("samplers", click.option(*spellings("--samplers"), "samplers",
                               help="sampler order, ';'-separated (e.g. 'top_k;top_p;temperature')" f" ({_default(SamplerParams, 'samplers')})")),
-    ("sampling_seq", click.option(*spellings("--sampling-seq"), "sampling_seq",
+    ("sampling_seq", click.option(*spellings("--sampling-seq", "--sampler-seq"), "sampling_seq",
                                   help="sampler order as letters (e.g. 'kpt')")),
     ("logit_bias", click.option(*spellings("-l", "--logit-bias"), "logit_bias", multiple=True,
                                 help="TOKEN_ID(+/-)BIAS added to a logit (repeatable), e.g. 15043+1")),
@@ -210,12 +237,15 @@ def _build_sampling(values: dict) -> dict:
                                     given.pop("json_schema", None), given.pop("json_schema_file", None))
     if grammar:
         given["grammar"] = grammar
+    check_sampling(given)
     return given
 
 
 def _read_text(path: Path, flag: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_file_capped(path, MAX_PROMPT_BYTES, f"{str(path)!r}").decode("utf-8")
+    except InputTooLong as e:
+        raise click.BadParameter(str(e), param_hint=f"'{flag}'") from None
     except (OSError, UnicodeDecodeError) as e:
         raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}", param_hint=f"'{flag}'") from None
 
@@ -256,11 +286,15 @@ sampling_options = _bundle("sampling", _SAMPLING_OPTIONS, _build_sampling)
 # ---- generation -------------------------------------------------------------------------------
 
 def read_prompt_file(path: Path) -> str:
-    """The file's text with one trailing newline removed, as llama.cpp's -f does."""
+    """The file's text with one trailing newline removed, as llama.cpp's -f does; at most
+    MAX_PROMPT_BYTES (`-f /dev/zero` is refused, not read until memory runs out)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = read_file_capped(path, MAX_PROMPT_BYTES, f"the prompt file {str(path)!r}")
+    except InputTooLong as e:
+        raise click.BadParameter(str(e), param_hint="'-f'") from None
     except OSError as e:
         raise click.BadParameter(f"cannot read {str(path)!r}: {e.strerror or e}", param_hint="'-f'") from None
+    text = data.decode("utf-8", errors="replace")
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -289,8 +323,10 @@ _GENERATION_OPTIONS = [
                                 help="never end on an end-of-generation token")),
     ("reverse_prompts", click.option(*spellings("-r", "--reverse-prompt"), "reverse_prompts", multiple=True,
                                      help="stop when this text is generated (repeatable)")),
-    ("no_context_shift", click.option(*spellings("--no-context-shift"), "no_context_shift", is_flag=True,
-                                      default=None, help="stop when the context is full instead of shifting it")),
+    ("context_shift", click.option("--context-shift/--no-context-shift", "context_shift", default=None,
+                                   help="when the context is full: shift it, or stop (default: shift)")),
+    ("special", click.option("-sp", "--special", "special", is_flag=True, default=None,
+                             help="print special tokens (<|im_end|>, ...) as text")),
     ("escape", click.option("-e", "--escape/--no-escape", "escape", default=True,
                             help="process \\n \\r \\t \\' \\\" \\\\ \\xHH in the prompt and reverse prompts (default: on)")),
 ]
@@ -313,7 +349,8 @@ def _build_generation(values: dict) -> tuple[GenerationParams, PromptInput]:
         "n_predict": values["n_predict"],
         "n_keep": values["n_keep"],
         "ignore_eos": values["ignore_eos"],
-        "context_shift": False if values["no_context_shift"] else None,
+        "context_shift": values["context_shift"],
+        "special": values["special"],
     })
     params = GenerationParams(reverse_prompts=reverse, **given)
     text = process_escapes(prompt) if escape else prompt
@@ -325,9 +362,13 @@ generation_options = _bundle("generation", _GENERATION_OPTIONS, _build_generatio
 
 # ---- display ----------------------------------------------------------------------------------
 
+COLOR_OFF = ("off", "disabled", "false", "0")        # llama.cpp's is_falsey
 _DISPLAY_OPTIONS = [
-    ("color", click.option(*spellings("-co", "--color"), "color", is_flag=True, default=None,
-                           help="colour the prompt and the generated text differently (on a terminal)")),
+    ("color", click.option("-co", "--color", "color", type=click.Choice(ON_OFF_AUTO, case_sensitive=False),
+                           metavar="[on|off|auto]",
+                           help="colour the prompt, your input and the generated text differently: on (also "
+                                "--color alone) and auto colour when stdout is a terminal, never into a pipe or "
+                                "file (default: off)")),
     ("display_prompt", click.option("--display-prompt/--no-display-prompt", "display_prompt", default=None,
                                     help="echo the prompt (default: on)")),
     ("verbose_prompt", click.option(*spellings("--verbose-prompt"), "verbose_prompt", is_flag=True, default=None,
@@ -338,7 +379,10 @@ _DISPLAY_OPTIONS = [
 
 
 def _build_display(values: dict) -> DisplayParams:
-    return DisplayParams(**_given(values))
+    given = _given(values)
+    if "color" in given:
+        given["color"] = given["color"].lower() not in COLOR_OFF
+    return DisplayParams(**given)
 
 
 display_options = _bundle("display", _DISPLAY_OPTIONS, _build_display)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from pygguf_cli.streams import stdout_failure
+
 # llama.cpp's console colours: the prompt echo in yellow, generated text in the default colour.
 ANSI_PROMPT = "\x1b[33m"
 ANSI_RESET = "\x1b[0m"
@@ -16,13 +18,18 @@ def write_stdout(text: str, stream: TextIO | None = None) -> None:
     """Write UTF-8 bytes (whatever the locale's encoding) and flush."""
     stream = stream if stream is not None else sys.stdout
     buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        stream.flush()                          # keep ordering with anything written as text
-        buffer.write(text.encode("utf-8", "replace"))
-        buffer.flush()
-    else:
-        stream.write(text)
-        stream.flush()
+    try:
+        if buffer is not None:
+            stream.flush()                      # keep ordering with anything written as text
+            buffer.write(text.encode("utf-8", "replace"))
+            buffer.flush()
+        else:
+            stream.write(text)
+            stream.flush()
+    except BrokenPipeError:
+        raise                                   # the reader left: the command stops quietly
+    except OSError as e:                        # closed, full (/dev/full), I/O error: one line, exit 1
+        raise stdout_failure(e) from None
 
 
 def log(message: str = "") -> None:

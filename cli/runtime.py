@@ -8,7 +8,7 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Runtime:
-    load_model: Callable[..., object]           # Model.load(path, n_ctx=, n_threads=, n_batch=, rope_..., type_k=, type_v=)
+    load_model: Callable[..., object]           # Model.load(path, n_ctx=, n_threads=, n_batch=, rope_..., type_k=, type_v=, use_mmap=, use_mlock=)
     make_sampler: Callable[..., object]         # Sampler(params, n_vocab, eog_ids=, detokenize=, tokenize=, n_ctx_train=)
     sampler_params: Callable[..., object]       # SamplerParams(**given options)
     errors: tuple[type[BaseException], ...]     # failures reported as one line, not a traceback

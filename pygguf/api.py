@@ -13,6 +13,11 @@ pygguf-batch. A fixed seed (per call, or the Llama's) gives the same text every 
 was run before: each call starts a fresh sampler, and a prompt prefix reused from the KV cache
 gives the same logits as recomputing it. With seed=-1 (the default) every call draws a new random
 seed. Sampling defaults are SamplerParams' (llama.cpp's), but for chat's temperature.
+
+A Llama may be shared between threads: its calls take turns on its one engine (see
+pygguf.generation.turns: a call from another thread waits, a stream holds the Llama from its first
+read to its end or close()), and each call has its own Sequence and sampler, so every call gives
+the text it would give alone.
 """
 from __future__ import annotations
 
@@ -24,10 +29,12 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from pygguf.errors import PyggufError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import FinishReason, Request, Sequence as DecodeSequence
+from pygguf.generation.turns import Turns
+from pygguf.model import state as saved_state
 from pygguf.sampling import SamplerParams
 from pygguf.sampling.params import default
 
-__all__ = ["Llama"]
+__all__ = ["Llama", "LlamaState"]
 
 CHAT_TEMPERATURE = 0.2      # llama-cpp-python's create_chat_completion default (completions use SamplerParams')
 
@@ -49,8 +56,10 @@ def completion_request(prompt_tokens: list[int], *, n_predict: int, temperature:
     """The Request of a completion call or a batch record: the API's few sampling parameters over
     SamplerParams' defaults for the rest; grammar: GBNF text the output must match
     (pygguf.grammar.constraint.grammar_of makes it from a schema or a response_format)."""
-    sampling = SamplerParams(temp=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
-                             repeat_penalty=float(repeat_penalty), seed=int(seed), grammar=grammar)
+    # handed over as given: SamplerParams checks each value (a SamplerValueError naming it, never an
+    # OverflowError from int(inf) or a str() of a 5000-digit integer)
+    sampling = SamplerParams(temp=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                             repeat_penalty=repeat_penalty, seed=seed, grammar=grammar)
     return Request(list(prompt_tokens), n_predict=n_predict, sampling=sampling, stop=_stop_tuple(stop),
                    logprobs=None if logprobs is None else int(logprobs))
 
@@ -63,14 +72,31 @@ def _stop_tuple(stop) -> tuple[str, ...]:
     return tuple(s for s in stop if s)
 
 
+class LlamaState:
+    """llama-cpp-python's LlamaState, over pygguf's state format (pygguf.model.state): llama_state
+    holds the tokens, their KV cache and a checksum, checked against the model on load. scores is
+    None: logits are not saved (the last token is evaluated again when the next call reuses the
+    state, as llama.cpp's main replays it)."""
+
+    def __init__(self, input_ids, scores, n_tokens: int, llama_state: bytes, llama_state_size: int, seed: int):
+        self.input_ids = input_ids
+        self.scores = scores
+        self.n_tokens = n_tokens
+        self.llama_state = llama_state
+        self.llama_state_size = llama_state_size
+        self.seed = seed
+
+
 class Llama:
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int | None = None,
                  n_batch: int = 512, seed: int = -1, verbose: bool = False, n_seq_max: int = 1,
-                 type_k: str | int | None = None, type_v: str | int | None = None, model=None):
+                 type_k: str | int | None = None, type_v: str | int | None = None, use_mmap: bool = True,
+                 use_mlock: bool = False, model=None):
         """n_ctx is each sequence's context (0: the model's, capped to fit in memory); n_seq_max
         sequences can be decoded together by batch() (the KV cache holds n_seq_max * n_ctx
         positions). type_k, type_v: the KV cache types, "f16" (None), "q8_0" or "q4_0", or
-        llama-cpp-python's ggml type ids (1, 8, 2). `model` (tests): an already-built object with
+        llama-cpp-python's ggml type ids (1, 8, 2). use_mmap=False reads the file into memory;
+        use_mlock locks the model in RAM (a warning when the system refuses). `model` (tests): an already-built object with
         Model's interface, used instead of loading."""
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
@@ -81,10 +107,12 @@ class Llama:
                 import sys
                 print(f"pygguf: loading {self.model_path}", file=sys.stderr)
             model = Model.load(self.model_path, n_ctx=n_ctx or None, n_threads=n_threads or 2, n_batch=n_batch,
-                               n_seq=n_seq_max, type_k=type_k, type_v=type_v)
+                               n_seq=n_seq_max, type_k=type_k, type_v=type_v, use_mmap=use_mmap,
+                               use_mlock=use_mlock)
         self.model = model
         self.tokenizer = model.tokenizer
         self.engine = Engine(model, self.tokenizer)        # one slot per sequence of the KV cache
+        self._turns = Turns()                              # its calls, one at a time
         self._chat = None
 
     # ---- tokens ----------------------------------------------------------------------------
@@ -146,20 +174,33 @@ class Llama:
         request = self._request(self._prompt_tokens(prompt), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
-        seq = self._new_sequence(request)               # a too-long prompt raises here, before streaming
+        seq = self.engine.new_sequence(request)         # a too-long prompt raises here, before streaming
         if stream:
             return self._stream_completion(seq, self._completion_head())
         self._run(seq)
         return self._completion(seq)
 
-    def _new_sequence(self, request: Request) -> DecodeSequence:
-        """Calls run one at a time: a stream the caller stopped reading gives its slot back."""
-        self.engine.abandon()
-        return self.engine.new_sequence(request)
-
     def _run(self, seq: DecodeSequence) -> None:
-        for _ in self.engine.stream(seq):
+        for _ in self._stream(seq):
             pass
+
+    def _stream(self, seq: DecodeSequence) -> Iterator[str]:
+        """seq's text in pieces, the turn held from the first read to the end (turns.py); the
+        engine's generator is closed inside the turn, where it gives its slot back."""
+        with self._turns.call() as turn:
+            self.engine.abandon()                       # a stream of this thread, left open, ends
+            self._last_seq = seq                        # whose slot save_state saves
+            pieces = self.engine.stream(seq)
+            try:
+                for delta in pieces:
+                    with self._turns.paused(turn):
+                        yield delta
+                    if turn.taken_over:                 # by a later call of this thread
+                        if not seq.finished:
+                            seq.finish(FinishReason.INTERRUPTED)
+                        return
+            finally:
+                pieces.close()
 
     def _completion_head(self) -> dict:
         return {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
@@ -174,7 +215,7 @@ class Llama:
     __call__ = create_completion
 
     def _stream_completion(self, seq: DecodeSequence, head: dict) -> Iterator[dict]:
-        for delta in self.engine.stream(seq):
+        for delta in self._stream(seq):
             yield dict(head, choices=[{"text": delta, "index": 0, "logprobs": None, "finish_reason": None}])
         yield dict(head, choices=[{"text": "", "index": 0, "logprobs": self._logprobs_dict(seq),
                                    "finish_reason": api_finish_reason(seq.finish_reason)}],
@@ -192,9 +233,13 @@ class Llama:
                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop, seed=seed,
                                   logprobs=logprobs, grammar=grammar, response_format=response_format)
                     for p in prompts]
-        sequences = [self._new_sequence(r) for r in requests]
-        for _ in self.engine.run(sequences, self.parallel(parallel)):
-            pass
+        sequences = [self.engine.new_sequence(r) for r in requests]
+        parallel = self.parallel(parallel)
+        with self._turns.call():
+            self.engine.abandon()
+            self._last_seq = sequences[-1] if sequences else self._last_seq
+            for _ in self.engine.run(sequences, parallel):
+                pass
         return [self._completion(seq) for seq in sequences]
 
     def parallel(self, parallel: int | None = None) -> int:
@@ -232,7 +277,7 @@ class Llama:
         request = self._request(self.chat_prompt_tokens(messages), max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, stop=stop,
                                 seed=seed, logprobs=logprobs, grammar=grammar, response_format=response_format)
-        seq = self._new_sequence(request)
+        seq = self.engine.new_sequence(request)
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": self.model_path}
         if stream:
             return self._stream_chat(seq, head)
@@ -247,22 +292,62 @@ class Llama:
         chunk = dict(head, object="chat.completion.chunk")
         yield dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant"}, "logprobs": None,
                                     "finish_reason": None}])
-        for delta in self.engine.stream(seq):
+        for delta in self._stream(seq):
             yield dict(chunk, choices=[{"index": 0, "delta": {"content": delta}, "logprobs": None,
                                         "finish_reason": None}])
         yield dict(chunk, choices=[{"index": 0, "delta": {}, "logprobs": None,
                                     "finish_reason": api_finish_reason(seq.finish_reason)}])
 
+    # ---- saved state -----------------------------------------------------------------------
+
+    def _state_slot(self) -> int:
+        """The slot of the last call (the only one unless n_seq_max > 1)."""
+        last = getattr(self, "_last_seq", None)
+        return last.slot.index if last is not None and last.slot is not None else 0
+
+    def save_state(self) -> LlamaState:
+        """The tokens the last call left in the KV cache and their cells (llama-cpp-python's name)."""
+        import numpy as np
+        with self._turns.call():
+            self.engine.abandon()                   # a stream left unread gives its slot back
+            slot = self._state_slot()
+            data = self.engine.save_state(slot)
+            tokens = self.engine.slots[slot].cached
+            return LlamaState(np.asarray(tokens, dtype=np.intc), None, len(tokens), data, len(data), self.seed)
+
+    def load_state(self, state: LlamaState) -> None:
+        """Restore a save_state() of this model with this n_ctx and cache types (else StateError,
+        saying what differs): the next prompt sharing a prefix with its tokens evaluates only the rest."""
+        with self._turns.call():
+            self.engine.abandon()
+            self.engine.load_state(state.llama_state, self._state_slot(), source="LlamaState")
+            self.seed = int(state.seed)
+
+    def save_state_file(self, path: str | os.PathLike) -> None:
+        """save_state() written to path atomically (a temporary file renamed over it)."""
+        with self._turns.call():
+            self.engine.abandon()
+            saved_state.write_file(path, self.engine.state_parts(self._state_slot()))
+
+    def load_state_file(self, path: str | os.PathLike) -> None:
+        """A save_state_file() restored, checked as load_state; the seed stays this Llama's."""
+        with self._turns.call():
+            self.engine.abandon()
+            self.engine.load_state(saved_state.read_file(path), self._state_slot(), source=os.fspath(path))
+
     def reset(self) -> None:
         """Forget the KV cache's contents: no prompt prefix is reused by the next call."""
-        self.engine.reset()
+        with self._turns.call():
+            self.engine.reset()
 
     # ---- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Frees the model once no other thread's call is using it."""
         close = getattr(self.model, "close", None)
         if close is not None:
-            close()
+            with self._turns.call():
+                close()
 
     def __enter__(self):
         return self

@@ -37,6 +37,28 @@ class ModelError(PyggufError, ValueError):
     key, tensor, architecture or argument."""
 
 
+class StateError(PyggufError, ValueError):
+    """A saved state (prompt cache, Llama.save_state) that cannot be used: not one, truncated,
+    corrupt, or inconsistent with the model; the message names the file and the reason."""
+
+
+class StateMismatch(StateError):
+    """An intact saved state of another model or other settings (-c, cache types, RoPE)."""
+
+
+class ContextTooLarge(ModelError):
+    """A context that cannot be allocated: past the loader's limit, or a KV cache beyond the memory
+    available. The message names the API's `n_ctx`; a front end names its own flag with
+    `naming("-c")`."""
+
+    def __init__(self, n_ctx: int, reason: str):
+        self.n_ctx, self.reason = n_ctx, reason
+        super().__init__(self.naming("n_ctx"))
+
+    def naming(self, flag: str) -> str:
+        return f"{flag}{' ' if flag.startswith('-') else '='}{self.n_ctx} {self.reason}"
+
+
 class KernelError(PyggufError, RuntimeError):
     """A C kernel refused its arguments."""
 
@@ -47,8 +69,39 @@ class TokenizerError(PyggufError, ValueError):
 
 # ---- requests --------------------------------------------------------------------------------
 
+class BadValue(PyggufError, ValueError):
+    """A parameter's value outside what it accepts: `field` names the parameter (a front end maps
+    it to its own spelling, e.g. the CLI's flag), `shown` is the value as text (never str() of a
+    huge int), `problem` says what is accepted."""
+
+    def __init__(self, field: str, value, problem: str):
+        self.field, self.shown, self.problem = field, shown_value(value), problem
+        super().__init__(f"{field} = {self.shown}: {problem}")
+
+
+def shown_value(value) -> str:
+    """A value for a message: short, one line, and safe for ints too long for str()."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 256 else f"an integer of about {value.bit_length() * 3 // 10} digits"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    return f"a {type(value).__name__}"
+
+
 class SamplerError(PyggufError, ValueError):
     """Bad sampler parameters or input (the message says which and why)."""
+
+
+class SamplerValueError(SamplerError, BadValue):
+    """A SamplerParams field out of range (llama.cpp's ranges): `field` is the field's name."""
+
+
+class ContextValueError(ModelError, BadValue):
+    """A model/context argument out of range (n_ctx, n_batch, n_ubatch, threads, RoPE)."""
 
 
 class GrammarError(PyggufError, ValueError):
@@ -84,6 +137,11 @@ class EmptyPrompt(GenerationError):
     pass
 
 
+class NonFiniteLogits(PyggufError, ArithmeticError):
+    """The logits to sample from hold a NaN or +inf, or are all -inf (a corrupt weight, a RoPE
+    setting that overflows): no token can be drawn from them, so the generation stops here."""
+
+
 # ---- C status codes --------------------------------------------------------------------------
 
 # by the names of csrc/api's enum: the numbers are read from the extension, never written here
@@ -94,6 +152,7 @@ _C_STATUS_MESSAGES = {
     "PG_EBADISA": "instruction set not supported by this CPU",
     "PG_ENOMEM": "out of memory",
     "PG_EBADARG": "bad argument",
+    "PG_EBUSY": "the model or thread pool is in use by another thread (a Llama shared between threads takes turns; a bare Model does not)",
     "PG_EGRAMMAR_RULES": "malformed grammar rules",
     "PG_EGRAMMAR_RECURSION": "a grammar rule reaches itself without consuming input (left recursion)",
     "PG_EGRAMMAR_EMPTY": "the grammar's root matches no input",

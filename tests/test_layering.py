@@ -9,6 +9,7 @@
     pygguf.{tokenizer, chat, gguf, sampling}   independent of each other
     pygguf.grammar              GBNF, JSON schemas, the grammar matcher (the sampler's grammar stage)
     pygguf.errors               PyggufError and the C status messages
+    pygguf.atomic_file          files replaced whole (temporary file, fsync, rename)
     pygguf._native              the C extension (csrc/)
 `pygguf` itself (its __init__) only re-exports Llama, lazily.
 """
@@ -27,7 +28,7 @@ LAYERS = [
     {"pygguf.model"},
     {"pygguf.tokenizer", "pygguf.chat", "pygguf.gguf", "pygguf.sampling"},
     {"pygguf.grammar"},
-    {"pygguf.errors"},
+    {"pygguf.errors", "pygguf.atomic_file"},
     {"pygguf._native"},
 ]
 

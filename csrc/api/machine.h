@@ -4,7 +4,7 @@
 
 /* Streaming read of `bytes` bytes of buf, split over the pool's threads (each reads a contiguous
  * share once): a memory-bound matrix x vector cannot beat its rate. Returns a checksum of what
- * was read so the loads cannot be elided. */
+ * was read so the loads cannot be elided (0, nothing read, while another thread uses the pool). */
 uint64_t pg_stream_read(pg_pool *pool, const void *buf, size_t bytes);
 
 #endif

@@ -93,4 +93,12 @@ int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, in
 /* Positions [0, n) of sequence src copied to sequence dst (a shared prompt prefix computed once). */
 int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n);
 
+/* Positions [0, n) of sequence seq as bytes (a saved state): every (layer, KV head)'s n K rows,
+ * then every (layer, KV head)'s n V rows, as the cache holds them (its type; Hadamard-rotated
+ * when the cache is). size must be exactly pg_model_kv_export_bytes(n); kv_import puts such bytes
+ * back into the sequence's positions [0, n). */
+int pg_model_kv_export_bytes(const pg_model *m, int32_t n, uint64_t *size);
+int pg_model_kv_export(const pg_model *m, int32_t seq, int32_t n, void *out, size_t size);
+int pg_model_kv_import(pg_model *m, int32_t seq, int32_t n, const void *in, size_t size);
+
 #endif

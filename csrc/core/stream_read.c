@@ -23,7 +23,7 @@ static void read_share(void *arg, int ith, int nth) {
 uint64_t pg_stream_read(pg_pool *pool, const void *buf, size_t bytes) {
     if (!pool || !buf) return 0;
     read_task rt = {buf, (int64_t)(bytes / 8), {0}};
-    pg_pool_run(pool, read_share, &rt);
+    if (pg_pool_run(pool, read_share, &rt) != PG_OK) return 0;   /* in use by another thread */
     uint64_t s = 0;
     for (int i = 0; i < 64; i++) s ^= rt.sums[i];
     return s;

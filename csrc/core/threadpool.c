@@ -85,6 +85,7 @@ struct pg_pool {
     _Alignas(64) atomic_uint stage;        /* bumped by every barrier and task: tags the chunk runs */
     struct chunk_run { _Alignas(64) _Atomic uint64_t word; } *runs;   /* (n_threads,) see pg_pool_next_chunks */
     atomic_int stopping;
+    atomic_int held;                       /* a caller holds the pool (pg_pool_hold): others are refused */
     /* running alone when the other threads keep losing their cores (see pg_pool_set_adaptive);
      * these are the caller's, except slept_ns, which every thread adds to */
     int adaptive, solo, solo_left, bad_streak;
@@ -285,7 +286,24 @@ void pg_pool_run_alone_next(pg_pool *pool, int tasks) {
     if (pool && pool->adaptive && tasks >= 0) pool->solo_left = tasks;
 }
 
-void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg) {
+/* acquire / release: the next holder sees what the last one left in the caller's fields
+ * (solo_left, bad_streak, fn, arg) */
+int pg_pool_hold(pg_pool *pool) {
+    return atomic_exchange_explicit(&pool->held, 1, memory_order_acquire) ? PG_EBUSY : PG_OK;
+}
+
+void pg_pool_release(pg_pool *pool) {
+    atomic_store_explicit(&pool->held, 0, memory_order_release);
+}
+
+int pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg) {
+    if (pg_pool_hold(pool) != PG_OK) return PG_EBUSY;
+    pg_pool_run_held(pool, fn, arg);
+    pg_pool_release(pool);
+    return PG_OK;
+}
+
+void pg_pool_run_held(pg_pool *pool, pg_task_fn fn, void *arg) {
     /* a task's words all carry older tags than its stages, however long ago they were used */
     const unsigned before = atomic_fetch_add_explicit(&pool->stage, 1, memory_order_relaxed);
     for (int i = 0; i < pool->n_threads; i++)

@@ -13,7 +13,17 @@ typedef void (*pg_task_fn)(void *arg, int ith, int nth);
 
 int pg_pool_size(pg_pool *pool);   /* its threads, the caller included */
 
-void pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg);
+/* A pool serves one caller at a time. Two callers' tasks would share the workers, the task
+ * words and the barriers, and livelock or mix their stages, so a second caller is refused: the
+ * pool is held (one atomic flag) from pg_pool_hold to pg_pool_release, and pg_pool_hold returns
+ * PG_EBUSY while another thread holds it. pg_pool_run holds it around one task (PG_OK, or
+ * PG_EBUSY with nothing run); a caller whose own state must not be touched by a refused second
+ * caller (a model: its scratch and KV cache) holds it around the whole call and runs its tasks
+ * with pg_pool_run_held. */
+int pg_pool_hold(pg_pool *pool);
+void pg_pool_release(pg_pool *pool);
+int pg_pool_run(pg_pool *pool, pg_task_fn fn, void *arg);
+void pg_pool_run_held(pg_pool *pool, pg_task_fn fn, void *arg);
 
 /* An adaptive pool runs tasks on the caller alone for a while when its threads keep sleeping at
  * barriers on siblings that lost their cores (another process competes for them); its tasks must

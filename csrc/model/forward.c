@@ -358,7 +358,7 @@ static int run_batch(pg_model *m, const int32_t *tokens, const int32_t *pos, con
                      const int32_t *out_rows, int n_out, float *logits) {
     const int isa = pg_isa_active();
     forward_task f = {m, tokens, pos, seq, ntok, out_rows, n_out, logits, isa, pg_kernels(isa)};
-    pg_pool_run(m->pool, forward_worker, &f);
+    pg_pool_run_held(m->pool, forward_worker, &f);
     return PG_OK;
 }
 
@@ -375,8 +375,15 @@ int pg_model_decode(pg_model *m, int32_t n_tokens, const int32_t *tokens, const 
     int n_out = 0;
     for (int t = 0; t < n_tokens; t++) {
         if (pos[t] < 0 || pos[t] >= m->p.n_ctx || seq[t] < 0 || seq[t] >= m->p.n_seq) return PG_EBADARG;
-        if (want[t]) m->s.out_rows[n_out++] = t;
+        n_out += want[t] != 0;
     }
     if (n_out && !logits) return PG_EBADARG;
-    return run_batch(m, tokens, pos, seq, n_tokens, m->s.out_rows, n_out, logits);
+    /* held before the scratch is written: a second thread decoding with this model is refused
+     * with nothing touched (kv_cache.c's entry points hold it too) */
+    if (pg_pool_hold(m->pool) != PG_OK) return PG_EBUSY;
+    for (int t = 0, i = 0; t < n_tokens; t++)
+        if (want[t]) m->s.out_rows[i++] = t;
+    const int rc = run_batch(m, tokens, pos, seq, n_tokens, m->s.out_rows, n_out, logits);
+    pg_pool_release(m->pool);
+    return rc;
 }

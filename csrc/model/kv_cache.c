@@ -1,7 +1,8 @@
 /* The KV cache, (n_layer, n_head_kv, n_seq, n_ctx) rows of head_dim values for K and for V, each
  * of its own type (F16, q8_0 or q4_0): forward.c writes it; here are llama.cpp's context shift
  * (drop a range, move the rest down, re-rotate the moved keys without recomputing anything), the
- * copy of one sequence's prefix into another (a shared prompt computed once). */
+ * copy of one sequence's prefix into another (a shared prompt computed once), and one sequence's
+ * positions read out and written back as bytes (a saved state, pygguf/model/state.py). */
 #include <string.h>
 #include "model/model.h"
 
@@ -25,8 +26,8 @@ static void rotate_keys(const pg_model *m, char *k, int n, const float *cs, floa
 
 static int seq_ok(const pg_model *m, int32_t seq) { return seq >= 0 && seq < m->p.n_seq; }
 
-int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, int32_t discard) {
-    if (!m || !seq_ok(m, seq) || n_past < 0 || n_past > m->p.n_ctx || keep < 0 || discard <= 0 ||
+static int kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, int32_t discard) {
+    if (!seq_ok(m, seq) || n_past < 0 || n_past > m->p.n_ctx || keep < 0 || discard <= 0 ||
         keep > n_past - discard)
         return PG_EBADARG;
     const int n_moved = n_past - keep - discard;
@@ -47,8 +48,8 @@ int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, in
     return PG_OK;
 }
 
-int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
-    if (!m || !seq_ok(m, src) || !seq_ok(m, dst) || n < 0 || n > m->p.n_ctx) return PG_EBADARG;
+static int kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
+    if (!seq_ok(m, src) || !seq_ok(m, dst) || n < 0 || n > m->p.n_ctx) return PG_EBADARG;
     if (src == dst || n == 0) return PG_OK;
     for (int l = 0; l < m->p.n_layer; l++)
         for (int g = 0; g < m->p.n_head_kv; g++) {
@@ -56,4 +57,80 @@ int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
             memcpy(pg_v_row(m, l, g, dst, 0), pg_v_row(m, l, g, src, 0), (size_t)n * m->s.v_row_bytes);
         }
     return PG_OK;
+}
+
+/* The bytes of positions [0, n) of one sequence: every (layer, KV head)'s n K rows, in that
+ * order, then every (layer, KV head)'s n V rows. The rows are copied as the cache holds them, so
+ * a quantized cache's Hadamard-rotated rows stay rotated (the saved state records the rotation). */
+static size_t state_bytes(const pg_model *m, int32_t n) {
+    return (size_t)m->p.n_layer * m->p.n_head_kv * n * (m->s.k_row_bytes + m->s.v_row_bytes);
+}
+
+static int state_args_ok(const pg_model *m, int32_t seq, int32_t n, const void *buf, size_t size) {
+    return m && seq_ok(m, seq) && n >= 0 && n <= m->p.n_ctx && (buf || n == 0) && size == state_bytes(m, n);
+}
+
+static int kv_export(const pg_model *m, int32_t seq, int32_t n, void *out, size_t size) {
+    if (!state_args_ok(m, seq, n, out, size)) return PG_EBADARG;
+    char *dst = out;
+    for (int l = 0; l < m->p.n_layer; l++)
+        for (int g = 0; g < m->p.n_head_kv; g++, dst += (size_t)n * m->s.k_row_bytes)
+            memcpy(dst, pg_k_row(m, l, g, seq, 0), (size_t)n * m->s.k_row_bytes);
+    for (int l = 0; l < m->p.n_layer; l++)
+        for (int g = 0; g < m->p.n_head_kv; g++, dst += (size_t)n * m->s.v_row_bytes)
+            memcpy(dst, pg_v_row(m, l, g, seq, 0), (size_t)n * m->s.v_row_bytes);
+    return PG_OK;
+}
+
+static int kv_import(pg_model *m, int32_t seq, int32_t n, const void *in, size_t size) {
+    if (!state_args_ok(m, seq, n, in, size)) return PG_EBADARG;
+    const char *src = in;
+    for (int l = 0; l < m->p.n_layer; l++)
+        for (int g = 0; g < m->p.n_head_kv; g++, src += (size_t)n * m->s.k_row_bytes)
+            memcpy(pg_k_row(m, l, g, seq, 0), src, (size_t)n * m->s.k_row_bytes);
+    for (int l = 0; l < m->p.n_layer; l++)
+        for (int g = 0; g < m->p.n_head_kv; g++, src += (size_t)n * m->s.v_row_bytes)
+            memcpy(pg_v_row(m, l, g, seq, 0), src, (size_t)n * m->s.v_row_bytes);
+    return PG_OK;
+}
+
+int pg_model_kv_export_bytes(const pg_model *m, int32_t n, uint64_t *size) {
+    if (!m || !size || n < 0 || n > m->p.n_ctx) return PG_EBADARG;
+    *size = state_bytes(m, n);
+    return PG_OK;
+}
+
+/* The entry points hold the model's pool, as its decode does (forward.c): a second thread
+ * shifting, copying, exporting or importing while one decodes is refused (PG_EBUSY) before it
+ * touches the cache or the scratch they share. */
+int pg_model_kv_shift(pg_model *m, int32_t seq, int32_t n_past, int32_t keep, int32_t discard) {
+    if (!m) return PG_EBADARG;
+    if (pg_pool_hold(m->pool) != PG_OK) return PG_EBUSY;
+    const int rc = kv_shift(m, seq, n_past, keep, discard);
+    pg_pool_release(m->pool);
+    return rc;
+}
+
+int pg_model_kv_copy(pg_model *m, int32_t src, int32_t dst, int32_t n) {
+    if (!m) return PG_EBADARG;
+    if (pg_pool_hold(m->pool) != PG_OK) return PG_EBUSY;
+    const int rc = kv_copy(m, src, dst, n);
+    pg_pool_release(m->pool);
+    return rc;
+}
+
+int pg_model_kv_export(const pg_model *m, int32_t seq, int32_t n, void *out, size_t size) {
+    if (!m) return PG_EBADARG;
+    if (pg_pool_hold(m->pool) != PG_OK) return PG_EBUSY;
+    const int rc = kv_export(m, seq, n, out, size);
+    pg_pool_release(m->pool);
+    return rc;
+}
+
+int pg_model_kv_import(pg_model *m, int32_t seq, int32_t n, const void *in, size_t size) {
+    if (!m) return PG_EBADARG;
+    if (pg_pool_hold(m->pool) != PG_OK) return PG_EBUSY;
+    const int rc = kv_import(m, seq, n, in, size);
+    pg_pool_release(m->pool);
+    return rc;
 }

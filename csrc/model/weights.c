@@ -58,8 +58,7 @@ void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool) {
     char *packed = bytes ? malloc(bytes) : NULL;
     if (!packed) return;   /* the GGUF rows serve, only slower */
     repack_job job = {w, packed, 0};
-    if (pool) pg_pool_run(pool, repack_share, &job);
-    else repack_share(&job, 0, 1);
+    if (!pool || pg_pool_run(pool, repack_share, &job) != PG_OK) repack_share(&job, 0, 1);   /* busy: alone */
     if (atomic_load(&job.failed)) {
         free(packed);
         return;
@@ -68,13 +67,18 @@ void pg_weight_repack(pg_weight *w, const pg_isa_kernels *k, pg_pool *pool) {
 }
 
 /* Hand back the whole pages of the file mapping under W's rows (a hint: nothing is lost, a
- * shared file mapping reads them again from the page cache on the next touch) */
+ * shared file mapping reads them again from the page cache on the next touch). They are unlocked
+ * first: with --mlock the mapping is locked before the load (memory_lock.py), and the kernel
+ * refuses to drop locked pages, which would keep both copies resident. */
 static void give_back_gguf_rows(const pg_weight *w) {
 #if defined(MADV_DONTNEED)
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t start = ((uintptr_t)w->data + page - 1) / page * page;
     const uintptr_t end = ((uintptr_t)w->data + (uintptr_t)(w->rows * w->row_bytes)) / page * page;
-    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+    if (end > start) {
+        munlock((void *)start, end - start);   /* a no-op on pages that were not locked */
+        madvise((void *)start, end - start, MADV_DONTNEED);
+    }
 #else
     (void)w;
 #endif

@@ -100,7 +100,7 @@ int pg_matrix_set_stage(pg_pool *pool, const pg_matrix *const *ms, int count, co
     char *act = malloc((size_t)pg_pool_size(pool) * (size_t)ntok * act_row);
     if (!act) return PG_ENOMEM;
     stage_task b = {pool, pg_kernels(pg_isa_active()), ms, count, x, ntok, reps, y, act, act_row};
-    pg_pool_run(pool, matrix_stage, &b);
+    const int rc = pg_pool_run(pool, matrix_stage, &b);
     free(act);
-    return PG_OK;
+    return rc;
 }

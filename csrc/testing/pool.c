@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include "core/threadpool.h"
 #include "testing/pool.h"
@@ -43,7 +45,8 @@ int pg_pool_check_chunks(pg_pool *pool, int64_t n, int stages, int slow, int slo
         slow_us > 1000000)
         return PG_EBADARG;
     check_task ct = {pool, n, stages, slow, slow_us, taken, 0, 0};
-    pg_pool_run(pool, take_all, &ct);
+    const int rc = pg_pool_run(pool, take_all, &ct);
+    if (rc != PG_OK) return rc;
     *stolen = ct.stolen;
     return ct.bad ? PG_EBADSIZE : PG_OK;
 }
@@ -101,8 +104,9 @@ int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_u
     for (int t = 0; t < tasks; t++) {
         memset(arrived, 0, (size_t)(stages > 0 ? stages : 1) * sizeof *arrived);
         barrier_task bt = {pool, stages, max_sleep_us, seed + (uint32_t)t, arrived, 0, 0};
-        pg_pool_run(pool, arrive_at_barriers, &bt);
-        if (bt.early || __atomic_load_n(&bt.finished, __ATOMIC_RELAXED) != pg_pool_size(pool)) failures++;
+        if (pg_pool_run(pool, arrive_at_barriers, &bt) != PG_OK || bt.early ||
+            __atomic_load_n(&bt.finished, __ATOMIC_RELAXED) != pg_pool_size(pool))
+            failures++;
         random_delay(&rng, max_sleep_us);   /* between tasks too: workers that went to sleep must wake */
     }
     free(arrived);
@@ -111,4 +115,73 @@ int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_u
 
 void pg_pool_test_run_alone(pg_pool *pool, int tasks) {
     pg_pool_run_alone_next(pool, tasks);
+}
+
+/* ---- one caller at a time ------------------------------------------------------------------ */
+
+#define HOLD_LIMIT_US 10000000   /* a holder waiting for refusals gives up after 10 s (a hang, reported) */
+
+static void pause_us(long us) {
+    struct timespec pause = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&pause, NULL);
+}
+
+typedef struct {
+    pg_pool *pool;
+    int contenders;
+    int ready;           /* contenders at the start line */
+    int refused;         /* contenders that got PG_EBUSY */
+    int refused_seen;    /* what the winner's task saw before it let go */
+} contest;
+
+typedef struct { contest *c; int32_t *rc; pthread_t thread; } contender;
+
+/* The winner's task: the caller's share holds the pool until every other contender was refused,
+ * so none can come late and find it free */
+static void hold_until_refused(void *arg, int ith, int nth) {
+    (void)nth;
+    contest *c = arg;
+    if (ith != 0) return;
+    for (long waited = 0; waited < HOLD_LIMIT_US; waited += 100) {
+        if (__atomic_load_n(&c->refused, __ATOMIC_ACQUIRE) == c->contenders - 1) break;
+        pause_us(100);
+    }
+    c->refused_seen = __atomic_load_n(&c->refused, __ATOMIC_ACQUIRE);
+}
+
+static void *contend(void *p) {
+    contender *me = p;
+    contest *c = me->c;
+    __atomic_fetch_add(&c->ready, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE) < c->contenders) sched_yield();
+    *me->rc = pg_pool_run(c->pool, hold_until_refused, c);
+    if (*me->rc == PG_EBUSY) __atomic_fetch_add(&c->refused, 1, __ATOMIC_ACQ_REL);
+    return NULL;
+}
+
+int pg_pool_check_contenders(pg_pool *pool, int contenders, int32_t *rcs) {
+    if (!pool || !rcs || contenders < 2 || contenders > 64) return PG_EBADARG;
+    contest c = {pool, contenders, 0, 0, -1};
+    contender *cs = calloc((size_t)contenders, sizeof *cs);
+    if (!cs) return PG_ENOMEM;
+    int started = 0;
+    for (; started < contenders; started++) {
+        cs[started] = (contender){&c, &rcs[started], 0};
+        if (pthread_create(&cs[started].thread, NULL, contend, &cs[started]) != 0) break;
+    }
+    if (started < contenders) __atomic_store_n(&c.ready, contenders, __ATOMIC_RELEASE);   /* let them go */
+    for (int i = 0; i < started; i++) pthread_join(cs[i].thread, NULL);
+    free(cs);
+    return started < contenders ? PG_ENOMEM : c.refused_seen;
+}
+
+int pg_pool_test_hold(pg_pool *pool, const int32_t *release, int32_t *holding) {
+    if (!pool || !release || !holding) return PG_EBADARG;
+    if (pg_pool_hold(pool) != PG_OK) return PG_EBUSY;
+    __atomic_store_n(holding, 1, __ATOMIC_RELEASE);
+    for (long waited = 0; waited < HOLD_LIMIT_US && !__atomic_load_n(release, __ATOMIC_ACQUIRE); waited += 100)
+        pause_us(100);
+    __atomic_store_n(holding, 0, __ATOMIC_RELEASE);
+    pg_pool_release(pool);
+    return PG_OK;
 }

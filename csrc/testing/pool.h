@@ -25,4 +25,15 @@ int pg_pool_check_barriers(pg_pool *pool, int tasks, int stages, int max_sleep_u
  * an idle machine. */
 void pg_pool_test_run_alone(pg_pool *pool, int tasks);
 
+/* `contenders` threads (2..64) start together and each calls pg_pool_run: the one the pool lets in
+ * holds its task until every other one was refused (or 10 s passed). rcs (contenders,): each
+ * one's status, one PG_OK and the rest PG_EBUSY when the pool is right. Returns how many
+ * refusals the holder saw before it let go (contenders - 1 when right), PG_EBADARG or PG_ENOMEM. */
+int pg_pool_check_contenders(pg_pool *pool, int contenders, int32_t *rcs);
+
+/* Holds the pool as another thread's call would, from when it sets *holding to 1 until *release
+ * is non-zero (polled every 100 us, 10 s at most): a model on this pool meanwhile refuses its
+ * calls. PG_EBUSY if the pool was held already. Call it from a thread of its own. */
+int pg_pool_test_hold(pg_pool *pool, const int32_t *release, int32_t *holding);
+
 #endif

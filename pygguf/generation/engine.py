@@ -17,6 +17,8 @@ What the engine owns, once for every front end:
 - prefix reuse: a new prompt starts from the longest prefix any slot holds (its own cells, or
   another slot's copied with model.kv_copy); when a prefix it shares is being computed for another
   slot in this very step, the prompt waits one step rather than compute it twice;
+- saved states (`save_state` / `load_state`, pygguf.model.state): a slot's cells and tokens as
+  bytes, and back, so a restored prompt is reused like any cached prefix;
 - the context policy (`_make_room`): llama.cpp's "full" rule, the shift (keep n_keep, drop half
   of the rest) or the end of the sequence with llama.cpp's words;
 - the timings: a step's wall time is charged to every sequence in it.
@@ -29,6 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence as Seq
 
 from pygguf.errors import EmptyPrompt, PromptTooLong
 from pygguf.generation.sequence import FinishReason, Request, Sequence
+from pygguf.model import state
 from pygguf.model.batch import Batch
 
 PROMPT_MARGIN = 4           # llama.cpp refuses a prompt that leaves fewer than 4 free cells
@@ -106,6 +109,7 @@ class Engine:
         slot = max(free, key=lambda s: (common_prefix(s.cached, prompt[:limit]), -s.index))
         own = common_prefix(slot.cached, prompt[:limit])
         if source is not None and shared > own:
+            slot.cached = []                    # while the copy overwrites its cells (if it fails)
             self.model.kv_copy(source.index, slot.index, shared)
             slot.cached = list(prompt[:shared])
         else:
@@ -123,6 +127,32 @@ class Engine:
             if n > best_n:
                 best, best_n = s, n
         return best, best_n
+
+    # ---- saved states ----------------------------------------------------------------------
+
+    def state_parts(self, slot: int = 0, n_tokens: int | None = None) -> list[bytes]:
+        """The first n_tokens (default: all) cached tokens of slot `slot` and their KV cells, in
+        pygguf.model.state's format, as the pieces of one file (state.write_file takes them)."""
+        cached = self.slots[slot].cached
+        tokens = cached if n_tokens is None else cached[:n_tokens]
+        return state.encode_parts(self.model, self.slots[slot].index, list(tokens))
+
+    def save_state(self, slot: int = 0, n_tokens: int | None = None) -> bytes:
+        return b"".join(self.state_parts(slot, n_tokens))
+
+    def load_state(self, data, slot: int = 0, source: str = "state") -> list[int]:
+        """A saved state checked and put into slot `slot` (which must be free): its cells and
+        tokens, reused by the next prompt sharing a prefix with them like any cached prefix (the
+        last prompt token is always evaluated again, so its logits exist). Returns the tokens. A
+        state that fails its checks changes nothing."""
+        target = self.slots[slot]
+        if not target.free:
+            raise RuntimeError("load_state: the slot is running a sequence")
+        saved = state.decode(self.model, data, source)
+        target.cached = []                      # from here the cells are being overwritten
+        self.model.kv_write(target.index, saved.kv, len(saved.tokens))
+        target.cached = list(saved.tokens)
+        return list(saved.tokens)
 
     def release(self, seq: Sequence) -> None:
         """The sequence leaves its slot; the slot's cells keep what was computed (for reuse)."""
@@ -147,10 +177,12 @@ class Engine:
 
     # ---- one step --------------------------------------------------------------------------
 
-    def step(self) -> list[Sequence]:
-        """One forward pass over every running slot's pending tokens; returns the sequences that
-        finished (their slots are free again)."""
-        parts = self._build_batch()
+    def step(self, only: list[Slot] | None = None) -> list[Sequence]:
+        """One forward pass over every running slot's pending tokens (or only those of `only`);
+        returns the sequences that finished (their slots are free again). A sequence whose own
+        sampling raises ends with FinishReason.ERROR (`seq.error`) and the others go on; an error
+        of the forward pass itself propagates, leaving every slot as it was before the step."""
+        parts = self._build_batch(only)
         if not parts:
             return []
         t0 = self.clock()
@@ -174,11 +206,11 @@ class Engine:
             row += 1
         return finished
 
-    def _build_batch(self) -> list[tuple[Slot, int, bool]]:
+    def _build_batch(self, only: list[Slot] | None = None) -> list[tuple[Slot, int, bool]]:
         """Each generating slot's next token first, then prompt chunks, within n_batch tokens."""
         batch = self._batch
         batch.clear()
-        running = (s for s in self.slots if not s.free and s.seq.pending)
+        running = (s for s in (self.slots if only is None else only) if not s.free and s.seq.pending)
         parts = []
         for slot in sorted(running, key=lambda s: len(s.seq.pending) > 1):
             pending = slot.seq.pending
@@ -197,10 +229,12 @@ class Engine:
         """Sample slot's next token from its logits; True once its sequence has finished."""
         seq = slot.seq
         n_before = len(seq.tokens)
-        token = seq.on_logits(logits)
+        try:
+            if seq.on_logits(logits) is not None:
+                self._make_room(slot)
+        except Exception as e:                  # noqa: BLE001 - this sequence's failure ends it, not the step
+            seq.fail(e)
         self.generated_tokens += len(seq.tokens) - n_before
-        if token is not None:
-            self._make_room(slot)
         return seq.finished
 
     def _make_room(self, slot: Slot) -> bool:
@@ -222,8 +256,10 @@ class Engine:
         elif n_past - discard + n_new >= n_ctx:
             seq.finish(FinishReason.CONTEXT, f"input of {n_new} tokens does not fit the context of {n_ctx}")
         else:
+            shifted = slot.cached[:keep] + slot.cached[keep + discard:]
+            slot.cached = []                    # while the shift moves its cells (if it fails)
             self.model.kv_shift(slot.index, n_past, keep, discard)
-            del slot.cached[keep:keep + discard]
+            slot.cached = shifted
             return True
         return False
 
@@ -248,6 +284,8 @@ class Engine:
                     seq.finish(FinishReason.INTERRUPTED)
                     break
                 self.step()
+            if seq.error is not None:
+                raise seq.error
             yield seq.take_delta()
         finally:
             self.release(seq)
@@ -277,4 +315,7 @@ class Engine:
         while queue or self.running:
             while queue and self.admit(queue[0], slots) is not None:
                 queue.pop(0)
-            yield from self.step()
+            for seq in self.step():
+                if seq.error is not None:
+                    raise seq.error
+                yield seq

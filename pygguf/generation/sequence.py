@@ -28,7 +28,7 @@ import numpy as np
 from pygguf.generation.stops import RECENT_TOKENS, ReversePrompts, StopStrings, stop_holdback
 from pygguf.generation.timings import Timings
 from pygguf.sampling import Sampler, SamplerParams
-from pygguf.sampling.sampler import GrammarDeadEnd
+from pygguf.sampling.sampler import GrammarDeadEnd, check_model_logits
 
 
 class FinishReason(str, Enum):
@@ -37,6 +37,7 @@ class FinishReason(str, Enum):
     STOP = "stop"                   # a stop string / reverse prompt appeared
     CONTEXT = "context"             # the context is full and may not (or cannot) shift
     INTERRUPTED = "interrupted"     # Ctrl+C, or the front end asked the sequence to stop
+    ERROR = "error"                 # its sampling or context handling raised (`Sequence.error`)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class Sequence:
         self.turn_tokens = 0                            # sampled this turn
         self._check_input = False                       # a reverse prompt may end the input just fed
         self._stop_requested = False
+        self.error: Exception | None = None             # what ended it, when FinishReason.ERROR
 
     @property
     def seed(self) -> int:
@@ -144,6 +146,7 @@ class Sequence:
         self._check_input = False
         if self._budget_spent():
             return self.finish(FinishReason.LENGTH)
+        check_model_logits(logits)              # a NaN, inf or -inf from the model: NonFiniteLogits
         lp = log_softmax(logits) if self.request.logprobs is not None else None
         try:
             token = self.sample(logits)
@@ -226,6 +229,11 @@ class Sequence:
         self.detail = detail
         self.timings.finish()
         return None
+
+    def fail(self, error: Exception) -> None:
+        """This sequence's own step raised: it ends, keeping the error for its front end."""
+        self.error = error
+        self.finish(FinishReason.ERROR)
 
     def request_stop(self) -> None:
         """Ask the sequence to end (interactive Ctrl+C): checked before and after every token."""

@@ -5,13 +5,13 @@ before it is used, so a hostile or truncated file raises `GGUFError` naming the 
 """
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 
 import numpy as np
 
 from pygguf.errors import GGUFError, GGUFTruncatedError, GGUFUnsupportedError
+from pygguf.gguf.file_bytes import MIN_FILE_BYTES, file_bytes
 from pygguf.gguf.format import (
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
@@ -33,8 +33,28 @@ from pygguf.gguf.types import BY_ID, QuantType
 
 # ---- reader ---------------------------------------------------------------------------------
 
+MAX_NAME_IN_MESSAGE = 80      # a key or tensor name longer than this is cut short in error messages
+
+
+def short(name: str) -> str:
+    """repr of a key or tensor name for a message: a hostile file's 100 MB key is cut to its start."""
+    if len(name) <= MAX_NAME_IN_MESSAGE:
+        return repr(name)
+    return f"{name[:MAX_NAME_IN_MESSAGE - 20]!r}... ({len(name)} characters)"
+
+
+def describe(what) -> str:
+    """What was being read: a plain string, or (template, name), formatted only when a read fails
+    (formatting the name eagerly cost seconds per read for a key of 100 MB)."""
+    if isinstance(what, tuple):
+        template, name = what
+        return template.format(short(name))
+    return what
+
+
 class _Cursor:
-    """Bounds-checked little-endian reads from a buffer; every failure names what was being read."""
+    """Bounds-checked little-endian reads from a buffer; every failure names what was being read
+    (`what`: a string or a (template, name) pair, see describe)."""
 
     def __init__(self, buf, size: int, fail):
         self.buf, self.size, self.pos, self.fail = buf, size, 0, fail
@@ -45,48 +65,53 @@ class _Cursor:
 
     def need(self, n: int, what: str) -> None:
         if n > self.left:
-            self.fail(GGUFTruncatedError, f"truncated: {what} needs {n} bytes at offset {self.pos}, "
+            self.fail(GGUFTruncatedError, f"truncated: {describe(what)} needs {n} bytes at offset {self.pos}, "
                                           f"only {self.left} left")
 
-    def scalar(self, fmt: str, what: str):
+    def scalar(self, fmt: str, what):
         n = struct.calcsize(fmt)
         self.need(n, what)
         (value,) = struct.unpack_from(fmt, self.buf, self.pos)
         self.pos += n
         return value
 
-    def u32(self, what: str) -> int:
+    def u32(self, what) -> int:
         return self.scalar("<I", what)
 
-    def u64(self, what: str) -> int:
+    def u64(self, what) -> int:
         return self.scalar("<Q", what)
 
-    def raw(self, n: int, what: str) -> bytes:
+    def raw(self, n: int, what) -> bytes:
         self.need(n, what)
         out = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
         return out
 
-    def string(self, what: str) -> str:
-        length = self.u64(f"{what} length")
+    def string(self, what) -> str:
+        if self.left < 8:
+            self.need(8, f"{describe(what)} length")
+        length = self.u64("")
         if length > self.left:
-            self.fail(GGUFTruncatedError, f"truncated: {what} declares {length} bytes at offset "
+            self.fail(GGUFTruncatedError, f"truncated: {describe(what)} declares {length} bytes at offset "
                                           f"{self.pos}, only {self.left} left")
         return self.raw(length, what).decode("utf-8", errors="surrogateescape")
 
 
 class GGUFReader:
-    """A GGUF v2/v3 file, memory-mapped read-only; tensors are zero-copy numpy views."""
+    """A GGUF v2/v3 file, memory-mapped read-only (or read into memory: use_mmap=False); tensors
+    are zero-copy numpy views. `data`: the file's bytes already in memory (file_bytes), parsed in
+    place and left open by close(): their owner closes them."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, use_mmap: bool = True, data=None):
         self.path = os.fspath(path)
         self.metadata: dict[str, object] = {}
         self.metadata_types: dict[str, ValueTypeSpec] = {}
         self.tensors: dict[str, TensorInfo] = {}
         self._mmap = None
+        self._owns_mmap = data is None
         self._bytes = None
         try:
-            self._map()
+            self._map(use_mmap, data)
             self._parse()
         except BaseException:
             self.close()
@@ -97,16 +122,11 @@ class GGUFReader:
         raise cls(self.path, problem)
 
     # -- mapping --
-    def _map(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < 4 + 4 + 8 + 8:
-                    self._fail(GGUFTruncatedError, f"truncated header: {size} bytes, a GGUF header needs 24")
-                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except OSError as e:
-            self._fail(GGUFError, f"cannot open: {e.strerror or e}")
-        self.file_size = size
+    def _map(self, use_mmap: bool, data) -> None:
+        self._mmap = file_bytes(self.path, use_mmap) if data is None else data
+        self.file_size = len(self._mmap)
+        if self.file_size < MIN_FILE_BYTES:
+            self._fail(GGUFTruncatedError, f"truncated header: {self.file_size} bytes, a GGUF header needs {MIN_FILE_BYTES}")
         self._bytes = np.frombuffer(self._mmap, dtype=np.uint8)
 
     # -- parsing --
@@ -147,33 +167,33 @@ class GGUFReader:
         for i in range(n_kv):
             key = cur.string(f"metadata key #{i}")
             if key in self.metadata:
-                self._fail(GGUFError, f"duplicate metadata key {key!r}")
-            vtype_id = cur.u32(f"value type of {key!r}")
+                self._fail(GGUFError, f"duplicate metadata key {short(key)}")
+            vtype_id = cur.u32(("value type of {}", key))
             value, vtype = self._read_value(cur, vtype_id, key, depth=0)
             self.metadata[key] = value
             self.metadata_types[key] = vtype
 
     def _value_type(self, vtype_id: int, key: str) -> GGUFValueType:
         if vtype_id not in GGUFValueType._value2member_map_:
-            self._fail(GGUFError, f"unknown metadata value type {vtype_id} for key {key!r}")
+            self._fail(GGUFError, f"unknown metadata value type {vtype_id} for key {short(key)}")
         return GGUFValueType(vtype_id)
 
     def _read_value(self, cur: _Cursor, vtype_id: int, key: str, depth: int):
         vtype = self._value_type(vtype_id, key)
         if vtype == GGUFValueType.STRING:
-            return cur.string(f"string value of {key!r}"), vtype
+            return cur.string(("string value of {}", key)), vtype
         if vtype == GGUFValueType.ARRAY:
             return self._read_array(cur, key, depth)
-        value = cur.scalar(SCALAR_FORMATS[vtype], f"{vtype.name.lower()} value of {key!r}")
+        value = cur.scalar(SCALAR_FORMATS[vtype], (vtype.name.lower() + " value of {}", key))
         return value, vtype
 
     def _read_array(self, cur: _Cursor, key: str, depth: int):
         if depth >= MAX_ARRAY_NESTING:
-            self._fail(GGUFError, f"arrays nested deeper than {MAX_ARRAY_NESTING} in {key!r}")
-        elem = self._value_type(cur.u32(f"array element type of {key!r}"), key)
-        count = cur.u64(f"array length of {key!r}")
+            self._fail(GGUFError, f"arrays nested deeper than {MAX_ARRAY_NESTING} in {short(key)}")
+        elem = self._value_type(cur.u32(("array element type of {}", key)), key)
+        count = cur.u64(("array length of {}", key))
         if count > cur.left // min_encoded_size(elem):
-            self._fail(GGUFTruncatedError, f"array {key!r} declares {count} {elem.name.lower()} values "
+            self._fail(GGUFTruncatedError, f"array {short(key)} declares {count} {elem.name.lower()} values "
                                            f"but only {cur.left} bytes are left")
         if elem == GGUFValueType.STRING:
             return self._read_string_array(cur, count, key), (GGUFValueType.ARRAY, elem)
@@ -188,7 +208,7 @@ class GGUFReader:
             return items, (GGUFValueType.ARRAY, inner)
         dtype = np.dtype(NUMPY_DTYPES[elem])
         nbytes = count * dtype.itemsize
-        cur.need(nbytes, f"array {key!r}")
+        cur.need(nbytes, ("array {}", key))
         values = np.frombuffer(self._mmap, dtype=dtype, count=count, offset=cur.pos)
         cur.pos += nbytes
         items = values.astype(bool).tolist() if elem == GGUFValueType.BOOL else values.tolist()
@@ -213,11 +233,11 @@ class GGUFReader:
         for j in range(count):
             if size - pos < 8:
                 cur.pos = pos
-                cur.need(8, f"length of string #{j} of array {key!r}")
+                cur.need(8, f"length of string #{j} of array {short(key)}")
             (length,) = read_length(buf, pos)
             pos += 8
             if length > size - pos:
-                self._fail(GGUFTruncatedError, f"truncated: string #{j} of array {key!r} declares {length} "
+                self._fail(GGUFTruncatedError, f"truncated: string #{j} of array {short(key)} declares {length} "
                                                f"bytes at offset {pos}, only {size - pos} left")
             items.append(buf[pos:pos + length].decode("utf-8", errors="surrogateescape"))
             pos += length
@@ -227,7 +247,9 @@ class GGUFReader:
     def _alignment(self) -> int:
         value = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
-            self._fail(GGUFError, f"general.alignment must be a nonzero power of two, got {value!r}")
+            shown = short(value) if isinstance(value, str) else value if isinstance(value, (int, float)) \
+                else f"a {type(value).__name__}"
+            self._fail(GGUFError, f"general.alignment must be a nonzero power of two, got {shown}")
         return value
 
     def _read_tensor_infos(self, cur: _Cursor, n_tensors: int) -> list:
@@ -236,14 +258,14 @@ class GGUFReader:
         for i in range(n_tensors):
             name = cur.string(f"name of tensor #{i}")
             if name in seen:
-                self._fail(GGUFError, f"duplicate tensor name {name!r}")
+                self._fail(GGUFError, f"duplicate tensor name {short(name)}")
             seen.add(name)
-            n_dims = cur.u32(f"n_dims of tensor {name!r}")
+            n_dims = cur.u32(("n_dims of tensor {}", name))
             if not 1 <= n_dims <= MAX_DIMS:
-                self._fail(GGUFError, f"tensor {name!r} has n_dims={n_dims}, expected 1..{MAX_DIMS}")
-            shape = tuple(cur.u64(f"dimension {d} of tensor {name!r}") for d in range(n_dims))
-            type_id = cur.u32(f"type of tensor {name!r}")
-            rel_offset = cur.u64(f"offset of tensor {name!r}")
+                self._fail(GGUFError, f"tensor {short(name)} has n_dims={n_dims}, expected 1..{MAX_DIMS}")
+            shape = tuple(cur.u64((f"dimension {d} of tensor " + "{}", name)) for d in range(n_dims))
+            type_id = cur.u32(("type of tensor {}", name))
+            rel_offset = cur.u64(("offset of tensor {}", name))
             qtype = self._check_tensor_shape(name, shape, type_id)
             infos.append((name, shape, qtype, rel_offset))
         return infos
@@ -252,17 +274,17 @@ class GGUFReader:
         n_elements = 1
         for d in shape:
             if d <= 0 or d > INT64_MAX:
-                self._fail(GGUFError, f"tensor {name!r} has a bad dimension {d} in shape {list(shape)}")
+                self._fail(GGUFError, f"tensor {short(name)} has a bad dimension {d} in shape {list(shape)}")
             n_elements *= d
             if n_elements > INT64_MAX:
-                self._fail(GGUFError, f"tensor {name!r}: shape {list(shape)} overflows int64")
+                self._fail(GGUFError, f"tensor {short(name)}: shape {list(shape)} overflows int64")
         if type_id not in BY_ID:
             known = UNSUPPORTED_GGML_TYPES.get(type_id)
             what = f"type {known} (id {type_id}) is not supported" if known else f"unknown type id {type_id}"
-            self._fail(GGUFUnsupportedError, f"tensor {name!r}: {what}")
+            self._fail(GGUFUnsupportedError, f"tensor {short(name)}: {what}")
         qtype = BY_ID[type_id]
         if shape[0] % qtype.block_size:
-            self._fail(GGUFError, f"tensor {name!r}: row length {shape[0]} is not a multiple of "
+            self._fail(GGUFError, f"tensor {short(name)}: row length {shape[0]} is not a multiple of "
                                   f"the {qtype.name} block size {qtype.block_size}")
         return qtype
 
@@ -271,11 +293,11 @@ class GGUFReader:
         for name, shape, qtype, rel_offset in infos:
             nbytes = tensor_nbytes(shape, qtype)
             if rel_offset % self.alignment:
-                self._fail(GGUFError, f"tensor {name!r}: offset {rel_offset} is not a multiple of the "
+                self._fail(GGUFError, f"tensor {short(name)}: offset {rel_offset} is not a multiple of the "
                                       f"alignment {self.alignment}")
             start = self.data_offset + rel_offset
             if start + nbytes > self.file_size:
-                self._fail(GGUFTruncatedError, f"tensor {name!r}: data [{start}, {start + nbytes}) runs past "
+                self._fail(GGUFTruncatedError, f"tensor {short(name)}: data [{start}, {start + nbytes}) runs past "
                                                f"the end of the file ({self.file_size} bytes)")
             placed.append((start, nbytes, name))
             n_elements = nbytes // qtype.type_size * qtype.block_size
@@ -284,7 +306,7 @@ class GGUFReader:
         placed.sort()
         for (a_start, a_bytes, a_name), (b_start, _, b_name) in zip(placed, placed[1:]):
             if b_start < a_start + a_bytes:
-                self._fail(GGUFError, f"tensors {a_name!r} and {b_name!r} overlap")
+                self._fail(GGUFError, f"tensors {short(a_name)} and {short(b_name)} overlap")
 
     # -- lifetime --
     def close(self) -> None:
@@ -292,12 +314,12 @@ class GGUFReader:
         for t in self.tensors.values():
             t.data = None
         self._bytes = None
-        if self._mmap is not None:
+        if self._mmap is not None and self._owns_mmap:
             try:
                 self._mmap.close()
             except BufferError:
                 pass    # a caller still holds a view: the map is released with it
-            self._mmap = None
+        self._mmap = None
 
     def __enter__(self):
         return self

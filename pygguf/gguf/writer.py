@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from pygguf.atomic_file import replaced
 from pygguf.gguf.format import (
     DEFAULT_ALIGNMENT,
     FLOAT_TYPES,
@@ -116,23 +117,16 @@ class GGUFWriter:
         self._tensors.append((name, shape, qtype, nbytes, raw))
 
     def write(self, progress: Callable[[str, int], None] | None = None) -> None:
-        """Write the file (through a temporary name, so a failure leaves no half file).
+        """Write the file (replaced whole, pygguf.atomic_file: a failure leaves no half file).
         progress(name, nbytes) is called after each tensor's data is written."""
-        tmp = self.path + ".tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(self._header_bytes())
-                for name, _, qtype, nbytes, raw in self._tensors:
-                    data = _tensor_bytes(name, raw(), qtype, nbytes) if callable(raw) else raw
-                    f.write(data)
-                    f.write(b"\0" * (align(nbytes, self.alignment) - nbytes))
-                    if progress is not None:
-                        progress(name, nbytes)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with replaced(self.path) as f:
+            f.write(self._header_bytes())
+            for name, _, qtype, nbytes, raw in self._tensors:
+                data = _tensor_bytes(name, raw(), qtype, nbytes) if callable(raw) else raw
+                f.write(data)
+                f.write(b"\0" * (align(nbytes, self.alignment) - nbytes))
+                if progress is not None:
+                    progress(name, nbytes)
 
     def _header_bytes(self) -> bytes:
         out = bytearray()

@@ -6,6 +6,7 @@ llama.cpp's, with its metadata keys and tensor names (src/llama-arch.cpp, src/mo
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,6 +47,13 @@ MAX_EXPERTS = 512                                 # the C forward's limit (csrc/
 # The C loader's limits (csrc/model/load.c): checked here first, so that a file's huge value
 # neither builds a table per layer in Python nor overflows a C int on its way there
 MAX_DIM, MAX_LAYERS, MAX_VOCAB, MAX_WINDOW = 1 << 20, 1 << 12, 1 << 24, (1 << 31) - 1   # llama.cpp scales their queries by n_embd / n_head
+# the GGUF keys (after "{arch}.") of the Config fields an error may name: the file's words, not ours
+METADATA_KEYS = {"n_vocab": "vocab_size", "n_embd": "embedding_length", "n_layer": "block_count",
+                 "n_head": "attention.head_count", "n_head_kv": "attention.head_count_kv",
+                 "n_ff": "feed_forward_length", "head_dim": "attention.key_length", "n_rot": "rope.dimension_count",
+                 "n_ff_exp": "expert_feed_forward_length", "n_swa": "attention.sliding_window",
+                 "n_ctx_train": "context_length", "yarn_orig_ctx": "rope.scaling.original_context_length"}
+MAX_CONTEXT = 1 << 24                             # the most positions per sequence the C cache takes (CTX_MAX)
 
 
 @dataclass
@@ -93,7 +101,8 @@ class Config:
                   "n_ff_exp": MAX_DIM, "n_swa": MAX_WINDOW, "n_ctx_train": MAX_WINDOW, "yarn_orig_ctx": MAX_WINDOW}
         for name, most in limits.items():
             if not -most <= getattr(self, name) <= most:
-                raise ModelError(f"{self.arch}: {name} {getattr(self, name)} is beyond the loader's limit {most}")
+                raise ModelError(f"{self.arch}.{METADATA_KEYS[name]} {getattr(self, name)} is beyond the loader's "
+                                 f"limit {most}")
         if self.n_head % self.n_head_kv:
             raise ModelError(f"{self.arch}: head_count {self.n_head} is not a multiple of head_count_kv {self.n_head_kv}")
         if self.head_dim == 0:
@@ -105,7 +114,7 @@ class Config:
         if self.head_dim % 2 or self.n_rot % 2 or self.n_rot > self.head_dim:
             raise ModelError(f"{self.arch}: rope.dimension_count {self.n_rot} must be even and at most head_dim {self.head_dim}")
         if self.rope_scaling not in ("none", "linear", "yarn", "longrope"):
-            raise ModelError(f"{self.arch}: unsupported rope.scaling.type {self.rope_scaling!r}")
+            raise ModelError(f"{self.arch}: unsupported rope.scaling.type {shown(self.rope_scaling)}")
         if self.yarn_orig_ctx == 0:
             self.yarn_orig_ctx = self.n_ctx_train
         if self.attn_scale == 0.0:
@@ -136,20 +145,19 @@ class Config:
     @classmethod
     def from_metadata(cls, md: dict, n_vocab_fallback: int | None = None) -> "Config":
         arch = md.get("general.architecture")
-        if arch not in FAMILIES:
-            raise ModelError(f"unsupported architecture {arch!r} (supported: {', '.join(ARCHITECTURES)})")
+        if not isinstance(arch, str) or arch not in FAMILIES:     # (an array is unhashable)
+            raise ModelError(f"unsupported architecture {shown(arch)} (supported: {', '.join(ARCHITECTURES)})")
         family = FAMILIES[arch]
 
         def key(name, default=None, kind=int):
             value = md.get(f"{arch}.{name}", default)
             if value is None:
                 raise ModelError(f"missing metadata key {arch}.{name}")
-            try:
-                return kind(value)
-            except (TypeError, ValueError, OverflowError):
-                raise ModelError(f"metadata key {arch}.{name} has a bad value {value!r}") from None
+            return typed(value, kind, f"{arch}.{name}")
 
         n_vocab = md.get(f"{arch}.vocab_size")
+        if n_vocab is not None:
+            n_vocab = typed(n_vocab, int, f"{arch}.vocab_size")
         if n_vocab is None and isinstance(md.get("tokenizer.ggml.tokens"), list):
             n_vocab = len(md["tokenizer.ggml.tokens"])
         if n_vocab is None:
@@ -169,18 +177,50 @@ class Config:
             scaling, factor = "linear", key("rope.scale_linear", 1.0, float)
         freq_scale = 1.0 / factor if scaling in ("linear", "yarn") and factor > 0 else 1.0
         n_ff = key("feed_forward_length")
+        n_ctx_train = key("context_length", 4096)
+        if not 0 <= n_ctx_train <= MAX_WINDOW:      # positions are int32 in C (main: OverflowError in cffi)
+            raise ModelError(f"{arch}.context_length {n_ctx_train} is outside 0..{MAX_WINDOW}")
         rope_base = key("rope.freq_base", 10000.0, float)
         switches = family_switches(family, arch, key, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_ff=n_ff,
                                    rope_base=rope_base, freq_scale=freq_scale)
         return cls(
             n_vocab=int(n_vocab), n_embd=n_embd, n_layer=n_layer, n_head=n_head,
             n_head_kv=key("attention.head_count_kv", n_head), n_ff=n_ff,
-            n_ctx_train=key("context_length", 4096), rope_base=rope_base,
+            n_ctx_train=n_ctx_train, rope_base=rope_base,
             rms_eps=key("attention.layer_norm_rms_epsilon", 1e-5, float),
             head_dim=key("attention.key_length", 0), n_rot=key("rope.dimension_count", 0),
             rope_scaling=scaling, rope_freq_scale=freq_scale,
             yarn_orig_ctx=key("rope.scaling.original_context_length", 0),
             yarn_attn_factor=key("rope.scaling.attn_factor", 1.0, float), arch=arch, family=family, **switches)
+
+
+def typed(value, kind, name: str):
+    """A metadata value as kind: int takes a GGUF integer (an integral float too), float any
+    finite number; anything else (a string, an array, a bool, NaN) is a ModelError naming the key.
+    Other kinds are converters, their failures ModelErrors too."""
+    if kind is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ModelError(f"metadata key {name} must be an integer, got {shown(value)}")
+    if kind is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise ModelError(f"metadata key {name} must be a finite number, got {shown(value)}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ModelError(f"metadata key {name} has a bad value {shown(value)}") from None
+
+
+def shown(value) -> str:
+    """A metadata value in a message: strings cut short, arrays by their length."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a string of {len(value)} characters"
+    if isinstance(value, (list, tuple)):
+        return f"an array of {len(value)}"
+    return repr(value)
 
 
 def family_switches(family: Family, arch: str, key, *, n_layer, n_embd, n_head, n_ff, rope_base, freq_scale) -> dict:
@@ -226,7 +266,7 @@ def swa_layers(key, arch: str, n_layer: int, default_pattern: int) -> tuple:
     try:
         pattern = int(pattern)
     except (TypeError, ValueError, OverflowError):
-        raise ModelError(f"metadata key {arch}.attention.sliding_window_pattern has a bad value {pattern!r}") from None
+        raise ModelError(f"metadata key {arch}.attention.sliding_window_pattern has a bad value {shown(pattern)}") from None
     if pattern < 0:
         raise ModelError(f"{arch}.attention.sliding_window_pattern must not be negative, got {pattern}")
     return tuple(pattern == 0 or il % pattern < pattern - 1 for il in range(n_layer))
@@ -301,6 +341,20 @@ def required(spec: TensorSpec, config: Config) -> bool:
     if spec.attribute in ("post_attn_norm", "post_ffn_norm"):
         return family.post_norms
     return spec.required
+
+
+def check_layer_count(config: Config, names) -> None:
+    """block_count against the layers the file holds tensors for (blk.N.*), before a table of
+    tensor names is built per layer: a file claiming more layers than it has is refused at once."""
+    present = 0
+    for name in names:
+        if name.startswith("blk."):
+            index = name[4:].partition(".")[0]
+            if index.isdigit() and len(index) < 10:
+                present = max(present, int(index) + 1)
+    if config.n_layer > present:
+        raise ModelError(f"{config.arch}.block_count is {config.n_layer}, but the file holds tensors for "
+                         f"{present} layers")
 
 
 def tensor_names(config: Config) -> list[tuple[str, TensorSpec]]:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from pygguf.errors import ModelError
+from pygguf.errors import ContextTooLarge, ModelError
 from pygguf.gguf.types import by_name
+from pygguf.model.config import MAX_CONTEXT
 
 CACHE_TYPES = ("f16", "q8_0", "q4_0")          # the names -ctk/-ctv take, llama.cpp's spelling
 _GGML_IDS = {by_name(name).ggml_id: name for name in CACHE_TYPES}   # llama-cpp-python's ints
 CONTEXT_STEP = 256                             # an automatic context is a multiple of this
 MARGIN_SHARE, MARGIN_MIN = 0.10, 512 << 20     # available memory an automatic context leaves free
+RUN_RESERVE = 512 << 20                        # an explicit context's allowance for the rest of the run
+                                               # (logits rows, scratch, the interpreter, the tokenizer)
 ROTATION_OFF = "LLAMA_ATTN_ROT_DISABLE"        # llama.cpp's switch for its Hadamard rotation
 
 
@@ -65,17 +69,86 @@ class CacheShape:
     def bytes(self, n_ctx: int, n_seq: int = 1) -> int:
         return self.bytes_per_position() * n_ctx * n_seq
 
+    def types(self) -> str:
+        """The cache types as a message names them: "f16", or "K q8_0, V f16" when they differ"""
+        return self.type_k if self.type_k == self.type_v else f"K {self.type_k}, V {self.type_v}"
 
-def available_memory() -> int | None:
-    """MemAvailable of /proc/meminfo in bytes; None where there is none."""
+
+def available_memory(root: str | Path = "/") -> int | None:
+    """The bytes this process may still take, or None where that is unknown: MemAvailable of
+    /proc/meminfo, lowered to the room left under the memory limits of its cgroup and the
+    cgroup's parents (a container's limit, which /proc/meminfo does not show: a context sized to
+    the host's memory would be killed when its cache fills, long after it was accepted)."""
+    root = Path(root)
+    known = [n for n in (_meminfo_available(root), _cgroup_room(root)) if n is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available(root: Path) -> int | None:
     try:
-        with open("/proc/meminfo") as f:
+        with open(root / "proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+# (directory under /sys/fs/cgroup, limit file, usage file, the memory.stat key of reclaimable file pages)
+_CGROUP_V2 = ("", "memory.max", "memory.current", "inactive_file")
+_CGROUP_V1 = ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+_NO_LIMIT = 1 << 60             # v1 writes "no limit" as a huge number (v2 as "max")
+
+
+def _cgroup_room(root: Path) -> int | None:
+    """The least room (limit - usage, inactive page cache counted as free) over the process's
+    memory cgroup and its parents, v2 or v1; None without a limit."""
+    rooms = [room for directory, files in _cgroup_dirs(root) if (room := _room_in(directory, *files)) is not None]
+    return min(rooms) if rooms else None
+
+
+def _cgroup_dirs(root: Path) -> list[tuple[Path, tuple[str, str, str]]]:
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        version = _CGROUP_V2 if controllers == "" else _CGROUP_V1 if "memory" in controllers.split(",") else None
+        if version is None:
+            continue
+        mount = root / "sys/fs/cgroup" / version[0]
+        leaf = Path(path.lstrip("/"))
+        for rel in [leaf, *leaf.parents]:      # the cgroup, its parents, the mount (a container's own view)
+            out.append((mount / rel, version[1:]))
+    return out
+
+
+def _room_in(directory: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    limit, usage = _read_int(directory / limit_file), _read_int(directory / usage_file)
+    if limit is None or usage is None or limit >= _NO_LIMIT:
+        return None
+    inactive = 0
+    try:
+        for line in (directory / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive_key:
+                inactive = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, limit - max(0, usage - inactive))
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):        # absent, unreadable, or v2's "max"
+        return None
 
 
 def _gib(n: int) -> str:
@@ -96,15 +169,21 @@ def fit_context(n_ctx_train: int, per_position: int, weights: int, available: in
                    f"{_gib(room)} available: using -c {n_ctx}")
 
 
-def check_context(n_ctx: int, n_seq: int, per_position: int, weights: int, available: int | None) -> None:
-    """An explicit context is refused, before anything is allocated, when its cache and the weights
-    cannot fit in available memory (no margin: the user asked for it)."""
+def check_context(n_ctx: int, n_seq: int, per_position: int, weights: int, available: int | None,
+                  types: str = "f16") -> None:
+    """An explicit context is refused, before anything is allocated, when the C cache cannot take it
+    or when its cache, the weights and RUN_RESERVE cannot fit in available memory (the cache is
+    allocated untouched: one that does not fit would be accepted and kill the run when it fills).
+    ContextTooLarge names n_ctx; the CLI names -c."""
+    if n_ctx > MAX_CONTEXT:
+        raise ContextTooLarge(n_ctx, f"is beyond the largest context pygguf can allocate ({MAX_CONTEXT} tokens)")
     need = n_ctx * n_seq * per_position
-    if available is not None and need + weights > available:
-        seqs = f" x {n_seq} sequences" if n_seq > 1 else ""
-        raise ModelError(f"-c {n_ctx}{seqs} needs {_gib(need)} of KV cache and {_gib(weights)} of weights, "
-                         f"{_gib(available)} of memory available: use a smaller -c (0 picks one that fits) "
-                         f"or a quantized cache (-ctk q8_0 -ctv q8_0 halves it)")
+    if available is not None and need + weights + RUN_RESERVE > available:
+        seqs = f"x {n_seq} sequences " if n_seq > 1 else ""
+        raise ContextTooLarge(n_ctx, f"{seqs}needs {_gib(need)} of KV cache ({types}), {_gib(weights)} of weights "
+                                     f"and {_gib(RUN_RESERVE)} for the rest of the run but only {_gib(available)} "
+                                     f"of memory is available: use a smaller context (0 picks one that fits) or "
+                                     f"a quantized KV cache (q8_0 halves it)")
 
 
 def _margin(available: int) -> int:

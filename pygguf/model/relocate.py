@@ -30,13 +30,16 @@ def aligned_copy(buffer, tensors: dict, align: int) -> tuple[np.ndarray, dict]:
     for name, ref in tensors.items():
         offsets[name] = size
         size += -(-ref.nbytes // align) * align
-    source = np.frombuffer(buffer, dtype=np.uint8)
     # align the buffer itself: numpy promises only its dtype's alignment, 1 for bytes
     spare = np.empty(max(size, align) + align, dtype=np.uint8)
     start = -spare.ctypes.data % align
     copy = spare[start:start + max(size, align)]
     moved = {}
-    for name, ref in tensors.items():
-        copy[offsets[name]:offsets[name] + ref.nbytes] = source[ref.offset:ref.offset + ref.nbytes]
-        moved[name] = dataclasses.replace(ref, offset=offsets[name])
+    source = np.frombuffer(buffer, dtype=np.uint8)
+    try:
+        for name, ref in tensors.items():
+            copy[offsets[name]:offsets[name] + ref.nbytes] = source[ref.offset:ref.offset + ref.nbytes]
+            moved[name] = dataclasses.replace(ref, offset=offsets[name])
+    finally:
+        del source        # no view of a mapping outlives this call, even in a traceback's frame
     return copy, moved

@@ -71,7 +71,7 @@ def top_positions_numpy(logits: np.ndarray, k: int) -> np.ndarray:
         pool = np.flatnonzero(logits >= ranked[m - j])
         if pool.shape[0] < k:
             pool = np.flatnonzero(logits >= ranked[m - k])
-    if pool is None:
+    if pool is None or pool.shape[0] < k:     # NaNs: no threshold holds k, so rank everything
         pool = np.arange(n)
     order = np.argsort(-logits[pool], kind="stable")[:k]
     return pool[order]

@@ -4,9 +4,10 @@ It covers logit bias, penalties, top-k, top-p, min-p, temperature and dist in an
 greedy; each step computes what the function of the same name in `filters` computes, in the same
 float32 operations and candidate order, so the same token comes out of the same RNG draw (the RNG
 state is shared: `Mt19937.state`). `plan_steps` says whether a configuration is covered; anything
-else (DRY, typical, XTC, top-n-sigma, dynamic temperature, mirostat) stays in Python. When the
-logits hold something the two could round differently (a NaN, no finite logit) the C chain
-declines before drawing, and the Python chain decides.
+else (DRY, typical, XTC, top-n-sigma, dynamic temperature, mirostat) stays in Python. Logits with a
+NaN or +inf never get here (the Sampler refuses them: NonFiniteLogits); when they hold something
+else the two could round differently (no finite logit, a NaN made by a bias) the C chain declines
+before drawing, and the Python chain decides.
 """
 from __future__ import annotations
 

@@ -185,14 +185,22 @@ def xtc(cand: Candidates, probability: float, threshold: float, min_keep: int, r
 
 def temperature(cand: Candidates, temp: float) -> Candidates:
     """logits / temp; temp <= 0 keeps only the first maximum (every other logit -> -inf)."""
-    if temp <= 0.0:
+    if temp <= 0.0 or np.float32(temp) == 0.0:     # (a temperature below float32's range is 0 there)
         best = int(np.argmax(cand.logits))
         logits = np.full(len(cand), -np.inf, dtype=np.float32)
         logits[best] = cand.logits[best]
         return cand.with_logits(logits, cand.sorted)
     if temp == 1.0:
         return cand
-    return cand.with_logits((cand.logits / np.float32(temp)).astype(np.float32), cand.sorted)
+    with np.errstate(over="ignore"):
+        scaled = (cand.logits / np.float32(temp)).astype(np.float32)
+    if np.isposinf(scaled).any() and np.isfinite(cand.logits).any():
+        # a tiny temperature overflowed float32: the same distribution, from logits shifted so the
+        # largest is 0 (softmax does not change; nothing can overflow upwards)
+        top = cand.logits[np.isfinite(cand.logits)].max()
+        with np.errstate(over="ignore"):
+            scaled = ((cand.logits - top) / np.float32(temp)).astype(np.float32)
+    return cand.with_logits(scaled, cand.sorted)
 
 
 def temperature_ext(cand: Candidates, temp: float, delta: float, exponent: float) -> Candidates:
@@ -211,6 +219,11 @@ def temperature_ext(cand: Candidates, temp: float, delta: float, exponent: float
     return temperature(cand, dyn_temp)   # (llama.cpp recomputes probs here; dist does its own)
 
 
+def check_best_logit(max_l) -> None:
+    if not np.isfinite(max_l):
+        raise SamplerError(f"cannot sample: the best remaining logit is {max_l} (every token banned?)")
+
+
 def dist(cand: Candidates, rng) -> int:
     """Draw a position from softmax(logits): float32 probabilities, double running sum,
     first position whose running sum reaches sum*u (u uniform in [0, 1))."""
@@ -218,8 +231,7 @@ def dist(cand: Candidates, rng) -> int:
     if n == 0:
         raise SamplerError("no candidates left to sample from")
     max_l = cand.logits[0] if cand.sorted or n == 1 else cand.logits.max()
-    if not np.isfinite(max_l):
-        raise SamplerError(f"cannot sample: the best remaining logit is {max_l} (every token banned?)")
+    check_best_logit(max_l)
     if n == 1:
         return 0
     e = exp_f32(cand.logits - max_l)
@@ -233,6 +245,7 @@ def mirostat_v1(cand: Candidates, tau: float, eta: float, m: int, mu: float, n_v
                 rng) -> tuple[int, Candidates, float]:
     """Mirostat 1: estimate the Zipf exponent from the top m probabilities, derive k, top-k,
     draw, then move mu toward the target surprise tau. Returns (position, candidates, new mu)."""
+    check_best_logit(cand.logits.max())             # every token banned: no Zipf estimate to make
     all_probs = softmax_probs(cand.logits)
     upto = min(m - 1, len(cand) - 1)
     head = top_positions(cand.logits, upto + 1)
@@ -259,6 +272,7 @@ def mirostat_v2(cand: Candidates, tau: float, eta: float, mu: float,
                 rng) -> tuple[int, Candidates, float]:
     """Mirostat 2: drop tokens whose surprise -log2 p exceeds mu (keep at least one), draw,
     update mu. Returns (position, candidates, new mu)."""
+    check_best_logit(cand.logits.max())
     probs = softmax_probs(cand.logits)
     with np.errstate(divide="ignore"):
         surprise = -np.log2(probs)

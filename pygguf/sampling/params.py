@@ -6,10 +6,11 @@ defaults from `SamplerParams`; `--samplers` / `--sampling-seq` spellings are par
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
-from pygguf.errors import SamplerError
+from pygguf.errors import SamplerError, SamplerValueError
 
 # Tokens a batch record generates unless it says otherwise (the API's max_tokens default is 16).
 BATCH_N_PREDICT = 256
@@ -60,6 +61,155 @@ class SamplerParams:
     seed: int = -1
     min_keep: int = 0
     grammar: str = ""                  # GBNF text the output must match ("": none); -j converts a schema to it
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every field's type and range, as llama.cpp accepts them (common/arg.cpp, its samplers):
+        a SamplerValueError naming the field, else numbers normalised (an integral float given
+        for an int field becomes an int). Values llama.cpp clamps or treats as "off" are kept,
+        with the same effect; `notes()` says what they do."""
+        for name, rule in _RULES.items():
+            setattr(self, name, rule(name, getattr(self, name)))
+        self.logit_bias = {_as_int("logit_bias", token, 0, _INT32_MAX): _bias_value(value)
+                           for token, value in dict(self.logit_bias).items()}
+
+    def notes(self) -> list[tuple[str, str]]:
+        """(field, what its value does) for values llama.cpp clamps or treats as "off"."""
+        found = []
+        for name, (test, note) in _NOTES.items():
+            if test(self):
+                found.append((name, note))
+        return found
+
+
+# ---- the fields' ranges (llama.cpp's: common/arg.cpp and src/llama-sampler.cpp) -----------------
+
+_INT32_MIN, _INT32_MAX = -2 ** 31, 2 ** 31 - 1
+_FLOAT32_TINY = 1.0 / 3.4028234663852886e38     # below it, llama.cpp's 1/repeat_penalty overflows
+
+
+def _as_int(name: str, value, low: int, high: int, what: str | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SamplerValueError(name, value, "must be an integer")
+    if not isinstance(value, numbers.Integral):
+        if not math.isfinite(value) or value != int(value):
+            raise SamplerValueError(name, value, "must be an integer")
+    number = int(value)
+    if not low <= number <= high:
+        raise SamplerValueError(name, value, what or f"must be an integer in [{low}, {high}]")
+    return number
+
+
+def _as_number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SamplerValueError(name, value, "must be a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise SamplerValueError(name, value, "must be a finite number")
+    return number
+
+
+def _number(low: float | None = None, what: str = "", above: bool = False):
+    """A finite number, at least `low` (above: more than it)."""
+    def rule(name, value):
+        number = _as_number(name, value)
+        if low is not None and (number < low or (above and number == low)):
+            raise SamplerValueError(name, value, what)
+        return number
+    return rule
+
+
+def _integer(low: int = _INT32_MIN, high: int = _INT32_MAX, what: str | None = None):
+    return lambda name, value: _as_int(name, value, low, high, what)
+
+
+def _clamped_integer(name, value) -> int:
+    """Any integer, clamped into llama.cpp's int32: past the vocabulary size every value means the same."""
+    return min(max(_as_int(name, value, -math.inf, math.inf), _INT32_MIN), _INT32_MAX)
+
+
+def _repeat_penalty(name, value) -> float:
+    number = _as_number(name, value)
+    if number <= 0.0 or number < _FLOAT32_TINY:
+        raise SamplerValueError(name, value, "must be greater than 0 (1.0 = off), as in llama.cpp")
+    return number
+
+
+def _bias_value(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or value == math.inf:
+        raise SamplerValueError("logit_bias", value, "a bias must be a number below +inf (-inf bans the token)")
+    return float(value)
+
+
+def _text(name, value) -> str:
+    if not isinstance(value, str):
+        raise SamplerValueError(name, value, "must be a string")
+    return value
+
+
+def _sampler_spec(name, value):
+    """';'-separated names or sequence letters, or a list of names (parse_samplers reads both)."""
+    if isinstance(value, str) or isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return value
+    raise SamplerValueError(name, value, "must be a string of sampler names or letters, or a list of names")
+
+
+def _boolean(name, value) -> bool:
+    if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
+        raise SamplerValueError(name, value, "must be true or false")
+    return bool(value)
+
+
+def _breakers(name, value) -> list[str]:
+    if isinstance(value, str) or not all(isinstance(b, str) for b in value):
+        raise SamplerValueError(name, value, "must be a list of strings")
+    return list(value)
+
+
+_PROBABILITY = "must be in [0, 1]"
+_RULES = {
+    "temp": _number(),                                          # <= 0: greedy
+    "top_k": _clamped_integer,                                  # <= 0: off; >= the vocabulary: all
+    "top_p": _number(0.0, _PROBABILITY + " (1 = off)"),         # >= 1: off
+    "min_p": _number(),                                         # <= 0: off
+    "typical_p": _number(0.0, _PROBABILITY + " (1 = off)"),     # >= 1: off
+    "repeat_penalty": _repeat_penalty,
+    "repeat_last_n": _integer(0, what="must be an integer in [0, 2147483647] (0 = off)"),
+    "presence_penalty": _number(),
+    "frequency_penalty": _number(),
+    "dry_multiplier": _number(),
+    "dry_base": _number(),                                      # < 1: DRY off
+    "dry_allowed_length": _integer(),
+    "dry_penalty_last_n": _integer(-1, what="must be an integer in [-1, 2147483647] (-1 = the context size, 0 = off)"),
+    "dry_sequence_breakers": _breakers,
+    "xtc_probability": _number(0.0, _PROBABILITY + " (0 = off)"),
+    "xtc_threshold": _number(0.0, "must be >= 0 (above 0.5 = off)"),
+    "top_n_sigma": _number(),                                   # <= 0: off
+    "dynatemp_range": _number(),                                # <= 0: off
+    "dynatemp_exponent": _number(0.0, "must be >= 0"),          # (0 entropy)^negative has no value
+    "mirostat": _integer(0, 2, "must be 0 (off), 1 or 2"),
+    "mirostat_lr": _number(),
+    "mirostat_ent": _number(),
+    "ignore_eos": _boolean,
+    "samplers": _sampler_spec,
+    "seed": _integer(-2 ** 63, 2 ** 64 - 1),                    # llama.cpp's stoul range, used mod 2^32
+    "min_keep": _integer(0, what="must be an integer in [0, 2147483647]"),
+    "grammar": _text,
+}
+
+# values llama.cpp accepts and gives a meaning beyond the field's plain range
+_NOTES = {
+    "top_p": (lambda p: p.top_p > 1.0, "above 1 turns top-p off, as 1.0 does (llama.cpp's rule)"),
+    "typical_p": (lambda p: p.typical_p > 1.0, "above 1 turns typical sampling off, as 1.0 does (llama.cpp's rule)"),
+    "xtc_probability": (lambda p: p.xtc_probability > 1.0, "above 1 applies XTC at every step, as 1.0 does"),
+    "dry_base": (lambda p: p.dry_base < 1.0 and p.dry_multiplier != 0.0, "below 1 turns DRY off (llama.cpp's rule)"),
+    "seed": (lambda p: not -1 <= p.seed < 2 ** 32, "is used modulo 2^32, as llama.cpp does"),
+}
 
 
 def parse_logit_bias(spec: str) -> tuple[int, float]:

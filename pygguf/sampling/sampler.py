@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from pygguf._native import ffi as _ffi
-from pygguf.errors import SamplerError
+from pygguf.errors import NonFiniteLogits, SamplerError
 from pygguf.sampling import filters
 from pygguf.sampling.candidates import Candidates
 from pygguf.sampling.dry import dry, process_breakers
@@ -39,6 +39,29 @@ MIROSTAT_M = 100   # mirostat v1 estimates the Zipf exponent from this many top 
 _DISPLAY = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top-n-sigma", "top_k": "top-k",
             "typ_p": "typical", "top_p": "top-p", "min_p": "min-p", "xtc": "xtc",
             "temperature": "temp-ext"}
+
+
+def check_finite(logits: np.ndarray) -> None:
+    """NonFiniteLogits when the logits hold a NaN or +inf (a model gone wrong: nothing can be
+    drawn from them). One reduction: max() is NaN as soon as one logit is. -inf is a banned
+    token; all of them -inf is the chain's "every token banned" SamplerError."""
+    top = float(logits.max())
+    if top != top:
+        raise NonFiniteLogits("the logits hold a NaN (a corrupt weight in the model, or a setting that "
+                              "overflows): nothing can be sampled")
+    if top == math.inf:
+        raise NonFiniteLogits("the logits reach +inf (a corrupt weight in the model, or a setting that "
+                              "overflows): nothing can be sampled")
+
+
+def check_model_logits(logits: np.ndarray) -> None:
+    """NonFiniteLogits unless every logit a model gave is finite: -inf too, which a caller may
+    set to ban a token but a model never computes (a -inf scale in its weights does). Two
+    reductions, no temporary array."""
+    if float(logits.min()) == -math.inf:
+        raise NonFiniteLogits("the model's logits hold -inf (a corrupt weight in the model, or a setting that "
+                              "overflows): nothing can be sampled")
+    check_finite(logits)                     # NaN, +inf
 
 
 class GrammarDeadEnd(SamplerError):
@@ -81,17 +104,9 @@ class Sampler:
 
     # --- construction -------------------------------------------------------------------
     def _check_params(self) -> None:
-        p = self.params
         if self.n_vocab <= 0:
             raise SamplerError(f"n_vocab must be positive, got {self.n_vocab}")
-        if p.repeat_last_n < 0:
-            raise SamplerError(f"repeat_last_n must be >= 0, got {p.repeat_last_n}")
-        if p.dry_penalty_last_n < -1:
-            raise SamplerError(f"dry_penalty_last_n must be >= -1, got {p.dry_penalty_last_n}")
-        if p.mirostat not in (0, 1, 2):
-            raise SamplerError(f"mirostat must be 0, 1 or 2, got {p.mirostat}")
-        if p.min_keep < 0:
-            raise SamplerError(f"min_keep must be >= 0, got {p.min_keep}")
+        self.params.check()             # again: a dataclass's fields can be set after it was built
 
     def _build_bias(self, eog_ids: Iterable[int]) -> dict[int, float]:
         bias: dict[int, float] = {}
@@ -204,6 +219,7 @@ class Sampler:
             raise SamplerError(f"expected logits of shape ({self.n_vocab},), got {logits.shape}")
         if logits.dtype != np.float32 or not logits.flags.c_contiguous:
             logits = np.ascontiguousarray(logits, dtype=np.float32)
+        check_finite(logits)
         token = self._sample_chain(logits)
         if self.grammar is None or self.grammar.allows(token):
             return token

@@ -146,7 +146,7 @@ class Tokenizer:
             try:
                 return bytes([int(text[3:5], 16)])
             except ValueError:
-                raise TokenizerError(f"byte token {token_id} has text {text!r}, not <0xNN>") from None
+                raise TokenizerError(f"byte token {token_id} has text {text[:20]!r}, not <0xNN>") from None
         return b""   # unused / undefined tokens print nothing
 
     def grammar_pieces(self) -> list[bytes]:

@@ -50,6 +50,37 @@ class Vocab:
         return dict(zip(zip(reversed(lefts), reversed(rights)), range(len(lefts) - 1, -1, -1)))
 
 
+def _shown(text: str, most: int = 60) -> str:
+    """repr of a file's string for a message, cut short (a hostile token can be megabytes)"""
+    return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
+
+
+def _check_utf8(strings: list, key: str) -> None:
+    """The reader keeps a string's invalid UTF-8 bytes as lone surrogates; no tokenizer step can
+    encode them back, so they are refused here. One pass over the whole array; the search for
+    the culprit only on failure."""
+    try:
+        "".join(strings).encode("utf-8")
+    except UnicodeEncodeError:
+        bad = next(i for i, t in enumerate(strings) if not _encodes(t))
+        raise TokenizerError(f"{key}[{bad}] is not valid UTF-8") from None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _read_scores(metadata: Mapping[str, object], n: int) -> list[float]:
+    scores = _require_list(metadata, "tokenizer.ggml.scores", n)[:n]
+    if not set(map(type, scores)) <= {float, int}:     # exactly: a bool or a string is not a score
+        raise TokenizerError("tokenizer.ggml.scores must be an array of numbers")
+    return list(map(float, scores)) or [0.0] * n
+
+
 def _require_list(metadata: Mapping[str, object], key: str, n: int | None = None) -> list:
     value = metadata.get(key)
     if value is None:
@@ -69,6 +100,7 @@ def _read_tokens(metadata: Mapping[str, object]) -> tuple[list[str], dict[str, i
     if set(map(type, texts)) != {str}:      # one C-level pass; the slow search only on failure
         bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
         raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not a string")
+    _check_utf8(texts, "tokenizer.ggml.tokens")
     warnings: list[str] = []
     text_to_id = dict(zip(texts, range(len(texts))))
     if len(text_to_id) != len(texts) or "" in text_to_id:
@@ -86,7 +118,7 @@ def _index_slowly(texts: list[str], warnings: list[str]) -> dict[str, int]:
             word = texts[i] = f"[EMPTY_{i}]"
         if word in text_to_id:
             raise TokenizerError(
-                f"duplicate token in vocabulary: {word!r} has ids {text_to_id[word]} and {i}")
+                f"duplicate token in vocabulary: {_shown(word)} has ids {text_to_id[word]} and {i}")
         text_to_id[word] = i
     return text_to_id
 
@@ -97,6 +129,7 @@ def _read_merges(metadata: Mapping[str, object]) -> tuple[list[str], list[str]]:
         raise TokenizerError("tokenizer.ggml.model is gpt2 but tokenizer.ggml.merges is missing")
     if not isinstance(merges, (list, tuple)) or not set(map(type, merges)) <= {str}:
         raise TokenizerError("tokenizer.ggml.merges must be an array of strings")
+    _check_utf8(list(merges), "tokenizer.ggml.merges")
     return _split_merges(merges)
 
 
@@ -133,15 +166,15 @@ def build_vocab(metadata: Mapping[str, object]) -> Vocab:
 
     model = metadata.get("tokenizer.ggml.model")
     if model not in ("llama", "gpt2"):
-        raise TokenizerError(
-            f"unsupported tokenizer.ggml.model {model!r} (supported: 'llama', 'gpt2')")
+        shown = _shown(model) if isinstance(model, str) else "missing" if model is None else f"a {type(model).__name__}"
+        raise TokenizerError(f"unsupported tokenizer.ggml.model {shown} (supported: 'llama', 'gpt2')")
     pre = metadata.get("tokenizer.ggml.pre") or ""
     if not isinstance(pre, str):
         raise TokenizerError("tokenizer.ggml.pre must be a string")
 
     texts, text_to_id, warnings = _read_tokens(metadata)
     n = len(texts)
-    scores = list(map(float, _require_list(metadata, "tokenizer.ggml.scores", n)[:n])) or [0.0] * n
+    scores = _read_scores(metadata, n)
     types = _require_list(metadata, "tokenizer.ggml.token_type", n)[:n]
     if types and set(map(type, types)) != {int}:     # exactly int: a bool is not a token type
         raise TokenizerError("tokenizer.ggml.token_type must be an array of integers")

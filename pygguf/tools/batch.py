@@ -1,46 +1,45 @@
-"""Batch runs: many prompts from a file, one JSONL result per prompt, never losing finished work.
+"""Batch runs: many prompts from a file, one JSONL result per prompt, never losing a record.
 
     records  = read_records(path)                    # Record (or a BadRecord that becomes an error line)
-    writer   = ResultWriter(out, ordered=True)        # each line written and flushed as soon as it may be
+    writer   = ResultWriter(out.write_line)           # each line written whole as soon as it may be
     run_batch(llm, records, writer, defaults)        # -> BatchSummary
 
 The pieces, one concern each:
-- read_records / parse_record: JSONL (`{"id", "prompt" | "messages", per-record parameters}`) or a
-  plain text file (one prompt per line, id = line number). A bad record is not an exception: it
-  becomes a BadRecord and, in the output, `{"id": ..., "error": "..."}`.
-- Scheduler: admits records into the slots of the Llama's pygguf.generation.Engine (up to `--parallel`
-  sequences of the model's KV cache) and advances them together, one forward pass per `step()`,
-  which returns the records that finished; a finished slot takes the next record at once
-  (continuous batching), and a prompt prefix another slot holds is copied, not recomputed. Each
-  record's Sequence (sampling, stop strings, UTF-8, logprobs) is its own, so the text does not
-  depend on what it was batched with.
-- ResultWriter: one whole line per write() on an unbuffered file, so a kill leaves at worst a torn
-  last line (which --resume cuts off); input order kept by holding early finishers until every
-  record before them is written (`ordered=False` writes them at once).
-- completed_ids: what --resume skips.
+- batch_records.py: JSONL (`{"id", "prompt" | "messages", per-record parameters}`) or a plain
+  text file (one prompt per line, id = line number). A bad line is not an exception: it becomes a
+  BadRecord and, in the output, `{"id"?, "line", "error"}`.
+- Scheduler (here): admits records into the slots of the Llama's pygguf.generation.Engine (up to
+  `--parallel` sequences of the model's KV cache) and advances them together, one forward pass
+  per `step()`, which returns the records that finished; a finished slot takes the next record at
+  once (continuous batching), and a prompt prefix another slot holds is copied, not recomputed.
+  Each record's Sequence (sampling, stop strings, UTF-8, logprobs) is its own, so the text does
+  not depend on what it was batched with.
+- Containment (here): whatever one record does (a chat template that raises, a prompt that cannot
+  be tokenized, sampler parameters that overflow, logits that turn NaN, a forward pass that fails
+  while it is decoded with others) becomes that record's error line; the run goes on.
+- batch_output.py: the output schema, ResultWriter (input order kept by holding early finishers),
+  whole-line writes that a full disk cannot tear, and what --resume keeps, retries and repairs.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from pygguf.api import completion_request
-from pygguf.grammar.constraint import grammar_of
-from pygguf.chat import ChatTemplateError
 from pygguf.errors import PyggufError
 from pygguf.generation.engine import Engine
 from pygguf.generation.sequence import Request, Sequence
+from pygguf.grammar.constraint import grammar_of
 from pygguf.sampling.params import BATCH_N_PREDICT, default
+from pygguf.tools.batch_output import (BatchWriteError, LineFile, ResultWriter, ResumeState, completed_ids,
+                                       prepare_resume, stream_writer)
+from pygguf.tools.batch_records import (BadRecord, Record, RecordError, count_records, id_key, one_line,
+                                        parse_record, read_records)
 
-__all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record",
-           "Scheduler", "ResultWriter", "completed_ids", "run_batch", "BatchSummary", "result_record"]
-
-
-class RecordError(PyggufError, ValueError):
-    """A record that cannot be run (bad JSON, missing prompt, bad parameter, prompt too long)."""
+__all__ = ["BatchDefaults", "Record", "BadRecord", "RecordError", "read_records", "parse_record", "count_records",
+           "Scheduler", "ResultWriter", "LineFile", "stream_writer", "BatchWriteError", "ResumeState",
+           "prepare_resume", "completed_ids", "run_batch", "BatchSummary", "result_record", "error_record",
+           "describe"]
 
 
 @dataclass(frozen=True)
@@ -56,200 +55,6 @@ class BatchDefaults:
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
     grammar: str = ""               # GBNF text for records without grammar / json_schema / response_format
-
-
-@dataclass
-class Record:
-    index: int                      # position in the input (0-based), for ordering
-    id: object                      # str or int, as given (or the line number)
-    prompt: str | None = None
-    messages: list | None = None
-    params: dict = field(default_factory=dict)
-
-
-@dataclass
-class BadRecord:
-    index: int
-    id: object
-    error: str
-
-
-# ---- reading -------------------------------------------------------------------------------
-
-# per-record parameter -> (check, description for the error)
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
-
-
-PARAMS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "n_predict": (lambda v: _is_int(v) and v >= -1, "an integer >= -1"),
-    "temperature": (lambda v: _is_number(v), "a number"),
-    "top_k": (lambda v: _is_int(v), "an integer"),
-    "top_p": (lambda v: _is_number(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
-    "min_p": (lambda v: _is_number(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
-    "repeat_penalty": (lambda v: _is_number(v) and v > 0.0, "a number > 0"),
-    "seed": (lambda v: _is_int(v) and -1 <= v < 2**32, "an integer in [-1, 2^32)"),
-    "stop": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
-             "a string or a list of strings"),
-    "grammar": (lambda v: isinstance(v, str) and bool(v.strip()), "GBNF text"),
-    "json_schema": (lambda v: isinstance(v, (dict, bool, str)), "a JSON schema (an object, a boolean or its JSON text)"),
-    "response_format": (lambda v: isinstance(v, dict), "an object like OpenAI's {\"type\": \"json_object\"}"),
-}
-
-
-def parse_record(index: int, line_number: int, line: str) -> Record | BadRecord:
-    """One JSONL line -> a Record, or a BadRecord saying what is wrong (id = line number if unknown)."""
-    try:
-        obj = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as e:
-        return BadRecord(index, line_number, f"line {line_number}: invalid JSON: {e}")
-    if not isinstance(obj, dict):
-        return BadRecord(index, line_number, f"line {line_number}: a record must be a JSON object")
-    rid = obj.get("id", line_number)
-    if not (_is_int(rid) or isinstance(rid, str)):
-        return BadRecord(index, line_number, f"line {line_number}: id must be a string or an integer")
-    prompt, messages = obj.get("prompt"), obj.get("messages")
-    if (prompt is None) == (messages is None):
-        return BadRecord(index, rid, "a record needs exactly one of 'prompt' or 'messages'")
-    if prompt is not None and not isinstance(prompt, str):
-        return BadRecord(index, rid, "'prompt' must be a string")
-    if messages is not None and not isinstance(messages, list):
-        return BadRecord(index, rid, "'messages' must be a list of {role, content}")
-    params = {}
-    for name, (ok, what) in PARAMS.items():
-        if name in obj:
-            if not ok(obj[name]):
-                return BadRecord(index, rid, f"bad parameter {name}={obj[name]!r}: must be {what}")
-            params[name] = obj[name]
-    return Record(index, rid, prompt=prompt, messages=messages, params=params)
-
-
-def looks_like_jsonl(path: str) -> bool:
-    if path.endswith((".jsonl", ".ndjson", ".json")):
-        return True
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                return line.lstrip().startswith("{")
-    return False
-
-
-def read_records(path: str, fmt: str = "auto") -> Iterator[Record | BadRecord]:
-    """Records in input order; blank lines are skipped (ids stay line numbers)."""
-    jsonl = looks_like_jsonl(path) if fmt == "auto" else fmt == "jsonl"
-    index = 0
-    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
-        for line_number, line in enumerate(f, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            yield parse_record(index, line_number, line) if jsonl else Record(index, line_number, prompt=line)
-            index += 1
-
-
-def count_records(path: str) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def id_key(rid) -> str:
-    """Ids compare as JSON values: 7 and "7" are different records."""
-    return json.dumps(rid)
-
-
-def completed_ids(path: str) -> set[str]:
-    """Ids (as id_key) already in an output file, for --resume. A torn last line (a run killed
-    mid-write) is cut off the file so appended records start on a fresh line."""
-    done: set[str] = set()
-    if not os.path.exists(path):
-        return done
-    with open(path, "r+b") as f:
-        data = f.read()
-        good_end = 0
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break                                   # no newline: torn
-            line = data[pos:nl]
-            pos = nl + 1
-            if not line.strip():
-                good_end = pos
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                if pos >= len(data):
-                    break                               # an unparsable last line: torn too
-                continue                                # a damaged line inside: its record reruns
-            if isinstance(obj, dict) and "id" in obj:
-                done.add(id_key(obj["id"]))
-            good_end = pos
-        if good_end < len(data):
-            f.truncate(good_end)
-    return done
-
-
-# ---- writing -------------------------------------------------------------------------------
-
-class ResultWriter:
-    """Writes result lines as soon as allowed. Ordered: a result waits until every record before
-    it (by input index) was written or skipped. `write_bytes` gets one whole line at a time and
-    must not return before it is out of the process (see fd_writer, stream_writer)."""
-
-    def __init__(self, write_bytes: Callable[[bytes], None], ordered: bool = True,
-                 on_line: Callable[[dict], None] | None = None):
-        self.write_bytes = write_bytes
-        self.ordered = ordered
-        self.next_index = 0
-        self.pending: dict[int, dict | None] = {}       # index -> record (None: skipped)
-        self.on_line = on_line
-
-    def _write(self, record: dict) -> None:
-        self.write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        if self.on_line is not None:
-            self.on_line(record)
-
-    def put(self, index: int, record: dict | None) -> None:
-        """A finished record (None: nothing to write, e.g. skipped by --resume)."""
-        if not self.ordered:
-            if record is not None:
-                self._write(record)
-            return
-        self.pending[index] = record
-        while self.next_index in self.pending:
-            ready = self.pending.pop(self.next_index)
-            if ready is not None:
-                self._write(ready)
-            self.next_index += 1
-
-    def flush_pending(self) -> None:
-        """On interruption: write whatever finished out of order too (finished work is never dropped)."""
-        for index in sorted(self.pending):
-            ready = self.pending.pop(index)
-            if ready is not None:
-                self._write(ready)
-
-
-def fd_writer(fd: int) -> Callable[[bytes], None]:
-    """Unbuffered: a line is in the kernel when write returns, so a kill cannot lose it."""
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    return write
-
-
-def stream_writer(stream) -> Callable[[bytes], None]:
-    """For stdout (or any binary stream): write the line and flush it."""
-    def write(data: bytes) -> None:
-        stream.write(data)
-        stream.flush()
-    return write
 
 
 # ---- results -------------------------------------------------------------------------------
@@ -280,8 +85,21 @@ def result_record(rid, seq: Sequence, tokenizer, logprobs: int | None) -> dict:
     return record
 
 
-def error_record(rid, error: str) -> dict:
-    return {"id": rid, "error": error}
+def error_record(rid, error: str, line: int | None = None) -> dict:
+    """`{"id"?, "line", "error"}`: the id only when the record has one (never a line number in its place)."""
+    record: dict = {} if rid is None else {"id": rid}
+    if line is not None:
+        record["line"] = line
+    record["error"] = error
+    return record
+
+
+def describe(e: BaseException, stage: str) -> str:
+    """An exception as one line: pygguf's own errors say it all; any other names the stage that
+    failed and its type (a bug or a hostile input we did not foresee, still only this record's)."""
+    if isinstance(e, PyggufError):
+        return one_line(str(e))
+    return one_line(f"{stage}: {type(e).__name__}: {e}" if str(e) else f"{stage}: {type(e).__name__}")
 
 
 # ---- scheduling ----------------------------------------------------------------------------
@@ -290,14 +108,17 @@ def error_record(rid, error: str) -> dict:
 class Job:
     index: int
     id: object
+    line: int | None
     request: Request
     sequence: Sequence | None = None        # made on the first try to admit it
+
+    def error(self, message: str) -> Finished:
+        return Finished(self.index, error_record(self.id, message, self.line), ok=False)
 
 
 @dataclass
 class Finished:
     index: int
-    id: object
     record: dict
     ok: bool
 
@@ -305,8 +126,10 @@ class Finished:
 class Scheduler:
     """Admits jobs into the batched engine's slots and advances every admitted one by one forward
     pass per `step()`, which returns the jobs that finished (continuous batching: a finished slot
-    takes the next queued job on the following step). A job refused before decoding (empty or too
-    long prompt, bad sampler parameters) finishes at once with an error record."""
+    takes the next queued job on the following step). Any failure is one job's error record:
+    refused before decoding (empty or too long prompt, bad sampler parameters), ended by its own
+    sampling (the engine's FinishReason.ERROR), or its slot's share of a forward pass that raised
+    (found by stepping each running slot alone)."""
 
     def __init__(self, engine: Engine, parallel: int):
         self.engine = engine
@@ -333,14 +156,15 @@ class Scheduler:
     def _admit(self, done: list[Finished]) -> None:
         while self.queue and any(s.free for s in self.slots):
             job = self.queue[0]
-            if job.sequence is None:
-                try:
+            try:
+                if job.sequence is None:
                     job.sequence = self.engine.new_sequence(job.request)
-                except PyggufError as e:        # a bad grammar among them: this record's error only
-                    self.queue.pop(0)
-                    done.append(Finished(job.index, job.id, error_record(job.id, str(e)), ok=False))
-                    continue
-            if self.engine.admit(job.sequence, self.slots) is None:
+                slot = self.engine.admit(job.sequence, self.slots)
+            except Exception as e:              # noqa: BLE001 - a bad grammar, sampler, ...: this record's error
+                self.queue.pop(0)
+                done.append(job.error(describe(e, "starting")))
+                continue
+            if slot is None:
                 return                          # waits for a prefix another slot is computing
             self.queue.pop(0)
             self._jobs[id(job.sequence)] = job
@@ -351,14 +175,49 @@ class Scheduler:
         try:
             finished = self.engine.step()
         except KeyboardInterrupt:
-            self.engine.abandon()
-            self._jobs.clear()
+            self._abandon()
             raise
-        for seq in finished:
-            job = self._jobs.pop(id(seq))
-            done.append(Finished(job.index, job.id, result_record(job.id, seq, self.engine.tokenizer, job.request.logprobs),
-                                 ok=True))
+        except Exception as e:                  # noqa: BLE001 - the forward pass: whose record was it?
+            finished = self._step_each_alone(e, done)
+        done += [self._result(self._jobs.pop(id(seq)), seq) for seq in finished]
         return done
+
+    def _step_each_alone(self, error: Exception, done: list[Finished]) -> list[Sequence]:
+        """A forward pass over several records raised: step each running slot alone (the step left
+        every slot as it was), so only the record that fails alone gets the error."""
+        running = [s for s in self.slots if not s.free]
+        if len(running) == 1:
+            self._drop(running[0], error, done)
+            return []
+        finished = []
+        for slot in running:
+            try:
+                finished += self.engine.step([slot])
+            except KeyboardInterrupt:
+                self._abandon()
+                raise
+            except Exception as e:              # noqa: BLE001
+                self._drop(slot, e, done)
+        return finished
+
+    def _drop(self, slot, error: Exception, done: list[Finished]) -> None:
+        seq = slot.seq
+        job = self._jobs.pop(id(seq))
+        self.engine.forget(seq)                 # its cells may hold part of the failed pass
+        self.engine.release(seq)
+        done.append(job.error(describe(error, "decoding")))
+
+    def _result(self, job: Job, seq: Sequence) -> Finished:
+        if seq.error is not None:
+            return job.error(describe(seq.error, "sampling"))
+        try:
+            return Finished(job.index, result_record(job.id, seq, self.engine.tokenizer, job.request.logprobs), ok=True)
+        except Exception as e:                  # noqa: BLE001
+            return job.error(describe(e, "writing the result"))
+
+    def _abandon(self) -> None:
+        self.engine.abandon()
+        self._jobs.clear()
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -375,52 +234,60 @@ class BatchSummary:
         return self.interruption is not None
 
 
+def _stage(what: str, make):
+    """make(), any failure turned into this record's RecordError naming what failed."""
+    try:
+        return make()
+    except Exception as e:                      # noqa: BLE001 - a hostile template, a lone surrogate, ...
+        raise RecordError(one_line(f"{what}: {e}") if isinstance(e, PyggufError) else describe(e, what)) from None
+
+
 def build_request(llm, record: Record, defaults: BatchDefaults) -> Request:
-    """A record's prompt tokens and parameters (its own, else the defaults)."""
+    """A record's prompt tokens and parameters (its own, else the defaults); RecordError if any
+    step fails (templating, tokenizing, the grammar, the sampler's parameters)."""
     p = record.params
-    try:
-        if record.messages is not None:
-            tokens = llm.chat_prompt_tokens(record.messages)
-        else:
-            tokens = llm.tokenize(record.prompt, add_bos=True, special=True)
-    except ChatTemplateError as e:
-        raise RecordError(f"messages: {e}") from None
-    try:
-        grammar = grammar_of(p.get("grammar"), p.get("json_schema"), p.get("response_format")) or defaults.grammar
-    except PyggufError as e:
-        raise RecordError(str(e)) from None
-    return completion_request(tokens, n_predict=int(p.get("n_predict", defaults.n_predict)),
-                              temperature=p.get("temperature", defaults.temperature),
-                              top_k=p.get("top_k", defaults.top_k), top_p=p.get("top_p", defaults.top_p),
-                              min_p=p.get("min_p", defaults.min_p),
-                              repeat_penalty=p.get("repeat_penalty", defaults.repeat_penalty),
-                              stop=p.get("stop", defaults.stop), seed=p.get("seed", defaults.seed),
-                              logprobs=defaults.logprobs, grammar=grammar)
+    if record.messages is not None:
+        tokens = _stage("messages", lambda: llm.chat_prompt_tokens(record.messages))
+    else:
+        tokens = _stage("prompt", lambda: llm.tokenize(record.prompt, add_bos=True, special=True))
+    grammar = _stage("grammar", lambda: grammar_of(p.get("grammar"), p.get("json_schema"), p.get("response_format"))
+                     or defaults.grammar)
+    return _stage("parameters", lambda: completion_request(
+        tokens, n_predict=int(p.get("n_predict", defaults.n_predict)), temperature=p.get("temperature", defaults.temperature),
+        top_k=p.get("top_k", defaults.top_k), top_p=p.get("top_p", defaults.top_p), min_p=p.get("min_p", defaults.min_p),
+        repeat_penalty=p.get("repeat_penalty", defaults.repeat_penalty), stop=p.get("stop", defaults.stop),
+        seed=p.get("seed", defaults.seed), logprobs=defaults.logprobs, grammar=grammar))
 
 
 def records_to_run(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: set[str],
-                   summary: BatchSummary) -> Iterator[Record | BadRecord]:
-    """The records a run must answer: --resume's ids are passed to the writer as done (and
-    counted as skipped), a repeated id becomes a BadRecord."""
-    seen: set[str] = set()
+                   summary: BatchSummary, skip_lines: set[int] = frozenset()) -> Iterator[Record | BadRecord]:
+    """The records a run must answer. --resume's done ids (`skip`, results only: a bad line is
+    never done) and kept error lines (`skip_lines`) are passed to the writer as done and counted
+    as skipped. A repeated id becomes a BadRecord, also when the first one is done already."""
+    first_line: dict[str, int | None] = {}
     for record in records:
-        key = id_key(record.id)
-        if key in skip:
+        key = None if record.id is None else id_key(record.id)
+        if key in first_line and not isinstance(record, BadRecord):
+            at = first_line[key]
+            record = BadRecord(record.index, record.id, one_line(
+                f"duplicate id {key[:60]}" + (f" (first on line {at})" if at is not None else "")), record.line)
+        if key is not None:
+            first_line.setdefault(key, record.line)
+        if (record.line is not None and record.line in skip_lines) or (isinstance(record, Record) and key in skip):
             writer.put(record.index, None)
             summary.skipped += 1
             continue
-        if key in seen and not isinstance(record, BadRecord):
-            record = BadRecord(record.index, record.id, f"duplicate id {record.id!r}")
-        seen.add(key)
         yield record
 
 
 def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, defaults: BatchDefaults, *,
-              skip: set[str] = frozenset(), parallel: int = 1,
+              skip: set[str] = frozenset(), skip_lines: set[int] = frozenset(), parallel: int = 1,
               on_progress: Callable[[int, int], None] | None = None) -> BatchSummary:
-    """Run every record; results go to the writer as soon as they may. KeyboardInterrupt stops the
-    run after writing every finished record (summary.interrupted). on_progress(records just
-    finished, tokens generated so far) is called after every decoding step and every finished record."""
+    """Run every record; results go to the writer as soon as they may, one line per record,
+    whatever the record does. KeyboardInterrupt stops the run after writing every finished
+    record (summary.interrupted); a BatchWriteError (the output cannot take a line) propagates.
+    on_progress(records just finished, tokens generated so far) is called after every decoding
+    step and every finished record."""
     scheduler = Scheduler(llm.engine, llm.parallel(parallel))
     summary = BatchSummary()
 
@@ -440,16 +307,16 @@ def run_batch(llm, records: Iterable[Record | BadRecord], writer: ResultWriter, 
             on_progress(0, scheduler.generated_tokens)
 
     try:
-        for record in records_to_run(records, writer, skip, summary):
+        for record in records_to_run(records, writer, skip, summary, skip_lines):
             if isinstance(record, BadRecord):
-                finish(Finished(record.index, record.id, error_record(record.id, record.error), ok=False))
+                finish(Finished(record.index, error_record(record.id, record.error, record.line), ok=False))
                 continue
             try:
                 request = build_request(llm, record, defaults)
             except RecordError as e:
-                finish(Finished(record.index, record.id, error_record(record.id, str(e)), ok=False))
+                finish(Finished(record.index, error_record(record.id, str(e), record.line), ok=False))
                 continue
-            scheduler.submit(Job(record.index, record.id, request))
+            scheduler.submit(Job(record.index, record.id, record.line, request))
             while len(scheduler.queue) >= scheduler.parallel:   # read ahead no further than needed
                 step()
         while scheduler.busy:

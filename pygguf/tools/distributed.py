@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from pygguf.errors import PyggufError
-from pygguf.tools.batch import BadRecord, BatchDefaults, BatchSummary, Record, ResultWriter, records_to_run, run_batch
+from pygguf.tools.batch import (BadRecord, BatchDefaults, BatchSummary, BatchWriteError, Record, ResultWriter,
+                                records_to_run, run_batch)
 
 __all__ = ["ModelOptions", "run_on_ray", "RayUnavailable", "WorkerFailed", "CHUNK_RECORDS"]
 
@@ -86,10 +87,10 @@ def _import_ray():
 
 
 def chunks(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: set[str], summary: BatchSummary,
-           size: int = CHUNK_RECORDS) -> Iterable[list]:
+           size: int = CHUNK_RECORDS, skip_lines: set[int] = frozenset()) -> Iterable[list]:
     """Lists of the records to run, as run_batch would see them on one machine (records_to_run)."""
     chunk: list = []
-    for record in records_to_run(records, writer, skip, summary):
+    for record in records_to_run(records, writer, skip, summary, skip_lines):
         chunk.append(record)
         if len(chunk) == size:
             yield chunk
@@ -100,6 +101,7 @@ def chunks(records: Iterable[Record | BadRecord], writer: ResultWriter, skip: se
 
 def run_on_ray(address: str, records: Iterable[Record | BadRecord], writer: ResultWriter, defaults: BatchDefaults,
                options: ModelOptions, *, workers: int = 1, skip: set[str] = frozenset(),
+               skip_lines: set[int] = frozenset(),
                on_progress: Callable[[int, int], None] | None = None, chunk_records: int = CHUNK_RECORDS,
                ray_init: dict | None = None) -> BatchSummary:
     """address: a Ray cluster ("auto", "ray://host:10001") or "local" (start one in this process)."""
@@ -109,7 +111,7 @@ def run_on_ray(address: str, records: Iterable[Record | BadRecord], writer: Resu
     actor = ray.remote(num_cpus=options.n_threads)(BatchWorker)
     pool = [actor.remote(options, defaults) for _ in range(max(1, workers))]
     summary = BatchSummary()
-    todo = chunks(records, writer, skip, summary, chunk_records)
+    todo = chunks(records, writer, skip, summary, chunk_records, skip_lines)
     running: dict = {}                      # future -> the worker running it
     idle = deque(pool)
     generated = 0
@@ -133,6 +135,10 @@ def run_on_ray(address: str, records: Iterable[Record | BadRecord], writer: Resu
                 generated += record.get("completion_tokens", 0)
             if on_progress is not None:
                 on_progress(len(results), generated)
+    except BatchWriteError:                 # the output is full: nothing more can be kept
+        for future in running:
+            ray.cancel(future, force=True)
+        raise
     except (KeyboardInterrupt, WorkerFailed) as e:
         writer.flush_pending()              # every chunk that came back is written, even out of order
         for future in running:

@@ -3,17 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pygguf_cli import paths
 from pygguf.api import Llama
 from pygguf.errors import ModelError
-
-
-@pytest.fixture(scope="module")
-def smol_path():
-    path = paths.default_model_path()
-    if not path.exists():
-        pytest.skip(f"SmolLM2 not found at {path} (`{paths.FETCH_MODEL_COMMAND}` fetches it)")
-    return path
 
 
 def test_cache_types_reach_the_model_and_it_generates(smol_path):

@@ -241,7 +241,7 @@ def test_sandbox_escape_fails_cleanly_and_runs_nothing(payload, tmp_path):
 
 def test_output_bomb_is_stopped(monkeypatch):
     import pygguf.chat as chat
-    monkeypatch.setattr(chat, "MAX_RENDER_CHARS", 10_000)
+    monkeypatch.setattr(chat.limits, "MAX_TEXT", 10_000)
     bomb = "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}"
     with pytest.raises(ChatTemplateError, match="exceeds"):
         _jinja(bomb).render([U1])

@@ -120,7 +120,7 @@ def test_model_flags_reach_the_loader(model_file):
     path, kwargs = h.load_calls[0]
     assert path == model_file
     assert kwargs == {"n_ctx": 4096, "n_threads": 1, "n_batch": 32, "rope_freq_base": 1e6, "rope_freq_scale": 0.5,
-                      "type_k": "f16", "type_v": "f16"}
+                      "type_k": "f16", "type_v": "f16", "use_mmap": True, "use_mlock": False}
     assert "warning: changing RoPE frequency base to 1e+06." in result.stderr
     assert "warning: scaling RoPE frequency by 0.5." in result.stderr
 
@@ -480,7 +480,7 @@ def test_bad_value_found_while_building_params_is_one_line(model_file, monkeypat
     monkeypatch.setattr(options, "_parse_bias", refuse)
     result, h = invoke(["-m", model_file, "-l", "1+1"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: Invalid value for '-l': no good"
+    assert result.stderr.strip() == "error: invalid value for -l: no good"
     assert h.load_calls == []
 
 

@@ -31,7 +31,7 @@ def test_an_unknown_cache_type_is_a_usage_error(tmp_path):
     model.write_bytes(b"GGUF")
     result, h = invoke(["-m", model, "-p", "Hi", "-ctv", "q5_1"], Harness())
     assert result.exit_code != 0 and not h.load_calls
-    assert "Invalid value for '-ctv'" in result.stderr and "'f16', 'q8_0', 'q4_0'" in result.stderr
+    assert "error: invalid value for -ctv: " in result.stderr and "'f16', 'q8_0', 'q4_0'" in result.stderr
 
 
 def test_perplexity_passes_the_cache_types(tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def test_logit_bias_bans_the_greedy_token(llama_cpp_greedy):
 def test_bad_logit_bias_is_one_line():
     result = run_cli(["-l", "abc", "-p", "x"])
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith("error: Invalid value for '-l': invalid logit bias 'abc'")
+    assert result.stderr.strip().startswith("error: invalid value for -l: invalid logit bias 'abc'")
 
 
 def test_fixed_seed_replays_the_same_sample():

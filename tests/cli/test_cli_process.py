@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sigint import default_sigint_in_child, sigint_as
 from testpaths import TESTS
 
 SCRIPT = textwrap.dedent("""
@@ -36,8 +37,9 @@ def test_sigint_while_generating(tmp_path):
     model.write_bytes(b"GGUF")
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
-    proc = subprocess.Popen([sys.executable, str(script), "-m", str(model), "-p", "Q", "-n", "-1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with sigint_as(signal.SIG_IGN):                     # as in a backgrounded `make test`
+        proc = subprocess.Popen([sys.executable, str(script), "-m", str(model), "-p", "Q", "-n", "-1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint_in_child)
     try:
         assert proc.stdout.read(4) == b"Qaaa"             # generation is under way
         proc.send_signal(signal.SIGINT)

@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from interactive_fakes import FakeModel, FakeSampler, FakeTokenizer, ScriptedConsole
+from sigint import sigint_as
 from pygguf.chat import ChatFormatter
 from pygguf_cli.interactive import (InteractiveError, InteractiveParams, plan_session, process_escapes,
                                 prompt_from_stdin, run_interactive, split_line_controls)
@@ -161,19 +162,23 @@ def test_conversation_builtin_override():
     assert model.text() == "USER: Hi\nASSISTANT:Yo"
 
 
-def test_ctrl_c_mid_reply_closes_turn_and_continues():
+@pytest.mark.parametrize("before", [signal.default_int_handler, signal.SIG_IGN], ids=["default", "ignored"])
+def test_ctrl_c_mid_reply_closes_turn_and_continues(before):
+    """Ctrl+C stops the reply whatever SIGINT's handler was (ignored in a backgrounded job), and
+    the session puts that handler back."""
     meta = {"tokenizer.chat_template": SMOL_TEMPLATE}
 
     def interrupt_third_draw(i):
         if i == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    rc, model, sampler, con = session(["Hello", "Next", None], ["abc", "ok<|im_end|>"], metadata=meta, eot_id=4,
-                                      on_sample=interrupt_third_draw)
+    with sigint_as(before):
+        rc, model, sampler, con = session(["Hello", "Next", None], ["abc", "ok<|im_end|>"], metadata=meta,
+                                          eot_id=4, on_sample=interrupt_third_draw)
+        assert signal.getsignal(signal.SIGINT) is before
     text = model.text()
     # The reply stopped after the token sampled when Ctrl+C came; EOS closed the turn.
     assert "<|im_start|>assistant\nabc<|im_end|>\n<|im_start|>user\nNext<|im_end|>\n<|im_start|>assistant\nok" in text
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_at_prompt_exits_130():

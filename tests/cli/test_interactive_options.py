@@ -11,7 +11,8 @@ from pygguf_cli.interactive_options import interactive_options, params_from_opti
 # the keys the bundle declares
 INTERACTIVE_KEYS = ("interactive", "interactive_first", "reverse_prompt", "in_prefix", "in_suffix",
                     "in_prefix_bos", "instruct", "chatml", "conversation", "system_prompt", "chat_template",
-                    "chat_template_file", "verbose_prompt", "print_prompt", "multiline_input")
+                    "chat_template_file", "verbose_prompt", "print_prompt", "multiline_input", "system_prompt_file",
+                    "single_turn", "simple_io")
 
 # A stand-in command: the main CLI declares -r, --verbose-prompt and --color itself (options.py).
 reverse_prompt_option = click.option(

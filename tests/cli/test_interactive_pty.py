@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sigint import default_sigint_in_child, sigint_as
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -17,9 +20,11 @@ APP = Path(__file__).with_name("interactive_pty_app.py")
 
 
 def spawn(options=None, color="off"):
-    child = pexpect.spawn(sys.executable, [str(APP), json.dumps(options or {}), color],
-                          encoding="utf-8", timeout=20, dimensions=(40, 200),
-                          env={**os.environ, "TERM": "xterm", "PYTHONUNBUFFERED": "1"})
+    with sigint_as(signal.SIG_IGN):     # spawned as a backgrounded `make test` would: Ctrl+C still works
+        child = pexpect.spawn(sys.executable, [str(APP), json.dumps(options or {}), color],
+                              encoding="utf-8", timeout=20, dimensions=(40, 200),
+                              env={**os.environ, "TERM": "xterm", "PYTHONUNBUFFERED": "1"},
+                              preexec_fn=default_sigint_in_child)
     return child
 
 

@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from interactive_fakes import ScriptedConsole
 from pygguf.chat import ChatFormatter
 from pygguf_cli.interactive import InteractiveParams, run_interactive
 from pygguf_cli.paths import default_model_path
+from sigint import default_sigint_in_child, sigint_as
 
 MODEL = default_model_path()
 COMMON = ["-m", str(MODEL), "-c", "512", "-t", "2", "--temp", "0"]
@@ -51,8 +53,10 @@ def require_cli():
 
 
 def spawn(pexpect, exe, *args):
-    child = pexpect.spawn(exe, COMMON + list(args), encoding="utf-8", timeout=120, dimensions=(50, 250),
-                          env={"TERM": "xterm", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    with sigint_as(signal.SIG_IGN):     # spawned as a backgrounded `make test` would: Ctrl+C still works
+        child = pexpect.spawn(exe, COMMON + list(args), encoding="utf-8", timeout=120, dimensions=(50, 250),
+                              env={"TERM": "xterm", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                              preexec_fn=default_sigint_in_child)
     child.logfile_read = io.StringIO()      # the whole transcript, for the token dumps
     return child
 

@@ -16,7 +16,7 @@ from batch_fakes import FakeContextModel
 from pygguf_cli import paths
 from pygguf.api import Llama
 from pygguf.generation.engine import MIN_SHARED_PREFIX, Engine
-from pygguf.generation.sequence import Request
+from pygguf.generation.sequence import FinishReason, Request
 from pygguf.sampling import SamplerParams
 from pygguf_cli.batch import main as batch_cli
 
@@ -89,6 +89,38 @@ def test_a_call_after_a_batch_gets_the_text_it_gets_alone():
     first = texts([llm("free text one", **kwargs)])[0]
     llm.batch(["other words here", "free text two"], **kwargs)
     assert texts([llm("free text one", **kwargs)])[0] == first
+
+
+class SamplerBug(RuntimeError):
+    pass
+
+
+def broken_sequence(engine, prompt: str):
+    seq = engine.new_sequence(Request(engine.tokenizer.encode(prompt), n_predict=5, sampling=SamplerParams(seed=1)))
+
+    def sample(logits):
+        raise SamplerBug("a bug of this sequence's sampler")
+    seq.sampler.sample = sample
+    return seq
+
+
+def test_a_sequence_whose_sampling_raises_ends_and_the_others_go_on():
+    llm = fake_llm(3)
+    engine = llm.engine
+    ok = [engine.new_sequence(Request(engine.tokenizer.encode(p), n_predict=5, sampling=SamplerParams(seed=1)))
+          for p in ("free text one", "another free text")]
+    bad = broken_sequence(engine, "x")
+    for seq in (ok[0], bad, ok[1]):
+        assert engine.admit(seq) is not None
+    while engine.running:
+        engine.step()
+    assert bad.finish_reason is FinishReason.ERROR and isinstance(bad.error, SamplerBug)
+    alone = fake_llm(1)
+    for seq, prompt in zip(ok, ("free text one", "another free text")):
+        assert len(seq.tokens) == 5
+        assert seq.text == alone(prompt, max_tokens=5, seed=1)["choices"][0]["text"]
+    with pytest.raises(SamplerBug):                     # one sequence driven alone (the API): its error raises
+        list(engine.stream(broken_sequence(engine, "x")))
 
 
 def test_cli_parallel_gives_the_same_results(tmp_path):

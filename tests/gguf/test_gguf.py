@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pygguf_cli import paths
+from testpaths import shown
 from pygguf.gguf import (GGUFError, GGUFReader, GGUFTruncatedError, GGUFUnsupportedError,
                          GGUFValueType as VT, GGUFWriter, type_name)
 from pygguf.gguf.types import by_name
@@ -186,7 +187,7 @@ def test_writer_custom_alignment_and_lazy_tensors(tmp_path):
 def test_tiny_tensor_hashes_match_llama_cpp_record():
     shared = paths.shared_dir()
     if shared is None:
-        pytest.skip("/work/shared (../shared) is absent: no llama.cpp reference data")
+        pytest.skip("../shared is absent: no llama.cpp reference data")
     import json
     record = json.loads((shared / "ref" / "tiny" / "quant_tensors_tiny_codellama.json").read_text())
     checked = 0
@@ -210,11 +211,11 @@ def test_rewriting_llama_cpp_files_is_byte_identical(tmp_path):
     """Our writer lays files out exactly as gguf-py (F16) and llama.cpp (quantized) do."""
     shared = paths.shared_dir()
     if shared is None:
-        pytest.skip("/work/shared (../shared) is absent")
+        pytest.skip("../shared is absent")
     for name in ("tiny-codellama-F16.gguf", "tiny-codellama-Q4_0.gguf"):
         src = shared / "ref" / "tiny" / name
         if not src.exists():
-            pytest.skip(f"{src} is absent")
+            pytest.skip(f"{shown(src)} is absent")
         dst = tmp_path / name
         _rewrite(src, dst)
         assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest(), name

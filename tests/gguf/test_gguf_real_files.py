@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pygguf_cli import paths
+from testpaths import shown
 from gguf_oracle import assert_same_as_oracle
 
 pytest.importorskip("gguf", reason="the gguf PyPI package is the test oracle")
@@ -22,7 +23,7 @@ def _real_files():
 @pytest.mark.parametrize("path", _real_files(), ids=lambda p: p.name)
 def test_real_file_matches_gguf_oracle(path):
     if not path.exists():
-        pytest.skip(f"{path} is absent (run `{paths.FETCH_MODEL_COMMAND}`)")
+        pytest.skip(f"{shown(path)} is absent (run `{paths.FETCH_MODEL_COMMAND}`)")
     assert assert_same_as_oracle(path) > 0
 
 

@@ -84,3 +84,48 @@ def test_fuzz_str_input():
             check_well_formed(parse(text))
         except GrammarError:
             pass
+
+
+# --- Hypothesis: the same property, inputs it draws and shrinks -------------------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings   # noqa: E402
+from hypothesis import strategies as st               # noqa: E402
+
+PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+GBNF_PIECES = ["root", " ::= ", "::=", "a", "b", " ", "\n", "|", "(", ")", "[", "]", "[^", "-", "*", "+", "?",
+               "{", "}", ",", "0", "2", "9", "{2,3}", "{0,}", '"', '"x"', "\\", "\\x", "\\u00", "\\U0001F600",
+               "\\n", ".", "#", "<[0]>", "!<[1]>", "<", ">", "!", "é", "😀", "\udc80", "\0"]
+
+
+def parses_or_refuses(data) -> None:
+    try:
+        g = parse(data)
+    except GrammarError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        check_well_formed(g)
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(GBNF_PIECES), max_size=40).map("".join))
+def test_property_gbnf_pieces(text):
+    parses_or_refuses("root ::= " + text)
+
+
+@PROPERTY
+@given(st.text(max_size=120))
+def test_property_any_text(text):
+    parses_or_refuses(text)
+
+
+@PROPERTY
+@given(st.binary(max_size=120))
+def test_property_any_bytes(data):
+    parses_or_refuses(data)
+
+
+@PROPERTY
+@given(st.randoms(use_true_random=False))
+def test_property_random_grammars(rng):
+    # grammar_fuzz's generator, driven (and shrunk) by Hypothesis
+    parses_or_refuses(grammar_fuzz.random_grammar(rng))

@@ -15,6 +15,7 @@ import pytest
 from pygguf.model import kernels
 
 from pygguf_cli import paths
+from testpaths import shown
 from pygguf.gguf.types import by_name
 
 CHECKED_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
@@ -36,7 +37,7 @@ def reference():
     tiny = shared / "ref" / "tiny"
     table, f16 = tiny / "quant_tensors_tiny_codellama.json", tiny / "tiny-codellama-F16.gguf"
     if not table.is_file() or not f16.is_file():
-        pytest.skip(f"{table} or {f16} is missing")
+        pytest.skip(f"{shown(table)} or {shown(f16)} is missing")
     from gguf import GGUFReader
     reader = GGUFReader(str(f16))
     values = {t.name: np.asarray(t.data) for t in reader.tensors}

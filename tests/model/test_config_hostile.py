@@ -45,3 +45,44 @@ def test_bad_metadata_is_a_model_error(arch, keys):
 def test_good_metadata_still_loads():
     c = Config.from_metadata(_md("gemma2"))
     assert c.n_layer == 2 and math.isclose(c.attn_scale, 1 / 4)
+
+
+# issue 18: values of the wrong type (vocab_size as a string: ValueError on main), or not finite
+def _llama_md(**changes):
+    md = {"general.architecture": "llama", "llama.embedding_length": 64, "llama.attention.head_count": 4,
+          "llama.block_count": 2, "llama.feed_forward_length": 128, "llama.vocab_size": 320}
+    md.update({k.replace("__", "."): v for k, v in changes.items()})
+    return md
+
+
+@pytest.mark.parametrize("change", [
+    {"llama__vocab_size": "\udcff\udcfe"},         # main: ValueError from int()
+    {"llama__vocab_size": "320"},                  # a number spelled as a string is still the wrong type
+    {"llama__vocab_size": [320]},                  # main: TypeError
+    {"llama__vocab_size": 2.5},
+    {"llama__vocab_size": True},
+    {"llama__block_count": "2"},
+    {"llama__rope__freq_base": "1e4"},
+    {"llama__attention__layer_norm_rms_epsilon": float("nan")},
+    {"llama__rope__freq_base": float("inf")},
+    {"llama__vocab_size": "x" * 10**6},
+])
+def test_mistyped_hyper_parameters_are_a_model_error(change):
+    with pytest.raises(ModelError) as e:
+        Config.from_metadata(_llama_md(**change))
+    assert len(str(e.value)) < 300
+
+
+@pytest.mark.parametrize("value", [2**31, 2**32 - 1, 2**63])
+def test_a_context_length_past_int32_names_the_key(value):
+    # issue 18: OverflowError on its way to C, shown as "BufferError: cannot close exported pointers exist"
+    with pytest.raises(ModelError, match=r"llama\.context_length .* is outside 0\.\.2147483647"):
+        Config.from_metadata(_llama_md(llama__context_length=value))
+
+
+@pytest.mark.parametrize("arch", [["llama"], 7, None, b"llama", "x" * 10**6])
+def test_an_architecture_that_is_not_a_known_name(arch):
+    # main: TypeError (unhashable list) for an array
+    with pytest.raises(ModelError, match="unsupported architecture") as e:
+        Config.from_metadata({**_llama_md(), "general.architecture": arch})
+    assert len(str(e.value)) < 300

@@ -51,21 +51,23 @@ def test_at_least_256_positions_even_without_room():
 
 def test_an_explicit_context_that_cannot_fit_is_refused_naming_c():
     per_pos = CacheShape(**CODELLAMA_13B).bytes_per_position()
-    check_context(16384, 1, per_pos, 7 * GiB, 20 * GiB)
+    check_context(16384, 1, per_pos, 7 * GiB, 20 * GiB)             # 12.5 + 7 + 0.5: just fits
     check_context(16384, 1, per_pos, 7 * GiB, None)
-    with pytest.raises(ModelError, match=r"^-c 16384 needs 12\.5 GiB of KV cache and 7\.0 GiB of weights, 16\.0 GiB "
-                                         r"of memory available: use a smaller -c \(0 picks one that fits\) or a "
-                                         r"quantized cache \(-ctk q8_0 -ctv q8_0 halves it\)$"):
+    with pytest.raises(ModelError, match=r"^n_ctx=16384 needs 12\.5 GiB of KV cache \(f16\), 7\.0 GiB of weights "
+                                         r"and 0\.5 GiB for the rest of the run but only 16\.0 GiB of memory is "
+                                         r"available: use a smaller context \(0 picks one that fits\) or a "
+                                         r"quantized KV cache \(q8_0 halves it\)$") as info:
         check_context(16384, 1, per_pos, 7 * GiB, 16 * GiB)
-    with pytest.raises(ModelError, match=r"^-c 8192 x 2 sequences needs 12\.5 GiB"):
+    assert info.value.naming("-c").startswith("-c 16384 needs 12.5 GiB of KV cache (f16)")     # the CLI's flag
+    with pytest.raises(ModelError, match=r"^n_ctx=8192 x 2 sequences needs 12\.5 GiB"):
         check_context(8192, 2, per_pos, 7 * GiB, 16 * GiB)
 
 
 def test_model_refuses_before_allocating(monkeypatch):
     config = tiny_config()
     tensors, _ = encode(random_weights(config, seed=1), by_name("F32"), config)
-    monkeypatch.setattr(kv_cache, "available_memory", lambda: 64 << 20)
-    with pytest.raises(ModelError, match=r"^-c 1000000 needs 1\.0 GiB of KV cache"):
+    monkeypatch.setattr(kv_cache, "available_memory", lambda: 576 << 20)     # the run's 512 MiB and 64
+    with pytest.raises(ModelError, match=r"^n_ctx=1000000 needs 1\.0 GiB of KV cache \(f16\)"):
         Model.from_tensors(config, tensors, n_ctx=1_000_000)           # 1 KiB per position
     with Model.from_tensors(config, tensors, n_ctx=64, type_k="q4_0") as m:
         assert m.n_ctx == 64
@@ -76,3 +78,43 @@ def test_cache_type_names_and_ids():
         ["f16", "q8_0", "q4_0", "f16", "q8_0", "q4_0", "f16"]
     with pytest.raises(ModelError, match="type_k='bf16' is not a KV cache type"):
         kv_cache.cache_type("bf16")
+
+
+# ---- the memory there is: /proc/meminfo and the cgroup's limit --------------------------------------
+
+def fake_system(root, meminfo_kib: int, cgroup: str, files: dict[str, str]):
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {meminfo_kib} kB\n")
+    (root / "proc/self/cgroup").write_text(cgroup)
+    for name, text in files.items():
+        path = root / "sys/fs/cgroup" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_available_memory_is_lowered_to_a_cgroup_v2_limit(tmp_path):
+    """A container's limit, which /proc/meminfo does not show: a context sized to the host was
+    accepted and its cache killed the process when it filled."""
+    fake_system(tmp_path, 16 * 1024 * 1024, "0::/box/job\n", {
+        "box/memory.max": str(6 * GiB), "box/memory.current": str(3 * GiB), "box/memory.stat": "anon 1\n",
+        "box/job/memory.max": "max", "box/job/memory.current": str(2 * GiB),
+        "box/job/memory.stat": f"anon 5\ninactive_file {GiB}\n"})
+    assert kv_cache.available_memory(tmp_path) == 3 * GiB            # the parent's room, the least
+    (tmp_path / "sys/fs/cgroup/box/job/memory.max").write_text(str(2 * GiB + GiB // 2))
+    assert kv_cache.available_memory(tmp_path) == GiB + GiB // 2      # inactive page cache counts as free
+
+
+def test_available_memory_reads_a_cgroup_v1_limit(tmp_path):
+    fake_system(tmp_path, 16 * 1024 * 1024, "4:memory:/docker/abc\n2:cpu:/docker/abc\n", {
+        "memory/memory.limit_in_bytes": str(4 * GiB), "memory/memory.usage_in_bytes": str(GiB),
+        "memory/memory.stat": "total_inactive_file 0\n"})
+    assert kv_cache.available_memory(tmp_path) == 3 * GiB            # the container's own view (mount root)
+
+
+def test_available_memory_without_limits_is_meminfo(tmp_path):
+    fake_system(tmp_path, 1024, "0::/\n", {"memory.max": "max", "memory.current": "5"})
+    assert kv_cache.available_memory(tmp_path) == 1024 * 1024
+    fake_system(tmp_path / "v1", 1024, "4:memory:/\n", {"memory/memory.limit_in_bytes": str(1 << 63 - 1),
+                                                          "memory/memory.usage_in_bytes": "5"})
+    assert kv_cache.available_memory(tmp_path / "v1") == 1024 * 1024
+    assert kv_cache.available_memory(tmp_path / "nothing") is None

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from pygguf.errors import NonFiniteLogits
 from pygguf._native import ffi, lib
 from pygguf.sampling.fast import plan_steps
 from pygguf.sampling.rng import Mt19937
@@ -223,16 +224,18 @@ def test_greedy_first_maximum_with_bias_and_penalties():
 
 
 # --- the C chain declines (NaN, nothing finite) and Python decides ----------------------------------
-def test_nan_logits_are_left_to_the_python_chain():
+def test_nan_logits_are_refused_before_either_chain():
+    # (main sampled around the NaNs in the Python chain; now a NaN is a NonFiniteLogits)
     rng = np.random.default_rng(6)
     for n_vocab, params in ((49152, SamplerParams(seed=3)), (500, SamplerParams(top_k=0, seed=3)),
                             (500, SamplerParams(temp=0.0, seed=3))):
         x = logits_rows(rng, n_vocab, 1, "gauss")[0]
         x[rng.integers(0, n_vocab, 3)] = np.nan
         fast, ref = pair(params, n_vocab)
-        with np.errstate(invalid="ignore"):
-            assert fast.sample(x) == ref.sample(x)
-        assert fast._fast.declined == 1 and fast._fast.answered == 0
+        for s in (fast, ref):
+            with pytest.raises(NonFiniteLogits):
+                s.sample(x)
+        assert fast._fast.declined == 0 and fast._fast.answered == 0
         assert same_rng_state(fast, ref)
 
 
@@ -247,10 +250,19 @@ def test_everything_banned_raises_the_reference_error():
 
 
 # --- what the C chain covers, and its checks -------------------------------------------------------
+def unchecked(**values) -> SamplerParams:
+    """Params with fields set after construction, past SamplerParams' checks (plan_steps guards
+    against NaN on its own)."""
+    params = SamplerParams()
+    for name, value in values.items():
+        setattr(params, name, value)
+    return params
+
+
 @pytest.mark.parametrize("params", [
     SamplerParams(dry_multiplier=0.8), SamplerParams(typical_p=0.9), SamplerParams(xtc_probability=0.5),
     SamplerParams(top_n_sigma=1.0), SamplerParams(dynatemp_range=0.5), SamplerParams(mirostat=2),
-    SamplerParams(temp=float("nan")), SamplerParams(top_p=float("nan")),
+    unchecked(temp=float("nan")), unchecked(top_p=float("nan")),
 ])
 def test_uncovered_configurations_stay_in_python(params):
     order = parse_samplers(params.samplers)

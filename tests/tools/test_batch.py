@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from batch_fakes import FakeContextModel
+from batch_fakes import CRASH_PROMPT, NAN_PROMPT, FaultyModel
 from pygguf_cli import paths
 from pygguf.api import Llama
 from pygguf.tools.batch import BadRecord, Record, ResultWriter, completed_ids, parse_record, read_records
@@ -28,14 +29,15 @@ REPLIES = {"Greet:": "Hello world STOP! more", "Accent:": "caf\u00e9 na\u00efve 
 class Harness:
     """Builds the fake model the CLI loads; `interrupt_after` raises KeyboardInterrupt at that eval."""
 
-    def __init__(self, n_ctx: int = 128, interrupt_after: int | None = None):
+    def __init__(self, n_ctx: int = 128, interrupt_after: int | None = None, chat_template: str | None = None):
         self.n_ctx = n_ctx
         self.interrupt_after = interrupt_after
+        self.metadata = {"tokenizer.chat_template": chat_template} if chat_template else None
         self.loaded: list[tuple] = []
 
     def load(self, options):
         self.loaded.append(options)
-        model = FakeContextModel(REPLIES, n_ctx=self.n_ctx, n_seq=options.parallel)
+        model = FaultyModel(REPLIES, n_ctx=self.n_ctx, n_seq=options.parallel, metadata=self.metadata)
         if self.interrupt_after is not None:
             calls, real_decode = [0], model.decode
 
@@ -92,7 +94,7 @@ RECORDS = [
 def test_bad_records_say_why(line, error):
     record = parse_record(0, 4, line)
     assert isinstance(record, BadRecord) and error in record.error
-    assert record.id in ("x", 4)
+    assert record.id in ("x", None) and record.line == 4          # a line number is never an id
 
 
 def test_plain_text_input_ids_are_line_numbers(tmp_path):
@@ -119,11 +121,13 @@ def test_ordered_writer_flushes_every_finished_prefix():
     assert len(unordered) == 1
 
 
-def test_resume_ids_cut_a_torn_last_line(tmp_path):
+def test_resume_ids_move_a_torn_last_line_aside(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_bytes(b'{"id": "a", "text": "x"}\n{"id": 2, "error": "e"}\n{"id": "c", "te')
-    assert completed_ids(str(out)) == {'"a"', "2"}
-    assert out.read_bytes().endswith(b'"e"}\n')
+    out.write_bytes(b'{"id": "a", "text": "x"}\n{"id": 2, "line": 2, "error": "e"}\n{"id": "c", "te')
+    assert completed_ids(str(out)) == {'"a"'}                 # an error line is not done: it is retried
+    assert out.read_bytes() == b'{"id": "a", "text": "x"}\n'
+    assert (tmp_path / "out.jsonl.damaged").read_bytes() == b'{"id": "c", "te\n'
+
 
 
 # ---- the command on the fake model ---------------------------------------------------------
@@ -135,7 +139,8 @@ def test_results_in_input_order_with_error_records(tmp_path):
     result = run_cli(["-i", inp, "-o", out, "-n", "8", "--logprobs", "2"])
     assert result.exit_code == 1, result.output
     got = read_results(out)
-    assert [r["id"] for r in got] == ["g", 7, 3, "long", "a", "chat", "g"]
+    assert [r.get("id") for r in got] == ["g", 7, None, "long", "a", "chat", "g"]
+    assert [r.get("line") for r in got if "error" in r] == [3, 4, 7]
     by_id = {r["id"]: r for r in got[:2]}
     assert by_id["g"]["text"] == "Hello world STOP" and by_id["g"]["finish_reason"] == "stop"
     assert by_id[7]["finish_reason"] == "length" and by_id[7]["completion_tokens"] == 5 == len(by_id[7]["tokens"])
@@ -207,6 +212,72 @@ def test_cache_types_are_run_wide_options_of_the_loaded_model(tmp_path):
     bad = run_cli(["-i", inp, "-ctv", "q5_0"], harness)
     assert bad.exit_code == 2 and "'q5_0' is not one of 'f16', 'q8_0', 'q4_0'" in bad.output
     assert len(harness.loaded) == 2
+
+
+# ---- one record's failure is that record's line -----------------------------------------------
+
+HOSTILE = [     # (record without an id, what its error line says; None: a result or any error, as the sampler
+                #  decides): each one killed a whole run, and every --resume
+    ({"prompt": "a", "temperature": 1e-45, "seed": 1}, None),                # 1/temp overflows to inf
+    ('{"prompt": "a", "top_k": -1e30}', "bad parameter top_k"),
+    ('{"prompt": "a", "n_predict": ' + "9" * 5000 + "}", "invalid JSON"),    # int(): over 4,300 digits
+    ('{"prompt": "\\ud800 lone"}', "prompt: not valid Unicode text (a lone surrogate U+D800"),
+    ('{"messages": [{"role": "user", "content": "x\\udfff"}]}', "messages[0].content: not valid Unicode"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "ZeroDivisionError"),      # the template divides by 0
+    ({"prompt": NAN_PROMPT, "n_predict": 8, "seed": 1}, None),                         # logits turn NaN while decoding
+    ({"prompt": CRASH_PROMPT, "n_predict": 8, "seed": 1}, "decoding: EngineFault"),    # the forward pass raises
+]
+DIVIDING_TEMPLATE = "{{ 1 // (messages|length - 1) }}{{ messages[0].content }}"
+
+
+def hostile_input(tmp_path):
+    """A good record between every two hostile ones (some of them ids of the lines' numbers)."""
+    lines = []
+    for i, (record, _) in enumerate(HOSTILE):
+        lines.append({"id": 100 + i, "prompt": f"good record {i}", "n_predict": 6, "seed": i})
+        lines.append(record if isinstance(record, str) else json.dumps(record))
+    lines.append({"id": "last", "prompt": "the last one", "n_predict": 6, "seed": 99})
+    return write_jsonl(tmp_path / "in.jsonl", lines)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_hostile_record_is_its_own_error_line_and_the_run_goes_on(tmp_path, parallel):
+    inp = hostile_input(tmp_path)
+    out = tmp_path / "out.jsonl"
+    result = run_cli(["-i", inp, "-o", out, "--parallel", parallel], Harness(chat_template=DIVIDING_TEMPLATE))
+    assert result.exit_code == 1, result.output
+    assert f" of {2 * len(HOSTILE) + 1} records failed" in result.stderr
+    got = read_results(out)
+    assert len(got) == 2 * len(HOSTILE) + 1                             # one line per input line, in order
+    for i, (_, said) in enumerate(HOSTILE):
+        good, bad = got[2 * i], got[2 * i + 1]
+        assert good["id"] == 100 + i and good["completion_tokens"] == 6, good
+        assert bad.get("id", bad.get("line")) == 2 * i + 2      # a good record without an id: its line number
+        if said is not None or "error" in bad:
+            assert set(bad) <= {"id", "line", "error"} and bad["line"] == 2 * i + 2, bad
+            assert (said or "") in bad["error"] and "\n" not in bad["error"] and len(bad["error"]) <= 400, bad
+    assert got[-1]["id"] == "last" and "text" in got[-1]
+    alone = tmp_path / "good.jsonl"                                     # the good ones' text is their own
+    good_only = [json.loads(x) for x in Path(inp).read_text().splitlines() if x.startswith('{"id"')]
+    run_cli(["-i", write_jsonl(tmp_path / "good_in.jsonl", good_only), "-o", alone])
+    assert [r["text"] for r in got if r.get("id") in (*range(100, 100 + len(HOSTILE)), "last")] == \
+        [r["text"] for r in read_results(alone)]
+
+
+def test_bad_lines_never_take_a_real_records_id_even_killed_and_resumed(tmp_path):
+    """line 1 is bad; record 1 (on line 3) is real. --unordered writes the bad line's error first;
+    killed there, --resume must still run record 1."""
+    inp = write_jsonl(tmp_path / "in.jsonl", ["{oops", {"id": "x", "prompt": "free text", "n_predict": 3},
+                                              {"id": 1, "prompt": "Greet:"}])
+    out = tmp_path / "out.jsonl"
+    cut = run_cli(["-i", inp, "-o", out, "--unordered"], Harness(interrupt_after=0))
+    assert cut.exit_code == 130
+    assert read_results(out) == [{"line": 1, "error": read_results(out)[0]["error"]}]   # no "id": 1
+    done = run_cli(["-i", inp, "-o", out, "--resume"])
+    got = read_results(out)
+    assert sorted(map(str, (r.get("id") for r in got))) == ["1", "None", "x"], got
+    assert next(r for r in got if r.get("id") == 1)["text"] == "Hello world STOP! more"
+    assert done.exit_code == 1 and "0 records done (skipped), 1 error records retried" in done.stderr
 
 
 # ---- the real model, the installed command -------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pygguf_cli import paths
+from testpaths import shown
 from pygguf.tools.quant_mix import (FILE_TYPES, ModelInfo, QuantMixError, allows_quantization, choose_types,
                               effective_n_dims, file_type, llama_tensor_order)
 from pygguf.gguf.types import by_name
@@ -17,10 +18,10 @@ F16, F32 = by_name("F16"), by_name("F32")
 def _record():
     shared = paths.shared_dir()
     if shared is None:
-        pytest.skip("/work/shared (../shared) is absent: no llama-quantize reference choices")
+        pytest.skip("../shared is absent: no llama-quantize reference choices")
     path = shared / "ref" / "tiny" / "quant_tensors_tiny_codellama.json"
     if not path.exists():
-        pytest.skip(f"{path} is absent")
+        pytest.skip(f"{shown(path)} is absent")
     return json.loads(path.read_text())
 
 

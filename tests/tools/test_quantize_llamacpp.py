@@ -14,6 +14,7 @@ import pytest
 from pygguf.model import kernels
 
 from pygguf_cli import paths
+from testpaths import shown
 from pygguf.gguf import GGUFReader
 from pygguf.model.kernels import KernelError
 from pygguf.tools.quant_mix import FILE_TYPES
@@ -57,10 +58,10 @@ def cached_kernels():
 def _tiny():
     shared = paths.shared_dir()
     if shared is None:
-        pytest.skip("/work/shared (../shared) is absent: no llama-quantize reference files")
+        pytest.skip("../shared is absent: no llama-quantize reference files")
     src = shared / "ref" / "tiny" / "tiny-codellama-F16.gguf"
     if not src.exists():
-        pytest.skip(f"{src} is absent")
+        pytest.skip(f"{shown(src)} is absent")
     record = json.loads((shared / "ref" / "tiny" / "quant_tensors_tiny_codellama.json").read_text())
     return src, record
 

@@ -4,24 +4,17 @@ Two kinds of template:
 - the Jinja template stored in the GGUF (`tokenizer.chat_template`), rendered in a SANDBOX because
   it comes from an untrusted file (rendering one unsandboxed was a remote-code-execution bug in
   llama-cpp-python): any attempt to reach Python internals raises `ChatTemplateError` before
-  anything runs;
+  anything runs, and sizes and time are limited inside it (pygguf/chat/sandbox.py, limits.py);
 - built-in formats selectable by name, with llama.cpp's names and output (`--chat-template NAME`),
   plus llama.cpp's substring heuristics that recognise a built-in from a template's text.
 """
 from __future__ import annotations
 
-import datetime
-import json
-import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-import jinja2
-import jinja2.ext
-import jinja2.nodes
-from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from pygguf.chat.limits import TemplateLimitError  # noqa: F401  (re-exported)
+from pygguf.chat.sandbox import compile_template, make_environment, render_template  # noqa: F401
 from pygguf.errors import ChatTemplateError, TemplateRewritesHistory  # noqa: F401  (re-exported)
 
 Message = Mapping[str, str]
@@ -212,77 +205,6 @@ def detect_builtin(template: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The Jinja sandbox.
-
-class _StrictSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, but touching a blocked attribute raises at once instead of yielding
-    an Undefined that a template could silently test (`{% if x.__class__ %}`)."""
-
-    def unsafe_undefined(self, obj, attribute):
-        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} "
-                            "object is unsafe")
-
-
-class _GenerationTag(jinja2.ext.Extension):
-    """`{% generation %}...{% endgeneration %}` (HF's assistant-mask marker): renders its body."""
-    tags = {"generation"}
-
-    def parse(self, parser):
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.Scope(body, lineno=lineno)
-
-
-def _raise_exception(message: str):
-    raise ChatTemplateError(f"chat template raised: {message}")
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.datetime.now().strftime(fmt)
-
-
-def _tojson(value, indent=None, separators=None, sort_keys=False, ensure_ascii=False):
-    # HF's tojson: plain json.dumps, without jinja's HTML escaping.
-    return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys,
-                      ensure_ascii=ensure_ascii)
-
-
-def make_environment() -> ImmutableSandboxedEnvironment:
-    env = _StrictSandbox(trim_blocks=True, lstrip_blocks=True,
-                         extensions=[jinja2.ext.loopcontrols, _GenerationTag])
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    return env
-
-
-def compile_template(text: str) -> jinja2.Template:
-    try:
-        return make_environment().from_string(text)
-    except TemplateError as exc:
-        raise ChatTemplateError(f"chat template does not compile: {exc}") from exc
-
-
-MAX_RENDER_CHARS = 16 << 20      # far above any context's worth of text
-MAX_RENDER_SECONDS = 10.0
-
-
-def _bounded_render(template: jinja2.Template, context: dict) -> str:
-    """Render, but stop a hostile template that loops to exhaust memory or time (checked as
-    output is produced)."""
-    chunks, size = [], 0
-    deadline = time.monotonic() + MAX_RENDER_SECONDS
-    for chunk in template.generate(**context):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_RENDER_CHARS:
-            raise ChatTemplateError(f"chat template output exceeds {MAX_RENDER_CHARS} characters")
-        if time.monotonic() > deadline:
-            raise ChatTemplateError(f"chat template took more than {MAX_RENDER_SECONDS:g} s to render")
-    return "".join(chunks)
-
-
-# ---------------------------------------------------------------------------------------------
 
 def _token_text(metadata: Mapping[str, object], key: str) -> str:
     tokens = metadata.get("tokenizer.ggml.tokens")
@@ -354,15 +276,7 @@ class ChatFormatter:
             return BUILTIN_FORMATS[self.builtin](checked, add_generation_prompt)
         context = dict(self.special_tokens or {})
         context.update(messages=checked, add_generation_prompt=add_generation_prompt)
-        try:
-            return _bounded_render(self._template, context)
-        except ChatTemplateError:
-            raise
-        except SecurityError as exc:
-            raise ChatTemplateError(f"chat template tried to escape the sandbox: {exc}") from exc
-        except (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError,
-                OverflowError, RecursionError) as exc:
-            raise ChatTemplateError(f"chat template failed to render: {type(exc).__name__}: {exc}") from exc
+        return render_template(self._template, context)
 
     def format_single(self, past: Sequence[Message], new: Message, add_generation_prompt: bool = True,
                       generated_end: str | None = None) -> str:
