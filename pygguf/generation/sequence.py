@@ -146,7 +146,7 @@ class Sequence:
         self._check_input = False
         if self._budget_spent():
             return self.finish(FinishReason.LENGTH)
-        check_model_logits(logits)              # a NaN, inf or -inf from the model: NonFiniteLogits
+        check_model_logits(logits)              # a -inf from the model (NaN, +inf: the sampler): NonFiniteLogits
         lp = log_softmax(logits) if self.request.logprobs is not None else None
         try:
             token = self.sample(logits)

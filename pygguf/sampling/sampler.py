@@ -55,13 +55,13 @@ def check_finite(logits: np.ndarray) -> None:
 
 
 def check_model_logits(logits: np.ndarray) -> None:
-    """NonFiniteLogits unless every logit a model gave is finite: -inf too, which a caller may
-    set to ban a token but a model never computes (a -inf scale in its weights does). Two
-    reductions, no temporary array."""
-    if float(logits.min()) == -math.inf:
+    """NonFiniteLogits for a -inf in a model's logits, which a caller may set to ban a token but a
+    model never computes (a -inf scale in its weights does). One reduction, no temporary array:
+    NaN and +inf are left to Sampler.sample's check_finite, which every sampled row goes through."""
+    low = float(logits.min())
+    if low == -math.inf:
         raise NonFiniteLogits("the model's logits hold -inf (a corrupt weight in the model, or a setting that "
                               "overflows): nothing can be sampled")
-    check_finite(logits)                     # NaN, +inf
 
 
 class GrammarDeadEnd(SamplerError):
