@@ -29,7 +29,7 @@ import numpy as np
 
 from pygguf.model import kernels
 from pygguf._native import ffi, lib
-from pygguf.gguf.types import WEIGHT_TYPES, QuantType, by_name
+from pygguf.gguf.types import QuantType, by_name
 
 # (rows, cols) of the matrices a decode step multiplies by, per model: q, k/v, o, gate/up, down,
 # output (32000-token vocabulary). TinyLlama-1.1B has 4 KV heads (k/v 256 rows); LLaMA 7B/13B

@@ -14,7 +14,6 @@ a test; `make bench` runs it on SmolLM2 only (the 7B file costs minutes of prefi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time

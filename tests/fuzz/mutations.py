@@ -12,8 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .layout import (
-    ARRAY, SCALAR_FORMATS, SCALAR_SIZES, STRING, Layout, Tensor, build, decode_array, encode_array,
-    encode_scalar, encode_string,
+    ARRAY, SCALAR_FORMATS, STRING, Layout, build, decode_array, encode_array, encode_string,
 )
 
 U32, I32, F32, U64, I64, F64, BOOL = 4, 5, 6, 10, 11, 12, 7

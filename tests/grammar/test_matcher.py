@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handbuilt import (ALT, CHAR, CHAR_ALT, CHAR_ANY, CHAR_NOT, CHAR_RNG_UPPER, END, RULE_REF, TOKEN, TOKEN_NOT,
+from handbuilt import (ALT, CHAR, CHAR_ALT, CHAR_ANY, CHAR_NOT, CHAR_RNG_UPPER, END, RULE_REF, TOKEN,
                        Alt, Any, Builder, Lit, Opt, Plus, Ref, Seq, Star, Tok, chars, json_grammar, raw)
 from oracle import OracleGrammar
 from pygguf.errors import GrammarError

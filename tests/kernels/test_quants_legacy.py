@@ -303,7 +303,7 @@ def test_q5_extreme_quants_do_not_overflow(isa, name):
     """Every weight quant 31 (all 5th bits set) against activations +-127: the largest int16
     partial sums the x86 kernels form (8 products of 31*127); d = 1 so the dots are exact."""
     require_isa(isa)
-    qt, act = by_name(name), by_name(by_name(name).act_name)
+    qt = by_name(name)
     n, rows = 64, 9
     one = np.array([1.0], np.float16).view(np.uint8)
     head = [one, np.zeros(2, np.uint8)] if name == "Q5_1" else [one]   # d (, m = 0)

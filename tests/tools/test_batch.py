@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from batch_fakes import CRASH_PROMPT, NAN_PROMPT, FaultyModel
 from pygguf_cli import paths
 from pygguf.api import Llama
-from pygguf.tools.batch import BadRecord, Record, ResultWriter, completed_ids, parse_record, read_records
+from pygguf.tools.batch import BadRecord, ResultWriter, completed_ids, parse_record, read_records
 from pygguf.tools.distributed import ModelOptions
 from pygguf_cli.batch import main as batch_cli
 
