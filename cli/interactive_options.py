@@ -13,19 +13,14 @@ import click
 
 from pygguf_cli.console import TerminalConsole, color_enabled
 from pygguf_cli.interactive import InteractiveParams, SessionPlan, plan_session, process_escapes
-from pygguf_cli.streams import MAX_PROMPT_BYTES, InputTooLong, read_file_capped, stdin_is_terminal
+from pygguf_cli.options import read_option_file, without_final_newline
+from pygguf_cli.streams import MAX_PROMPT_BYTES, read_file_capped, stdin_is_terminal
 
 def _read_system_prompt_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> str | None:
     """-sysf FILE: the file's text, one trailing newline dropped (as llama.cpp does)."""
     if path is None:
         return None
-    try:
-        text = read_file_capped(path, MAX_PROMPT_BYTES, f"the system prompt file {str(path)!r}").decode("utf-8")
-    except InputTooLong as e:                   # -sysf /dev/zero
-        raise click.BadParameter(str(e)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
-    return text[:-1] if text.endswith("\n") else text
+    return without_final_newline(read_option_file(path, f"the system prompt file {str(path)!r}"))
 
 
 _OPTIONS = [

@@ -241,13 +241,23 @@ def _build_sampling(values: dict) -> dict:
     return given
 
 
-def _read_text(path: Path, flag: str) -> str:
+def read_option_file(path: Path, what: str, flag: str | None = None, errors: str = "strict") -> str:
+    """The text of a file an option names (-f, -sysf, --grammar-file, -jf), at most MAX_PROMPT_BYTES
+    (`-f /dev/zero` is refused, not read until memory runs out); a file that cannot be read is a
+    click.BadParameter naming it (flag: the option to name, when Click cannot tell which)."""
+    hint = f"'{flag}'" if flag else None
     try:
-        return read_file_capped(path, MAX_PROMPT_BYTES, f"{str(path)!r}").decode("utf-8")
+        return read_file_capped(path, MAX_PROMPT_BYTES, what).decode("utf-8", errors=errors)
     except InputTooLong as e:
-        raise click.BadParameter(str(e), param_hint=f"'{flag}'") from None
+        raise click.BadParameter(str(e), param_hint=hint) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}", param_hint=f"'{flag}'") from None
+        raise click.BadParameter(f"cannot read {str(path)!r}: {getattr(e, 'strerror', None) or e}",
+                                 param_hint=hint) from None
+
+
+def without_final_newline(text: str) -> str:
+    """What llama.cpp reads from -f and -sysf: the file's text, one trailing newline dropped."""
+    return text[:-1] if text.endswith("\n") else text
 
 
 def grammar_from_options(grammar, grammar_file, json_schema, json_schema_file) -> str:
@@ -263,7 +273,7 @@ def grammar_from_options(grammar, grammar_file, json_schema, json_schema_file) -
     from pygguf.errors import PyggufError
     from pygguf.grammar.constraint import grammar_of
     from pygguf.grammar.gbnf import parse
-    text = _read_text(value, flag) if flag in ("--grammar-file", "-jf") else value
+    text = read_option_file(value, f"{str(value)!r}", flag) if flag in ("--grammar-file", "-jf") else value
     try:
         grammar = grammar_of(grammar=text) if flag.startswith("--grammar") else grammar_of(json_schema=text)
         parse(grammar)
@@ -286,16 +296,8 @@ sampling_options = _bundle("sampling", _SAMPLING_OPTIONS, _build_sampling)
 # ---- generation -------------------------------------------------------------------------------
 
 def read_prompt_file(path: Path) -> str:
-    """The file's text with one trailing newline removed, as llama.cpp's -f does; at most
-    MAX_PROMPT_BYTES (`-f /dev/zero` is refused, not read until memory runs out)."""
-    try:
-        data = read_file_capped(path, MAX_PROMPT_BYTES, f"the prompt file {str(path)!r}")
-    except InputTooLong as e:
-        raise click.BadParameter(str(e), param_hint="'-f'") from None
-    except OSError as e:
-        raise click.BadParameter(f"cannot read {str(path)!r}: {e.strerror or e}", param_hint="'-f'") from None
-    text = data.decode("utf-8", errors="replace")
-    return text[:-1] if text.endswith("\n") else text
+    """-f FILE: the file's text (bytes that are not UTF-8 replaced), one trailing newline dropped."""
+    return without_final_newline(read_option_file(path, f"the prompt file {str(path)!r}", "-f", errors="replace"))
 
 
 def _remember_prompt(ctx: click.Context, param: click.Parameter, value):
